@@ -1,0 +1,64 @@
+// The `tether` command: parses flags and hands over to a library. Nothing worth testing lives here.
+#include <cstdint>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+
+#include "tether/core/random.hpp"
+#include "tether/demo/retry_storm_demo.hpp"
+
+#ifndef TETHER_VERSION
+#define TETHER_VERSION "unknown"
+#endif
+
+namespace {
+
+// Exit codes: 0 success, 1 failure while running, 2 usage error (as BSD sysexits' EX_USAGE is
+// too specific; 2 is what shells and most CLIs use for bad usage).
+constexpr int exit_ok = 0;
+constexpr int exit_failure = 1;
+constexpr int exit_usage = 2;
+
+} // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"tether: connection management for C++ services and the fleets they run in.\n"
+               "Pools, retries with backoff and budgets, circuit breakers, outlier ejection\n"
+               "and Prometheus metrics, as a library and as this command.",
+               "tether"};
+  app.set_version_flag("-V,--version", "tether " TETHER_VERSION);
+  app.require_subcommand(1);
+
+  auto* demo = app.add_subcommand(
+      "demo", "Show the resilience layer at work: a simulated retry storm, naive vs tether");
+  std::uint64_t seed = 1;
+  bool metrics = false;
+  demo->add_option("--seed", seed, "Seed of the simulation's random source")->capture_default_str();
+  demo->add_flag("--metrics", metrics, "Print the run's Prometheus exposition at the end");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    std::cout << app.help();
+    return exit_ok;
+  } catch (const CLI::CallForAllHelp&) {
+    std::cout << app.help("", CLI::AppFormatMode::All);
+    return exit_ok;
+  } catch (const CLI::CallForVersion& e) {
+    std::cout << e.what() << '\n';
+    return exit_ok;
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "tether: " << e.what() << "\nRun 'tether --help' for usage.\n";
+    return exit_usage;
+  }
+
+  try {
+    if (demo->parsed()) {
+      tether::demo::run_resilience_demo(std::cout, seed, metrics);
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "tether: " << e.what() << '\n';
+    return exit_failure;
+  }
+  return exit_ok;
+}

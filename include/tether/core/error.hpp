@@ -1,0 +1,33 @@
+#pragma once
+
+#include <string>
+#include <system_error>
+#include <type_traits>
+
+namespace tether {
+
+/// tether's own error conditions. Every completion reports an std::error_code; these are the
+/// values that do not come from the operating system.
+enum class errc {
+  pool_timeout = 1,  ///< no connection became free within the acquire timeout
+  pool_closed,       ///< the pool is closing or closed
+  circuit_open,      ///< a circuit breaker refused the call
+  budget_exhausted,  ///< the retry budget has no retry left to spend
+  deadline_exceeded, ///< the overall deadline passed
+  retries_exhausted, ///< every permitted attempt failed
+  overloaded,        ///< a concurrency limit (connections, pending, requests, retries) is full
+  host_ejected,      ///< the host is ejected by outlier detection
+};
+
+/// The category of tether::errc values; its name is "tether".
+[[nodiscard]] const std::error_category& error_category() noexcept;
+
+/// Makes an error_code from a tether::errc (found by argument-dependent lookup).
+[[nodiscard]] inline std::error_code make_error_code(errc e) noexcept {
+  return {static_cast<int>(e), error_category()};
+}
+
+} // namespace tether
+
+template <>
+struct std::is_error_code_enum<tether::errc> : std::true_type {};

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs every Debian package tether needs to build, test and benchmark.
+# Idempotent: packages already present are skipped, and apt is not touched when nothing is missing.
+set -euo pipefail
+
+packages=(
+  # toolchain
+  build-essential g++ cmake ninja-build pkg-config git
+  clang-14 lld-14 libclang-rt-14-dev clang-format clang-tidy
+  # libraries (design.md, "Dependencies")
+  libasio-dev libhttp-parser-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev
+  libspdlog-dev libfmt-dev prometheus-cpp-dev libssl-dev libpq-dev
+  # tests and benchmarks
+  libgtest-dev libgmock-dev libbenchmark-dev
+  # peers used by tests (promtool checks our metric exposition)
+  prometheus curl
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "setup: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+echo "setup: installing ${missing[*]}"
+sudo_cmd=()
+if [[ $(id -u) -ne 0 ]]; then
+  sudo_cmd=(sudo)
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -q
+# --no-install-recommends keeps the prometheus package from pulling a web UI stack we never use.
+"${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+echo "setup: done"
