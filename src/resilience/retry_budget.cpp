@@ -20,24 +20,26 @@ void windowed_retry_budget_options::validate() const {
   if (ttl < 1s || ttl > 60s) {
     throw std::invalid_argument("retry budget ttl must be between 1s and 60s");
   }
-  if (!(percent_can_retry >= 0.0 && percent_can_retry <= 10.0)) {
-    throw std::invalid_argument("retry budget percent_can_retry must be between 0 and 10");
+  if (!(percent_can_retry == 0.0 || (percent_can_retry >= 0.001 && percent_can_retry <= 10.0))) {
+    throw std::invalid_argument(
+        "retry budget percent_can_retry must be 0 or between 0.001 and 10 (0.2 means 20 %)");
   }
 }
 
 windowed_retry_budget::windowed_retry_budget(const windowed_retry_budget_options& options,
                                              const clock& clock)
-    : clock_{clock}, deposit_{deposit_scale},
-      // With nothing to earn retries by, a withdrawal costs more than any deposit (as Finagle).
+    : clock_{(options.validate(), clock)},
+      // With percent_can_retry 0 only the reserve can be spent, so deposits are worth nothing
+      // and a retry costs one unit (as Finagle).
+      deposit_{options.percent_can_retry == 0.0 ? 0 : deposit_scale},
       withdrawal_{options.percent_can_retry == 0.0
-                      ? deposit_scale + 1
+                      ? 1
                       : static_cast<std::int64_t>(static_cast<double>(deposit_scale) /
                                                   options.percent_can_retry)},
       reserve_{static_cast<std::int64_t>(options.min_retries_per_sec) *
                std::chrono::duration_cast<std::chrono::seconds>(options.ttl).count() *
                withdrawal_},
       slice_width_{options.ttl / static_cast<clock::duration::rep>(slices)} {
-  options.validate();
   current_slice_ = clock_.now().time_since_epoch() / slice_width_;
 }
 
@@ -96,12 +98,10 @@ void throttling_retry_budget_options::validate() const {
 }
 
 throttling_retry_budget::throttling_retry_budget(const throttling_retry_budget_options& options)
-    : max_milli_{static_cast<std::int64_t>(options.max_tokens) * 1000},
+    : max_milli_{(options.validate(), static_cast<std::int64_t>(options.max_tokens) * 1000)},
       // gRPC keeps three decimals of token_ratio; so do we, by counting thousandths.
       ratio_milli_{static_cast<std::int64_t>(std::lround(options.token_ratio * 1000.0))},
-      milli_tokens_{max_milli_} {
-  options.validate();
-}
+      milli_tokens_{max_milli_} {}
 
 void throttling_retry_budget::on_result(bool success) noexcept {
   std::int64_t current = milli_tokens_.load(std::memory_order_relaxed);

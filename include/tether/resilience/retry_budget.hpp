@@ -37,7 +37,7 @@ public:
 struct windowed_retry_budget_options {
   clock::duration ttl = 10s;           ///< how long a deposit counts, in [1 s, 60 s]
   std::uint32_t min_retries_per_sec = 10; ///< retries always allowed, even without traffic
-  double percent_can_retry = 0.2;      ///< retries per request, in [0, 10] (0.2 = 20 %)
+  double percent_can_retry = 0.2; ///< retries per request: 0, or in [0.001, 10] (0.2 = 20 %)
 
   /// Throws std::invalid_argument naming the field when a value is out of range.
   void validate() const;
@@ -59,7 +59,8 @@ public:
   [[nodiscard]] bool try_withdraw() noexcept override;
   [[nodiscard]] std::int64_t remaining() const noexcept override;
 
-  /// Units a request deposits and a retry withdraws (1000 and 1000 / percent_can_retry).
+  /// Units a request deposits and a retry withdraws (1000 and 1000 / percent_can_retry; 0 and 1
+  /// when percent_can_retry is 0).
   [[nodiscard]] std::int64_t deposit_units() const noexcept { return deposit_; }
   [[nodiscard]] std::int64_t withdrawal_units() const noexcept { return withdrawal_; }
 
