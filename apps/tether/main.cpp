@@ -27,7 +27,7 @@ int main(int argc, char** argv) {
                "and Prometheus metrics, as a library and as this command.",
                "tether"};
   app.set_version_flag("-V,--version", "tether " TETHER_VERSION);
-  app.require_subcommand(1);
+  app.require_subcommand(0, 1);
 
   auto* demo = app.add_subcommand(
       "demo", "Show the resilience layer at work: a simulated retry storm, naive vs tether");
@@ -52,6 +52,10 @@ int main(int argc, char** argv) {
     return exit_usage;
   }
 
+  if (app.get_subcommands().empty()) {
+    std::cerr << "tether: a subcommand is required\n\n" << app.help();
+    return exit_usage;
+  }
   try {
     if (demo->parsed()) {
       tether::demo::run_resilience_demo(std::cout, seed, metrics);

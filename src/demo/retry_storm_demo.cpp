@@ -51,8 +51,8 @@ resilience::retry_policy policy_for(gateway_mode mode) {
 
 struct simulation {
   simulation(gateway_mode gateway, std::uint64_t seed)
-      : mode{gateway}, random{seed}, policy{policy_for(gateway)},
-        breaker{"backend", breaker_options(), clock},
+      : mode{gateway}, random{seed}, policy{policy_for(gateway)}, breaker{"backend",
+                                                                          breaker_options(), clock},
         budget{resilience::windowed_retry_budget_options{}, clock} {
     report.mode = gateway;
     if (gateway == gateway_mode::naive) {

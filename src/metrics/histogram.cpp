@@ -13,8 +13,8 @@ const std::vector<double>& latency_buckets() {
 }
 
 histogram::histogram(std::vector<double> bounds)
-    : bounds_{std::move(bounds)},
-      counts_{std::make_unique<std::atomic<std::uint64_t>[]>(bounds_.size() + 1)} {
+    : bounds_{std::move(bounds)}, counts_{std::make_unique<std::atomic<std::uint64_t>[]>(
+                                      bounds_.size() + 1)} {
   if (!std::is_sorted(bounds_.begin(), bounds_.end()) ||
       std::adjacent_find(bounds_.begin(), bounds_.end()) != bounds_.end()) {
     throw std::invalid_argument("histogram bucket bounds must be strictly increasing");

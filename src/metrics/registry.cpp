@@ -1,6 +1,7 @@
 #include "tether/metrics/registry.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -11,7 +12,8 @@ namespace tether::metrics {
 namespace {
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 std::vector<prometheus::ClientMetric::Label> to_labels(const labels& l) {
@@ -37,8 +39,9 @@ void check_name(const std::string& name, metric_kind kind) {
       fail("may hold only lower-case letters, digits and '_'");
     }
   }
-  if (std::count(name.begin(), name.end(), '_') < 2) {
-    fail("must read tether_<subsystem>_<what>[_<unit>]");
+  if (std::count(name.begin(), name.end(), '_') < 2 || name.find("__") != std::string::npos ||
+      name.back() == '_') {
+    fail("must read tether_<subsystem>_<what>[_<unit>], with no empty part");
   }
   switch (kind) {
   case metric_kind::counter:
@@ -56,6 +59,20 @@ void check_name(const std::string& name, metric_kind kind) {
       fail("a histogram must be in a base unit: end in '_seconds' or '_bytes'");
     }
     break;
+  }
+}
+
+void check_labels(const std::string& metric, const labels& l) {
+  for (const auto& [name, value] : l) {
+    const bool starts_ok =
+        !name.empty() && (std::isalpha(static_cast<unsigned char>(name[0])) != 0 || name[0] == '_');
+    const bool rest_ok = std::all_of(name.begin(), name.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_';
+    });
+    if (!starts_ok || !rest_ok || name.rfind("__", 0) == 0 || name == "le") {
+      throw std::invalid_argument("metric '" + metric + "': label name '" + name +
+                                  "' is not a valid Prometheus label name");
+    }
   }
 }
 
@@ -84,7 +101,9 @@ callback_registration& callback_registration::operator=(callback_registration&& 
   return *this;
 }
 
-callback_registration::~callback_registration() { reset(); }
+callback_registration::~callback_registration() {
+  reset();
+}
 
 void callback_registration::reset() noexcept {
   if (auto f = family_.lock()) {
@@ -99,25 +118,26 @@ registry::registry() : prometheus_{std::make_shared<prometheus::Registry>()} {}
 
 registry::~registry() = default;
 
-void registry::claim(const std::string& name, metric_kind kind) {
+void registry::claim(const std::string& name, metric_kind kind, source from) {
   check_name(name, kind);
-  const auto [it, inserted] = names_.emplace(name, kind);
-  if (!inserted && it->second != kind) {
-    throw std::invalid_argument("metric name '" + name + "' is already used by another kind");
+  const auto [it, inserted] = names_.emplace(name, std::make_pair(kind, from));
+  if (!inserted && it->second != std::make_pair(kind, from)) {
+    throw std::invalid_argument("metric name '" + name +
+                                "' is already registered as another kind of metric");
   }
 }
 
 prometheus::Family<prometheus::Counter>& registry::counter(const std::string& name,
                                                            const std::string& help) {
   const std::lock_guard lock{mutex_};
-  claim(name, metric_kind::counter);
+  claim(name, metric_kind::counter, source::prometheus);
   return prometheus::BuildCounter().Name(name).Help(help).Register(*prometheus_);
 }
 
 prometheus::Family<prometheus::Gauge>& registry::gauge(const std::string& name,
                                                        const std::string& help) {
   const std::lock_guard lock{mutex_};
-  claim(name, metric_kind::gauge);
+  claim(name, metric_kind::gauge, source::prometheus);
   return prometheus::BuildGauge().Name(name).Help(help).Register(*prometheus_);
 }
 
@@ -125,7 +145,8 @@ histogram& registry::histogram_series(const std::string& name, const std::string
                                       const labels& series_labels,
                                       const std::vector<double>& bounds) {
   const std::lock_guard lock{mutex_};
-  claim(name, metric_kind::histogram);
+  check_labels(name, series_labels);
+  claim(name, metric_kind::histogram, source::histogram);
   auto& family = histograms_[name];
   if (!family) {
     family = std::make_unique<histogram_family>();
@@ -148,7 +169,8 @@ callback_registration registry::callback(const std::string& name, const std::str
     throw std::invalid_argument("metric '" + name + "': a callback is a counter or a gauge");
   }
   const std::lock_guard lock{mutex_};
-  claim(name, kind);
+  check_labels(name, series_labels);
+  claim(name, kind, source::callback);
   auto& family = callbacks_[name];
   if (!family) {
     family = std::make_shared<callback_registration::family>();
@@ -186,7 +208,8 @@ std::vector<prometheus::MetricFamily> registry::collect() const {
   }
   for (const auto& [name, family] : callbacks_) {
     const bool is_counter = family->kind == metric_kind::counter;
-    prometheus::MetricFamily mf{name, family->help,
+    prometheus::MetricFamily mf{name,
+                                family->help,
                                 is_counter ? prometheus::MetricType::Counter
                                            : prometheus::MetricType::Gauge,
                                 {}};

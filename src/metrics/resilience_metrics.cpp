@@ -41,10 +41,10 @@ void resilience_series::watch(registry& r, const resilience::cluster_limits& lim
       {"requests", &limits.requests},
       {"retries", &limits.retries}};
   for (const auto& [name, limit] : resources) {
-    registrations_.push_back(r.callback(
-        "tether_limit_remaining", "Units of a concurrency limit still free", metric_kind::gauge,
-        with(l, "resource", name),
-        [limit = limit] { return static_cast<double>(limit->remaining()); }));
+    registrations_.push_back(
+        r.callback("tether_limit_remaining", "Units of a concurrency limit still free",
+                   metric_kind::gauge, with(l, "resource", name),
+                   [limit = limit] { return static_cast<double>(limit->remaining()); }));
     registrations_.push_back(r.callback(
         "tether_limit_open", "1 when a concurrency limit is reached", metric_kind::gauge,
         with(l, "resource", name), [limit = limit] { return limit->open() ? 1.0 : 0.0; }));
@@ -60,12 +60,13 @@ void resilience_series::watch(registry& r, const resilience::retry_budget& budge
 
 void resilience_series::watch(registry& r, const resilience::outlier_detector& detector,
                               const labels& l) {
-  registrations_.push_back(r.callback(
-      "tether_outlier_hosts_ejected", "Hosts currently ejected by outlier detection",
-      metric_kind::gauge, l, [&detector] { return static_cast<double>(detector.ejected_count()); }));
-  registrations_.push_back(r.callback(
-      "tether_outlier_hosts", "Hosts watched by outlier detection", metric_kind::gauge, l,
-      [&detector] { return static_cast<double>(detector.host_count()); }));
+  registrations_.push_back(
+      r.callback("tether_outlier_hosts_ejected", "Hosts currently ejected by outlier detection",
+                 metric_kind::gauge, l,
+                 [&detector] { return static_cast<double>(detector.ejected_count()); }));
+  registrations_.push_back(
+      r.callback("tether_outlier_hosts", "Hosts watched by outlier detection", metric_kind::gauge,
+                 l, [&detector] { return static_cast<double>(detector.host_count()); }));
 }
 
 } // namespace tether::metrics

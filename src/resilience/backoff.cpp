@@ -91,8 +91,8 @@ clock::duration grpc_backoff::next(random_source& random) noexcept {
     ++attempts_;
   }
   current_ = scale_capped(current_, options_.multiplier, options_.max);
-  const auto spread = static_cast<clock::duration::rep>(
-      static_cast<double>(current_.count()) * options_.jitter);
+  const auto spread =
+      static_cast<clock::duration::rep>(static_cast<double>(current_.count()) * options_.jitter);
   return uniform_duration(random, current_ - clock::duration{spread},
                           current_ + clock::duration{spread});
 }

@@ -62,13 +62,12 @@ void circuit_breaker_options::validate() const {
 
 circuit_breaker::circuit_breaker(std::string name, const circuit_breaker_options& options,
                                  const clock& clock)
-    : name_{std::move(name)}, options_{options}, clock_{clock},
+    : name_{std::move(name)}, options_{(options.validate(), options)}, clock_{clock},
       state_word_{pack(0, breaker_state::closed)},
       count_window_{options.window_kind == sliding_window_kind::count_based ? options.window_size
                                                                             : 1U},
       time_window_{options.window_kind == sliding_window_kind::time_based ? options.window_size
                                                                           : 1U} {
-  options_.validate();
   if (options_.window_kind == sliding_window_kind::count_based) {
     // resilience4j: a count window can never hold more calls than its size.
     options_.minimum_calls = std::min(options_.minimum_calls, options_.window_size);
@@ -150,7 +149,10 @@ void circuit_breaker::record(permission p, bool failed, clock::duration elapsed)
     return;
   }
   const bool slow = elapsed >= options_.slow_call_duration;
-  const auto now = clock_.now();
+  // A count window needs no time unless the state changes: skip the clock read on the hot path.
+  const bool time_based = options_.window_kind == sliding_window_kind::time_based;
+  const clock::time_point read = time_based ? clock_.now() : clock::time_point{};
+  const auto now = [&] { return time_based ? read : clock_.now(); };
   pending_change change;
   {
     const std::lock_guard lock{mutex_};
@@ -163,10 +165,10 @@ void circuit_breaker::record(permission p, bool failed, clock::duration elapsed)
     case breaker_state::metrics_only: {
       const window_totals totals = options_.window_kind == sliding_window_kind::count_based
                                        ? count_window_.record(failed, slow)
-                                       : time_window_.record(now, failed, slow);
+                                       : time_window_.record(read, failed, slow);
       if (state_of(current) == breaker_state::closed && totals.calls >= options_.minimum_calls &&
           thresholds_exceeded(totals)) {
-        change = transition_locked(breaker_state::open, now);
+        change = transition_locked(breaker_state::open, now());
       }
       break;
     }
@@ -175,9 +177,8 @@ void circuit_breaker::record(permission p, bool failed, clock::duration elapsed)
       trials_.failed += failed ? 1U : 0U;
       trials_.slow += slow ? 1U : 0U;
       if (trials_.calls >= options_.permitted_calls_in_half_open) {
-        change = transition_locked(thresholds_exceeded(trials_) ? breaker_state::open
-                                                                : breaker_state::closed,
-                                   now);
+        change = transition_locked(
+            thresholds_exceeded(trials_) ? breaker_state::open : breaker_state::closed, now());
       }
       break;
     default:
@@ -262,11 +263,21 @@ void circuit_breaker::manual_transition(breaker_state to) {
   notify(change);
 }
 
-void circuit_breaker::transition_to_closed() { manual_transition(breaker_state::closed); }
-void circuit_breaker::transition_to_open() { manual_transition(breaker_state::open); }
-void circuit_breaker::transition_to_half_open() { manual_transition(breaker_state::half_open); }
-void circuit_breaker::transition_to_disabled() { manual_transition(breaker_state::disabled); }
-void circuit_breaker::transition_to_forced_open() { manual_transition(breaker_state::forced_open); }
+void circuit_breaker::transition_to_closed() {
+  manual_transition(breaker_state::closed);
+}
+void circuit_breaker::transition_to_open() {
+  manual_transition(breaker_state::open);
+}
+void circuit_breaker::transition_to_half_open() {
+  manual_transition(breaker_state::half_open);
+}
+void circuit_breaker::transition_to_disabled() {
+  manual_transition(breaker_state::disabled);
+}
+void circuit_breaker::transition_to_forced_open() {
+  manual_transition(breaker_state::forced_open);
+}
 void circuit_breaker::transition_to_metrics_only() {
   manual_transition(breaker_state::metrics_only);
 }

@@ -37,8 +37,7 @@ windowed_retry_budget::windowed_retry_budget(const windowed_retry_budget_options
                       : static_cast<std::int64_t>(static_cast<double>(deposit_scale) /
                                                   options.percent_can_retry)},
       reserve_{static_cast<std::int64_t>(options.min_retries_per_sec) *
-               std::chrono::duration_cast<std::chrono::seconds>(options.ttl).count() *
-               withdrawal_},
+               std::chrono::duration_cast<std::chrono::seconds>(options.ttl).count() * withdrawal_},
       slice_width_{options.ttl / static_cast<clock::duration::rep>(slices)} {
   current_slice_ = clock_.now().time_since_epoch() / slice_width_;
 }
@@ -107,7 +106,8 @@ void throttling_retry_budget::on_result(bool success) noexcept {
   std::int64_t current = milli_tokens_.load(std::memory_order_relaxed);
   std::int64_t next = 0;
   do {
-    next = success ? std::min(max_milli_, current + ratio_milli_) : std::max<std::int64_t>(0, current - 1000);
+    next = success ? std::min(max_milli_, current + ratio_milli_)
+                   : std::max<std::int64_t>(0, current - 1000);
     if (next == current) {
       return;
     }
@@ -120,9 +120,10 @@ bool throttling_retry_budget::try_withdraw() noexcept {
 }
 
 std::int64_t throttling_retry_budget::remaining() const noexcept {
-  // Failures it takes to reach the threshold (tokens <= max/2), i.e. retries still allowed.
+  // A retry follows the failure that prompted it, and that failure takes its token first: the
+  // retries still allowed are the k >= 1 with tokens - k > max / 2, i.e. ceil(tokens - max/2) - 1.
   const std::int64_t above = milli_tokens_.load(std::memory_order_relaxed) * 2 - max_milli_;
-  return above <= 0 ? 0 : (above + 1999) / 2000;
+  return above <= 0 ? 0 : (above + 1999) / 2000 - 1;
 }
 
 double throttling_retry_budget::tokens() const noexcept {

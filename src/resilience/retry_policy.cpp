@@ -39,7 +39,8 @@ bool retry_policy::is_retriable(const attempt_outcome& outcome) const noexcept {
     return has(c, retry_on::refused) || has(c, retry_on::connect_failure) ||
            has(c, retry_on::status_5xx) || has(c, retry_on::gateway_error);
   case attempt_result::reset:
-    return has(c, retry_on::reset) || has(c, retry_on::status_5xx);
+    return has(c, retry_on::reset) || has(c, retry_on::status_5xx) ||
+           has(c, retry_on::gateway_error);
   case attempt_result::timeout:
     return has(c, retry_on::timeout) || has(c, retry_on::reset) || has(c, retry_on::status_5xx) ||
            has(c, retry_on::gateway_error);
@@ -85,8 +86,8 @@ std::string_view to_string(give_up_reason reason) noexcept {
 
 retry_state::retry_state(const retry_policy& policy, const request_traits& request,
                          clock::time_point now, retry_budget* budget)
-    : policy_{policy}, budget_{budget},
-      idempotent_{is_idempotent_method(request.method) || request.has_idempotency_key},
+    : policy_{policy}, budget_{budget}, idempotent_{is_idempotent_method(request.method) ||
+                                                    request.has_idempotency_key},
       body_replayable_{request.body_replayable}, backoff_{policy.backoff},
       deadline_{policy.overall_timeout > clock::duration::zero() ? now + policy.overall_timeout
                                                                  : clock::time_point::max()} {
@@ -104,10 +105,14 @@ retry_decision retry_state::decide(const attempt_outcome& outcome, clock::time_p
     return retry_decision::give_up(give_up_reason::succeeded);
   }
   if (!policy_.is_retriable(outcome)) {
-    // Not a failure of the upstream as far as retrying goes (a 404, say): a success for the
-    // budget's purposes.
-    if (budget_ != nullptr) {
-      budget_->on_result(outcome.result == attempt_result::http_status && outcome.status < 500);
+    // A response below 500 (a 404, say) is the upstream working: a success for the budget and
+    // the request. A failure the policy does not retry is not reported to the budget, as gRPC's
+    // throttling counts only the failures it would retry.
+    if (outcome.result == attempt_result::http_status && outcome.status < 500) {
+      if (budget_ != nullptr) {
+        budget_->on_result(true);
+      }
+      return retry_decision::give_up(give_up_reason::succeeded);
     }
     return retry_decision::give_up(give_up_reason::not_retriable);
   }

@@ -31,8 +31,8 @@ window_totals count_window::record(bool failed, bool slow) noexcept {
     totals_.failed -= (slot & failed_bit) != 0 ? 1U : 0U;
     totals_.slow -= (slot & slow_bit) != 0 ? 1U : 0U;
   }
-  slot = static_cast<std::uint8_t>(recorded_bit | (failed ? failed_bit : 0U) |
-                                   (slow ? slow_bit : 0U));
+  slot =
+      static_cast<std::uint8_t>(recorded_bit | (failed ? failed_bit : 0U) | (slow ? slow_bit : 0U));
   ++totals_.calls;
   totals_.failed += failed ? 1U : 0U;
   totals_.slow += slow ? 1U : 0U;
@@ -70,8 +70,8 @@ window_totals time_window::record(clock::time_point now, bool failed, bool slow)
   const std::int64_t second =
       std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
   roll(second);
-  auto& b = buckets_[static_cast<std::size_t>(head_second_ %
-                                              static_cast<std::int64_t>(buckets_.size()))];
+  auto& b =
+      buckets_[static_cast<std::size_t>(head_second_ % static_cast<std::int64_t>(buckets_.size()))];
   for (window_totals* t : {&b, &totals_}) {
     t->calls += 1;
     t->failed += failed ? 1U : 0U;

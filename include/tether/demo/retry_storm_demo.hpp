@@ -16,20 +16,20 @@ enum class gateway_mode {
 /// Totals of one simulated run.
 struct storm_report {
   gateway_mode mode = gateway_mode::naive;
-  std::uint64_t requests = 0;             ///< client requests sent
-  std::uint64_t succeeded = 0;            ///< client requests answered 200
-  std::uint64_t backend_attempts = 0;     ///< attempts that reached the backend
-  std::uint64_t fault_requests = 0;       ///< client requests that started during the fault
+  std::uint64_t requests = 0;               ///< client requests sent
+  std::uint64_t succeeded = 0;              ///< client requests answered 200
+  std::uint64_t backend_attempts = 0;       ///< attempts that reached the backend
+  std::uint64_t fault_requests = 0;         ///< client requests that started during the fault
   std::uint64_t fault_backend_attempts = 0; ///< backend attempts during the fault
-  std::uint64_t rejected_by_breaker = 0;  ///< attempts the breaker refused
-  std::uint64_t refused_by_budget = 0;    ///< retries the budget refused
+  std::uint64_t rejected_by_breaker = 0;    ///< attempts the breaker refused
+  std::uint64_t refused_by_budget = 0;      ///< retries the budget refused
   std::vector<std::string> breaker_changes; ///< "12.340s closed -> open", ...
 
   /// Backend attempts per client request while the backend was failing.
   [[nodiscard]] double fault_amplification() const noexcept {
-    return fault_requests == 0 ? 0.0
-                               : static_cast<double>(fault_backend_attempts) /
-                                     static_cast<double>(fault_requests);
+    return fault_requests == 0
+               ? 0.0
+               : static_cast<double>(fault_backend_attempts) / static_cast<double>(fault_requests);
   }
 };
 

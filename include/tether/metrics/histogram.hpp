@@ -24,9 +24,7 @@ public:
   /// Records one value (seconds, for durations).
   void observe(double value) noexcept;
   /// Records a duration, in seconds.
-  void observe(clock::duration d) noexcept {
-    observe(std::chrono::duration<double>(d).count());
-  }
+  void observe(clock::duration d) noexcept { observe(std::chrono::duration<double>(d).count()); }
 
   [[nodiscard]] const std::vector<double>& bounds() const noexcept { return bounds_; }
   /// Observations in each bucket, not cumulative; the last is the +Inf bucket.

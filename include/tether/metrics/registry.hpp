@@ -63,7 +63,8 @@ public:
   ~registry();
 
   /// A counter family; `family.Add(labels)` gives a counter to keep and Increment().
-  prometheus::Family<prometheus::Counter>& counter(const std::string& name, const std::string& help);
+  prometheus::Family<prometheus::Counter>& counter(const std::string& name,
+                                                   const std::string& help);
   /// A gauge family; `family.Add(labels)` gives a gauge to keep and Set().
   prometheus::Family<prometheus::Gauge>& gauge(const std::string& name, const std::string& help);
   /// A histogram series (its family is made on first use); keep the reference and observe().
@@ -84,11 +85,13 @@ public:
 
 private:
   struct histogram_family;
-  void claim(const std::string& name, metric_kind kind);
+  // Which store a name's series live in: one name, one family, one store.
+  enum class source { prometheus, histogram, callback };
+  void claim(const std::string& name, metric_kind kind, source from);
 
   std::shared_ptr<prometheus::Registry> prometheus_;
   mutable std::mutex mutex_;
-  std::map<std::string, metric_kind> names_;
+  std::map<std::string, std::pair<metric_kind, source>> names_;
   std::map<std::string, std::unique_ptr<histogram_family>> histograms_;
   std::map<std::string, std::shared_ptr<callback_registration::family>> callbacks_;
 };

@@ -35,7 +35,9 @@ class exponential_backoff {
 public:
   explicit exponential_backoff(const exponential_backoff_options& options);
 
-  /// The delay before the next attempt. The n-th call (from 0) uses base * multiplier^n.
+  /// The delay before the next attempt. The n-th call (from 0) is bounded by
+  /// base * multiplier^n (capped) except with decorrelated jitter, which grows from the previous
+  /// delay instead and ignores the multiplier.
   [[nodiscard]] clock::duration next(random_source& random) noexcept;
 
   /// Starts the sequence over (after a success).

@@ -40,15 +40,15 @@ enum class sliding_window_kind : std::uint8_t {
 
 /// Settings of a circuit_breaker. Defaults are resilience4j's.
 struct circuit_breaker_options {
-  float failure_rate_threshold = 50.0F;   ///< percent; at or above it, the breaker opens
-  float slow_call_rate_threshold = 100.0F;///< percent of calls at least slow_call_duration long
+  float failure_rate_threshold = 50.0F;    ///< percent; at or above it, the breaker opens
+  float slow_call_rate_threshold = 100.0F; ///< percent of calls at least slow_call_duration long
   clock::duration slow_call_duration = 60s;
   sliding_window_kind window_kind = sliding_window_kind::count_based;
-  std::uint32_t window_size = 100;        ///< calls, or seconds for a time-based window
-  std::uint32_t minimum_calls = 100;      ///< calls needed before rates are judged
-  clock::duration wait_in_open = 60s;     ///< first wait in open
-  double wait_multiplier = 1.0;           ///< > 1: each reopening waits this much longer
-  clock::duration max_wait_in_open = 0s;  ///< cap on the growing wait; 0: no cap
+  std::uint32_t window_size = 100;       ///< calls, or seconds for a time-based window
+  std::uint32_t minimum_calls = 100;     ///< calls needed before rates are judged
+  clock::duration wait_in_open = 60s;    ///< first wait in open
+  double wait_multiplier = 1.0;          ///< > 1: each reopening waits this much longer
+  clock::duration max_wait_in_open = 0s; ///< cap on the growing wait; 0: no cap
   std::uint32_t permitted_calls_in_half_open = 10;
   clock::duration max_wait_in_half_open = 0s; ///< > 0: reopen if trials take longer; 0: wait
 
@@ -79,7 +79,8 @@ public:
   };
 
   /// Called after each state change, outside the breaker's lock, on whichever thread caused it.
-  using listener = std::function<void(const circuit_breaker&, breaker_state from, breaker_state to)>;
+  using listener =
+      std::function<void(const circuit_breaker&, breaker_state from, breaker_state to)>;
 
   circuit_breaker(std::string name, const circuit_breaker_options& options, const clock& clock);
   circuit_breaker(const circuit_breaker&) = delete;
@@ -146,7 +147,7 @@ private:
 
   // Read without the lock on every try_acquire; written under mutex_.
   std::atomic<std::uint64_t> state_word_;
-  std::atomic<clock::duration::rep> open_until_{0};   // open: when trials may start
+  std::atomic<clock::duration::rep> open_until_{0}; // open: when trials may start
   std::atomic<clock::duration::rep> half_open_since_{0};
   // half_open: (generation << 32) | trial calls left to hand out in that generation.
   std::atomic<std::uint64_t> trial_permits_{0};
@@ -155,8 +156,8 @@ private:
   mutable std::mutex mutex_;
   count_window count_window_;
   mutable time_window time_window_; // reading it drops expired buckets: no logical change
-  window_totals trials_{};           // half_open: outcomes of the trial calls
-  std::uint32_t openings_ = 0;       // consecutive openings, for the growing wait
+  window_totals trials_{};          // half_open: outcomes of the trial calls
+  std::uint32_t openings_ = 0;      // consecutive openings, for the growing wait
 };
 
 } // namespace tether::resilience

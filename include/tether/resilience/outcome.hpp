@@ -26,8 +26,8 @@ struct attempt_outcome {
   std::optional<clock::duration> retry_after{}; ///< the response's Retry-After, if any
 
   /// An outcome from a response's status: 2xx-4xx are successes as far as the connection goes.
-  [[nodiscard]] static attempt_outcome from_status(
-      int status, std::optional<clock::duration> retry_after = std::nullopt) noexcept {
+  [[nodiscard]] static attempt_outcome
+  from_status(int status, std::optional<clock::duration> retry_after = std::nullopt) noexcept {
     return {attempt_result::http_status, status, retry_after};
   }
 

@@ -29,13 +29,14 @@ public:
   /// Asks to spend one retry. `true`: the retry may go ahead (and has been paid for).
   [[nodiscard]] virtual bool try_withdraw() noexcept = 0;
 
-  /// Whole retries that could be spent now; exposed as the budget's `remaining` gauge.
+  /// Retries the budget would still allow if nothing else came in (each retry following a failed
+  /// attempt); exposed as the budget's `remaining` gauge.
   [[nodiscard]] virtual std::int64_t remaining() const noexcept = 0;
 };
 
 /// Settings of windowed_retry_budget. Defaults are Finagle's.
 struct windowed_retry_budget_options {
-  clock::duration ttl = 10s;           ///< how long a deposit counts, in [1 s, 60 s]
+  clock::duration ttl = 10s;              ///< how long a deposit counts, in [1 s, 60 s]
   std::uint32_t min_retries_per_sec = 10; ///< retries always allowed, even without traffic
   double percent_can_retry = 0.2; ///< retries per request: 0, or in [0.001, 10] (0.2 = 20 %)
 

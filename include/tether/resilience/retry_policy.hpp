@@ -21,7 +21,7 @@ enum class retry_on : std::uint32_t {
   reset = 1U << 2U,                 ///< reset, closed or per-try timeout before a response
   timeout = 1U << 3U,               ///< the per-try timeout passed
   status_5xx = 1U << 4U,            ///< any 5xx, or no response at all (Envoy's `5xx`)
-  gateway_error = 1U << 5U,         ///< 502, 503, 504, or a connect failure (`gateway-error`)
+  gateway_error = 1U << 5U,         ///< 502, 503, 504, or no response at all (`gateway-error`)
   retriable_status_codes = 1U << 6U ///< a status listed in retry_policy::retriable_status_codes
 };
 
@@ -32,12 +32,13 @@ enum class retry_on : std::uint32_t {
   return (static_cast<std::uint32_t>(set) & static_cast<std::uint32_t>(flag)) != 0;
 }
 
-/// When and how often to retry. Defaults are Envoy's route defaults, which retry only what was
-/// never sent: a connection that could not be made.
+/// When and how often to retry. Envoy's num_retries (1), timeout (15 s) and backoff; for the
+/// conditions, which Envoy leaves empty, tether retries only what was never sent: a connection
+/// that could not be made.
 struct retry_policy {
-  std::uint32_t max_attempts = 2;                     ///< attempts in all, the first included
-  clock::duration per_try_timeout = clock::duration::zero();   ///< 0: only the overall limit
-  clock::duration overall_timeout = std::chrono::seconds{15};  ///< covers every attempt; 0: none
+  std::uint32_t max_attempts = 2; ///< attempts in all, the first included
+  clock::duration per_try_timeout = clock::duration::zero();  ///< 0: only the overall limit
+  clock::duration overall_timeout = std::chrono::seconds{15}; ///< covers every attempt; 0: none
   retry_on conditions = retry_on::connect_failure | retry_on::refused;
   std::vector<int> retriable_status_codes{};
   exponential_backoff_options backoff{};
@@ -64,13 +65,13 @@ struct request_traits {
 
 /// Why a request will not be tried again.
 enum class give_up_reason : std::uint8_t {
-  succeeded,          ///< the attempt succeeded
-  not_retriable,      ///< the outcome is not one the policy retries
-  not_idempotent,     ///< the request was sent and may not be sent twice
-  body_not_replayable,///< the body was streamed upstream and not kept
-  attempts_exhausted, ///< max_attempts reached
-  deadline_exceeded,  ///< the next attempt could not start before the overall deadline
-  budget_exhausted,   ///< the retry budget refused
+  succeeded,           ///< the attempt succeeded, or got a final response below 500
+  not_retriable,       ///< the outcome is not one the policy retries
+  not_idempotent,      ///< the request was sent and may not be sent twice
+  body_not_replayable, ///< the body was streamed upstream and not kept
+  attempts_exhausted,  ///< max_attempts reached
+  deadline_exceeded,   ///< the next attempt could not start before the overall deadline
+  budget_exhausted,    ///< the retry budget refused
 };
 
 /// A short lower-case name of the reason ("budget_exhausted", ...).

@@ -81,7 +81,8 @@ TEST(errc, has_its_own_category_and_messages) {
   const std::error_code ec = errc::circuit_open;
   EXPECT_STREQ(ec.category().name(), "tether");
   EXPECT_EQ(ec.message(), "circuit breaker is open");
-  EXPECT_EQ(std::error_code{errc::pool_timeout}.message(), "timed out waiting for a pooled connection");
+  EXPECT_EQ(std::error_code{errc::pool_timeout}.message(),
+            "timed out waiting for a pooled connection");
   EXPECT_NE(ec, std::error_code{errc::budget_exhausted});
   EXPECT_TRUE(ec);
   EXPECT_NE(std::error_code(999, error_category()).message().find("999"), std::string::npos);

@@ -26,6 +26,8 @@ TEST(check_name, enforces_tethers_conventions) {
   EXPECT_THROW(check_name("tether_pool_wait_ms", metric_kind::histogram), std::invalid_argument);
   EXPECT_THROW(check_name("tether_Pool_idle", metric_kind::gauge), std::invalid_argument);
   EXPECT_THROW(check_name("tether_idle", metric_kind::gauge), std::invalid_argument);
+  EXPECT_THROW(check_name("tether__total", metric_kind::counter), std::invalid_argument);
+  EXPECT_THROW(check_name("tether_pool_idle_", metric_kind::gauge), std::invalid_argument);
   try {
     check_name("tether_retry_attempts", metric_kind::counter);
   } catch (const std::invalid_argument& e) {
@@ -38,9 +40,9 @@ TEST(histogram, buckets_are_less_or_equal_and_cumulate_at_exposition) {
   registry r;
   auto& h = r.histogram_series("tether_test_latency_seconds", "Test latency", {{"host", "a"}},
                                {0.1, 0.5, 1.0});
-  h.observe(0.1);  // le=0.1
-  h.observe(0.2);  // le=0.5
-  h.observe(2.0);  // +Inf
+  h.observe(0.1); // le=0.1
+  h.observe(0.2); // le=0.5
+  h.observe(2.0); // +Inf
   h.observe(300ms);
   EXPECT_EQ(h.count(), 4U);
   EXPECT_EQ(h.bucket_counts(), (std::vector<std::uint64_t>{1, 2, 0, 1}));
@@ -95,9 +97,26 @@ TEST(registry, refuses_a_name_used_by_another_kind) {
   registry r;
   r.gauge("tether_test_thing_count", "x");
   EXPECT_THROW(r.histogram_series("tether_test_thing_count", "x", {}), std::invalid_argument);
-  EXPECT_THROW(r.callback("tether_test_thing_count", "x", metric_kind::counter, {}, [] {
-    return 0.0;
-  }),
+  EXPECT_THROW(
+      r.callback("tether_test_thing_count", "x", metric_kind::counter, {}, [] { return 0.0; }),
+      std::invalid_argument);
+}
+
+TEST(registry, one_name_is_one_family) {
+  registry r;
+  r.gauge("tether_test_level_ratio", "x");
+  EXPECT_THROW(
+      r.callback("tether_test_level_ratio", "x", metric_kind::gauge, {}, [] { return 1.0; }),
+      std::invalid_argument);
+  EXPECT_NO_THROW(r.gauge("tether_test_level_ratio", "x")); // the same family again
+}
+
+TEST(registry, refuses_bad_label_names) {
+  registry r;
+  EXPECT_THROW(r.histogram_series("tether_test_wait_seconds", "h", {{"bad-name", "1"}}),
+               std::invalid_argument);
+  EXPECT_THROW(r.callback("tether_test_x_ratio", "h", metric_kind::gauge, {{"__reserved", "1"}},
+                          [] { return 1.0; }),
                std::invalid_argument);
 }
 
@@ -105,8 +124,8 @@ TEST(registry, callbacks_are_read_at_scrape_and_removed_with_their_registration)
   registry r;
   double value = 1;
   {
-    auto reg = r.callback("tether_test_level_ratio", "Level", metric_kind::gauge,
-                          {{"pool", "db"}}, [&value] { return value; });
+    auto reg = r.callback("tether_test_level_ratio", "Level", metric_kind::gauge, {{"pool", "db"}},
+                          [&value] { return value; });
     value = 42;
     EXPECT_TRUE(contains(r.expose(), "tether_test_level_ratio{pool=\"db\"} 42"));
   }

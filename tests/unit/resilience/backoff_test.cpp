@@ -136,9 +136,9 @@ TEST(grpc_backoff, jitter_reaches_both_ends_and_connect_timeout_has_a_floor) {
   scripted_random hi{{scripted_random::highest}};
   (void)low.next(lo);
   (void)high.next(hi);
-  EXPECT_EQ(low.next(lo), 1280ms);           // 1.6 s - 20 %
-  EXPECT_GE(high.next(hi), 1920ms - 1us);    // 1.6 s + 20 %
-  EXPECT_EQ(low.connect_timeout(), 20s);     // MIN_CONNECT_TIMEOUT
+  EXPECT_EQ(low.next(lo), 1280ms);        // 1.6 s - 20 %
+  EXPECT_GE(high.next(hi), 1920ms - 1us); // 1.6 s + 20 %
+  EXPECT_EQ(low.connect_timeout(), 20s);  // MIN_CONNECT_TIMEOUT
   for (int i = 0; i < 20; ++i) {
     (void)low.next(lo);
   }

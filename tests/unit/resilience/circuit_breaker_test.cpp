@@ -198,7 +198,7 @@ TEST_F(breaker_test, time_window_rolls_over_by_the_second) {
   call(*b, true);
   call(*b, false);
   EXPECT_EQ(b->state(), breaker_state::closed); // 4 calls: below the minimum
-  call(*b, true);                                // 2 of 5: 40 %
+  call(*b, true);                               // 2 of 5: 40 %
   EXPECT_EQ(b->state(), breaker_state::closed);
   call(*b, true); // 3 of 6
   EXPECT_EQ(b->state(), breaker_state::open);

@@ -19,9 +19,8 @@ struct outlier_test : ::testing::Test {
 
   std::unique_ptr<outlier_detector> make(std::size_t hosts) {
     auto d = std::make_unique<outlier_detector>(options, clock);
-    d->set_listener([this](const outlier_host& h, bool ejected) {
-      events.emplace_back(h.address(), ejected);
-    });
+    d->set_listener(
+        [this](const outlier_host& h, bool ejected) { events.emplace_back(h.address(), ejected); });
     for (std::size_t i = 0; i < hosts; ++i) {
       handles.push_back(d->add_host("10.0.0." + std::to_string(i + 1) + ":80"));
     }

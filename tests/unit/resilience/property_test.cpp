@@ -50,7 +50,8 @@ struct reference_breaker {
         calls.pop_front();
       }
     } else {
-      const auto second = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+      const auto second =
+          std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
       while (!calls.empty() && std::get<0>(calls.front()) <= second - o.window_size) {
         calls.pop_front();
       }
@@ -77,7 +78,8 @@ struct reference_breaker {
 
   void record(clock::time_point now, bool failed, bool slow) {
     if (state == breaker_state::closed) {
-      const auto second = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+      const auto second =
+          std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
       calls.emplace_back(second, failed, slow);
       drop_old(now);
       const auto n = static_cast<std::uint32_t>(calls.size());
@@ -190,9 +192,9 @@ TEST(budget_property, windowed_budget_agrees_with_the_reference_model) {
     const std::int64_t deposit = o.percent_can_retry == 0.0 ? 0 : 1000;
     const std::int64_t withdrawal =
         o.percent_can_retry == 0.0 ? 1 : static_cast<std::int64_t>(1000.0 / o.percent_can_retry);
-    const std::int64_t reserve =
-        static_cast<std::int64_t>(o.min_retries_per_sec) *
-        std::chrono::duration_cast<std::chrono::seconds>(o.ttl).count() * withdrawal;
+    const std::int64_t reserve = static_cast<std::int64_t>(o.min_retries_per_sec) *
+                                 std::chrono::duration_cast<std::chrono::seconds>(o.ttl).count() *
+                                 withdrawal;
     std::vector<std::pair<std::int64_t, std::int64_t>> entries; // (slice number, units)
     auto balance = [&] {
       const std::int64_t now_slice = clock.now().time_since_epoch() / slice;
@@ -286,6 +288,7 @@ TEST(outlier_property, detector_agrees_with_the_reference_model) {
             }
           } else if (m.multiplier > 0 && clock.now() - m.unejected_at >= o.interval) {
             --m.multiplier;
+            m.unejected_at = clock.now();
           }
         }
         continue;
@@ -302,10 +305,12 @@ TEST(outlier_property, detector_agrees_with_the_reference_model) {
       if (!m.ejected) {
         m.s5xx = outcome.is_5xx() ? m.s5xx + 1 : 0;
         m.gateway = outcome.is_gateway_error() ? m.gateway + 1 : 0;
-        const bool trip = (o.consecutive_5xx != 0 && m.s5xx >= o.consecutive_5xx) ||
-                          (o.consecutive_gateway_failure != 0 && m.gateway >= o.consecutive_gateway_failure);
+        const bool trip =
+            (o.consecutive_5xx != 0 && m.s5xx >= o.consecutive_5xx) ||
+            (o.consecutive_gateway_failure != 0 && m.gateway >= o.consecutive_gateway_failure);
         if (trip) {
-          const auto out = std::count_if(model.begin(), model.end(), [](auto& x) { return x.ejected; });
+          const auto out =
+              std::count_if(model.begin(), model.end(), [](auto& x) { return x.ejected; });
           if (out == 0 || static_cast<double>(out + 1) * 100.0 <= o.max_ejection_percent * n) {
             expect_eject = true;
             m.ejected = true;

@@ -102,7 +102,7 @@ TEST(throttling_retry_budget, follows_grpc_retry_throttling) {
   throttling_retry_budget b{{10, 0.5}};
   EXPECT_DOUBLE_EQ(b.tokens(), 10.0);
   EXPECT_TRUE(b.try_withdraw());
-  EXPECT_EQ(b.remaining(), 5);
+  EXPECT_EQ(b.remaining(), 4); // failures at 9, 8, 7, 6 tokens are retried; at 5 not
   for (int i = 0; i < 4; ++i) {
     b.on_result(false);
   }
@@ -113,7 +113,12 @@ TEST(throttling_retry_budget, follows_grpc_retry_throttling) {
   b.on_result(true);
   EXPECT_DOUBLE_EQ(b.tokens(), 5.5);
   EXPECT_TRUE(b.try_withdraw());
-  EXPECT_EQ(b.remaining(), 1);
+  EXPECT_EQ(b.remaining(), 0); // the next failure leaves 4.5: not retried
+  for (int i = 0; i < 6; ++i) {
+    b.on_result(true);
+  }
+  EXPECT_DOUBLE_EQ(b.tokens(), 8.5);
+  EXPECT_EQ(b.remaining(), 3); // 7.5, 6.5, 5.5
 }
 
 TEST(throttling_retry_budget, stays_between_zero_and_max) {

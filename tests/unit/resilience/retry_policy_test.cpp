@@ -52,7 +52,8 @@ TEST_F(retry_policy_test, conditions_match_envoys_retry_on) {
   }
   EXPECT_FALSE(gateway.is_retriable(attempt_outcome::from_status(505)));
   EXPECT_TRUE(gateway.is_retriable(connect_failed));
-  EXPECT_FALSE(gateway.is_retriable(reset_before_response));
+  EXPECT_TRUE(gateway.is_retriable(reset_before_response));
+  EXPECT_TRUE(gateway.is_retriable(timed_out));
 
   const auto reset = policy_with(retry_on::reset);
   EXPECT_TRUE(reset.is_retriable(reset_before_response));
