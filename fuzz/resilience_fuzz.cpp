@@ -9,6 +9,7 @@
 //   - outlier detection never ejects more than its cap.
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <vector>
@@ -24,13 +25,22 @@ namespace {
 using namespace std::chrono_literals;
 namespace res = tether::resilience;
 
-void check(bool ok) {
-  if (!ok) {
-    std::abort();
-  }
+void fail(const char* what, int line) {
+  std::fprintf(stderr, "resilience_fuzz: invariant broken at line %d: %s\n", line, what);
+  std::abort();
 }
 
 } // namespace
+
+// A macro so the report names the invariant and its line.
+#define check(cond)                                                                                \
+  do {                                                                                             \
+    if (!(cond)) {                                                                                 \
+      fail(#cond, __LINE__);                                                                       \
+    }                                                                                              \
+  } while (false)
+
+namespace {} // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size < 4) {

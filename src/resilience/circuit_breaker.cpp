@@ -258,6 +258,11 @@ void circuit_breaker::manual_transition(breaker_state to) {
   pending_change change;
   {
     const std::lock_guard lock{mutex_};
+    // Asking for the state the breaker is in changes nothing (use reset() to start over): in
+    // half-open, a second transition would hand out a fresh set of trial permits.
+    if (state_of(state_word_.load(std::memory_order_relaxed)) == to) {
+      return;
+    }
     change = transition_locked(to, clock_.now());
   }
   notify(change);

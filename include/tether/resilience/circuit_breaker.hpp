@@ -105,7 +105,8 @@ public:
   [[nodiscard]] const std::string& name() const noexcept { return name_; }
   [[nodiscard]] const circuit_breaker_options& options() const noexcept { return options_; }
 
-  /// Manual transitions, as resilience4j's transitionTo*State().
+  /// Manual transitions, as resilience4j's transitionTo*State(). Asking for the current state
+  /// changes nothing.
   void transition_to_closed();
   void transition_to_open();
   void transition_to_half_open();

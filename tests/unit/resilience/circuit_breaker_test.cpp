@@ -267,6 +267,17 @@ TEST_F(breaker_test, manual_states_behave_as_resilience4j) {
   EXPECT_EQ(transitions.back(), (transition{breaker_state::forced_open, breaker_state::closed}));
 }
 
+TEST_F(breaker_test, a_manual_transition_to_the_current_state_changes_nothing) {
+  auto b = make(small_count_window());
+  b->transition_to_half_open();
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(b->try_acquire());
+  }
+  b->transition_to_half_open(); // must not hand out three more trial permits
+  EXPECT_FALSE(b->try_acquire());
+  EXPECT_EQ(transitions.size(), 1U);
+}
+
 TEST_F(breaker_test, the_listener_may_call_back_into_the_breaker) {
   auto b = std::make_unique<circuit_breaker>("backend", small_count_window(), clock);
   std::vector<breaker_state> seen;
