@@ -1,6 +1,7 @@
 #include "tether/metrics/histogram.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <stdexcept>
 
 namespace tether::metrics {
@@ -15,6 +16,9 @@ const std::vector<double>& latency_buckets() {
 histogram::histogram(std::vector<double> bounds)
     : bounds_{std::move(bounds)}, counts_{std::make_unique<std::atomic<std::uint64_t>[]>(
                                       bounds_.size() + 1)} {
+  if (!std::all_of(bounds_.begin(), bounds_.end(), [](double b) { return std::isfinite(b); })) {
+    throw std::invalid_argument("histogram bucket bounds must be finite (+Inf is implied)");
+  }
   if (!std::is_sorted(bounds_.begin(), bounds_.end()) ||
       std::adjacent_find(bounds_.begin(), bounds_.end()) != bounds_.end()) {
     throw std::invalid_argument("histogram bucket bounds must be strictly increasing");
@@ -22,6 +26,9 @@ histogram::histogram(std::vector<double> bounds)
 }
 
 void histogram::observe(double value) noexcept {
+  if (std::isnan(value)) {
+    return; // would poison the sum forever
+  }
   // Bucket i holds values in (bounds[i-1], bounds[i]]: Prometheus buckets are "less or equal".
   const auto it = std::lower_bound(bounds_.begin(), bounds_.end(), value);
   counts_[static_cast<std::size_t>(it - bounds_.begin())].fetch_add(1, std::memory_order_relaxed);

@@ -25,6 +25,25 @@ std::vector<prometheus::ClientMetric::Label> to_labels(const labels& l) {
   return out;
 }
 
+bool ascii_letter(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+}
+
+// Prometheus label names: [a-zA-Z_][a-zA-Z0-9_]*, "__" prefix reserved; `le` is the histogram's.
+void check_labels(const std::string& metric, const labels& l, metric_kind kind) {
+  for (const auto& [name, value] : l) {
+    const bool valid =
+        !name.empty() && ascii_letter(name[0]) &&
+        std::all_of(name.begin(), name.end(),
+                    [](char c) { return ascii_letter(c) || (c >= '0' && c <= '9'); }) &&
+        name.rfind("__", 0) != 0 && !(kind == metric_kind::histogram && name == "le");
+    if (!valid) {
+      throw std::invalid_argument("metric '" + metric + "': label name '" + name +
+                                  "' is not a valid Prometheus label name");
+    }
+  }
+}
+
 } // namespace
 
 void check_name(const std::string& name, metric_kind kind) {
@@ -59,20 +78,6 @@ void check_name(const std::string& name, metric_kind kind) {
       fail("a histogram must be in a base unit: end in '_seconds' or '_bytes'");
     }
     break;
-  }
-}
-
-void check_labels(const std::string& metric, const labels& l) {
-  for (const auto& [name, value] : l) {
-    const bool starts_ok =
-        !name.empty() && (std::isalpha(static_cast<unsigned char>(name[0])) != 0 || name[0] == '_');
-    const bool rest_ok = std::all_of(name.begin(), name.end(), [](char c) {
-      return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_';
-    });
-    if (!starts_ok || !rest_ok || name.rfind("__", 0) == 0 || name == "le") {
-      throw std::invalid_argument("metric '" + metric + "': label name '" + name +
-                                  "' is not a valid Prometheus label name");
-    }
   }
 }
 
@@ -145,7 +150,7 @@ histogram& registry::histogram_series(const std::string& name, const std::string
                                       const labels& series_labels,
                                       const std::vector<double>& bounds) {
   const std::lock_guard lock{mutex_};
-  check_labels(name, series_labels);
+  check_labels(name, series_labels, metric_kind::histogram);
   claim(name, metric_kind::histogram, source::histogram);
   auto& family = histograms_[name];
   if (!family) {
@@ -169,7 +174,7 @@ callback_registration registry::callback(const std::string& name, const std::str
     throw std::invalid_argument("metric '" + name + "': a callback is a counter or a gauge");
   }
   const std::lock_guard lock{mutex_};
-  check_labels(name, series_labels);
+  check_labels(name, series_labels, kind);
   claim(name, kind, source::callback);
   auto& family = callbacks_[name];
   if (!family) {
@@ -179,6 +184,12 @@ callback_registration registry::callback(const std::string& name, const std::str
     family->kind = kind;
   }
   const std::lock_guard family_lock{family->mutex};
+  for (const auto& [id, entry] : family->series) {
+    if (entry.first == series_labels) {
+      throw std::invalid_argument("metric '" + name +
+                                  "': a series with these labels is already registered");
+    }
+  }
   const std::uint64_t id = family->next_id++;
   family->series.emplace(id, std::make_pair(series_labels, std::move(read)));
   return callback_registration{family, id};

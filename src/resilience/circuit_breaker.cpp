@@ -46,6 +46,9 @@ void circuit_breaker_options::validate() const {
   require(slow_call_duration > clock::duration::zero(),
           "circuit breaker slow_call_duration must be greater than 0");
   require(window_size >= 1, "circuit breaker window_size must be at least 1");
+  require(window_kind == sliding_window_kind::count_based ? window_size <= 1'000'000
+                                                          : window_size <= 3600,
+          "circuit breaker window_size must be at most 1000000 calls or 3600 seconds");
   require(minimum_calls >= 1, "circuit breaker minimum_calls must be at least 1");
   require(wait_in_open > clock::duration::zero(),
           "circuit breaker wait_in_open must be greater than 0");

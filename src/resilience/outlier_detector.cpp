@@ -131,7 +131,9 @@ std::vector<std::shared_ptr<outlier_host>> outlier_detector::on_interval() {
       } else if (multiplier > 0 && now - host->unejected_at_ >= options_.interval) {
         // A host that stayed in for a whole interval earns back one step of its multiplier.
         host->multiplier_.store(multiplier - 1, std::memory_order_relaxed);
-        host->unejected_at_ = now; // the next step needs another whole interval
+        // Step the mark by one interval, not to `now`, so a sweep that runs late does not cost
+        // the host its next step.
+        host->unejected_at_ += options_.interval;
       }
     }
   }

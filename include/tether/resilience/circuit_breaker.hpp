@@ -60,7 +60,7 @@ struct circuit_breaker_options {
 struct breaker_metrics {
   breaker_state state = breaker_state::closed;
   window_totals window{};          ///< the current window (the trial calls, in half-open)
-  std::uint64_t not_permitted = 0; ///< calls refused since construction
+  std::uint64_t not_permitted = 0; ///< calls refused since construction or reset()
 };
 
 /// A circuit breaker with resilience4j's semantics. Thread-safe: several workers may share one.

@@ -35,7 +35,7 @@ public:
   void clear() noexcept;
 
 private:
-  std::vector<std::uint8_t> ring_; // bit 0: failed, bit 1: slow
+  std::vector<std::uint8_t> ring_; // bit 0: failed, bit 1: slow, bit 2: holds a call
   std::uint32_t next_ = 0;
   window_totals totals_{};
 };

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <limits>
 #include <thread>
 
 #include "tether/metrics/histogram.hpp"
@@ -65,6 +67,10 @@ TEST(histogram, the_same_series_is_returned_twice_and_bounds_must_agree) {
                std::invalid_argument);
   EXPECT_THROW(histogram({1.0, 1.0}), std::invalid_argument);
   EXPECT_THROW(histogram({2.0, 1.0}), std::invalid_argument);
+  EXPECT_THROW(histogram({1.0, std::numeric_limits<double>::infinity()}), std::invalid_argument);
+  histogram h{{1.0}};
+  h.observe(std::nan(""));
+  EXPECT_EQ(h.count(), 0U);
 }
 
 TEST(histogram, two_threads_lose_no_observation) {
@@ -118,6 +124,14 @@ TEST(registry, refuses_bad_label_names) {
   EXPECT_THROW(r.callback("tether_test_x_ratio", "h", metric_kind::gauge, {{"__reserved", "1"}},
                           [] { return 1.0; }),
                std::invalid_argument);
+  EXPECT_THROW(r.histogram_series("tether_test_wait_seconds", "h", {{"le", "1"}}),
+               std::invalid_argument);
+  auto ok =
+      r.callback("tether_test_x_ratio", "h", metric_kind::gauge, {{"le", "1"}}, [] { return 1.0; });
+  EXPECT_THROW(
+      r.callback("tether_test_x_ratio", "h", metric_kind::gauge, {{"le", "1"}}, [] { return 2.0; }),
+      std::invalid_argument)
+      << "two series with the same labels would make the scrape invalid";
 }
 
 TEST(registry, callbacks_are_read_at_scrape_and_removed_with_their_registration) {

@@ -304,6 +304,10 @@ TEST_F(breaker_test, rejects_bad_options) {
   o = small_count_window();
   o.permitted_calls_in_half_open = 0;
   EXPECT_THROW(circuit_breaker("x", o, clock), std::invalid_argument);
+  o = small_count_window();
+  o.window_kind = sliding_window_kind::time_based;
+  o.window_size = 100000; // seconds: refused before a bucket is allocated
+  EXPECT_THROW(circuit_breaker("x", o, clock), std::invalid_argument);
 }
 
 // Two workers share one breaker through a half-open episode: no more trial calls than permitted

@@ -288,7 +288,7 @@ TEST(outlier_property, detector_agrees_with_the_reference_model) {
             }
           } else if (m.multiplier > 0 && clock.now() - m.unejected_at >= o.interval) {
             --m.multiplier;
-            m.unejected_at = clock.now();
+            m.unejected_at += o.interval;
           }
         }
         continue;
