@@ -25,6 +25,8 @@ public:
       return "concurrency limit reached";
     case errc::host_ejected:
       return "host ejected by outlier detection";
+    case errc::blocking_on_worker:
+      return "blocking call on the pool's own thread (it would wait for itself); use the async API";
     }
     return "unknown tether error " + std::to_string(value);
   }

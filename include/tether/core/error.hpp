@@ -17,6 +17,7 @@ enum class errc {
   retries_exhausted, ///< every permitted attempt failed
   overloaded,        ///< a concurrency limit (connections, pending, requests, retries) is full
   host_ejected,      ///< the host is ejected by outlier detection
+  blocking_on_worker, ///< a blocking call was made on the thread that must serve it
 };
 
 /// The category of tether::errc values; its name is "tether".

@@ -1,0 +1,666 @@
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <concepts>
+#include <cstdint>
+#include <deque>
+#include <future>
+#include <memory>
+#include <source_location>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/dispatch.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/io_context.hpp>
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include "tether/core/clock.hpp"
+#include "tether/core/error.hpp"
+#include "tether/core/random.hpp"
+#include "tether/pool/pool_options.hpp"
+#include "tether/resilience/backoff.hpp"
+
+namespace tether::pool {
+
+/// What the pool needs of a connection type: open one, check one cheaply before hand-out,
+/// validate one (a ping, for keepalive and validation on borrow), and close one.
+template <class C>
+concept connector = requires(C& c, typename C::connection_type& conn,
+                             std::unique_ptr<typename C::connection_type>& out) {
+  { c.async_connect(out) } -> std::same_as<asio::awaitable<std::error_code>>;
+  { c.async_validate(conn) } -> std::same_as<asio::awaitable<bool>>;
+  { c.is_usable(conn) } -> std::same_as<bool>;
+  { c.close(conn) } -> std::same_as<void>;
+};
+
+template <connector Connector, class Executor, class Timer>
+class connection_pool;
+
+namespace detail {
+
+/// One connection and what the pool knows of it. The pool keeps one list per state, as Envoy's
+/// conn_pool_base: `idle_` (a stack, so the most recently used goes out first and the rest can
+/// time out) and the leased or probing ones counted in `active_`.
+template <class Connection>
+struct pooled {
+  enum class state : std::uint8_t { idle, leased, probing };
+
+  std::unique_ptr<Connection> connection;
+  clock::time_point created{};
+  clock::time_point expires{};    // created + lifetime (jittered); max() when unlimited
+  clock::time_point last_used{};  // when it last went idle
+  clock::time_point last_probe{}; // when a keepalive probe last passed
+  clock::time_point leased_at{};
+  std::source_location leased_from{};
+  state current = state::idle;
+  bool broken = false; // its lease marked it broken
+  bool evict = false;  // close it when it comes back
+  bool leak_reported = false;
+};
+
+} // namespace detail
+
+/// Holds one pooled connection. Dropping it gives the connection back to the pool (from any
+/// thread); a connection marked broken is closed instead and never handed out again. A lease
+/// keeps its pool alive.
+template <connector Connector, class Executor, class Timer>
+class basic_lease {
+public:
+  using pool_type = connection_pool<Connector, Executor, Timer>;
+  using connection_type = typename Connector::connection_type;
+
+  basic_lease() noexcept = default;
+  basic_lease(basic_lease&& other) noexcept
+      : pool_{std::move(other.pool_)}, entry_{std::exchange(other.entry_, nullptr)} {}
+  basic_lease& operator=(basic_lease&& other) noexcept {
+    if (this != &other) {
+      reset();
+      pool_ = std::move(other.pool_);
+      entry_ = std::exchange(other.entry_, nullptr);
+    }
+    return *this;
+  }
+  basic_lease(const basic_lease&) = delete;
+  basic_lease& operator=(const basic_lease&) = delete;
+  ~basic_lease() { reset(); }
+
+  explicit operator bool() const noexcept { return entry_ != nullptr; }
+  connection_type& operator*() const noexcept { return *entry_->connection; }
+  connection_type* operator->() const noexcept { return entry_->connection.get(); }
+
+  /// The connection is in an unknown state (an error mid-exchange): close it on return.
+  void mark_broken() noexcept {
+    if (entry_ != nullptr) {
+      entry_->broken = true;
+    }
+  }
+
+  /// Gives the connection back now.
+  void reset() noexcept;
+
+private:
+  friend pool_type;
+  basic_lease(std::shared_ptr<pool_type> pool, detail::pooled<connection_type>* entry) noexcept
+      : pool_{std::move(pool)}, entry_{entry} {}
+
+  std::shared_ptr<pool_type> pool_;
+  detail::pooled<connection_type>* entry_ = nullptr;
+};
+
+/// A pool of connections made by `Connector`, served on one executor: an io_context's executor
+/// for a thread-per-core worker, or a strand when several threads share the pool. Everything the
+/// pool does runs there, so its state needs no lock; leases dropped on other threads post back.
+///
+/// HikariCP's semantics: fixed or dynamic size (max_size, min_idle), acquire timeout, idle
+/// timeout above min_idle, max lifetime with up to 2.5 % jitter, keepalive probes, validation on
+/// borrow, leak detection; waiters are served first come, first served. Reconnects to a failing
+/// host back off with gRPC's connection backoff. See docs/pool.md for the states.
+template <connector Connector, class Executor = asio::io_context::executor_type,
+          class Timer = asio::basic_waitable_timer<
+              std::chrono::steady_clock, asio::wait_traits<std::chrono::steady_clock>, Executor>>
+class connection_pool
+    : public std::enable_shared_from_this<connection_pool<Connector, Executor, Timer>> {
+  struct private_tag {};
+
+public:
+  using connection_type = typename Connector::connection_type;
+  using lease = basic_lease<Connector, Executor, Timer>;
+  using entry = detail::pooled<connection_type>;
+
+  /// What an acquire gives: a lease, or why there is none (pool_timeout, pool_closed, the
+  /// connect error when the host cannot be reached, operation_aborted when cancelled).
+  struct acquire_result {
+    std::error_code error;
+    lease connection;
+  };
+
+  /// Makes a pool. Call start() to prefill it and begin housekeeping.
+  static std::shared_ptr<connection_pool>
+  create(Executor executor, Connector connector, const pool_options& options,
+         const clock& clock = monotonic_clock::instance(),
+         std::shared_ptr<pool_observer> observer = {},
+         std::uint64_t seed = default_random::entropy_seed()) {
+    options.validate();
+    return std::make_shared<connection_pool>(private_tag{}, std::move(executor),
+                                             std::move(connector), options, clock,
+                                             std::move(observer), seed);
+  }
+
+  connection_pool(private_tag, Executor executor, Connector connector, const pool_options& options,
+                  const clock& clock, std::shared_ptr<pool_observer> observer, std::uint64_t seed)
+      : executor_{std::move(executor)}, connector_{std::move(connector)}, options_{options},
+        min_idle_{options.effective_min_idle()}, clock_{clock},
+        observer_{observer ? std::move(observer) : std::make_shared<pool_observer>()},
+        random_{seed}, backoff_{options.connect_backoff}, housekeeping_timer_{executor_},
+        drain_timer_{executor_} {}
+
+  connection_pool(const connection_pool&) = delete;
+  connection_pool& operator=(const connection_pool&) = delete;
+
+  /// Prefills min_idle connections and starts the housekeeper. Call once.
+  void start() {
+    asio::dispatch(executor_, [self = this->shared_from_this()] {
+      asio::co_spawn(self->executor_, self->housekeeper(), asio::detached);
+    });
+  }
+
+  /// Acquires a connection, waiting up to `timeout` (the pool's acquire_timeout by default).
+  /// Cancellable: a cancelled acquire leaves the queue and ends with operation_aborted.
+  asio::awaitable<acquire_result>
+  async_acquire(std::optional<clock::duration> timeout = std::nullopt,
+                std::source_location where = std::source_location::current()) {
+    if (!executor_.running_in_this_thread()) {
+      // Hop to the pool's executor for the acquire; the caller resumes on its own.
+      co_return co_await asio::co_spawn(
+          executor_, acquire_on(this->shared_from_this(), timeout, where), asio::use_awaitable);
+    }
+    co_return co_await acquire_here(timeout, where);
+  }
+
+  /// Acquires from a thread that is not the pool's (a caller without coroutines). Blocks the
+  /// calling thread, never the pool's: called on the pool's own thread it returns
+  /// errc::blocking_on_worker at once instead of waiting for itself.
+  acquire_result acquire(std::optional<clock::duration> timeout = std::nullopt,
+                         std::source_location where = std::source_location::current()) {
+    if (executor_.running_in_this_thread()) {
+      return {make_error_code(errc::blocking_on_worker), {}};
+    }
+    std::promise<acquire_result> promise;
+    auto done = promise.get_future();
+    asio::co_spawn(executor_, acquire_on(this->shared_from_this(), timeout, where),
+                   [&promise](std::exception_ptr e, acquire_result r) {
+                     if (e) {
+                       promise.set_exception(e);
+                     } else {
+                       promise.set_value(std::move(r));
+                     }
+                   });
+    return done.get();
+  }
+
+  /// Stops handing out connections (waiters get pool_closed), closes idle ones, lets leases come
+  /// home for up to drain_timeout, then closes the rest. Run it on any executor.
+  asio::awaitable<void> async_close() {
+    co_await asio::co_spawn(executor_, close_on(this->shared_from_this()), asio::use_awaitable);
+  }
+
+  /// The pool's counts, readable from any thread.
+  [[nodiscard]] pool_stats stats() const noexcept {
+    pool_stats s;
+    s.idle = idle_count_.load(std::memory_order_relaxed);
+    s.active = active_count_.load(std::memory_order_relaxed);
+    s.total = s.idle + s.active;
+    s.pending = pending_count_.load(std::memory_order_relaxed);
+    s.connecting = connecting_count_.load(std::memory_order_relaxed);
+    s.max = options_.max_size;
+    s.min_idle = min_idle_;
+    return s;
+  }
+
+  [[nodiscard]] const pool_options& options() const noexcept { return options_; }
+  [[nodiscard]] const Executor& get_executor() const noexcept { return executor_; }
+  [[nodiscard]] Connector& get_connector() noexcept { return connector_; }
+
+private:
+  friend lease;
+  enum class pool_state : std::uint8_t { open, closing, closed };
+
+  // A suspended acquirer. Lives in its coroutine's frame; the pool holds a pointer while it
+  // waits. The hand-off sets the result and cancels the timer, which wakes the coroutine.
+  struct waiter {
+    explicit waiter(const Executor& ex) : timer{ex} {}
+    Timer timer;
+    entry* handed = nullptr;
+    std::error_code error;
+    bool done = false;
+    std::source_location where{};
+    clock::time_point since{};
+  };
+
+  // Coroutines that own a reference to the pool while they run on its executor. (Free functions
+  // with the pool as a by-value parameter rather than capturing lambdas: g++ 12 mishandles the
+  // lifetime of a lambda coroutine's captures when co_spawn moves the lambda.)
+  static asio::awaitable<acquire_result> acquire_on(std::shared_ptr<connection_pool> self,
+                                                    std::optional<clock::duration> timeout,
+                                                    std::source_location where) {
+    co_return co_await self->acquire_here(timeout, where);
+  }
+
+  static asio::awaitable<void> close_on(std::shared_ptr<connection_pool> self) {
+    co_await self->close_here();
+  }
+
+  // --- acquiring ---------------------------------------------------------------------------
+
+  asio::awaitable<acquire_result> acquire_here(std::optional<clock::duration> timeout,
+                                               std::source_location where) {
+    if (state_ != pool_state::open) {
+      co_return acquire_result{make_error_code(errc::pool_closed), {}};
+    }
+    const auto started = clock_.now();
+    // Fast path: an idle connection that passes the cheap check.
+    while (!idle_.empty()) {
+      entry* e = idle_.back();
+      idle_.pop_back();
+      if (!ready_for_borrow(*e, started)) {
+        continue;
+      }
+      if (options_.validate_on_borrow && started - e->last_used >= alive_bypass_window) {
+        e->current = entry::state::probing;
+        move_idle_to_active();
+        const bool valid = co_await connector_.async_validate(*e->connection);
+        if (!valid || state_ != pool_state::open) {
+          close_active(e, valid ? close_reason::pool_closed : close_reason::validation_failed);
+          if (state_ != pool_state::open) {
+            co_return acquire_result{make_error_code(errc::pool_closed), {}};
+          }
+          continue;
+        }
+        co_return hand_out_active(e, where, started);
+      }
+      move_idle_to_active();
+      co_return hand_out_active(e, where, started);
+    }
+
+    // Slow path: wait in line, asking for a new connection if there is room.
+    waiter w{executor_};
+    w.where = where;
+    w.since = started;
+    const auto limit = timeout.value_or(options_.acquire_timeout);
+    w.timer.expires_after(std::chrono::duration_cast<typename Timer::duration>(limit));
+    waiters_.push_back(&w);
+    pending_count_.store(waiters_.size(), std::memory_order_relaxed);
+    maybe_connect();
+    // A connect that completes at once (dispatched inline) may have served us already: cancelling
+    // a timer nobody waits on wakes nobody, so look before waiting.
+    std::error_code ec;
+    if (!w.done) {
+      std::tie(ec) = co_await w.timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+    }
+    if (!w.done) {
+      remove_waiter(&w);
+      if (!ec) {
+        observer_->on_acquire_timeout();
+        co_return acquire_result{make_error_code(errc::pool_timeout), {}};
+      }
+      co_return acquire_result{ec, {}}; // cancelled
+    }
+    if (w.error) {
+      co_return acquire_result{w.error, {}};
+    }
+    co_return acquire_result{{}, lease{this->shared_from_this(), w.handed}};
+  }
+
+  // Checks an entry taken from idle before it goes out; closes it if it may not.
+  bool ready_for_borrow(entry& e, clock::time_point now) {
+    if (now >= e.expires) {
+      close_idle_taken(&e, close_reason::max_lifetime);
+      return false;
+    }
+    if (!connector_.is_usable(*e.connection)) {
+      close_idle_taken(&e, close_reason::not_usable);
+      return false;
+    }
+    return true;
+  }
+
+  acquire_result hand_out_active(entry* e, const std::source_location& where,
+                                 clock::time_point started) {
+    const auto now = clock_.now();
+    e->current = entry::state::leased;
+    e->leased_at = now;
+    e->leased_from = where;
+    e->leak_reported = false;
+    observer_->on_acquired(now - started);
+    return {{}, lease{this->shared_from_this(), e}};
+  }
+
+  void remove_waiter(waiter* w) {
+    const auto it = std::find(waiters_.begin(), waiters_.end(), w);
+    if (it != waiters_.end()) {
+      waiters_.erase(it);
+    }
+    pending_count_.store(waiters_.size(), std::memory_order_relaxed);
+  }
+
+  // Gives `e` (already counted active) to the first waiter. False if nobody waits.
+  bool hand_to_waiter(entry* e) {
+    if (waiters_.empty()) {
+      return false;
+    }
+    waiter* w = waiters_.front();
+    waiters_.pop_front();
+    pending_count_.store(waiters_.size(), std::memory_order_relaxed);
+    const auto now = clock_.now();
+    e->current = entry::state::leased;
+    e->leased_at = now;
+    e->leased_from = w->where;
+    e->leak_reported = false;
+    w->handed = e;
+    w->done = true;
+    observer_->on_acquired(now - w->since);
+    w->timer.cancel();
+    return true;
+  }
+
+  // A connection that is free: to the first waiter, or onto the idle stack.
+  void offer(entry* e) {
+    if (hand_to_waiter(e)) {
+      return;
+    }
+    e->current = entry::state::idle;
+    e->last_used = clock_.now();
+    idle_.push_back(e);
+    active_count_.fetch_sub(1, std::memory_order_relaxed);
+    idle_count_.store(idle_.size(), std::memory_order_relaxed);
+  }
+
+  // --- connecting --------------------------------------------------------------------------
+
+  [[nodiscard]] std::size_t total() const noexcept { return all_.size() + connecting_; }
+
+  // Opens connections for waiters that no connection in flight will serve, within max_size
+  // and outside the backoff after a failure.
+  void maybe_connect() {
+    if (state_ != pool_state::open || clock_.now() < backoff_until_) {
+      return;
+    }
+    while (connecting_ < waiters_.size() && total() < options_.max_size) {
+      start_connect();
+    }
+  }
+
+  void start_connect() {
+    ++connecting_;
+    connecting_count_.store(connecting_, std::memory_order_relaxed);
+    asio::co_spawn(executor_, connect_one(this->shared_from_this()), asio::detached);
+  }
+
+  static asio::awaitable<void> connect_one(std::shared_ptr<connection_pool> self) {
+    const auto started = self->clock_.now();
+    std::unique_ptr<connection_type> connection;
+    const std::error_code ec = co_await self->connector_.async_connect(connection);
+    self->finish_connect(ec, std::move(connection), started);
+  }
+
+  void finish_connect(std::error_code ec, std::unique_ptr<connection_type> connection,
+                      clock::time_point started) {
+    --connecting_;
+    connecting_count_.store(connecting_, std::memory_order_relaxed);
+    const auto now = clock_.now();
+    if (state_ != pool_state::open) {
+      if (connection) {
+        connector_.close(*connection);
+      }
+      return;
+    }
+    if (ec || !connection) {
+      if (!ec) {
+        ec = make_error_code(std::errc::not_connected);
+      }
+      observer_->on_connect_failed(ec);
+      backoff_until_ = now + backoff_.next(random_);
+      housekeeping_timer_.cancel(); // wake up at the end of the backoff, not a period later
+      // With nothing that could come back, waiting is pointless: tell waiters why now.
+      if (all_.empty() && connecting_ == 0) {
+        fail_waiters(ec);
+      }
+      return;
+    }
+    backoff_.reset();
+    backoff_until_ = {};
+    auto e = std::make_unique<entry>();
+    e->connection = std::move(connection);
+    e->created = now;
+    e->expires = lifetime_end(now);
+    e->last_used = now;
+    e->last_probe = now;
+    e->current = entry::state::leased;
+    entry* raw = e.get();
+    all_.push_back(std::move(e));
+    active_count_.fetch_add(1, std::memory_order_relaxed);
+    observer_->on_connected(now - started);
+    offer(raw);
+  }
+
+  clock::time_point lifetime_end(clock::time_point now) {
+    if (options_.max_lifetime <= clock::duration::zero()) {
+      return clock::time_point::max();
+    }
+    // HikariCP: up to 2.5 % shorter, so connections made together do not expire together.
+    const auto jitter =
+        uniform_duration(random_, clock::duration::zero(), options_.max_lifetime / 40);
+    return now + options_.max_lifetime - jitter;
+  }
+
+  void fail_waiters(std::error_code ec) {
+    while (!waiters_.empty()) {
+      waiter* w = waiters_.front();
+      waiters_.pop_front();
+      w->error = ec;
+      w->done = true;
+      w->timer.cancel();
+    }
+    pending_count_.store(0, std::memory_order_relaxed);
+  }
+
+  // --- returning and closing ---------------------------------------------------------------
+
+  void give_back(entry* e) {
+    const auto now = clock_.now();
+    const auto held = now - e->leased_at;
+    observer_->on_released(held);
+    if (e->leak_reported) {
+      observer_->on_leak_returned(e->leased_from, held);
+    }
+    if (e->broken) {
+      close_active(e, close_reason::broken);
+    } else if (state_ != pool_state::open || e->evict) {
+      close_active(e, close_reason::pool_closed);
+    } else if (now >= e->expires) {
+      close_active(e, close_reason::max_lifetime);
+    } else {
+      offer(e);
+      return;
+    }
+    maybe_connect();
+    if (state_ == pool_state::closing && active_count_.load(std::memory_order_relaxed) == 0) {
+      drain_timer_.cancel();
+    }
+  }
+
+  void move_idle_to_active() {
+    active_count_.fetch_add(1, std::memory_order_relaxed);
+    idle_count_.store(idle_.size(), std::memory_order_relaxed);
+  }
+
+  // Closes an entry already taken off the idle stack (not yet counted active).
+  void close_idle_taken(entry* e, close_reason reason) {
+    idle_count_.store(idle_.size(), std::memory_order_relaxed);
+    destroy(e, reason);
+  }
+
+  void close_active(entry* e, close_reason reason) {
+    active_count_.fetch_sub(1, std::memory_order_relaxed);
+    destroy(e, reason);
+  }
+
+  void destroy(entry* e, close_reason reason) {
+    connector_.close(*e->connection);
+    observer_->on_closed(reason);
+    const auto it =
+        std::find_if(all_.begin(), all_.end(), [e](const auto& p) { return p.get() == e; });
+    if (it != all_.end()) {
+      std::swap(*it, all_.back());
+      all_.pop_back();
+    }
+  }
+
+  asio::awaitable<void> close_here() {
+    if (state_ != pool_state::open) {
+      co_return;
+    }
+    state_ = pool_state::closing;
+    housekeeping_timer_.cancel();
+    fail_waiters(make_error_code(errc::pool_closed));
+    while (!idle_.empty()) {
+      entry* e = idle_.back();
+      idle_.pop_back();
+      close_idle_taken(e, close_reason::pool_closed);
+    }
+    if (active_count_.load(std::memory_order_relaxed) > 0) {
+      drain_timer_.expires_after(
+          std::chrono::duration_cast<typename Timer::duration>(options_.drain_timeout));
+      co_await drain_timer_.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+    }
+    // Whatever is still out is closed under its lease, which frees it when dropped.
+    for (const auto& e : all_) {
+      e->evict = true;
+      connector_.close(*e->connection);
+    }
+    state_ = pool_state::closed;
+  }
+
+  // --- housekeeping ------------------------------------------------------------------------
+
+  asio::awaitable<void> housekeeper() {
+    auto self = this->shared_from_this(); // keeps the pool alive while it runs
+    while (state_ == pool_state::open) {
+      housekeep(clock_.now());
+      auto wait = options_.housekeeping_period;
+      const auto now = clock_.now();
+      if (backoff_until_ > now && backoff_until_ - now < wait) {
+        wait = backoff_until_ - now;
+      }
+      housekeeping_timer_.expires_after(std::chrono::duration_cast<typename Timer::duration>(wait));
+      co_await housekeeping_timer_.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+    }
+  }
+
+  void housekeep(clock::time_point now) {
+    // Idle connections: past their lifetime, idle too long above min_idle, or due a probe.
+    const bool can_retire_idle =
+        options_.idle_timeout > clock::duration::zero() && min_idle_ < options_.max_size;
+    for (std::size_t i = 0; i < idle_.size();) {
+      entry* e = idle_[i];
+      const bool expired = now >= e->expires;
+      const bool idle_too_long =
+          can_retire_idle && all_.size() > min_idle_ && now - e->last_used >= options_.idle_timeout;
+      if (expired || idle_too_long) {
+        idle_.erase(idle_.begin() + static_cast<std::ptrdiff_t>(i));
+        close_idle_taken(e, expired ? close_reason::max_lifetime : close_reason::idle_timeout);
+        continue;
+      }
+      if (options_.keepalive_interval > clock::duration::zero() &&
+          now - std::max(e->last_used, e->last_probe) >= options_.keepalive_interval) {
+        idle_.erase(idle_.begin() + static_cast<std::ptrdiff_t>(i));
+        e->current = entry::state::probing;
+        move_idle_to_active();
+        asio::co_spawn(executor_, probe(this->shared_from_this(), e), asio::detached);
+        continue;
+      }
+      ++i;
+    }
+    // Leases held too long: report once each.
+    if (options_.leak_threshold > clock::duration::zero()) {
+      for (const auto& e : all_) {
+        if (e->current == entry::state::leased && !e->leak_reported &&
+            now - e->leased_at >= options_.leak_threshold) {
+          e->leak_reported = true;
+          observer_->on_leak(e->leased_from, now - e->leased_at);
+        }
+      }
+    }
+    // Keep min_idle ready (and serve waiters), unless backing off after a failure.
+    if (now >= backoff_until_) {
+      while (idle_.size() + connecting_ < min_idle_ + waiters_.size() &&
+             total() < options_.max_size) {
+        start_connect();
+      }
+    }
+  }
+
+  static asio::awaitable<void> probe(std::shared_ptr<connection_pool> self, entry* e) {
+    const bool alive = co_await self->connector_.async_validate(*e->connection);
+    if (!alive || self->state_ != pool_state::open) {
+      self->close_active(e, alive ? close_reason::pool_closed : close_reason::keepalive_failed);
+      self->maybe_connect();
+      co_return;
+    }
+    e->last_probe = self->clock_.now();
+    // A probe is not a use: last_used (and so the idle timeout) is left as it was.
+    const auto last_used = e->last_used;
+    self->offer(e);
+    e->last_used = last_used;
+  }
+
+  // HikariCP skips validation of a connection used within the last 500 ms.
+  static constexpr clock::duration alive_bypass_window = std::chrono::milliseconds{500};
+
+  Executor executor_;
+  Connector connector_;
+  pool_options options_;
+  std::size_t min_idle_;
+  const clock& clock_;
+  std::shared_ptr<pool_observer> observer_;
+  default_random random_;
+  resilience::grpc_backoff backoff_;
+  clock::time_point backoff_until_{};
+  Timer housekeeping_timer_;
+  Timer drain_timer_;
+
+  pool_state state_ = pool_state::open;
+  std::vector<std::unique_ptr<entry>> all_; // every open connection, whatever its state
+  std::vector<entry*> idle_;                // stack: back() is the most recently used
+  std::deque<waiter*> waiters_;             // first come, first served
+  std::size_t connecting_ = 0;
+
+  // Mirrors for stats() from other threads; written only on the pool's executor.
+  std::atomic<std::size_t> idle_count_{0};
+  std::atomic<std::size_t> active_count_{0};
+  std::atomic<std::size_t> pending_count_{0};
+  std::atomic<std::size_t> connecting_count_{0};
+};
+
+template <connector Connector, class Executor, class Timer>
+void basic_lease<Connector, Executor, Timer>::reset() noexcept {
+  if (entry_ == nullptr) {
+    return;
+  }
+  auto* e = std::exchange(entry_, nullptr);
+  auto pool = std::move(pool_);
+  if (pool->executor_.running_in_this_thread()) {
+    pool->give_back(e);
+  } else {
+    asio::post(pool->executor_, [pool, e] { pool->give_back(e); });
+  }
+}
+
+} // namespace tether::pool

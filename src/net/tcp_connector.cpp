@@ -1,0 +1,153 @@
+#include "tether/net/tcp_connector.hpp"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <stdexcept>
+
+#include <asio/connect.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+#include <asio/ip/address.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+#include <asio/use_awaitable.hpp>
+
+namespace tether::net {
+namespace {
+
+using asio::ip::tcp;
+constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
+
+int whole_seconds(clock::duration d) {
+  return static_cast<int>(std::chrono::duration_cast<std::chrono::seconds>(d).count());
+}
+
+std::error_code set_int(tcp::socket& socket, int level, int name, int value) {
+  if (::setsockopt(socket.native_handle(), level, name, &value, sizeof value) != 0) {
+    return {errno, std::system_category()};
+  }
+  return {};
+}
+
+} // namespace
+
+void tcp_options::validate() const {
+  if (connect_timeout <= clock::duration::zero()) {
+    throw std::invalid_argument("tcp connect_timeout must be greater than 0");
+  }
+  if (keepalive && (keepalive_idle < 1s || keepalive_interval < 1s || keepalive_probes < 1)) {
+    throw std::invalid_argument("tcp keepalive_idle and keepalive_interval must be at least 1s, "
+                                "keepalive_probes at least 1");
+  }
+  if (user_timeout < clock::duration::zero()) {
+    throw std::invalid_argument("tcp user_timeout must not be negative");
+  }
+}
+
+std::error_code apply_socket_options(tcp::socket& socket, const tcp_options& options) {
+  std::error_code ec;
+  socket.set_option(tcp::no_delay{options.no_delay}, ec);
+  if (ec) {
+    return ec;
+  }
+  socket.set_option(asio::socket_base::keep_alive{options.keepalive}, ec);
+  if (ec) {
+    return ec;
+  }
+  if (options.keepalive) {
+    // Asio has no portable options for these; they are Linux's.
+    if ((ec = set_int(socket, IPPROTO_TCP, TCP_KEEPIDLE, whole_seconds(options.keepalive_idle)))) {
+      return ec;
+    }
+    if ((ec = set_int(socket, IPPROTO_TCP, TCP_KEEPINTVL,
+                      whole_seconds(options.keepalive_interval)))) {
+      return ec;
+    }
+    if ((ec = set_int(socket, IPPROTO_TCP, TCP_KEEPCNT, options.keepalive_probes))) {
+      return ec;
+    }
+  }
+  if (options.user_timeout > clock::duration::zero()) {
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(options.user_timeout);
+    if ((ec = set_int(socket, IPPROTO_TCP, TCP_USER_TIMEOUT, static_cast<int>(ms.count())))) {
+      return ec;
+    }
+  }
+  return {};
+}
+
+peer_state peek_peer(tcp::socket& socket) noexcept {
+  char byte = 0;
+  const auto n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n > 0) {
+    return peer_state::unexpected;
+  }
+  if (n == 0) {
+    return peer_state::closed;
+  }
+  return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? peer_state::open
+                                                                   : peer_state::closed;
+}
+
+tcp_connector::tcp_connector(std::string host, std::uint16_t port, tcp_options options)
+    : host_{std::move(host)}, port_{port}, options_{options} {
+  options_.validate();
+}
+
+asio::awaitable<std::error_code>
+tcp_connector::async_connect(std::unique_ptr<tcp_connection>& out) {
+  using namespace asio::experimental::awaitable_operators;
+  const auto executor = co_await asio::this_coro::executor;
+  asio::steady_timer deadline{executor, options_.connect_timeout};
+
+  // An IP literal needs no resolver; a name is resolved off the loop thread by Asio.
+  tcp::resolver::results_type endpoints;
+  std::error_code address_error;
+  const auto address = asio::ip::make_address(host_, address_error);
+  if (!address_error) {
+    endpoints = tcp::resolver::results_type::create(tcp::endpoint{address, port_}, host_,
+                                                    std::to_string(port_));
+  } else {
+    tcp::resolver resolver{executor};
+    auto resolved = co_await (resolver.async_resolve(host_, std::to_string(port_), use_tuple) ||
+                              deadline.async_wait(use_tuple));
+    if (resolved.index() == 1) {
+      co_return make_error_code(std::errc::timed_out);
+    }
+    auto [ec, results] = std::get<0>(std::move(resolved));
+    if (ec) {
+      co_return ec;
+    }
+    endpoints = std::move(results);
+  }
+
+  tcp::socket socket{executor};
+  auto connected = co_await (asio::async_connect(socket, endpoints, use_tuple) ||
+                             deadline.async_wait(use_tuple));
+  if (connected.index() == 1) {
+    co_return make_error_code(std::errc::timed_out);
+  }
+  if (auto [ec, endpoint] = std::get<0>(connected); ec) {
+    co_return ec;
+  }
+  if (auto ec = apply_socket_options(socket, options_)) {
+    co_return ec;
+  }
+  out = std::make_unique<tcp_connection>(std::move(socket));
+  co_return std::error_code{};
+}
+
+asio::awaitable<bool> tcp_connector::async_validate(tcp_connection& connection) {
+  co_return is_usable(connection);
+}
+
+void tcp_connector::close(tcp_connection& connection) noexcept {
+  std::error_code ignored;
+  connection.socket.shutdown(tcp::socket::shutdown_both, ignored);
+  connection.socket.close(ignored);
+}
+
+} // namespace tether::net

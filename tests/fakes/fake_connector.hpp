@@ -1,0 +1,67 @@
+#pragma once
+
+#include <deque>
+#include <memory>
+#include <set>
+#include <system_error>
+
+#include <asio/awaitable.hpp>
+
+namespace tether::testing {
+
+/// A connection the fake connector made: an id and whether the "peer" is still there.
+struct fake_connection {
+  int id = 0;
+  bool alive = true; ///< false: the peer went away (is_usable and validate fail)
+  bool closed = false;
+};
+
+/// What a fake_connector has done and will do, shared with the test.
+struct fake_connector_state {
+  int opened = 0;
+  int closed = 0;
+  int validations = 0;
+  bool validate_result = true;
+  std::deque<std::error_code> failures; ///< the next connects fail with these, in order
+  std::set<fake_connection*> live;      ///< connections opened and not closed
+};
+
+/// A connector for pool unit tests: connects at once (or fails as scripted), counts everything.
+class fake_connector {
+public:
+  using connection_type = fake_connection;
+
+  explicit fake_connector(std::shared_ptr<fake_connector_state> state) : state_{std::move(state)} {}
+
+  asio::awaitable<std::error_code> async_connect(std::unique_ptr<fake_connection>& out) {
+    if (!state_->failures.empty()) {
+      const auto ec = state_->failures.front();
+      state_->failures.pop_front();
+      co_return ec;
+    }
+    out = std::make_unique<fake_connection>();
+    out->id = ++state_->opened;
+    state_->live.insert(out.get());
+    co_return std::error_code{};
+  }
+
+  asio::awaitable<bool> async_validate(fake_connection& c) {
+    ++state_->validations;
+    co_return c.alive && state_->validate_result;
+  }
+
+  bool is_usable(fake_connection& c) { return c.alive; }
+
+  void close(fake_connection& c) {
+    if (!c.closed) {
+      c.closed = true;
+      ++state_->closed;
+      state_->live.erase(&c);
+    }
+  }
+
+private:
+  std::shared_ptr<fake_connector_state> state_;
+};
+
+} // namespace tether::testing
