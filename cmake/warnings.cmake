@@ -3,7 +3,7 @@
 add_library(tether_warnings INTERFACE)
 target_compile_options(tether_warnings INTERFACE
   -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wsign-conversion -Wnon-virtual-dtor
-  -Wold-style-cast -Woverloaded-virtual -Wnull-dereference -Wimplicit-fallthrough)
+  -Wold-style-cast -Woverloaded-virtual -Wimplicit-fallthrough)
 if(CMAKE_COMPILE_WARNING_AS_ERROR)
   message(STATUS "tether: warnings are errors")
 endif()

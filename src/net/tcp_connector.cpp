@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include <asio/connect.hpp>
+#include <asio/error.hpp>
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/ip/address.hpp>
@@ -30,6 +31,15 @@ std::error_code set_int(tcp::socket& socket, int level, int name, int value) {
     return {errno, std::system_category()};
   }
   return {};
+}
+
+// Asio reports OS errors in its own "asio.system" category, which does not compare equal to
+// std::errc conditions; tether hands users std::system_category codes, which do.
+std::error_code normalized(std::error_code ec) {
+  if (ec && ec.category() == asio::error::get_system_category()) {
+    return {ec.value(), std::system_category()};
+  }
+  return ec;
 }
 
 } // namespace
@@ -119,7 +129,7 @@ tcp_connector::async_connect(std::unique_ptr<tcp_connection>& out) {
     }
     auto [ec, results] = std::get<0>(std::move(resolved));
     if (ec) {
-      co_return ec;
+      co_return normalized(ec);
     }
     endpoints = std::move(results);
   }
@@ -131,10 +141,10 @@ tcp_connector::async_connect(std::unique_ptr<tcp_connection>& out) {
     co_return make_error_code(std::errc::timed_out);
   }
   if (auto [ec, endpoint] = std::get<0>(connected); ec) {
-    co_return ec;
+    co_return normalized(ec);
   }
   if (auto ec = apply_socket_options(socket, options_)) {
-    co_return ec;
+    co_return normalized(ec);
   }
   out = std::make_unique<tcp_connection>(std::move(socket));
   co_return std::error_code{};

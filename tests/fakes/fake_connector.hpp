@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <deque>
 #include <memory>
 #include <set>
@@ -12,7 +13,8 @@ namespace tether::testing {
 /// A connection the fake connector made: an id and whether the "peer" is still there.
 struct fake_connection {
   int id = 0;
-  bool alive = true; ///< false: the peer went away (is_usable and validate fail)
+  std::atomic<int> holders{0}; ///< stress tests count leases holding it at once (must stay <= 1)
+  bool alive = true;           ///< false: the peer went away (is_usable and validate fail)
   bool closed = false;
 };
 

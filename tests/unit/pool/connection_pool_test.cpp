@@ -371,9 +371,15 @@ TEST_F(pool_test, a_lease_held_too_long_is_reported_once_with_where_it_was_taken
   options.leak_threshold = 10s;
   auto p = make();
   std::optional<acquire_result> leaked;
-  const auto line = std::source_location::current().line() + 3;
+  std::uint_least32_t line = 0;
   asio::co_spawn(
-      io, [&]() -> asio::awaitable<void> { leaked = co_await p->async_acquire(); }, asio::detached);
+      io,
+      [&]() -> asio::awaitable<void> {
+        // clang-format off
+        line = std::source_location::current().line(); leaked = co_await p->async_acquire();
+        // clang-format on
+      },
+      asio::detached);
   ASSERT_TRUE(run_until(io, [&] { return leaked.has_value(); }));
   clock.advance(9s);
   settle();
