@@ -32,6 +32,18 @@ public:
   static monotonic_clock& instance() noexcept;
 };
 
+/// The kernel's coarse monotonic clock (CLOCK_MONOTONIC_COARSE): a few nanoseconds to read, at
+/// the resolution of the scheduler tick (1 to 4 ms). For bookkeeping measured in seconds, such as
+/// a pool's idle timeouts and lifetimes, read on every acquire and release. Same epoch as
+/// monotonic_clock, so the two may be compared.
+class coarse_monotonic_clock final : public clock {
+public:
+  [[nodiscard]] time_point now() const noexcept override;
+
+  /// A process-wide instance.
+  static coarse_monotonic_clock& instance() noexcept;
+};
+
 /// A clock that moves only when told to. Thread-safe: tests with several threads may share one.
 class manual_clock final : public clock {
 public:
