@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# promtool_check.sh PROMTOOL TETHER: runs `tether demo --metrics` and lints its Prometheus
-# exposition with `promtool check metrics`, which fails on format errors and on convention
-# problems (counter names without _total, missing help, non-base units).
+# promtool_check.sh PROMTOOL COMMAND [ARGS...]: runs the command and lints the Prometheus
+# exposition it prints (from its first '# HELP' line on) with `promtool check metrics`, which
+# fails on format errors and on convention problems (counter names without _total, missing help,
+# non-base units).
 # promtool_check.sh PROMTOOL --bad-sample: feeds promtool a counter that breaks the conventions
 # and succeeds only if promtool rejects it.
 set -uo pipefail
@@ -15,11 +16,11 @@ if [[ $2 == --bad-sample ]]; then
   echo "promtool rejected the bad sample, as it should"
   exit 0
 fi
-tether=$2
-output=$("$tether" demo --metrics) || { echo "tether demo failed" >&2; exit 1; }
+shift
+output=$("$@") || { echo "'$*' failed" >&2; exit 1; }
 exposition=$(printf '%s\n' "$output" | sed -n '/^# HELP/,$p')
 if [[ -z $exposition ]]; then
-  echo "no exposition in tether's output" >&2
+  echo "no exposition in the output of '$*'" >&2
   exit 1
 fi
 printf '%s\n' "$exposition" | "$promtool" check metrics || exit 1

@@ -1,0 +1,96 @@
+#include "tether/pool/pool_metrics.hpp"
+
+#include <asio/error.hpp>
+
+namespace tether::pool {
+namespace {
+
+constexpr std::array<std::string_view, 6> causes{"refused", "timeout",         "unreachable",
+                                                 "reset",   "name_resolution", "other"};
+
+metrics::labels with(metrics::labels l, const std::string& name, std::string_view value) {
+  l[name] = std::string{value};
+  return l;
+}
+
+} // namespace
+
+std::string_view pool_metrics::cause_of(std::error_code ec) noexcept {
+  if (ec == std::errc::connection_refused) {
+    return causes[0];
+  }
+  if (ec == std::errc::timed_out) {
+    return causes[1];
+  }
+  if (ec == std::errc::host_unreachable || ec == std::errc::network_unreachable) {
+    return causes[2];
+  }
+  if (ec == std::errc::connection_reset || ec == std::errc::connection_aborted) {
+    return causes[3];
+  }
+  if (ec.category() == asio::error::get_netdb_category() ||
+      ec.category() == asio::error::get_addrinfo_category()) {
+    return causes[4];
+  }
+  return causes[5];
+}
+
+pool_metrics::pool_metrics(metrics::registry& registry, const metrics::labels& labels,
+                           std::function<pool_stats()> stats)
+    : acquire_wait_{registry.histogram_series("tether_pool_acquire_wait_seconds",
+                                              "Time from asking for a connection to getting one",
+                                              labels)},
+      usage_{registry.histogram_series("tether_pool_connection_usage_seconds",
+                                       "How long a lease held its connection", labels)},
+      create_{registry.histogram_series("tether_pool_connection_create_seconds",
+                                        "Time to open a connection", labels)},
+      timeouts_{registry
+                    .counter("tether_pool_acquire_timeouts_total",
+                             "Acquires that gave up after the acquire timeout")
+                    .Add(labels)},
+      leaks_{
+          registry.counter("tether_pool_leaks_total", "Leases held longer than the leak threshold")
+              .Add(labels)} {
+  auto& failures = registry.counter("tether_pool_connect_failures_total",
+                                    "Connections that could not be opened, by cause");
+  for (std::size_t i = 0; i < causes.size(); ++i) {
+    failures_[i] = &failures.Add(with(labels, "cause", causes[i]));
+  }
+  auto& closed = registry.counter("tether_pool_connections_closed_total",
+                                  "Connections the pool closed, by reason");
+  for (std::size_t i = 0; i < closed_.size(); ++i) {
+    closed_[i] = &closed.Add(with(labels, "reason", to_string(static_cast<close_reason>(i))));
+  }
+  auto read = [stats](auto field) {
+    return [stats, field] { return static_cast<double>(field(stats())); };
+  };
+  gauges_.push_back(registry.callback("tether_pool_connections", "Open connections by state",
+                                      metrics::metric_kind::gauge, with(labels, "state", "idle"),
+                                      read([](const pool_stats& s) { return s.idle; })));
+  gauges_.push_back(registry.callback("tether_pool_connections", "Open connections by state",
+                                      metrics::metric_kind::gauge, with(labels, "state", "active"),
+                                      read([](const pool_stats& s) { return s.active; })));
+  gauges_.push_back(registry.callback("tether_pool_connections_max", "The pool's max_size",
+                                      metrics::metric_kind::gauge, labels,
+                                      read([](const pool_stats& s) { return s.max; })));
+  gauges_.push_back(registry.callback("tether_pool_connections_min_idle", "The pool's min_idle",
+                                      metrics::metric_kind::gauge, labels,
+                                      read([](const pool_stats& s) { return s.min_idle; })));
+  gauges_.push_back(registry.callback(
+      "tether_pool_pending_acquires", "Acquirers waiting for a connection",
+      metrics::metric_kind::gauge, labels, read([](const pool_stats& s) { return s.pending; })));
+  gauges_.push_back(registry.callback("tether_pool_connecting", "Connections being opened",
+                                      metrics::metric_kind::gauge, labels,
+                                      read([](const pool_stats& s) { return s.connecting; })));
+}
+
+void pool_metrics::on_connect_failed(std::error_code cause) {
+  const auto name = cause_of(cause);
+  for (std::size_t i = 0; i < causes.size(); ++i) {
+    if (causes[i] == name) {
+      failures_[i]->Increment();
+    }
+  }
+}
+
+} // namespace tether::pool
