@@ -12,8 +12,9 @@ packages=(
   libspdlog-dev libfmt-dev prometheus-cpp-dev libssl-dev libpq-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
-  # peers used by tests (promtool checks our metric exposition)
-  prometheus curl
+  # peers used by tests and benchmarks: promtool checks our metric exposition; PostgreSQL
+  # (server, pgbench) and PgBouncer for the pg pool's tests and its side-by-side benchmark
+  prometheus curl postgresql postgresql-client pgbouncer
 )
 
 missing=()

@@ -48,9 +48,13 @@ void tcp_options::validate() const {
   if (connect_timeout <= clock::duration::zero()) {
     throw std::invalid_argument("tcp connect_timeout must be greater than 0");
   }
-  if (keepalive && (keepalive_idle < 1s || keepalive_interval < 1s || keepalive_probes < 1)) {
-    throw std::invalid_argument("tcp keepalive_idle and keepalive_interval must be at least 1s, "
-                                "keepalive_probes at least 1");
+  // Linux's limits: TCP_KEEPIDLE and TCP_KEEPINTVL in [1, 32767] s, TCP_KEEPCNT in [1, 127].
+  if (keepalive &&
+      (keepalive_idle < 1s || keepalive_idle > 32767s || keepalive_interval < 1s ||
+       keepalive_interval > 32767s || keepalive_probes < 1 || keepalive_probes > 127)) {
+    throw std::invalid_argument(
+        "tcp keepalive_idle and keepalive_interval must be in [1s, 32767s], "
+        "keepalive_probes in [1, 127]");
   }
   if (user_timeout < clock::duration::zero()) {
     throw std::invalid_argument("tcp user_timeout must not be negative");

@@ -41,6 +41,8 @@ std::string_view to_string(close_reason reason) noexcept {
     return "keepalive_failed";
   case close_reason::pool_closed:
     return "pool_closed";
+  case close_reason::not_reusable:
+    return "not_reusable";
   }
   return "unknown";
 }

@@ -15,6 +15,7 @@ struct fake_connection {
   int id = 0;
   std::atomic<int> holders{0}; ///< stress tests count leases holding it at once (must stay <= 1)
   bool alive = true;           ///< false: the peer went away (is_usable and validate fail)
+  bool reusable = true;        ///< false: it may not be pooled again when it comes back
   bool closed = false;
 };
 
@@ -53,6 +54,7 @@ public:
   }
 
   bool is_usable(fake_connection& c) { return c.alive; }
+  bool is_reusable(fake_connection& c) { return c.reusable; }
 
   void close(fake_connection& c) {
     if (!c.closed) {

@@ -40,6 +40,14 @@ concept connector = requires(C& c, typename C::connection_type& conn,
   { c.close(conn) } -> std::same_as<void>;
 };
 
+/// A connector may also say whether a connection that comes back may be pooled again (a
+/// database session left inside a transaction may not); without it, every returned connection
+/// that is not marked broken is.
+template <class C>
+concept checks_reuse = requires(C& c, typename C::connection_type& conn) {
+  { c.is_reusable(conn) } -> std::same_as<bool>;
+};
+
 template <connector Connector, class Executor, class Timer>
 class connection_pool;
 
@@ -292,6 +300,7 @@ private:
         const bool valid = co_await connector_.async_validate(*e->connection);
         if (!valid || state_ != pool_state::open) {
           close_active(e, valid ? close_reason::pool_closed : close_reason::validation_failed);
+          drained_check();
           if (state_ != pool_state::open) {
             co_return acquire_result{make_error_code(errc::pool_closed), {}};
           }
@@ -303,6 +312,11 @@ private:
       co_return hand_out_active(e, where, started, clock_.now());
     }
 
+    // The host is failing and nothing could come back before the backoff ends: say why now
+    // rather than after the acquire timeout.
+    if (all_.empty() && connecting_ == 0 && last_connect_error_ && clock_.now() < backoff_until_) {
+      co_return acquire_result{last_connect_error_, {}};
+    }
     // Slow path: wait in line, asking for a new connection if there is room.
     waiter w{executor_};
     w.where = where;
@@ -324,7 +338,9 @@ private:
         observer_->on_acquire_timeout();
         co_return acquire_result{make_error_code(errc::pool_timeout), {}};
       }
-      co_return acquire_result{ec, {}}; // cancelled
+      // Cancelled. Asio's operation_aborted lives in its own category; hand out the standard
+      // code, which compares equal to std::errc::operation_canceled.
+      co_return acquire_result{make_error_code(std::errc::operation_canceled), {}};
     }
     if (w.error) {
       co_return acquire_result{w.error, {}};
@@ -425,7 +441,9 @@ private:
     if (state_ != pool_state::open || clock_.now() < backoff_until_) {
       return;
     }
-    while (connecting_ < waiters_.size() && total() < options_.max_size) {
+    // The backoff is checked each round: a connect that fails without suspending starts it.
+    while (connecting_ < waiters_.size() && total() < options_.max_size &&
+           clock_.now() >= backoff_until_) {
       start_connect();
     }
   }
@@ -459,7 +477,12 @@ private:
         ec = make_error_code(std::errc::not_connected);
       }
       observer_->on_connect_failed(ec);
-      backoff_until_ = now + backoff_.next(random_);
+      last_connect_error_ = ec;
+      // One step of backoff per round: connects that were in flight together and fail together
+      // do not compound it. gRPC counts the wait from the start of the failed attempt.
+      if (now >= backoff_until_) {
+        backoff_until_ = std::max(now, started + backoff_.next(random_));
+      }
       housekeeping_timer_.cancel(); // wake up at the end of the backoff, not a period later
       // With nothing that could come back, waiting is pointless: tell waiters why now.
       if (all_.empty() && connecting_ == 0) {
@@ -469,6 +492,7 @@ private:
     }
     backoff_.reset();
     backoff_until_ = {};
+    last_connect_error_ = {};
     auto e = std::make_unique<entry>();
     e->connection = std::move(connection);
     e->created = now;
@@ -513,8 +537,14 @@ private:
     if (e->leak_reported) {
       observer_->on_leak_returned(e->leased_from, held);
     }
+    bool reusable = true;
+    if constexpr (checks_reuse<Connector>) {
+      reusable = e->broken || connector_.is_reusable(*e->connection);
+    }
     if (e->broken) {
       close_active(e, close_reason::broken);
+    } else if (!reusable) {
+      close_active(e, close_reason::not_reusable);
     } else if (state_ != pool_state::open || e->evict) {
       close_active(e, close_reason::pool_closed);
     } else if (now >= e->expires) {
@@ -524,6 +554,11 @@ private:
       return;
     }
     maybe_connect();
+    drained_check();
+  }
+
+  // While closing, the last active connection gone ends the drain early.
+  void drained_check() {
     if (state_ == pool_state::closing && active_count_.load(std::memory_order_relaxed) == 0) {
       drain_timer_.cancel();
     }
@@ -604,8 +639,10 @@ private:
     for (std::size_t i = 0; i < idle_.size();) {
       entry* e = idle_[i];
       const bool expired = now >= e->expires;
-      const bool idle_too_long =
-          can_retire_idle && all_.size() > min_idle_ && now - e->last_used >= options_.idle_timeout;
+      // As HikariCP: only idle connections beyond min_idle retire, so held leases do not make
+      // the pool close an idle connection and open another every idle_timeout.
+      const bool idle_too_long = can_retire_idle && idle_.size() > min_idle_ &&
+                                 now - e->last_used >= options_.idle_timeout;
       if (expired || idle_too_long) {
         idle_.erase(idle_.begin() + static_cast<std::ptrdiff_t>(i));
         close_idle_taken(e, expired ? close_reason::max_lifetime : close_reason::idle_timeout);
@@ -634,7 +671,7 @@ private:
     // Keep min_idle ready (and serve waiters), unless backing off after a failure.
     if (now >= backoff_until_) {
       while (idle_.size() + connecting_ < min_idle_ + waiters_.size() &&
-             total() < options_.max_size) {
+             total() < options_.max_size && clock_.now() >= backoff_until_) {
         start_connect();
       }
     }
@@ -645,13 +682,19 @@ private:
     if (!alive || self->state_ != pool_state::open) {
       self->close_active(e, alive ? close_reason::pool_closed : close_reason::keepalive_failed);
       self->maybe_connect();
+      self->drained_check();
       co_return;
     }
     e->last_probe = self->clock_.now();
-    // A probe is not a use: last_used (and so the idle timeout) is left as it was.
-    const auto last_used = e->last_used;
-    self->offer(e);
-    e->last_used = last_used;
+    if (self->hand_to_waiter(e)) {
+      co_return;
+    }
+    // A probe is not a use: the connection keeps its last_used (and so its idle timeout) and
+    // goes back under the ones used since, not on top of the stack.
+    e->current = entry::state::idle;
+    self->idle_.insert(self->idle_.begin(), e);
+    self->active_count_.fetch_sub(1, std::memory_order_relaxed);
+    self->idle_count_.store(self->idle_.size(), std::memory_order_relaxed);
   }
 
   // HikariCP skips validation of a connection used within the last 500 ms.
@@ -666,6 +709,7 @@ private:
   default_random random_;
   resilience::grpc_backoff backoff_;
   clock::time_point backoff_until_{};
+  std::error_code last_connect_error_; // since the last successful connect
   Timer housekeeping_timer_;
   Timer drain_timer_;
 

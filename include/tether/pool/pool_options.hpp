@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <optional>
 #include <source_location>
+#include <string>
 #include <string_view>
 #include <system_error>
 
@@ -47,6 +48,7 @@ enum class close_reason : std::uint8_t {
   validation_failed, ///< the connector's validation on borrow failed
   keepalive_failed,  ///< a keepalive probe failed
   pool_closed,       ///< the pool closed
+  not_reusable,      ///< it came back in a state it may not be reused in (the connector said so)
 };
 
 /// A short lower-case name ("idle_timeout", ...), for logs and metric labels.
@@ -94,13 +96,13 @@ public:
 /// Writes leak reports and connect failures to stderr, one line each.
 class logging_pool_observer : public pool_observer {
 public:
-  explicit logging_pool_observer(std::string_view pool_name) : name_{pool_name} {}
+  explicit logging_pool_observer(std::string pool_name) : name_{std::move(pool_name)} {}
   void on_connect_failed(std::error_code cause) override;
   void on_leak(const std::source_location& acquired_at, clock::duration held) override;
   void on_leak_returned(const std::source_location& acquired_at, clock::duration held) override;
 
 private:
-  std::string_view name_;
+  std::string name_;
 };
 
 } // namespace tether::pool

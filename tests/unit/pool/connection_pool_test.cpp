@@ -199,6 +199,17 @@ TEST_F(pool_test, a_broken_connection_is_discarded_never_handed_out_again) {
   EXPECT_NE(b.connection->id, broken_id);
 }
 
+TEST_F(pool_test, a_connection_the_connector_will_not_reuse_is_closed_on_return) {
+  options.max_size = 1;
+  auto p = make();
+  auto a = acquire_now(p);
+  a.connection->reusable = false; // say, a database session left inside a transaction
+  a.connection.reset();
+  settle();
+  EXPECT_EQ(observer->closed, std::vector<close_reason>{close_reason::not_reusable});
+  EXPECT_EQ(p->stats().total, 0U);
+}
+
 TEST_F(pool_test, a_connection_whose_peer_left_is_not_handed_out) {
   options.max_size = 2;
   auto p = make();
@@ -345,25 +356,44 @@ TEST_F(pool_test, connect_failures_reach_waiters_and_back_off) {
   EXPECT_EQ((*first)->error, make_error_code(std::errc::connection_refused))
       << "the waiter learns the real cause, not a bare timeout";
 
-  // Within the backoff (1 s after the first failure), a new acquire does not connect again.
+  // Within the backoff (1 s after the first failure), a new acquire does not connect again: with
+  // nothing open it fails at once with the cause.
   auto second = acquire(p);
-  settle();
-  EXPECT_EQ(observer->connect_failures.size(), 1U);
-  clock.advance(1s);
   ASSERT_TRUE(run_until(io, [&] { return second->has_value(); }));
   EXPECT_EQ((*second)->error, make_error_code(std::errc::connection_refused));
+  EXPECT_EQ(observer->connect_failures.size(), 1U);
+  clock.advance(1s);
+  auto after_backoff = acquire(p);
+  ASSERT_TRUE(run_until(io, [&] { return after_backoff->has_value(); }));
+  EXPECT_EQ((*after_backoff)->error, make_error_code(std::errc::connection_refused));
   EXPECT_EQ(observer->connect_failures.size(), 2U);
 
   // The next wait is about 1.6 s (+-20 %): no attempt at 1.2 s, one by 2 s.
-  auto third = acquire(p);
   clock.advance(1200ms);
-  settle();
-  EXPECT_FALSE(third->has_value());
-  EXPECT_EQ(state->opened, 0);
+  auto early = acquire(p);
+  ASSERT_TRUE(run_until(io, [&] { return early->has_value(); }));
+  EXPECT_EQ((*early)->error, make_error_code(std::errc::connection_refused));
+  EXPECT_EQ(observer->connect_failures.size(), 2U) << "no attempt inside the backoff";
   clock.advance(800ms);
+  auto third = acquire(p);
   ASSERT_TRUE(run_until(io, [&] { return third->has_value(); }));
   EXPECT_FALSE((*third)->error);
   EXPECT_EQ(state->opened, 1);
+}
+
+TEST_F(pool_test, connects_that_fail_together_take_one_step_of_backoff) {
+  options.max_size = 3; // prefill of 3 to a host that refuses all three
+  state->failures = {make_error_code(std::errc::connection_refused),
+                     make_error_code(std::errc::connection_refused),
+                     make_error_code(std::errc::connection_refused)};
+  auto p = make();
+  ASSERT_TRUE(run_until(io, [&] { return observer->connect_failures.size() == 3; }));
+  settle();
+  EXPECT_EQ(state->opened, 0);
+  // One step (1 s), not three (1 s * 1.6 * 1.6): the refill comes back after a second.
+  clock.advance(1s);
+  ASSERT_TRUE(run_until(io, [&] { return p->stats().idle == 3; }));
+  EXPECT_EQ(state->opened, 3);
 }
 
 TEST_F(pool_test, a_lease_held_too_long_is_reported_once_with_where_it_was_taken) {

@@ -1,0 +1,105 @@
+#pragma once
+
+#include <initializer_list>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include <asio/awaitable.hpp>
+#include <asio/posix/stream_descriptor.hpp>
+#include <libpq-fe.h>
+
+#include "tether/core/clock.hpp"
+#include "tether/pg/error.hpp"
+#include "tether/pg/result.hpp"
+
+namespace tether::pg {
+
+using namespace std::chrono_literals;
+
+/// A query parameter in libpq's text format; std::nullopt is SQL NULL.
+using param = std::optional<std::string_view>;
+
+/// One PostgreSQL session driven by libpq in non-blocking mode on Asio: connecting, sending and
+/// reading never block the thread; the coroutine waits on the socket instead.
+class connection {
+public:
+  connection(PGconn* conn, asio::posix::stream_descriptor socket) noexcept;
+  connection(const connection&) = delete;
+  connection& operator=(const connection&) = delete;
+  ~connection();
+
+  /// Runs one statement with parameters ($1, $2, ...) through the extended protocol. With a
+  /// timeout, a query still running when it passes is cancelled on the server (PQcancel, run off
+  /// the loop thread) and ends with errc::query_timeout.
+  asio::awaitable<query_outcome> query(std::string_view sql, std::span<const param> params = {},
+                                       clock::duration timeout = clock::duration::zero());
+  asio::awaitable<query_outcome> query(std::string_view sql, std::initializer_list<param> params,
+                                       clock::duration timeout = clock::duration::zero()) {
+    return query(sql, std::span<const param>{params.begin(), params.size()}, timeout);
+  }
+
+  /// BEGIN / COMMIT / ROLLBACK. A lease dropped with a transaction open is not reused: the pool
+  /// closes the session, and the server rolls the transaction back.
+  asio::awaitable<query_outcome> begin() { return query("BEGIN"); }
+  asio::awaitable<query_outcome> commit() { return query("COMMIT"); }
+  asio::awaitable<query_outcome> rollback() { return query("ROLLBACK"); }
+
+  /// True when the session is connected, idle (no transaction, no query) and its socket shows
+  /// nothing unexpected (a terminated backend sends an error and closes).
+  [[nodiscard]] bool reusable() noexcept;
+  /// True while connected (not necessarily idle).
+  [[nodiscard]] bool connected() const noexcept;
+  /// The backend's process id (for pg_terminate_backend in tests and logs).
+  [[nodiscard]] int backend_pid() const noexcept { return PQbackendPID(conn_); }
+  [[nodiscard]] PGconn* native_handle() const noexcept { return conn_; }
+
+  /// Closes the session now.
+  void close() noexcept;
+
+private:
+  asio::awaitable<std::error_code> wait(bool for_write, clock::time_point deadline);
+  asio::awaitable<void> cancel_on_server();
+
+  PGconn* conn_;
+  asio::posix::stream_descriptor socket_; // libpq's socket, not owned: released before PQfinish
+  bool in_query_ = false;
+};
+
+/// Settings of a connector.
+struct connector_options {
+  /// A libpq connection string ("host=... dbname=..." or a postgresql:// URI). Empty: libpq's
+  /// defaults and the PG* environment variables (PGHOST, PGPORT, PGUSER, PGDATABASE, ...).
+  std::string conninfo;
+  clock::duration connect_timeout = 10s;
+  /// How long the pool's keepalive and validation probe (SELECT 1) may take.
+  clock::duration probe_timeout = 5s;
+};
+
+/// Opens PostgreSQL sessions for tether's pool (connection_pool<pg::connector>).
+class connector {
+public:
+  using connection_type = pg::connection;
+
+  explicit connector(connector_options options = {}) : options_{std::move(options)} {}
+
+  asio::awaitable<std::error_code> async_connect(std::unique_ptr<pg::connection>& out);
+  /// SELECT 1 within probe_timeout.
+  asio::awaitable<bool> async_validate(pg::connection& c);
+  [[nodiscard]] bool is_usable(pg::connection& c) noexcept { return c.reusable(); }
+  /// Checked when a lease comes back: a session left in a transaction, or broken mid-query, is
+  /// closed instead of pooled.
+  [[nodiscard]] bool is_reusable(pg::connection& c) noexcept { return c.reusable(); }
+  void close(pg::connection& c) noexcept { c.close(); }
+
+  /// The last connect error's text from libpq (for logs).
+  [[nodiscard]] const std::string& last_error() const noexcept { return last_error_; }
+
+private:
+  connector_options options_;
+  std::string last_error_;
+};
+
+} // namespace tether::pg

@@ -1,0 +1,300 @@
+#include "tether/pg/connection.hpp"
+
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <vector>
+
+#include <asio/co_spawn.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+#include <asio/thread_pool.hpp>
+#include <asio/use_awaitable.hpp>
+
+namespace tether::pg {
+namespace {
+
+constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
+using stream = asio::posix::stream_descriptor;
+
+class pg_category final : public std::error_category {
+public:
+  [[nodiscard]] const char* name() const noexcept override { return "tether.pg"; }
+  [[nodiscard]] std::string message(int value) const override {
+    switch (static_cast<errc>(value)) {
+    case errc::connect_failed:
+      return "could not connect to PostgreSQL";
+    case errc::query_failed:
+      return "PostgreSQL reported an error for the query";
+    case errc::query_timeout:
+      return "query timed out and was cancelled on the server";
+    case errc::connection_lost:
+      return "connection to PostgreSQL lost during the query";
+    case errc::busy:
+      return "the connection is already running a query";
+    }
+    return "unknown tether.pg error " + std::to_string(value);
+  }
+};
+
+// PQcancel is a blocking network call (libpq 15 has no non-blocking cancel), so it runs on this
+// small pool of its own, never on a worker.
+asio::thread_pool& cancel_threads() {
+  static asio::thread_pool pool{1};
+  return pool;
+}
+
+asio::awaitable<void> send_cancel(std::shared_ptr<PGcancel> cancel) {
+  char error[256];
+  PQcancel(cancel.get(), error, sizeof error);
+  co_return;
+}
+
+// What libpq's message says about why a connect failed, as an error code a caller can test.
+std::error_code connect_error(const char* message) {
+  const std::string_view m{message == nullptr ? "" : message};
+  if (m.find("Connection refused") != std::string_view::npos) {
+    return make_error_code(std::errc::connection_refused);
+  }
+  if (m.find("timeout expired") != std::string_view::npos) {
+    return make_error_code(std::errc::timed_out);
+  }
+  return make_error_code(errc::connect_failed);
+}
+
+} // namespace
+
+const std::error_category& error_category() noexcept {
+  static const pg_category category;
+  return category;
+}
+
+connection::connection(PGconn* conn, stream socket) noexcept
+    : conn_{conn}, socket_{std::move(socket)} {}
+
+connection::~connection() { close(); }
+
+void connection::close() noexcept {
+  if (conn_ == nullptr) {
+    return;
+  }
+  if (socket_.is_open()) {
+    (void)socket_.release(); // libpq owns the descriptor
+  }
+  PQfinish(conn_);
+  conn_ = nullptr;
+}
+
+bool connection::connected() const noexcept {
+  return conn_ != nullptr && PQstatus(conn_) == CONNECTION_OK;
+}
+
+bool connection::reusable() noexcept {
+  if (!connected() || in_query_ || PQtransactionStatus(conn_) != PQTRANS_IDLE) {
+    return false;
+  }
+  // An idle session has nothing to say: bytes (a terminated backend's FATAL error) or EOF mean
+  // the server is done with it.
+  char byte = 0;
+  const auto n = ::recv(PQsocket(conn_), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+asio::awaitable<std::error_code> connection::wait(bool for_write, clock::time_point deadline) {
+  using namespace asio::experimental::awaitable_operators;
+  const auto what = for_write ? stream::wait_write : stream::wait_read;
+  if (deadline == clock::time_point::max()) {
+    auto [ec] = co_await socket_.async_wait(what, use_tuple);
+    co_return ec;
+  }
+  asio::steady_timer timer{co_await asio::this_coro::executor};
+  timer.expires_after(deadline - monotonic_clock::instance().now());
+  auto r = co_await (socket_.async_wait(what, use_tuple) || timer.async_wait(use_tuple));
+  if (r.index() == 1) {
+    co_return make_error_code(std::errc::timed_out);
+  }
+  co_return std::get<0>(std::get<0>(r));
+}
+
+asio::awaitable<void> connection::cancel_on_server() {
+  std::shared_ptr<PGcancel> cancel{PQgetCancel(conn_), &PQfreeCancel};
+  if (cancel) {
+    co_await asio::co_spawn(cancel_threads(), send_cancel(std::move(cancel)), asio::use_awaitable);
+  }
+}
+
+asio::awaitable<query_outcome> connection::query(std::string_view sql,
+                                                 std::span<const param> params,
+                                                 clock::duration timeout) {
+  query_outcome out;
+  if (conn_ == nullptr) {
+    out.error = errc::connection_lost;
+    out.message = "connection closed";
+    co_return out;
+  }
+  if (in_query_) {
+    out.error = errc::busy;
+    co_return out;
+  }
+  in_query_ = true;
+  struct reset_flag {
+    bool& flag;
+    ~reset_flag() { flag = false; }
+  } reset{in_query_};
+
+  const auto lost = [&](query_outcome& o) {
+    o.error = errc::connection_lost;
+    o.message = PQerrorMessage(conn_);
+  };
+
+  // libpq wants NUL-terminated text for the statement and each parameter.
+  const std::string statement{sql};
+  std::vector<std::string> owned;
+  owned.reserve(params.size());
+  std::vector<const char*> values;
+  values.reserve(params.size());
+  for (const auto& p : params) {
+    if (p) {
+      owned.emplace_back(*p);
+      values.push_back(owned.back().c_str());
+    } else {
+      values.push_back(nullptr);
+    }
+  }
+  if (PQsendQueryParams(conn_, statement.c_str(), static_cast<int>(values.size()), nullptr,
+                        values.data(), nullptr, nullptr, 0) == 0) {
+    lost(out);
+    co_return out;
+  }
+
+  auto deadline = timeout > clock::duration::zero() ? monotonic_clock::instance().now() + timeout
+                                                    : clock::time_point::max();
+  bool cancelled = false;
+  // After a cancel, the server still has to answer; give it a bounded time to.
+  const auto after_cancel = [&] {
+    cancelled = true;
+    deadline = monotonic_clock::instance().now() + std::chrono::seconds{5};
+  };
+
+  for (;;) {
+    const int flushed = PQflush(conn_);
+    if (flushed == 0) {
+      break;
+    }
+    if (flushed < 0) {
+      lost(out);
+      co_return out;
+    }
+    const auto ec = co_await wait(true, deadline);
+    if (ec == std::errc::timed_out && !cancelled) {
+      co_await cancel_on_server();
+      after_cancel();
+    } else if (ec) {
+      lost(out);
+      co_return out;
+    }
+  }
+
+  for (;;) {
+    while (PQisBusy(conn_) != 0) {
+      const auto ec = co_await wait(false, deadline);
+      if (ec == std::errc::timed_out && !cancelled) {
+        co_await cancel_on_server();
+        after_cancel();
+        continue;
+      }
+      if (ec || PQconsumeInput(conn_) == 0) {
+        lost(out);
+        if (ec) {
+          out.message = cancelled ? "no answer after cancelling the query" : ec.message();
+        }
+        co_return out;
+      }
+    }
+    PGresult* r = PQgetResult(conn_);
+    if (r == nullptr) {
+      break;
+    }
+    const auto status = PQresultStatus(r);
+    if (status == PGRES_FATAL_ERROR || status == PGRES_BAD_RESPONSE ||
+        status == PGRES_NONFATAL_ERROR) {
+      if (!out.error) {
+        const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        out.sqlstate = state == nullptr ? "" : state;
+        out.message = PQresultErrorMessage(r);
+        // 57014 is query_canceled: ours, if we cancelled.
+        out.error = cancelled && out.sqlstate == "57014" ? make_error_code(errc::query_timeout)
+                                                          : make_error_code(errc::query_failed);
+      }
+      PQclear(r);
+    } else if (!out.error) {
+      out.rows = result{r};
+    } else {
+      PQclear(r);
+    }
+  }
+  if (!connected()) {
+    lost(out);
+  }
+  co_return out;
+}
+
+asio::awaitable<std::error_code> connector::async_connect(std::unique_ptr<pg::connection>& out) {
+  using namespace asio::experimental::awaitable_operators;
+  const auto executor = co_await asio::this_coro::executor;
+  PGconn* conn = PQconnectStart(options_.conninfo.c_str());
+  if (conn == nullptr) {
+    co_return make_error_code(std::errc::not_enough_memory);
+  }
+  stream socket{executor};
+  const auto fail = [&](std::error_code ec) {
+    last_error_ = PQerrorMessage(conn);
+    if (socket.is_open()) {
+      (void)socket.release();
+    }
+    PQfinish(conn);
+    return ec;
+  };
+  if (PQstatus(conn) == CONNECTION_BAD) {
+    co_return fail(connect_error(PQerrorMessage(conn)));
+  }
+  asio::steady_timer deadline{executor, options_.connect_timeout};
+  // libpq may move to another socket (another host or address), so follow PQsocket each round.
+  PostgresPollingStatusType polling = PGRES_POLLING_WRITING;
+  while (polling != PGRES_POLLING_OK) {
+    if (polling == PGRES_POLLING_FAILED) {
+      co_return fail(connect_error(PQerrorMessage(conn)));
+    }
+    const int fd = PQsocket(conn);
+    if (!socket.is_open() || socket.native_handle() != fd) {
+      if (socket.is_open()) {
+        (void)socket.release();
+      }
+      std::error_code ec;
+      socket.assign(fd, ec);
+      if (ec) {
+        co_return fail(ec);
+      }
+    }
+    const auto what = polling == PGRES_POLLING_READING ? stream::wait_read : stream::wait_write;
+    auto r = co_await (socket.async_wait(what, use_tuple) || deadline.async_wait(use_tuple));
+    if (r.index() == 1) {
+      co_return fail(make_error_code(std::errc::timed_out));
+    }
+    polling = PQconnectPoll(conn);
+  }
+  if (PQsetnonblocking(conn, 1) != 0) {
+    co_return fail(make_error_code(errc::connect_failed));
+  }
+  out = std::make_unique<pg::connection>(conn, std::move(socket));
+  co_return std::error_code{};
+}
+
+asio::awaitable<bool> connector::async_validate(pg::connection& c) {
+  const auto r = co_await c.query("SELECT 1", {}, options_.probe_timeout);
+  co_return !r.error;
+}
+
+} // namespace tether::pg
