@@ -7,6 +7,9 @@
 #include <system_error>
 
 #include <asio/awaitable.hpp>
+#include <asio/post.hpp>
+#include <asio/this_coro.hpp>
+#include <asio/use_awaitable.hpp>
 
 namespace tether::testing {
 
@@ -26,6 +29,7 @@ struct fake_connector_state {
   int validations = 0;
   bool validate_result = true;
   std::deque<std::error_code> failures; ///< the next connects fail with these, in order
+  bool suspend_on_connect = false;      ///< connects complete on a later turn of the loop
   std::set<fake_connection*> live;      ///< connections opened and not closed
 };
 
@@ -37,6 +41,9 @@ public:
   explicit fake_connector(std::shared_ptr<fake_connector_state> state) : state_{std::move(state)} {}
 
   asio::awaitable<std::error_code> async_connect(std::unique_ptr<fake_connection>& out) {
+    if (state_->suspend_on_connect) {
+      co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
+    }
     if (!state_->failures.empty()) {
       const auto ec = state_->failures.front();
       state_->failures.pop_front();
