@@ -74,7 +74,9 @@ const std::error_category& error_category() noexcept {
 connection::connection(PGconn* conn, stream socket) noexcept
     : conn_{conn}, socket_{std::move(socket)} {}
 
-connection::~connection() { close(); }
+connection::~connection() {
+  close();
+}
 
 void connection::close() noexcept {
   if (conn_ == nullptr) {
@@ -125,9 +127,8 @@ asio::awaitable<void> connection::cancel_on_server() {
   }
 }
 
-asio::awaitable<query_outcome> connection::query(std::string_view sql,
-                                                 std::span<const param> params,
-                                                 clock::duration timeout) {
+asio::awaitable<query_outcome>
+connection::query(std::string_view sql, std::span<const param> params, clock::duration timeout) {
   query_outcome out;
   if (conn_ == nullptr) {
     out.error = errc::connection_lost;
@@ -226,7 +227,7 @@ asio::awaitable<query_outcome> connection::query(std::string_view sql,
         out.message = PQresultErrorMessage(r);
         // 57014 is query_canceled: ours, if we cancelled.
         out.error = cancelled && out.sqlstate == "57014" ? make_error_code(errc::query_timeout)
-                                                          : make_error_code(errc::query_failed);
+                                                         : make_error_code(errc::query_failed);
       }
       PQclear(r);
     } else if (!out.error) {

@@ -1,6 +1,5 @@
 #pragma once
 
-#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <span>
@@ -34,12 +33,11 @@ public:
   /// Runs one statement with parameters ($1, $2, ...) through the extended protocol. With a
   /// timeout, a query still running when it passes is cancelled on the server (PQcancel, run off
   /// the loop thread) and ends with errc::query_timeout.
+  ///
+  /// Pass the parameters as a named array or vector (`const pg::param args[] = {"42"};`): g++ 12
+  /// miscompiles a braced list used directly in a co_await expression.
   asio::awaitable<query_outcome> query(std::string_view sql, std::span<const param> params = {},
                                        clock::duration timeout = clock::duration::zero());
-  asio::awaitable<query_outcome> query(std::string_view sql, std::initializer_list<param> params,
-                                       clock::duration timeout = clock::duration::zero()) {
-    return query(sql, std::span<const param>{params.begin(), params.size()}, timeout);
-  }
 
   /// BEGIN / COMMIT / ROLLBACK. A lease dropped with a transaction open is not reused: the pool
   /// closes the session, and the server rolls the transaction back.

@@ -1,0 +1,304 @@
+// tether's PostgreSQL pool against a real server (Debian's, started by the test on a private
+// directory and port): queries, limits, acquire timeout, leak report, transactions dropped
+// mid-way, query cancel on timeout, a killed backend, and a server restart mid-run.
+#include "tether/pg/pool.hpp"
+
+#include <gtest/gtest.h>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <memory>
+#include <optional>
+
+#include "pg_server.hpp"
+
+namespace tether::pg {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::pg_server;
+
+pg_server* server = nullptr;
+
+// One server for the whole file: initdb takes a second or two.
+class pg_environment : public ::testing::Environment {
+public:
+  void SetUp() override {
+    if (!pg_server::find_binaries()) {
+      return;
+    }
+    server = new pg_server;
+  }
+  void TearDown() override {
+    delete server;
+    server = nullptr;
+  }
+};
+const auto* const environment = ::testing::AddGlobalTestEnvironment(new pg_environment);
+
+template <class P>
+bool run_until(asio::io_context& io, P done, std::chrono::milliseconds bound = 10000ms) {
+  const auto give_up = std::chrono::steady_clock::now() + bound;
+  while (!done() && std::chrono::steady_clock::now() < give_up) {
+    io.restart();
+    io.run_for(2ms);
+  }
+  return done();
+}
+
+struct recording_observer : tether::pool::pool_observer {
+  std::vector<tether::pool::close_reason> closed;
+  int leaks = 0;
+  std::uint_least32_t leak_line = 0;
+  void on_closed(tether::pool::close_reason r) override { closed.push_back(r); }
+  void on_leak(const std::source_location& at, clock::duration) override {
+    ++leaks;
+    leak_line = at.line();
+  }
+};
+
+struct pg_test : ::testing::Test {
+  std::shared_ptr<recording_observer> observer = std::make_shared<recording_observer>();
+  tether::pool::pool_options options;
+  asio::io_context io;
+
+  void SetUp() override {
+    if (server == nullptr) {
+      GTEST_SKIP() << "PostgreSQL is not installed (scripts/setup.sh installs it)";
+    }
+    options.min_idle = 0;
+  }
+
+  std::shared_ptr<pool> make() {
+    auto p = pool::create(io.get_executor(), connector{{server->conninfo()}}, options,
+                          coarse_monotonic_clock::instance(), observer);
+    p->start();
+    return p;
+  }
+
+  // Runs a coroutine body to completion (bounded) and returns its result.
+  template <class T>
+  T run(asio::awaitable<T> body, std::chrono::milliseconds bound = 10000ms) {
+    auto slot = std::make_shared<std::optional<T>>();
+    asio::co_spawn(io, store(std::move(body), slot), asio::detached);
+    EXPECT_TRUE(run_until(
+        io, [&] { return slot->has_value(); }, bound));
+    return std::move(slot->value());
+  }
+
+  template <class T>
+  static asio::awaitable<void> store(asio::awaitable<T> body,
+                                     std::shared_ptr<std::optional<T>> slot) {
+    *slot = co_await std::move(body);
+  }
+};
+
+asio::awaitable<query_outcome> one_query(std::shared_ptr<pool> p, std::string sql,
+                                         std::vector<std::string> args,
+                                         clock::duration timeout = 0s) {
+  auto lease = co_await p->async_acquire();
+  if (lease.error) {
+    query_outcome out;
+    out.error = lease.error;
+    co_return out;
+  }
+  std::vector<param> params(args.begin(), args.end());
+  co_return co_await lease.connection->query(sql, params, timeout);
+}
+
+TEST_F(pg_test, runs_parameterised_queries_and_reports_server_errors) {
+  auto p = make();
+  auto sum = run(one_query(p, "SELECT $1::int + $2::int AS total", {"2", "3"}));
+  ASSERT_FALSE(sum.error) << sum.message;
+  EXPECT_EQ(sum.rows.rows(), 1);
+  EXPECT_EQ(sum.rows.get(0, 0), "5");
+  EXPECT_EQ(sum.rows.column_name(0), "total");
+
+  auto bad = run(one_query(p, "SELECT 1 / $1::int", {"0"}));
+  EXPECT_EQ(bad.error, make_error_code(errc::query_failed));
+  EXPECT_EQ(bad.sqlstate, "22012"); // division_by_zero
+  EXPECT_NE(bad.message.find("division by zero"), std::string::npos);
+
+  auto null_param = run([](std::shared_ptr<pool> pl) -> asio::awaitable<query_outcome> {
+    auto lease = co_await pl->async_acquire();
+    const param args[] = {std::nullopt};
+    co_return co_await lease.connection->query("SELECT $1::text IS NULL", args);
+  }(p));
+  ASSERT_FALSE(null_param.error);
+  EXPECT_EQ(null_param.rows.get(0, 0), "t");
+  EXPECT_EQ(p->stats().total, 1U) << "the three queries shared one session";
+}
+
+asio::awaitable<std::error_code> hold_three_then_acquire(std::shared_ptr<pool> p) {
+  auto a = co_await p->async_acquire();
+  auto b = co_await p->async_acquire();
+  auto c = co_await p->async_acquire();
+  if (a.error || b.error || c.error) {
+    co_return make_error_code(std::errc::io_error);
+  }
+  auto d = co_await p->async_acquire(300ms);
+  co_return d.error;
+}
+
+TEST_F(pg_test, never_opens_more_than_max_size_and_times_out_waiters) {
+  options.max_size = 3;
+  auto p = make();
+  const auto started = std::chrono::steady_clock::now();
+  EXPECT_EQ(run(hold_three_then_acquire(p)), make_error_code(tether::errc::pool_timeout));
+  EXPECT_GE(std::chrono::steady_clock::now() - started, 300ms);
+  EXPECT_LE(p->stats().total, 3U);
+}
+
+asio::awaitable<int> leak_a_lease(std::shared_ptr<pool> p, std::shared_ptr<recording_observer> o,
+                                  std::uint_least32_t* line) {
+  // clang-format off
+  *line = std::source_location::current().line(); auto lease = co_await p->async_acquire();
+  // clang-format on
+  asio::steady_timer wait{co_await asio::this_coro::executor, 600ms};
+  co_await wait.async_wait(asio::use_awaitable);
+  co_return o->leaks;
+}
+
+TEST_F(pg_test, reports_a_lease_held_past_the_leak_threshold) {
+  options.leak_threshold = 200ms;
+  options.housekeeping_period = 50ms;
+  auto p = make();
+  std::uint_least32_t line = 0;
+  EXPECT_EQ(run(leak_a_lease(p, observer, &line)), 1);
+  EXPECT_EQ(observer->leak_line, line);
+}
+
+asio::awaitable<query_outcome> drop_mid_transaction(std::shared_ptr<pool> p) {
+  {
+    auto lease = co_await p->async_acquire();
+    co_await lease.connection->query("CREATE TABLE IF NOT EXISTS t_drop (v int)");
+    co_await lease.connection->query("TRUNCATE t_drop");
+    co_await lease.connection->begin();
+    co_await lease.connection->query("INSERT INTO t_drop VALUES (1)");
+  } // dropped without COMMIT
+  auto lease = co_await p->async_acquire();
+  co_return co_await lease.connection->query("SELECT count(*) FROM t_drop");
+}
+
+TEST_F(pg_test, a_lease_dropped_mid_transaction_is_rolled_back_not_reused) {
+  auto p = make();
+  auto count = run(drop_mid_transaction(p));
+  ASSERT_FALSE(count.error) << count.message;
+  EXPECT_EQ(count.rows.get(0, 0), "0") << "the insert was rolled back";
+  EXPECT_EQ(observer->closed,
+            std::vector<tether::pool::close_reason>{tether::pool::close_reason::not_reusable});
+}
+
+asio::awaitable<std::pair<query_outcome, query_outcome>>
+timeout_then_reuse(std::shared_ptr<pool> p) {
+  auto lease = co_await p->async_acquire();
+  auto slow = co_await lease.connection->query("SELECT pg_sleep(30)", {}, 300ms);
+  // The same session is usable at once: the cancel ended the statement on the server.
+  auto next = co_await lease.connection->query(
+      "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(30)%' AND "
+      "state = 'active'");
+  co_return std::pair{std::move(slow), std::move(next)};
+}
+
+TEST_F(pg_test, a_query_past_its_timeout_is_cancelled_on_the_server) {
+  auto p = make();
+  const auto started = std::chrono::steady_clock::now();
+  auto [slow, next] = run(timeout_then_reuse(p));
+  const auto took = std::chrono::steady_clock::now() - started;
+  EXPECT_EQ(slow.error, make_error_code(errc::query_timeout)) << slow.message;
+  EXPECT_EQ(slow.sqlstate, "57014"); // query_canceled
+  EXPECT_LT(took, 5s);
+  ASSERT_FALSE(next.error) << next.message;
+  EXPECT_EQ(next.rows.get(0, 0), "0") << "nothing still sleeping on the server";
+}
+
+asio::awaitable<std::pair<int, int>> killed_backend(std::shared_ptr<pool> p) {
+  int first_pid = 0;
+  {
+    auto victim = co_await p->async_acquire();
+    auto killer = co_await p->async_acquire();
+    first_pid = victim.connection->backend_pid();
+    victim.connection.reset(); // back in the pool, idle
+    // Terminate it from the other session, as an operator (or a failover) would.
+    const std::string pid = std::to_string(first_pid);
+    const param args[] = {pid};
+    co_await killer.connection->query("SELECT pg_terminate_backend($1::int)", args);
+  }
+  asio::steady_timer settle{co_await asio::this_coro::executor, 100ms};
+  co_await settle.async_wait(asio::use_awaitable);
+  // Both sessions at once, so the pool must get past the dead one.
+  auto a = co_await p->async_acquire();
+  auto b = co_await p->async_acquire();
+  for (auto* lease : {&a, &b}) {
+    if (lease->error || lease->connection->backend_pid() == first_pid) {
+      co_return std::pair{first_pid, first_pid}; // handed out a dead session
+    }
+    auto r = co_await lease->connection->query("SELECT 1");
+    if (r.error) {
+      co_return std::pair{first_pid, -1};
+    }
+  }
+  co_return std::pair{first_pid, b.connection->backend_pid()};
+}
+
+TEST_F(pg_test, a_killed_backend_session_is_discarded_from_the_pool) {
+  options.max_size = 2;
+  auto p = make();
+  auto [first, second] = run(killed_backend(p));
+  EXPECT_NE(first, second);
+  EXPECT_GT(second, 0);
+  EXPECT_NE(std::find(observer->closed.begin(), observer->closed.end(),
+                      tether::pool::close_reason::not_usable),
+            observer->closed.end());
+}
+
+struct restart_tally {
+  int attempts = 0;
+  int answered = 0;
+  int errored = 0;
+  int after_restart_ok = 0;
+  bool restarted = false;
+};
+
+asio::awaitable<void> keep_querying(std::shared_ptr<pool> p, std::shared_ptr<restart_tally> t,
+                                    int rounds) {
+  for (int i = 0; i < rounds; ++i) {
+    ++t->attempts;
+    auto lease = co_await p->async_acquire(5s);
+    if (lease.error) {
+      ++t->errored;
+    } else {
+      const param args[] = {"7"};
+      auto r = co_await lease.connection->query("SELECT pg_sleep(0.01), $1::int", args, 5s);
+      if (r.error) {
+        ++t->errored;
+        lease.connection.mark_broken();
+      } else {
+        ++t->answered;
+        t->after_restart_ok += t->restarted ? 1 : 0;
+      }
+    }
+    asio::steady_timer pause{co_await asio::this_coro::executor, 5ms};
+    co_await pause.async_wait(asio::use_awaitable);
+  }
+}
+
+TEST_F(pg_test, a_server_restart_mid_run_loses_no_query_and_the_pool_recovers) {
+  options.max_size = 4;
+  options.connect_backoff.initial = 100ms; // reconnect quickly in a test
+  auto p = make();
+  auto t = std::make_shared<restart_tally>();
+  for (int i = 0; i < 4; ++i) {
+    asio::co_spawn(io, keep_querying(p, t, 150), asio::detached);
+  }
+  ASSERT_TRUE(run_until(io, [&] { return t->answered >= 40; }));
+  server->restart(); // blocks this thread; the pool's sessions are cut meanwhile
+  t->restarted = true;
+  ASSERT_TRUE(run_until(
+      io, [&] { return t->attempts == 600 && t->answered + t->errored == 600; }, 60000ms));
+  EXPECT_EQ(t->answered + t->errored, t->attempts) << "every query returned or errored";
+  EXPECT_GT(t->after_restart_ok, 100) << "the pool reconnected after the restart";
+}
+
+} // namespace
+} // namespace tether::pg
