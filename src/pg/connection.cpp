@@ -228,6 +228,15 @@ connection::query(std::string_view sql, std::span<const param> params, clock::du
         // 57014 is query_canceled: ours, if we cancelled.
         out.error = cancelled && out.sqlstate == "57014" ? make_error_code(errc::query_timeout)
                                                          : make_error_code(errc::query_failed);
+        if (out.error == errc::query_timeout) {
+          // Say what happened in tether's words, with the server's behind it.
+          const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count();
+          while (!out.message.empty() && out.message.back() == '\n') {
+            out.message.pop_back();
+          }
+          out.message = "query timed out after " + std::to_string(ms) +
+                        " ms and was cancelled on the server (" + out.message + ")";
+        }
       }
       PQclear(r);
     } else if (!out.error) {
