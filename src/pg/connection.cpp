@@ -164,8 +164,14 @@ connection::query(std::string_view sql, std::span<const param> params, clock::du
       values.push_back(nullptr);
     }
   }
-  if (PQsendQueryParams(conn_, statement.c_str(), static_cast<int>(values.size()), nullptr,
-                        values.data(), nullptr, nullptr, 0) == 0) {
+  // Without parameters, the simple protocol: one message and one round trip, as psql and
+  // pgbench's default mode send it. With parameters, the extended protocol keeps them out of
+  // the SQL text.
+  const int sent =
+      values.empty() ? PQsendQuery(conn_, statement.c_str())
+                     : PQsendQueryParams(conn_, statement.c_str(), static_cast<int>(values.size()),
+                                         nullptr, values.data(), nullptr, nullptr, 0);
+  if (sent == 0) {
     lost(out);
     co_return out;
   }

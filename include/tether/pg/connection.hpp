@@ -30,7 +30,8 @@ public:
   connection& operator=(const connection&) = delete;
   ~connection();
 
-  /// Runs one statement with parameters ($1, $2, ...) through the extended protocol. With a
+  /// Runs one statement: with parameters ($1, $2, ...) through the extended protocol, without
+  /// through the simple one (which also takes several statements separated by ';'). With a
   /// timeout, a query still running when it passes is cancelled on the server (PQcancel, run off
   /// the loop thread) and ends with errc::query_timeout.
   ///

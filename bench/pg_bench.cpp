@@ -1,0 +1,188 @@
+// Transactions per second of pgbench's select-only workload (one SELECT on pgbench_accounts by a
+// random aid, the simple protocol) in one run, against one PostgreSQL started here:
+//   1. tether's pg pool: 2 worker threads, each with its own pool of 4 sessions and 4 clients;
+//   2. pgbench -S, persistent connections (the ceiling: what the server gives 8 clients);
+//   3. pgbench -S -C, a new connection per transaction (what no pool costs);
+//   4. pgbench -S through Debian's PgBouncer in transaction mode with a pool of 8.
+//
+//   cmake --build --preset release --target tether_pg_bench
+//   ./build/release/bench/tether_pg_bench [seconds per run, default 10]
+#include <signal.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <random>
+#include <regex>
+#include <string>
+#include <thread>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/io_context.hpp>
+
+#include "pg_server.hpp"
+#include "tether/pg/pool.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+constexpr int clients = 8;
+constexpr int workers = 2;
+constexpr int accounts = 100000; // pgbench -i -s 1
+
+std::string run_capture(const std::string& command) {
+  std::string out;
+  if (FILE* p = ::popen(command.c_str(), "r")) {
+    char buffer[512];
+    while (std::fgets(buffer, sizeof buffer, p) != nullptr) {
+      out += buffer;
+    }
+    ::pclose(p);
+  }
+  return out;
+}
+
+double pgbench_tps(const std::string& args) {
+  const std::string out = run_capture("pgbench " + args + " 2>&1");
+  std::smatch m;
+  if (std::regex_search(out, m, std::regex{R"(tps = ([0-9.]+))"})) {
+    return std::stod(m[1]);
+  }
+  std::fprintf(stderr, "pgbench gave no tps:\n%s\n", out.c_str());
+  return 0;
+}
+
+asio::awaitable<void> client(std::shared_ptr<tether::pg::pool> pool, std::atomic<long>* done,
+                             std::atomic<long>* failed, std::atomic<bool>* stop, unsigned seed) {
+  std::minstd_rand random{seed};
+  std::uniform_int_distribution<int> aid{1, accounts};
+  while (!stop->load(std::memory_order_relaxed)) {
+    auto lease = co_await pool->async_acquire();
+    if (lease.error) {
+      failed->fetch_add(1);
+      continue;
+    }
+    const auto r = co_await lease.connection->query(
+        "SELECT abalance FROM pgbench_accounts WHERE aid = " + std::to_string(aid(random)) + ";");
+    (r.error ? failed : done)->fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+double tether_tps(const std::string& conninfo, std::chrono::seconds duration) {
+  std::atomic<long> done{0};
+  std::atomic<long> failed{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+  std::atomic<int> warm{0};
+  for (int w = 0; w < workers; ++w) {
+    threads.emplace_back([&, w] {
+      asio::io_context io{1};
+      tether::pool::pool_options options;
+      options.max_size = clients / workers;
+      auto pool =
+          tether::pg::pool::create(io.get_executor(), tether::pg::connector{{conninfo}}, options);
+      pool->start();
+      io.run_for(300ms); // sessions open before the clock starts
+      io.restart();
+      warm.fetch_add(1);
+      while (warm.load() < workers) {
+        std::this_thread::yield();
+      }
+      for (int c = 0; c < clients / workers; ++c) {
+        asio::co_spawn(io, client(pool, &done, &failed, &stop, static_cast<unsigned>(w * 100 + c)),
+                       asio::detached);
+      }
+      while (!stop.load()) {
+        io.run_for(50ms);
+      }
+      io.run_for(200ms); // let the last queries finish
+    });
+  }
+  while (warm.load() < workers) {
+    std::this_thread::yield();
+  }
+  const long before = done.load();
+  const auto started = std::chrono::steady_clock::now();
+  std::this_thread::sleep_for(duration); // a benchmark's measuring window, not a test's wait
+  const long counted = done.load() - before;
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  stop.store(true);
+  for (auto& t : threads) {
+    t.join();
+  }
+  if (failed.load() > 0) {
+    std::fprintf(stderr, "tether: %ld queries failed\n", failed.load());
+  }
+  return static_cast<double>(counted) / seconds;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  const std::chrono::seconds duration{argc > 1 ? std::atoi(argv[1]) : 10};
+  tether::testing::pg_server server;
+  const std::string target =
+      "-h 127.0.0.1 -p " + std::to_string(server.port()) + " -U postgres postgres";
+  if (std::system(("pgbench -q -i -s 1 " + target + " > /dev/null 2>&1").c_str()) != 0) {
+    std::fprintf(stderr, "pgbench -i failed\n");
+    return 1;
+  }
+  const std::string load = "-n -S -c " + std::to_string(clients) + " -j " +
+                           std::to_string(workers) + " -T " + std::to_string(duration.count());
+
+  // PgBouncer, transaction pooling, in the server's private directory; it refuses to run as
+  // root, so it runs as the same user as the server.
+  const std::string dir = "/tmp/tether-pgbouncer-" + std::to_string(::getpid());
+  std::system(("mkdir -p " + dir).c_str());
+  const auto bouncer_port = server.port() + 1;
+  {
+    std::ofstream ini{dir + "/pgbouncer.ini"};
+    ini << "[databases]\npostgres = host=127.0.0.1 port=" << server.port()
+        << " dbname=postgres user=postgres\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = "
+        << bouncer_port << "\nauth_type = trust\nauth_file = " << dir
+        << "/users.txt\npool_mode = transaction\ndefault_pool_size = " << clients
+        << "\nmax_client_conn = 100\nunix_socket_dir =\nlogfile = " << dir
+        << "/pgbouncer.log\npidfile = " << dir << "/pgbouncer.pid\n";
+    std::ofstream users{dir + "/users.txt"};
+    users << "\"postgres\" \"\"\n";
+  }
+  std::system(("chown -R postgres " + dir + " 2>/dev/null").c_str());
+  const bool bouncer_up =
+      std::system((server.as_user() + "pgbouncer -d " + dir + "/pgbouncer.ini").c_str()) == 0;
+
+  std::printf("pgbench -S workload, %d clients, %lld s per run, PostgreSQL on 127.0.0.1:%u\n\n",
+              clients, static_cast<long long>(duration.count()), server.port());
+  const double pooled = tether_tps(server.conninfo(), duration);
+  const double direct = pgbench_tps(load + " " + target);
+  const double per_tx = pgbench_tps(load + " -C " + target);
+  double bouncer = 0;
+  if (bouncer_up) {
+    std::this_thread::sleep_for(300ms); // pgbouncer's listener comes up after it forks
+    bouncer = pgbench_tps(load + " -h 127.0.0.1 -p " + std::to_string(bouncer_port) +
+                          " -U postgres postgres");
+  }
+  std::printf("%-46s %10.0f tps\n", "tether pg pool (2 workers x 4 sessions)", pooled);
+  std::printf("%-46s %10.0f tps\n", "pgbench, persistent connections", direct);
+  std::printf("%-46s %10.0f tps\n", "pgbench -C, a connection per transaction", per_tx);
+  std::printf("%-46s %10.0f tps\n", "pgbench through pgbouncer (transaction mode)", bouncer);
+  std::printf("\ntether pool / connection per transaction: %.1fx\n",
+              per_tx > 0 ? pooled / per_tx : 0);
+  std::printf("tether pool / pgbouncer:                  %.2fx\n",
+              bouncer > 0 ? pooled / bouncer : 0);
+  std::printf("tether pool / pgbench persistent:         %.2fx\n",
+              direct > 0 ? pooled / direct : 0);
+
+  // Stop the PgBouncer this program started, by the pid it wrote.
+  std::ifstream pidfile{dir + "/pgbouncer.pid"};
+  pid_t pid = 0;
+  if (pidfile >> pid && pid > 0) {
+    ::kill(pid, SIGTERM);
+  }
+  std::this_thread::sleep_for(200ms);
+  std::system(("rm -rf " + dir).c_str());
+  return 0;
+}
