@@ -6,6 +6,7 @@
 #include <vector>
 
 #include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/steady_timer.hpp>
@@ -42,7 +43,7 @@ public:
 // PQcancel is a blocking network call (libpq 15 has no non-blocking cancel), so it runs on this
 // small pool of its own, never on a worker.
 asio::thread_pool& cancel_threads() {
-  static asio::thread_pool pool{1};
+  static asio::thread_pool pool{2};
   return pool;
 }
 
@@ -120,11 +121,29 @@ asio::awaitable<std::error_code> connection::wait(bool for_write, clock::time_po
   co_return std::get<0>(std::get<0>(r));
 }
 
+asio::awaitable<std::error_code> connection::wait_either(clock::time_point deadline) {
+  using namespace asio::experimental::awaitable_operators;
+  asio::steady_timer timer{co_await asio::this_coro::executor};
+  timer.expires_after(deadline == clock::time_point::max()
+                          ? std::chrono::hours{24 * 365}
+                          : deadline - monotonic_clock::instance().now());
+  auto r =
+      co_await (socket_.async_wait(stream::wait_write, use_tuple) ||
+                socket_.async_wait(stream::wait_read, use_tuple) || timer.async_wait(use_tuple));
+  if (r.index() == 2) {
+    co_return make_error_code(std::errc::timed_out);
+  }
+  co_return r.index() == 0 ? std::get<0>(std::get<0>(r)) : std::get<0>(std::get<1>(r));
+}
+
 asio::awaitable<void> connection::cancel_on_server() {
+  // Sent without waiting for it: PQcancel has no timeout of its own, and the query's wait for
+  // the server's answer is bounded separately. The PGcancel lives as long as the send needs it.
   std::shared_ptr<PGcancel> cancel{PQgetCancel(conn_), &PQfreeCancel};
   if (cancel) {
-    co_await asio::co_spawn(cancel_threads(), send_cancel(std::move(cancel)), asio::use_awaitable);
+    asio::co_spawn(cancel_threads(), send_cancel(std::move(cancel)), asio::detached);
   }
+  co_return;
 }
 
 asio::awaitable<query_outcome>
@@ -194,11 +213,13 @@ connection::query(std::string_view sql, std::span<const param> params, clock::du
       lost(out);
       co_return out;
     }
-    const auto ec = co_await wait(true, deadline);
+    // libpq: while output is pending, wait for either direction, and read what arrives so
+    // the server is never blocked writing to us while we wait to write to it.
+    const auto ec = co_await wait_either(deadline);
     if (ec == std::errc::timed_out && !cancelled) {
-      co_await cancel_on_server();
       after_cancel();
-    } else if (ec) {
+      co_await cancel_on_server();
+    } else if (ec || PQconsumeInput(conn_) == 0) {
       lost(out);
       co_return out;
     }
@@ -208,8 +229,8 @@ connection::query(std::string_view sql, std::span<const param> params, clock::du
     while (PQisBusy(conn_) != 0) {
       const auto ec = co_await wait(false, deadline);
       if (ec == std::errc::timed_out && !cancelled) {
-        co_await cancel_on_server();
         after_cancel();
+        co_await cancel_on_server();
         continue;
       }
       if (ec || PQconsumeInput(conn_) == 0) {
@@ -225,6 +246,18 @@ connection::query(std::string_view sql, std::span<const param> params, clock::du
       break;
     }
     const auto status = PQresultStatus(r);
+    if (status == PGRES_COPY_IN || status == PGRES_COPY_OUT || status == PGRES_COPY_BOTH) {
+      // COPY needs a streaming API tether does not have yet. libpq would hand out a COPY result
+      // for ever; end it: refuse the data for COPY FROM, drop the session for COPY TO.
+      PQclear(r);
+      out.error = errc::query_failed;
+      out.message = "COPY is not supported by tether::pg::connection::query";
+      if (status == PGRES_COPY_IN && PQputCopyEnd(conn_, "COPY is not supported") == 1) {
+        continue; // the server answers with an error, then the session is idle again
+      }
+      close();
+      co_return out;
+    }
     if (status == PGRES_FATAL_ERROR || status == PGRES_BAD_RESPONSE ||
         status == PGRES_NONFATAL_ERROR) {
       if (!out.error) {
@@ -265,12 +298,22 @@ asio::awaitable<std::error_code> connector::async_connect(std::unique_ptr<pg::co
     co_return make_error_code(std::errc::not_enough_memory);
   }
   stream socket{executor};
+  // Whatever way this coroutine ends short of success (an error, or its frame destroyed while
+  // it waits), the half-made session is finished and libpq's socket is not closed under it.
+  struct session_guard {
+    PGconn* conn;
+    stream& socket;
+    ~session_guard() {
+      if (socket.is_open()) {
+        (void)socket.release();
+      }
+      if (conn != nullptr) {
+        PQfinish(conn);
+      }
+    }
+  } guard{conn, socket};
   const auto fail = [&](std::error_code ec) {
     last_error_ = PQerrorMessage(conn);
-    if (socket.is_open()) {
-      (void)socket.release();
-    }
-    PQfinish(conn);
     return ec;
   };
   if (PQstatus(conn) == CONNECTION_BAD) {
@@ -283,16 +326,15 @@ asio::awaitable<std::error_code> connector::async_connect(std::unique_ptr<pg::co
     if (polling == PGRES_POLLING_FAILED) {
       co_return fail(connect_error(PQerrorMessage(conn)));
     }
-    const int fd = PQsocket(conn);
-    if (!socket.is_open() || socket.native_handle() != fd) {
-      if (socket.is_open()) {
-        (void)socket.release();
-      }
-      std::error_code ec;
-      socket.assign(fd, ec);
-      if (ec) {
-        co_return fail(ec);
-      }
+    // Register the socket afresh each round: libpq may have closed one socket and opened the
+    // next under the same number (another address or host), which epoll would not notice.
+    if (socket.is_open()) {
+      (void)socket.release();
+    }
+    std::error_code assign_error;
+    socket.assign(PQsocket(conn), assign_error);
+    if (assign_error) {
+      co_return fail(assign_error);
     }
     const auto what = polling == PGRES_POLLING_READING ? stream::wait_read : stream::wait_write;
     auto r = co_await (socket.async_wait(what, use_tuple) || deadline.async_wait(use_tuple));
@@ -305,6 +347,7 @@ asio::awaitable<std::error_code> connector::async_connect(std::unique_ptr<pg::co
     co_return fail(make_error_code(errc::connect_failed));
   }
   out = std::make_unique<pg::connection>(conn, std::move(socket));
+  guard.conn = nullptr; // the connection owns the session now
   co_return std::error_code{};
 }
 

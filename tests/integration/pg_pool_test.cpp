@@ -129,6 +129,37 @@ TEST_F(pg_test, runs_parameterised_queries_and_reports_server_errors) {
   EXPECT_EQ(p->stats().total, 1U) << "the three queries shared one session";
 }
 
+asio::awaitable<std::pair<query_outcome, query_outcome>> copy_then_query(std::shared_ptr<pool> p) {
+  auto lease = co_await p->async_acquire();
+  co_await lease.connection->query("CREATE TABLE IF NOT EXISTS t_copy (v int)");
+  auto copy = co_await lease.connection->query("COPY t_copy FROM STDIN");
+  auto after = co_await lease.connection->query("SELECT 1");
+  co_return std::pair{std::move(copy), std::move(after)};
+}
+
+TEST_F(pg_test, copy_is_refused_cleanly_and_the_session_goes_on) {
+  auto p = make();
+  auto [copy, after] = run(copy_then_query(p));
+  EXPECT_EQ(copy.error, make_error_code(errc::query_failed));
+  EXPECT_NE(copy.message.find("COPY is not supported"), std::string::npos) << copy.message;
+  EXPECT_FALSE(after.error) << after.message;
+}
+
+TEST_F(pg_test, a_server_that_is_not_there_gives_waiters_connection_refused) {
+  std::uint16_t port = 0;
+  {
+    asio::ip::tcp::acceptor probe{io, {asio::ip::make_address("127.0.0.1"), 0}};
+    port = probe.local_endpoint().port();
+  }
+  auto p = pool::create(io.get_executor(),
+                        connector{{"hostaddr=127.0.0.1 port=" + std::to_string(port) +
+                                   " user=postgres dbname=postgres"}},
+                        options, coarse_monotonic_clock::instance(), observer);
+  p->start();
+  auto r = run(one_query(p, "SELECT 1", {}));
+  EXPECT_TRUE(r.error == std::errc::connection_refused) << r.error.message();
+}
+
 asio::awaitable<std::error_code> hold_three_then_acquire(std::shared_ptr<pool> p) {
   auto a = co_await p->async_acquire();
   auto b = co_await p->async_acquire();

@@ -60,6 +60,7 @@ public:
 
 private:
   asio::awaitable<std::error_code> wait(bool for_write, clock::time_point deadline);
+  asio::awaitable<std::error_code> wait_either(clock::time_point deadline);
   asio::awaitable<void> cancel_on_server();
 
   PGconn* conn_;

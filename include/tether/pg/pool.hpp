@@ -13,7 +13,8 @@ namespace tether::pg {
 ///                                options);
 ///   pool->start();
 ///   auto lease = co_await pool->async_acquire();
-///   auto rows = co_await lease.connection->query("SELECT name FROM users WHERE id = $1", {"42"},
+///   const pg::param args[] = {"42"};
+///   auto rows = co_await lease.connection->query("SELECT name FROM users WHERE id = $1", args,
 ///                                                2s);
 using pool = tether::pool::connection_pool<connector>;
 /// A leased session; dropping it gives it back (or closes it, if left in a transaction).

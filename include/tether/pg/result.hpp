@@ -25,8 +25,10 @@ public:
     return {PQgetvalue(r_.get(), row, column),
             static_cast<std::size_t>(PQgetlength(r_.get(), row, column))};
   }
+  /// The column's name; empty for a column that does not exist.
   [[nodiscard]] std::string_view column_name(int column) const noexcept {
-    return PQfname(r_.get(), column);
+    const char* name = r_ ? PQfname(r_.get(), column) : nullptr;
+    return name == nullptr ? std::string_view{} : std::string_view{name};
   }
   /// Rows a command touched (INSERT, UPDATE, DELETE), as the server reported.
   [[nodiscard]] std::string_view affected() const noexcept {

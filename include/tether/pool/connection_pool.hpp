@@ -539,14 +539,15 @@ private:
     }
     bool reusable = true;
     if constexpr (checks_reuse<Connector>) {
-      reusable = e->broken || connector_.is_reusable(*e->connection);
+      reusable = e->broken || state_ != pool_state::open || e->evict ||
+                 connector_.is_reusable(*e->connection);
     }
     if (e->broken) {
       close_active(e, close_reason::broken);
-    } else if (!reusable) {
-      close_active(e, close_reason::not_reusable);
     } else if (state_ != pool_state::open || e->evict) {
       close_active(e, close_reason::pool_closed);
+    } else if (!reusable) {
+      close_active(e, close_reason::not_reusable);
     } else if (now >= e->expires) {
       close_active(e, close_reason::max_lifetime);
     } else {
