@@ -143,7 +143,7 @@ public:
   using entry = detail::pooled<connection_type>;
 
   /// What an acquire gives: a lease, or why there is none (pool_timeout, pool_closed, the
-  /// connect error when the host cannot be reached, operation_aborted when cancelled).
+  /// connect error when the host cannot be reached, std::errc::operation_canceled when cancelled).
   struct acquire_result {
     std::error_code error;
     lease connection;
@@ -185,7 +185,7 @@ public:
   }
 
   /// Acquires a connection, waiting up to `timeout` (the pool's acquire_timeout by default).
-  /// Cancellable: a cancelled acquire leaves the queue and ends with operation_aborted.
+  /// Cancellable: a cancelled acquire leaves the queue and ends with std::errc::operation_canceled.
   asio::awaitable<acquire_result>
   async_acquire(std::optional<clock::duration> timeout = std::nullopt,
                 std::source_location where = std::source_location::current()) {
