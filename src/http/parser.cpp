@@ -1,0 +1,626 @@
+#include "tether/http/parser.hpp"
+
+#include <http_parser.h>
+
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+#include <utility>
+
+namespace tether::http {
+namespace {
+
+class http_category final : public std::error_category {
+public:
+  [[nodiscard]] const char* name() const noexcept override { return "tether.http"; }
+  [[nodiscard]] std::string message(int value) const override {
+    switch (static_cast<errc>(value)) {
+    case errc::bad_request_line:
+      return "malformed request line";
+    case errc::method_not_implemented:
+      return "method not implemented";
+    case errc::target_too_long:
+      return "request line too long";
+    case errc::too_many_headers:
+      return "too many header fields";
+    case errc::headers_too_large:
+      return "header section too large";
+    case errc::body_too_large:
+      return "body too large";
+    case errc::invalid_header:
+      return "malformed header field (whitespace or control byte in name or value)";
+    case errc::obsolete_line_folding:
+      return "obsolete line folding in a header value";
+    case errc::bare_line_ending:
+      return "bare CR or LF where CRLF is required";
+    case errc::content_length_with_transfer_encoding:
+      return "Content-Length together with Transfer-Encoding";
+    case errc::invalid_content_length:
+      return "invalid or conflicting Content-Length";
+    case errc::invalid_transfer_encoding:
+      return "invalid Transfer-Encoding (chunked must be the last coding)";
+    case errc::invalid_chunk:
+      return "invalid chunk size or chunk framing";
+    case errc::invalid_status_line:
+      return "malformed status line";
+    case errc::unexpected_eof:
+      return "connection closed in the middle of a message";
+    case errc::data_after_close:
+      return "data after a message that closes the connection";
+    case errc::malformed:
+      return "malformed HTTP/1.1 message";
+    }
+    return "unknown tether.http error " + std::to_string(value);
+  }
+};
+
+bool iequals(std::string_view a, std::string_view b) noexcept {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return (x >= 'A' && x <= 'Z' ? x + 32 : x) == (y >= 'A' && y <= 'Z' ? y + 32 : y);
+         });
+}
+
+bool is_tchar(char c) noexcept {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+         (c != '\0' && std::strchr("!#$%&'*+-.^_`|~", c) != nullptr);
+}
+
+std::string_view trim_ows(std::string_view v) noexcept {
+  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) {
+    v.remove_prefix(1);
+  }
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) {
+    v.remove_suffix(1);
+  }
+  return v;
+}
+
+// http-parser keeps its header limit in a process-wide variable; tether enforces its own, per
+// parser, so that one is set out of the way once.
+void raise_http_parser_limit() {
+  static std::once_flag once;
+  std::call_once(once, [] { http_parser_set_max_header_size(16U * 1024U * 1024U); });
+}
+
+errc from_http_errno(http_errno e, parser::kind k) noexcept {
+  switch (e) {
+  case HPE_INVALID_METHOD:
+    return errc::method_not_implemented;
+  case HPE_INVALID_URL:
+    return errc::bad_request_line;
+  case HPE_INVALID_VERSION:
+  case HPE_INVALID_STATUS:
+    return k == parser::kind::request ? errc::bad_request_line : errc::invalid_status_line;
+  case HPE_INVALID_HEADER_TOKEN:
+    return errc::invalid_header;
+  case HPE_INVALID_CONTENT_LENGTH:
+  case HPE_UNEXPECTED_CONTENT_LENGTH:
+    return errc::invalid_content_length;
+  case HPE_INVALID_CHUNK_SIZE:
+    return errc::invalid_chunk;
+  case HPE_INVALID_TRANSFER_ENCODING:
+    return errc::invalid_transfer_encoding;
+  case HPE_HEADER_OVERFLOW:
+    return errc::headers_too_large;
+  case HPE_LF_EXPECTED:
+    return errc::bare_line_ending;
+  case HPE_INVALID_EOF_STATE:
+    return errc::unexpected_eof;
+  default:
+    return errc::malformed;
+  }
+}
+
+} // namespace
+
+const std::error_category& error_category() noexcept {
+  static const http_category category;
+  return category;
+}
+
+int status_of(errc e) noexcept {
+  switch (e) {
+  case errc::method_not_implemented:
+    return 501;
+  case errc::target_too_long:
+    return 414;
+  case errc::too_many_headers:
+  case errc::headers_too_large:
+    return 431;
+  case errc::body_too_large:
+    return 413;
+  case errc::invalid_status_line:
+    return 502;
+  default:
+    return 400;
+  }
+}
+
+const header* message_head::find(std::string_view name) const noexcept {
+  for (const auto& h : headers) {
+    if (iequals(h.name, name)) {
+      return &h;
+    }
+  }
+  return nullptr;
+}
+
+// A run of bytes the parser saw: a view into the current feed, or (once that feed is over, or
+// when the run arrived in pieces) a range of the parser's own arena.
+struct piece {
+  const char* ptr = nullptr;
+  std::uint32_t offset = 0;
+  std::uint32_t len = 0;
+  bool spilled = false;
+};
+
+struct parser::state {
+  enum class pause_reason : std::uint8_t { none, head, message };
+
+  http_parser p{};
+  http_parser_settings settings{};
+  parser::kind k = parser::kind::request;
+  parser_limits limits;
+  parser_handler* handler = nullptr;
+
+  std::string arena;
+  piece status_text;
+  piece url;
+  struct field {
+    piece name;
+    piece value;
+  };
+  std::vector<field> fields;
+  bool in_value = false;
+  std::size_t header_bytes = 0;
+  std::uint64_t body_bytes = 0;
+  std::vector<header> views;
+  bool in_head = true; // before on_head of the current message
+  bool in_message = false;
+  bool skip_body = false;
+  bool closing = false;  // the last message said the connection closes after it
+  bool upgraded = false; // the bytes from here on are a tunnel
+  pause_reason paused = pause_reason::none;
+  std::error_code local;
+
+  // Head scanning state (see scan_head).
+  bool prev_cr = false;
+  int line = 0;
+  bool line_start = true;
+  bool prev_space = false;
+  int start_spaces = 0;
+  int status_digits = 0;
+
+  void fail(errc e) {
+    if (!local) {
+      local = e;
+    }
+  }
+
+  [[nodiscard]] std::string_view view(const piece& pc) const noexcept {
+    return pc.spilled ? std::string_view{arena.data() + pc.offset, pc.len}
+                      : std::string_view{pc.ptr, pc.len};
+  }
+
+  void spill(piece& pc) {
+    if (pc.spilled || pc.len == 0) {
+      return;
+    }
+    pc.offset = static_cast<std::uint32_t>(arena.size());
+    arena.append(pc.ptr, pc.len);
+    pc.spilled = true;
+  }
+
+  void append(piece& pc, const char* at, std::size_t n) {
+    if (pc.len == 0 && !pc.spilled) {
+      pc.ptr = at;
+      pc.len = static_cast<std::uint32_t>(n);
+      return;
+    }
+    if (!pc.spilled && pc.ptr + pc.len == at) {
+      pc.len += static_cast<std::uint32_t>(n);
+      return;
+    }
+    // Arrived in pieces (split across reads): the run moves to the arena, where it is the last
+    // thing written, so later pieces of it stay contiguous.
+    spill(pc);
+    arena.append(at, n);
+    pc.len += static_cast<std::uint32_t>(n);
+  }
+
+  // The feed's bytes go away when it returns: move every view of the unfinished head into the
+  // arena, in order, so the piece still being written is the arena's last.
+  void spill_all() {
+    spill(status_text);
+    spill(url);
+    for (auto& f : fields) {
+      spill(f.name);
+      spill(f.value);
+    }
+  }
+
+  void reset_message() {
+    arena.clear();
+    status_text = {};
+    url = {};
+    fields.clear();
+    in_value = false;
+    header_bytes = 0;
+    body_bytes = 0;
+    in_head = true;
+    in_message = false;
+    reset_scan();
+  }
+
+  void reset_scan() {
+    prev_cr = false;
+    line = 0;
+    line_start = true;
+    prev_space = false;
+    start_spaces = 0;
+    status_digits = 0;
+  }
+
+  // What http-parser lets through in the head and tether does not: a bare CR or LF (every LF
+  // must follow a CR, every CR be followed by LF), a line that starts with whitespace (obsolete
+  // folding, or space after the start line), and a start line with more than one space between
+  // its parts or a status code that is not three digits. Streaming: the head may come in pieces.
+  errc scan_head(const char* begin, const char* end) {
+    for (const char* c = begin; c != end; ++c) {
+      const char ch = *c;
+      if (ch == '\n') {
+        if (!prev_cr) {
+          return errc::bare_line_ending;
+        }
+        prev_cr = false;
+        ++line;
+        line_start = true;
+        continue;
+      }
+      if (prev_cr) {
+        return errc::bare_line_ending;
+      }
+      if (ch == '\r') {
+        prev_cr = true;
+        if (line == 0 && k == parser::kind::response && start_spaces == 1 && status_digits != 3) {
+          return errc::invalid_status_line;
+        }
+        continue;
+      }
+      if (line_start && line > 0 && (ch == ' ' || ch == '\t')) {
+        return line == 1 ? errc::malformed : errc::obsolete_line_folding;
+      }
+      line_start = false;
+      if (line == 0) {
+        const bool in_reason = k == parser::kind::response && start_spaces >= 2;
+        if (ch == ' ' && !in_reason) {
+          if (prev_space) {
+            return k == parser::kind::request ? errc::bad_request_line : errc::invalid_status_line;
+          }
+          if (k == parser::kind::response && start_spaces == 1 && status_digits != 3) {
+            return errc::invalid_status_line;
+          }
+          ++start_spaces;
+        } else if (k == parser::kind::response && start_spaces == 1) {
+          ++status_digits;
+        }
+        prev_space = ch == ' ';
+      }
+    }
+    return errc{};
+  }
+
+  // tether's checks on the complete head; then on_head.
+  void head_complete() {
+    views.clear();
+    views.reserve(fields.size());
+    for (const auto& f : fields) {
+      views.push_back({view(f.name), trim_ows(view(f.value))});
+    }
+    const header* content_length = nullptr;
+    std::vector<const header*> transfer_encodings;
+    for (const auto& h : views) {
+      if (iequals(h.name, "content-length")) {
+        if (content_length != nullptr && content_length->value != h.value) {
+          fail(errc::invalid_content_length);
+          return;
+        }
+        content_length = &h;
+      } else if (iequals(h.name, "transfer-encoding")) {
+        transfer_encodings.push_back(&h); // several fields form one list, in order
+      }
+    }
+    if (content_length != nullptr && !transfer_encodings.empty()) {
+      fail(errc::content_length_with_transfer_encoding);
+      return;
+    }
+    bool chunked_last = false;
+    bool any = false;
+    for (const header* transfer_encoding : transfer_encodings) {
+      // A comma-separated list of tokens with optional whitespace (SP, HTAB) only; chunked may
+      // appear once, last. Anything else is how smuggling attempts hide.
+      std::string_view rest = transfer_encoding->value;
+      while (true) {
+        const auto comma = rest.find(',');
+        const auto item = trim_ows(rest.substr(0, comma));
+        if (item.empty() || !std::all_of(item.begin(), item.end(), is_tchar) || chunked_last) {
+          fail(errc::invalid_transfer_encoding);
+          return;
+        }
+        any = true;
+        chunked_last = iequals(item, "chunked");
+        if (comma == std::string_view::npos) {
+          break;
+        }
+        rest.remove_prefix(comma + 1);
+      }
+    }
+    if (any && k == parser::kind::request && !chunked_last) {
+      fail(errc::invalid_transfer_encoding);
+      return;
+    }
+    // HTTP/1.0 and 1.1 only: anything else is not ours to guess at.
+    if (p.http_major != 1 || p.http_minor > 1) {
+      fail(k == parser::kind::request ? errc::bad_request_line : errc::invalid_status_line);
+      return;
+    }
+    if (k == parser::kind::response && (p.status_code < 100 || p.status_code > 999)) {
+      fail(errc::invalid_status_line);
+      return;
+    }
+
+    message_head head;
+    head.version_major = p.http_major;
+    head.version_minor = p.http_minor;
+    head.headers = views;
+    if (k == parser::kind::request) {
+      head.method = http_method_str(static_cast<http_method>(p.method));
+      head.target = view(url);
+    } else {
+      head.status = static_cast<int>(p.status_code);
+      head.reason = view(status_text);
+    }
+    head.keep_alive = http_should_keep_alive(&p) != 0;
+    head.upgrade = p.upgrade != 0;
+    if ((p.flags & F_CHUNKED) != 0 || chunked_last) {
+      head.framing = body_framing::chunked;
+    } else if (content_length != nullptr) {
+      head.framing = body_framing::content_length;
+      head.content_length = p.content_length;
+      if (limits.max_body != 0 && p.content_length > limits.max_body) {
+        fail(errc::body_too_large);
+        return;
+      }
+    } else if (k == parser::kind::response) {
+      head.framing = body_framing::until_close; // neither length nor chunked: read to the end
+    }
+    if (k == parser::kind::response &&
+        ((p.status_code >= 100 && p.status_code < 200) || p.status_code == 204 ||
+         p.status_code == 304 || (p.flags & F_SKIPBODY) != 0)) {
+      head.framing = body_framing::none;
+    }
+    closing = !head.keep_alive;
+    in_head = false;
+    handler->on_head(head);
+  }
+
+  static state& of(http_parser* p) { return *static_cast<state*>(p->data); }
+
+  static int on_message_begin(http_parser* p) {
+    of(p).in_message = true;
+    return 0;
+  }
+  static int on_url(http_parser* p, const char* at, std::size_t n) {
+    auto& s = of(p);
+    s.append(s.url, at, n);
+    if (s.url.len + 16 > s.limits.max_request_line) {
+      s.fail(errc::target_too_long);
+      return 1;
+    }
+    return 0;
+  }
+  static int on_status(http_parser* p, const char* at, std::size_t n) {
+    auto& s = of(p);
+    s.append(s.status_text, at, n);
+    return 0;
+  }
+  static int on_header_field(http_parser* p, const char* at, std::size_t n) {
+    auto& s = of(p);
+    if (!s.in_head) {
+      return 0; // a trailer field after a chunked body: checked by http-parser, not reported
+    }
+    if (s.fields.empty() || s.in_value) {
+      if (s.fields.size() >= s.limits.max_header_count) {
+        s.fail(errc::too_many_headers);
+        return 1;
+      }
+      s.fields.emplace_back();
+      s.in_value = false;
+    }
+    s.append(s.fields.back().name, at, n);
+    s.header_bytes += n;
+    if (s.header_bytes > s.limits.max_header_bytes) {
+      s.fail(errc::headers_too_large);
+      return 1;
+    }
+    return 0;
+  }
+  static int on_header_value(http_parser* p, const char* at, std::size_t n) {
+    auto& s = of(p);
+    for (std::size_t i = 0; i < n; ++i) {
+      const auto c = static_cast<unsigned char>(at[i]);
+      if (c == '\r' || c == '\n') {
+        s.fail(errc::obsolete_line_folding);
+        return 1;
+      }
+      if ((c < 0x20 && c != '\t') || c == 0x7F) {
+        s.fail(errc::invalid_header);
+        return 1;
+      }
+    }
+    if (!s.in_head) {
+      return 0; // trailer
+    }
+    if (s.fields.empty()) {
+      s.fail(errc::invalid_header);
+      return 1;
+    }
+    s.in_value = true;
+    s.append(s.fields.back().value, at, n);
+    s.header_bytes += n;
+    if (s.header_bytes > s.limits.max_header_bytes) {
+      s.fail(errc::headers_too_large);
+      return 1;
+    }
+    return 0;
+  }
+  static int on_headers_complete(http_parser* p) {
+    auto& s = of(p);
+    // Stop here, so feed() can check the head's bytes before anyone sees the head.
+    s.paused = pause_reason::head;
+    http_parser_pause(p, 1);
+    const bool bodiless_status = s.k == parser::kind::response &&
+                                 ((p->status_code >= 100 && p->status_code < 200) ||
+                                  p->status_code == 204 || p->status_code == 304);
+    return s.skip_body || bodiless_status ? 1 : 0;
+  }
+  static int on_body(http_parser* p, const char* at, std::size_t n) {
+    auto& s = of(p);
+    s.body_bytes += n;
+    if (s.limits.max_body != 0 && s.body_bytes > s.limits.max_body) {
+      s.fail(errc::body_too_large);
+      return 1;
+    }
+    s.handler->on_body({at, n});
+    return 0;
+  }
+  static int on_message_complete(http_parser* p) {
+    auto& s = of(p);
+    s.paused = pause_reason::message;
+    http_parser_pause(p, 1);
+    return 0;
+  }
+};
+
+parser::parser(kind k, parser_limits limits) : s_{std::make_unique<state>()} {
+  raise_http_parser_limit();
+  s_->k = k;
+  s_->limits = limits;
+  http_parser_init(&s_->p, k == kind::request ? HTTP_REQUEST : HTTP_RESPONSE);
+  s_->p.data = s_.get();
+  http_parser_settings_init(&s_->settings);
+  s_->settings.on_message_begin = &state::on_message_begin;
+  s_->settings.on_url = &state::on_url;
+  s_->settings.on_status = &state::on_status;
+  s_->settings.on_header_field = &state::on_header_field;
+  s_->settings.on_header_value = &state::on_header_value;
+  s_->settings.on_headers_complete = &state::on_headers_complete;
+  s_->settings.on_body = &state::on_body;
+  s_->settings.on_message_complete = &state::on_message_complete;
+}
+
+parser::~parser() = default;
+
+bool parser::idle() const noexcept { return !s_->in_message; }
+
+bool parser::upgraded() const noexcept { return s_->upgraded; }
+
+std::size_t parser::feed(std::string_view data, parser_handler& handler) {
+  if (error_ || s_->upgraded) {
+    return 0;
+  }
+  auto& s = *s_;
+  s.handler = &handler;
+  std::size_t pos = 0;
+  while (pos < data.size()) {
+    if (s.closing && !s.in_message) {
+      // The last message closes the connection: whatever follows is not a request to serve.
+      error_ = errc::data_after_close;
+      return pos;
+    }
+    const std::size_t head_from = pos;
+    s.skip_body = head_response_;
+    const std::size_t n =
+        http_parser_execute(&s.p, &s.settings, data.data() + pos, data.size() - pos);
+    const auto e = HTTP_PARSER_ERRNO(&s.p);
+    if (s.local) {
+      error_ = s.local;
+      return pos + n;
+    }
+    if (e == HPE_PAUSED) {
+      http_parser_pause(&s.p, 0);
+      const auto reason = std::exchange(s.paused, state::pause_reason::none);
+      if (reason == state::pause_reason::head) {
+        // The head's bytes are [head_from, pos + n) of this feed (earlier feeds were scanned
+        // already). A CR left last must be followed by LF in the next byte.
+        if (const auto bad = s.scan_head(data.data() + head_from, data.data() + pos + n);
+            bad != errc{}) {
+          error_ = bad;
+          return pos + n;
+        }
+        if (s.prev_cr && pos + n < data.size() && data[pos + n] != '\n') {
+          error_ = errc::bare_line_ending;
+          return pos + n;
+        }
+        s.head_complete();
+        if (s.local) {
+          error_ = s.local;
+          return pos + n;
+        }
+        head_response_ = false;
+        if (s.p.upgrade != 0) {
+          // The rest is the tunnel's; the head's final LF is the last byte HTTP reads.
+          s.upgraded = true;
+          const std::size_t end = pos + n + (pos + n < data.size() ? 1 : 0);
+          handler.on_message_complete();
+          return end;
+        }
+      } else {
+        handler.on_message_complete();
+        s.reset_message();
+      }
+      pos += n;
+      continue;
+    }
+    if (e != HPE_OK) {
+      error_ = from_http_errno(e, s.k);
+      return pos + n;
+    }
+    if (s.in_head && s.in_message) {
+      if (const auto bad = s.scan_head(data.data() + head_from, data.data() + pos + n);
+          bad != errc{}) {
+        error_ = bad;
+        return pos + n;
+      }
+    }
+    pos += n;
+    break;
+  }
+  if (s.in_head) {
+    s.spill_all();
+  }
+  return pos;
+}
+
+void parser::finish(parser_handler& handler) {
+  if (error_ || s_->upgraded) {
+    return;
+  }
+  auto& s = *s_;
+  s.handler = &handler;
+  http_parser_execute(&s.p, &s.settings, nullptr, 0);
+  const auto e = HTTP_PARSER_ERRNO(&s.p);
+  if (e == HPE_PAUSED) {
+    http_parser_pause(&s.p, 0);
+    if (std::exchange(s.paused, state::pause_reason::none) == state::pause_reason::message) {
+      handler.on_message_complete();
+      s.reset_message();
+    }
+    return;
+  }
+  if (e != HPE_OK || s.in_message) {
+    error_ = errc::unexpected_eof;
+  }
+}
+
+} // namespace tether::http
