@@ -190,6 +190,154 @@ struct parser::state {
   bool prev_space = false;
   int start_spaces = 0;
   int status_digits = 0;
+  bool seen_colon = false;
+
+  // Chunk framing, checked byte by byte (http-parser lets a space after the size, and anything
+  // in extensions, through). The data bytes are skipped: on_body accounts for them.
+  enum class chunk_state : std::uint8_t {
+    off,            // not in a chunked body, or past the last chunk (trailers: http-parser's)
+    head_lf,        // the LF that ends the head
+    size_first,     // first HEXDIG of a size
+    size,           // more HEXDIG, ';' or CR
+    ext_name_start, // after ';'
+    ext_name,       // token, '=', ';' or CR
+    ext_value_start,
+    ext_token,
+    ext_quoted,
+    ext_quoted_pair,
+    ext_after_quoted,
+    size_lf,        // LF after the size line
+    data,           // chunk data (on_body)
+    data_cr,        // CR after the data
+    data_lf,        // LF after the data
+  };
+  chunk_state chunk = chunk_state::off;
+  std::uint64_t chunk_left = 0;
+  std::uint64_t chunk_size = 0;
+  const char* chunk_scan_from = nullptr;
+
+  static bool is_hex(char c) noexcept {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+  }
+  static bool is_qdtext(unsigned char c) noexcept {
+    return c == '\t' || c == ' ' || c == 0x21 || (c >= 0x23 && c <= 0x5B) ||
+           (c >= 0x5D && c <= 0x7E) || c >= 0x80;
+  }
+
+  // Scans framing bytes [begin, end); false on the first that breaks RFC 9112's chunk grammar.
+  bool scan_chunks(const char* begin, const char* end) {
+    for (const char* c = begin; c != end; ++c) {
+      const auto ch = static_cast<unsigned char>(*c);
+      switch (chunk) {
+      case chunk_state::off:
+        return true;
+      case chunk_state::head_lf:
+        if (ch != '\n') {
+          return false;
+        }
+        chunk = chunk_state::size_first;
+        chunk_size = 0;
+        break;
+      case chunk_state::size_first:
+      case chunk_state::size:
+        if (is_hex(static_cast<char>(ch))) {
+          chunk_size = chunk_size * 16 + static_cast<std::uint64_t>(
+                                             ch <= '9' ? ch - '0' : (ch | 0x20) - 'a' + 10);
+          chunk = chunk_state::size;
+        } else if (chunk == chunk_state::size && ch == ';') {
+          chunk = chunk_state::ext_name_start;
+        } else if (chunk == chunk_state::size && ch == '\r') {
+          chunk = chunk_state::size_lf;
+        } else {
+          return false;
+        }
+        break;
+      case chunk_state::ext_name_start:
+      case chunk_state::ext_name:
+        if (is_tchar(static_cast<char>(ch))) {
+          chunk = chunk_state::ext_name;
+        } else if (chunk == chunk_state::ext_name && ch == '=') {
+          chunk = chunk_state::ext_value_start;
+        } else if (chunk == chunk_state::ext_name && ch == ';') {
+          chunk = chunk_state::ext_name_start;
+        } else if (chunk == chunk_state::ext_name && ch == '\r') {
+          chunk = chunk_state::size_lf;
+        } else {
+          return false;
+        }
+        break;
+      case chunk_state::ext_value_start:
+        if (ch == '"') {
+          chunk = chunk_state::ext_quoted;
+        } else if (is_tchar(static_cast<char>(ch))) {
+          chunk = chunk_state::ext_token;
+        } else {
+          return false;
+        }
+        break;
+      case chunk_state::ext_token:
+        if (ch == ';') {
+          chunk = chunk_state::ext_name_start;
+        } else if (ch == '\r') {
+          chunk = chunk_state::size_lf;
+        } else if (!is_tchar(static_cast<char>(ch))) {
+          return false;
+        }
+        break;
+      case chunk_state::ext_quoted:
+        if (ch == '"') {
+          chunk = chunk_state::ext_after_quoted;
+        } else if (ch == '\\') {
+          chunk = chunk_state::ext_quoted_pair;
+        } else if (!is_qdtext(ch)) {
+          return false;
+        }
+        break;
+      case chunk_state::ext_quoted_pair:
+        if (!(ch == '\t' || (ch >= 0x20 && ch != 0x7F))) {
+          return false;
+        }
+        chunk = chunk_state::ext_quoted;
+        break;
+      case chunk_state::ext_after_quoted:
+        if (ch == ';') {
+          chunk = chunk_state::ext_name_start;
+        } else if (ch == '\r') {
+          chunk = chunk_state::size_lf;
+        } else {
+          return false;
+        }
+        break;
+      case chunk_state::size_lf:
+        if (ch != '\n') {
+          return false;
+        }
+        if (chunk_size == 0) {
+          chunk = chunk_state::off; // the last chunk: trailers follow
+        } else {
+          chunk = chunk_state::data;
+          chunk_left = chunk_size;
+        }
+        break;
+      case chunk_state::data:
+        return false; // data bytes come through on_body, never here
+      case chunk_state::data_cr:
+        if (ch != '\r') {
+          return false;
+        }
+        chunk = chunk_state::data_lf;
+        break;
+      case chunk_state::data_lf:
+        if (ch != '\n') {
+          return false;
+        }
+        chunk = chunk_state::size_first;
+        chunk_size = 0;
+        break;
+      }
+    }
+    return true;
+  }
 
   void fail(errc e) {
     if (!local) {
@@ -240,6 +388,7 @@ struct parser::state {
   }
 
   void reset_message() {
+    chunk = chunk_state::off;
     arena.clear();
     status_text = {};
     url = {};
@@ -273,7 +422,10 @@ struct parser::state {
           return errc::bare_line_ending;
         }
         prev_cr = false;
-        ++line;
+        // Empty lines before a request line are allowed (RFC 9112 2.2): still line 0.
+        if (line > 0 || !line_start) {
+          ++line;
+        }
         line_start = true;
         continue;
       }
@@ -282,6 +434,10 @@ struct parser::state {
       }
       if (ch == '\r') {
         prev_cr = true;
+        if (line == 0 && line_start) {
+          continue; // an empty line before the start line
+        }
+        line_start = false;
         if (line == 0 && k == parser::kind::response && start_spaces == 1 && status_digits != 3) {
           return errc::invalid_status_line;
         }
@@ -290,7 +446,17 @@ struct parser::state {
       if (line_start && line > 0 && (ch == ' ' || ch == '\t')) {
         return line == 1 ? errc::malformed : errc::obsolete_line_folding;
       }
+      if (line_start) {
+        seen_colon = false;
+      }
       line_start = false;
+      if (line > 0 && !seen_colon) {
+        if (ch == ':') {
+          seen_colon = true;
+        } else if (ch == ' ' || ch == '\t') {
+          return errc::invalid_header; // whitespace between field name and colon
+        }
+      }
       if (line == 0) {
         const bool in_reason = k == parser::kind::response && start_spaces >= 2;
         if (ch == ' ' && !in_reason) {
@@ -380,7 +546,29 @@ struct parser::state {
       head.status = static_cast<int>(p.status_code);
       head.reason = view(status_text);
     }
-    head.keep_alive = http_should_keep_alive(&p) != 0;
+    // Connection tokens read by tether (http-parser misses "close" with trailing whitespace).
+    bool close_token = false;
+    bool keep_alive_token = false;
+    for (const auto& h : views) {
+      if (!iequals(h.name, "connection")) {
+        continue;
+      }
+      std::string_view rest = h.value;
+      while (true) {
+        const auto comma = rest.find(',');
+        const auto token = trim_ows(rest.substr(0, comma));
+        close_token = close_token || iequals(token, "close");
+        keep_alive_token = keep_alive_token || iequals(token, "keep-alive");
+        if (comma == std::string_view::npos) {
+          break;
+        }
+        rest.remove_prefix(comma + 1);
+      }
+    }
+    head.keep_alive = !close_token && (p.http_minor >= 1 || keep_alive_token);
+    if (k == parser::kind::response && head.framing == body_framing::until_close) {
+      head.keep_alive = false;
+    }
     head.upgrade = p.upgrade != 0;
     if ((p.flags & F_CHUNKED) != 0 || chunked_last) {
       head.framing = body_framing::chunked;
@@ -399,6 +587,10 @@ struct parser::state {
          p.status_code == 304 || (p.flags & F_SKIPBODY) != 0)) {
       head.framing = body_framing::none;
     }
+    if (head.framing == body_framing::until_close) {
+      head.keep_alive = false; // the body ends when the connection does
+    }
+    chunk = head.framing == body_framing::chunked ? chunk_state::head_lf : chunk_state::off;
     closing = !head.keep_alive;
     in_head = false;
     handler->on_head(head);
@@ -486,6 +678,17 @@ struct parser::state {
   }
   static int on_body(http_parser* p, const char* at, std::size_t n) {
     auto& s = of(p);
+    if (s.chunk != chunk_state::off) {
+      if (!s.scan_chunks(s.chunk_scan_from, at) || s.chunk != chunk_state::data || n > s.chunk_left) {
+        s.fail(errc::invalid_chunk);
+        return 1;
+      }
+      s.chunk_left -= n;
+      if (s.chunk_left == 0) {
+        s.chunk = chunk_state::data_cr;
+      }
+      s.chunk_scan_from = at + n;
+    }
     s.body_bytes += n;
     if (s.limits.max_body != 0 && s.body_bytes > s.limits.max_body) {
       s.fail(errc::body_too_large);
@@ -540,11 +743,20 @@ std::size_t parser::feed(std::string_view data, parser_handler& handler) {
     }
     const std::size_t head_from = pos;
     s.skip_body = head_response_;
+    s.chunk_scan_from = data.data() + pos;
     const std::size_t n =
         http_parser_execute(&s.p, &s.settings, data.data() + pos, data.size() - pos);
     const auto e = HTTP_PARSER_ERRNO(&s.p);
     if (s.local) {
       error_ = s.local;
+      return pos + n;
+    }
+    // Framing bytes after the last body piece of this run (the pause for the head comes before
+    // any of its body).
+    if (s.chunk != state::chunk_state::off && !s.in_head &&
+        s.paused != state::pause_reason::head &&
+        !s.scan_chunks(s.chunk_scan_from, data.data() + pos + n)) {
+      error_ = errc::invalid_chunk;
       return pos + n;
     }
     if (e == HPE_PAUSED) {
@@ -568,16 +780,16 @@ std::size_t parser::feed(std::string_view data, parser_handler& handler) {
           return pos + n;
         }
         head_response_ = false;
-        if (s.p.upgrade != 0) {
-          // The rest is the tunnel's; the head's final LF is the last byte HTTP reads.
-          s.upgraded = true;
-          const std::size_t end = pos + n + (pos + n < data.size() ? 1 : 0);
-          handler.on_message_complete();
-          return end;
-        }
       } else {
         handler.on_message_complete();
+        const bool upgrade = s.p.upgrade != 0;
         s.reset_message();
+        if (upgrade) {
+          // An Upgrade takes effect after the request (body included); CONNECT right after the
+          // head. The rest of the bytes are the tunnel's.
+          s.upgraded = true;
+          return pos + n;
+        }
       }
       pos += n;
       continue;
