@@ -206,10 +206,10 @@ struct parser::state {
     ext_quoted,
     ext_quoted_pair,
     ext_after_quoted,
-    size_lf,        // LF after the size line
-    data,           // chunk data (on_body)
-    data_cr,        // CR after the data
-    data_lf,        // LF after the data
+    size_lf, // LF after the size line
+    data,    // chunk data (on_body)
+    data_cr, // CR after the data
+    data_lf, // LF after the data
   };
   chunk_state chunk = chunk_state::off;
   std::uint64_t chunk_left = 0;
@@ -241,8 +241,8 @@ struct parser::state {
       case chunk_state::size_first:
       case chunk_state::size:
         if (is_hex(static_cast<char>(ch))) {
-          chunk_size = chunk_size * 16 + static_cast<std::uint64_t>(
-                                             ch <= '9' ? ch - '0' : (ch | 0x20) - 'a' + 10);
+          chunk_size = chunk_size * 16 +
+                       static_cast<std::uint64_t>(ch <= '9' ? ch - '0' : (ch | 0x20) - 'a' + 10);
           chunk = chunk_state::size;
         } else if (chunk == chunk_state::size && ch == ';') {
           chunk = chunk_state::ext_name_start;
@@ -337,6 +337,11 @@ struct parser::state {
       }
     }
     return true;
+  }
+
+  [[nodiscard]] bool has_field(std::string_view name) const noexcept {
+    return std::any_of(fields.begin(), fields.end(),
+                       [&](const field& f) { return iequals(view(f.name), name); });
   }
 
   void fail(errc e) {
@@ -671,15 +676,16 @@ struct parser::state {
     // Stop here, so feed() can check the head's bytes before anyone sees the head.
     s.paused = pause_reason::head;
     http_parser_pause(p, 1);
-    const bool bodiless_status = s.k == parser::kind::response &&
-                                 ((p->status_code >= 100 && p->status_code < 200) ||
-                                  p->status_code == 204 || p->status_code == 304);
+    const bool bodiless_status =
+        s.k == parser::kind::response && ((p->status_code >= 100 && p->status_code < 200) ||
+                                          p->status_code == 204 || p->status_code == 304);
     return s.skip_body || bodiless_status ? 1 : 0;
   }
   static int on_body(http_parser* p, const char* at, std::size_t n) {
     auto& s = of(p);
     if (s.chunk != chunk_state::off) {
-      if (!s.scan_chunks(s.chunk_scan_from, at) || s.chunk != chunk_state::data || n > s.chunk_left) {
+      if (!s.scan_chunks(s.chunk_scan_from, at) || s.chunk != chunk_state::data ||
+          n > s.chunk_left) {
         s.fail(errc::invalid_chunk);
         return 1;
       }
@@ -724,9 +730,13 @@ parser::parser(kind k, parser_limits limits) : s_{std::make_unique<state>()} {
 
 parser::~parser() = default;
 
-bool parser::idle() const noexcept { return !s_->in_message; }
+bool parser::idle() const noexcept {
+  return !s_->in_message;
+}
 
-bool parser::upgraded() const noexcept { return s_->upgraded; }
+bool parser::upgraded() const noexcept {
+  return s_->upgraded;
+}
 
 std::size_t parser::feed(std::string_view data, parser_handler& handler) {
   if (error_ || s_->upgraded) {
@@ -753,8 +763,7 @@ std::size_t parser::feed(std::string_view data, parser_handler& handler) {
     }
     // Framing bytes after the last body piece of this run (the pause for the head comes before
     // any of its body).
-    if (s.chunk != state::chunk_state::off && !s.in_head &&
-        s.paused != state::pause_reason::head &&
+    if (s.chunk != state::chunk_state::off && !s.in_head && s.paused != state::pause_reason::head &&
         !s.scan_chunks(s.chunk_scan_from, data.data() + pos + n)) {
       error_ = errc::invalid_chunk;
       return pos + n;
@@ -796,6 +805,12 @@ std::size_t parser::feed(std::string_view data, parser_handler& handler) {
     }
     if (e != HPE_OK) {
       error_ = from_http_errno(e, s.k);
+      // http-parser reports these two under content-length errors; say what they are.
+      if (e == HPE_UNEXPECTED_CONTENT_LENGTH && s.has_field("transfer-encoding")) {
+        error_ = errc::content_length_with_transfer_encoding;
+      } else if (e == HPE_INVALID_CONTENT_LENGTH && !s.in_head) {
+        error_ = errc::invalid_chunk; // a chunk size too large for 64 bits
+      }
       return pos + n;
     }
     if (s.in_head && s.in_message) {

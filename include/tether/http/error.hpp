@@ -9,23 +9,23 @@ namespace tether::http {
 /// Why a message was rejected. Each maps to the status a server answers with (status_of) and a
 /// short reason that goes in that answer's body.
 enum class errc {
-  bad_request_line = 1,      ///< 400: malformed method, target or version
-  method_not_implemented,    ///< 501: a method the parser does not know
-  target_too_long,           ///< 414: request line longer than the limit
-  too_many_headers,          ///< 431: more header fields than the limit
-  headers_too_large,         ///< 431: header section larger than the limit
-  body_too_large,            ///< 413: body larger than the limit
-  invalid_header,            ///< 400: malformed field name or value (control bytes, whitespace)
-  obsolete_line_folding,     ///< 400: a header value continued on the next line (obs-fold)
-  bare_line_ending,          ///< 400: CR or LF alone where CRLF is due
+  bad_request_line = 1,   ///< 400: malformed method, target or version
+  method_not_implemented, ///< 501: a method the parser does not know
+  target_too_long,        ///< 414: request line longer than the limit
+  too_many_headers,       ///< 431: more header fields than the limit
+  headers_too_large,      ///< 431: header section larger than the limit
+  body_too_large,         ///< 413: body larger than the limit
+  invalid_header,         ///< 400: malformed field name or value (control bytes, whitespace)
+  obsolete_line_folding,  ///< 400: a header value continued on the next line (obs-fold)
+  bare_line_ending,       ///< 400: CR or LF alone where CRLF is due
   content_length_with_transfer_encoding, ///< 400: both framing headers (request smuggling)
-  invalid_content_length,    ///< 400: not a number, or several that differ
-  invalid_transfer_encoding, ///< 400: obfuscated, or chunked not last in a request
-  invalid_chunk,             ///< 400: bad chunk size (overflow, sign, underscore) or framing
-  invalid_status_line,       ///< 502 (upstream): malformed status line
-  unexpected_eof,            ///< the peer closed in the middle of a message
-  data_after_close,          ///< 400: bytes after a message that closes the connection
-  malformed,                 ///< 400: any other violation of HTTP/1.1 syntax
+  invalid_content_length,                ///< 400: not a number, or several that differ
+  invalid_transfer_encoding,             ///< 400: obfuscated, or chunked not last in a request
+  invalid_chunk,       ///< 400: bad chunk size (overflow, sign, underscore) or framing
+  invalid_status_line, ///< 502 (upstream): malformed status line
+  unexpected_eof,      ///< the peer closed in the middle of a message
+  data_after_close,    ///< 400: bytes after a message that closes the connection
+  malformed,           ///< 400: any other violation of HTTP/1.1 syntax
 };
 
 /// The category of tether::http::errc; its name is "tether.http".

@@ -22,18 +22,18 @@ struct header {
 
 /// How a message's body is delimited.
 enum class body_framing : std::uint8_t {
-  none,          ///< no body (GET without length, HEAD responses, 1xx/204/304)
-  content_length,///< exactly content_length bytes
-  chunked,       ///< chunked transfer coding
-  until_close,   ///< a response read until the connection closes
+  none,           ///< no body (GET without length, HEAD responses, 1xx/204/304)
+  content_length, ///< exactly content_length bytes
+  chunked,        ///< chunked transfer coding
+  until_close,    ///< a response read until the connection closes
 };
 
 /// The head of a request or response, as on_head sees it.
 struct message_head {
-  std::string_view method;   ///< requests
-  std::string_view target;   ///< requests: the request-target as sent
-  int status = 0;            ///< responses
-  std::string_view reason;   ///< responses
+  std::string_view method; ///< requests
+  std::string_view target; ///< requests: the request-target as sent
+  int status = 0;          ///< responses
+  std::string_view reason; ///< responses
   int version_major = 1;
   int version_minor = 1;
   std::span<const header> headers;

@@ -260,12 +260,12 @@ std::vector<corpus_case> read_corpus(const fs::path& root) {
         ++number;
         if (where == outside && line.rfind("<!-- meta=", 0) == 0) {
           current = corpus_case{};
-          current->name = std::string{dir} + "/" + file.filename().string() + ":" +
-                          std::to_string(number);
+          current->name =
+              std::string{dir} + "/" + file.filename().string() + ":" + std::to_string(number);
           const auto t = line.find("\"type\": \"");
           current->type = line.substr(t + 9, line.find('"', t + 9) - t - 9);
-          current->skip = line.find("noScan") != std::string::npos ||
-                          line.find("pause") != std::string::npos;
+          current->skip =
+              line.find("noScan") != std::string::npos || line.find("pause") != std::string::npos;
           current->skip_body = line.find("skipBody") != std::string::npos;
           // A server cannot skip a request's body: that mode tests llhttp's callback API.
           current->skip = current->skip || (current->skip_body && std::string{dir} == "request");
@@ -312,7 +312,20 @@ std::optional<fs::path> corpus_root() {
 
 // Cases where tether deliberately differs from llhttp's default mode, with the reason.
 const std::map<std::string, std::string>& known_differences() {
-  static const std::map<std::string, std::string> list{};
+  static const std::map<std::string, std::string> list{
+      {"request/method.md:404",
+       "RTSP/1.0, not HTTP: llhttp parses RTSP as well; tether speaks HTTP only"},
+      {"request/method.md:432",
+       "ANNOUNCE is an RTSP method: http-parser 2.9 knows a fixed set of HTTP methods and "
+       "answers others 501 Not Implemented, as RFC 9110 allows for an unrecognised method"},
+      {"request/method.md:484",
+       "QUERY is a draft method http-parser 2.9 does not know: 501 Not Implemented"},
+      {"request/sample.md:316",
+       "an HTTP/0.9 request line (no version): tether speaks HTTP/1.0 and 1.1 only"},
+      {"request/transfer-encoding.md:188",
+       "trailer fields after a chunked body are checked but not reported with the head's "
+       "headers (llhttp reports them in the same callbacks)"},
+  };
   return list;
 }
 
@@ -331,7 +344,8 @@ TEST(llhttp_conformance, every_case_agrees_or_is_listed_with_its_reason) {
       ++skipped;
       continue;
     }
-    const auto k = c.type.rfind("response", 0) == 0 ? parser::kind::response : parser::kind::request;
+    const auto k =
+        c.type.rfind("response", 0) == 0 ? parser::kind::response : parser::kind::request;
     const bool lenient = c.type.find("lenient") != std::string::npos;
     const auto whole = parse(k, c.bytes, false, c.skip_body);
     const auto bytewise = parse(k, c.bytes, true, c.skip_body);
@@ -344,7 +358,8 @@ TEST(llhttp_conformance, every_case_agrees_or_is_listed_with_its_reason) {
       problem = "whole and byte-by-byte parses differ";
     } else if (expects_error || lenient) {
       if (!whole.error) {
-        problem = "accepted; llhttp: " + (lenient ? std::string{"lenient-only"} : c.expected.error_reason);
+        problem = "accepted; llhttp: " +
+                  (lenient ? std::string{"lenient-only"} : c.expected.error_reason);
       }
     } else {
       // Valid: every message llhttp completed must match, and no error before them.
@@ -380,7 +395,8 @@ TEST(llhttp_conformance, every_case_agrees_or_is_listed_with_its_reason) {
             while (!want_value.empty() && (want_value.back() == ' ' || want_value.back() == '\t')) {
               want_value.pop_back();
             }
-            if (got.headers[h].first != want.headers[h].first || got.headers[h].second != want_value) {
+            if (got.headers[h].first != want.headers[h].first ||
+                got.headers[h].second != want_value) {
               problem = "header " + got.headers[h].first + " differs";
               break;
             }

@@ -1,0 +1,236 @@
+#include "tether/http/parser.hpp"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace tether::http {
+namespace {
+
+struct message {
+  std::string method, target, reason;
+  int status = 0;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  body_framing framing = body_framing::none;
+  bool keep_alive = false;
+  bool complete = false;
+};
+
+struct recorder final : parser_handler {
+  std::vector<message> messages;
+  void on_head(const message_head& h) override {
+    message m;
+    m.method = std::string{h.method};
+    m.target = std::string{h.target};
+    m.status = h.status;
+    m.reason = std::string{h.reason};
+    for (const auto& x : h.headers) {
+      m.headers.emplace_back(std::string{x.name}, std::string{x.value});
+    }
+    m.framing = h.framing;
+    m.keep_alive = h.keep_alive;
+    messages.push_back(std::move(m));
+  }
+  void on_body(std::string_view piece) override { messages.back().body += piece; }
+  void on_message_complete() override { messages.back().complete = true; }
+};
+
+// Feeds `text` in pieces of `step` bytes, each from a fresh buffer.
+std::error_code parse(parser& p, recorder& r, const std::string& text, std::size_t step = 0) {
+  if (step == 0) {
+    p.feed(text, r);
+  } else {
+    for (std::size_t i = 0; i < text.size() && !p.error(); i += step) {
+      const std::string piece = text.substr(i, step);
+      p.feed(piece, r);
+    }
+  }
+  return p.error();
+}
+
+std::error_code request_error(const std::string& text, parser_limits limits = {}) {
+  parser p{parser::kind::request, limits};
+  recorder r;
+  return parse(p, r, text);
+}
+
+TEST(http_parser, parses_a_request_with_a_body_whatever_the_split) {
+  const std::string text = "POST /orders?id=7 HTTP/1.1\r\nHost: shop\r\nContent-Length: 5\r\n"
+                           "X-Empty:\r\n\r\nhello";
+  for (std::size_t step : {0UL, 1UL, 2UL, 7UL, 40UL}) {
+    parser p{parser::kind::request};
+    recorder r;
+    ASSERT_FALSE(parse(p, r, text, step)) << "step " << step;
+    ASSERT_EQ(r.messages.size(), 1U);
+    const auto& m = r.messages[0];
+    EXPECT_EQ(m.method, "POST");
+    EXPECT_EQ(m.target, "/orders?id=7");
+    ASSERT_EQ(m.headers.size(), 3U);
+    EXPECT_EQ(m.headers[0], (std::pair<std::string, std::string>{"Host", "shop"}));
+    EXPECT_EQ(m.headers[2].second, "");
+    EXPECT_EQ(m.body, "hello");
+    EXPECT_EQ(m.framing, body_framing::content_length);
+    EXPECT_TRUE(m.keep_alive);
+    EXPECT_TRUE(m.complete);
+    EXPECT_TRUE(p.idle());
+  }
+}
+
+TEST(http_parser, header_views_point_into_the_fed_bytes_when_the_head_arrives_whole) {
+  const std::string text = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+  struct checker final : parser_handler {
+    const std::string* buffer = nullptr;
+    bool inside = false;
+    void on_head(const message_head& h) override {
+      const auto* name = h.headers[0].name.data();
+      inside = name >= buffer->data() && name < buffer->data() + buffer->size();
+    }
+    void on_body(std::string_view) override {}
+    void on_message_complete() override {}
+  } c;
+  c.buffer = &text;
+  parser p{parser::kind::request};
+  p.feed(text, c);
+  EXPECT_TRUE(c.inside) << "no copy per header on the hot path";
+}
+
+TEST(http_parser, parses_chunked_bodies_and_pipelined_requests) {
+  const std::string text = "POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                           "5;name=value\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+                           "GET /b HTTP/1.1\r\nHost: x\r\n\r\n";
+  for (std::size_t step : {0UL, 1UL, 3UL}) {
+    parser p{parser::kind::request};
+    recorder r;
+    ASSERT_FALSE(parse(p, r, text, step)) << p.error().message();
+    ASSERT_EQ(r.messages.size(), 2U);
+    EXPECT_EQ(r.messages[0].body, "hello world");
+    EXPECT_EQ(r.messages[0].framing, body_framing::chunked);
+    EXPECT_EQ(r.messages[1].target, "/b");
+    EXPECT_TRUE(r.messages[1].complete);
+  }
+}
+
+TEST(http_parser, keep_alive_follows_version_and_connection) {
+  parser p10{parser::kind::request};
+  recorder r10;
+  parse(p10, r10, "GET / HTTP/1.0\r\n\r\n");
+  EXPECT_FALSE(r10.messages.at(0).keep_alive);
+  parser p10k{parser::kind::request};
+  recorder r10k;
+  parse(p10k, r10k, "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+  EXPECT_TRUE(r10k.messages.at(0).keep_alive);
+  parser p11{parser::kind::request};
+  recorder r11;
+  parse(p11, r11, "GET / HTTP/1.1\r\nConnection: close \r\n\r\n");
+  EXPECT_FALSE(r11.messages.at(0).keep_alive);
+  EXPECT_EQ(parse(p11, r11, "GET / HTTP/1.1\r\n\r\n"), make_error_code(errc::data_after_close));
+}
+
+TEST(http_parser, refuses_what_lets_one_request_hide_in_another) {
+  struct smuggle {
+    const char* text;
+    errc expected;
+  };
+  const smuggle cases[] = {
+      {"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+       errc::content_length_with_transfer_encoding},
+      {"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+       errc::invalid_content_length},
+      {"POST / HTTP/1.1\r\nTransfer-Encoding: xchunked\r\n\r\n", errc::invalid_transfer_encoding},
+      {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
+       errc::invalid_transfer_encoding},
+      {"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", errc::invalid_transfer_encoding},
+      {"POST / HTTP/1.1\r\nTransfer-Encoding: \x0b"
+       "chunked\r\n\r\n",
+       errc::invalid_header},
+      {"POST / HTTP/1.1\r\nTransfer-Encoding : chunked\r\n\r\n", errc::invalid_header},
+      {"GET / HTTP/1.1\r\nHost: a\r\n b\r\n\r\n", errc::obsolete_line_folding},
+      {"GET / HTTP/1.1\nHost: a\r\n\r\n", errc::bare_line_ending},
+      {"GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n", errc::bare_line_ending},
+      {"GET  / HTTP/1.1\r\n\r\n", errc::bad_request_line},
+      {"GET / HTTP/1.2\r\n\r\n", errc::bad_request_line},
+      {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n", errc::invalid_chunk},
+      {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1_0\r\n", errc::invalid_chunk},
+      {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5 \r\nhello\r\n", errc::invalid_chunk},
+      {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFFFF\r\n",
+       errc::invalid_chunk},
+  };
+  for (const auto& c : cases) {
+    EXPECT_EQ(request_error(c.text), make_error_code(c.expected)) << c.text;
+  }
+  // The NUL case needs its length spelled out.
+  const std::string with_nul{"GET / HTTP/1.1\r\nHost: a\0z\r\n\r\n", 29};
+  EXPECT_EQ(request_error(with_nul), make_error_code(errc::invalid_header));
+}
+
+TEST(http_parser, limits_have_their_own_errors_and_statuses) {
+  parser_limits small;
+  small.max_request_line = 64;
+  small.max_header_count = 3;
+  small.max_header_bytes = 64;
+  small.max_body = 4;
+  const auto long_target = "GET /" + std::string(100, 'a') + " HTTP/1.1\r\n\r\n";
+  EXPECT_EQ(request_error(long_target, small), make_error_code(errc::target_too_long));
+  EXPECT_EQ(status_of(errc::target_too_long), 414);
+  EXPECT_EQ(request_error("GET / HTTP/1.1\r\na: 1\r\nb: 2\r\nc: 3\r\nd: 4\r\n\r\n", small),
+            make_error_code(errc::too_many_headers));
+  EXPECT_EQ(status_of(errc::too_many_headers), 431);
+  EXPECT_EQ(request_error("GET / HTTP/1.1\r\nx: " + std::string(100, 'v') + "\r\n\r\n", small),
+            make_error_code(errc::headers_too_large));
+  EXPECT_EQ(request_error("POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", small),
+            make_error_code(errc::body_too_large));
+  EXPECT_EQ(status_of(errc::body_too_large), 413);
+  EXPECT_EQ(request_error("BREW / HTTP/1.1\r\n\r\n"),
+            make_error_code(errc::method_not_implemented));
+  EXPECT_EQ(status_of(errc::method_not_implemented), 501);
+  EXPECT_EQ(status_of(errc::invalid_chunk), 400);
+  EXPECT_EQ(make_error_code(errc::content_length_with_transfer_encoding).message(),
+            "Content-Length together with Transfer-Encoding");
+}
+
+TEST(http_parser, responses_read_until_close_and_head_responses_have_no_body) {
+  parser p{parser::kind::response};
+  recorder r;
+  ASSERT_FALSE(parse(p, r, "HTTP/1.1 200 OK\r\nServer: x\r\n\r\nsome bytes"));
+  ASSERT_EQ(r.messages.size(), 1U);
+  EXPECT_EQ(r.messages[0].framing, body_framing::until_close);
+  EXPECT_FALSE(r.messages[0].complete);
+  p.finish(r);
+  EXPECT_FALSE(p.error());
+  EXPECT_TRUE(r.messages[0].complete);
+  EXPECT_EQ(r.messages[0].body, "some bytes");
+
+  parser head{parser::kind::response};
+  recorder hr;
+  head.expect_head_response();
+  ASSERT_FALSE(parse(
+      head, hr, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n"));
+  ASSERT_EQ(hr.messages.size(), 2U);
+  EXPECT_EQ(hr.messages[0].framing, body_framing::none);
+  EXPECT_EQ(hr.messages[1].status, 204);
+}
+
+TEST(http_parser, a_response_cut_short_is_unexpected_eof) {
+  parser p{parser::kind::response};
+  recorder r;
+  ASSERT_FALSE(parse(p, r, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"));
+  p.finish(r);
+  EXPECT_EQ(p.error(), make_error_code(errc::unexpected_eof));
+}
+
+TEST(http_parser, an_upgrade_hands_the_rest_to_the_tunnel) {
+  parser p{parser::kind::request};
+  recorder r;
+  const std::string text = "GET /chat HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
+                           "\x81\x05hello";
+  const auto used = p.feed(text, r);
+  EXPECT_FALSE(p.error());
+  EXPECT_TRUE(p.upgraded());
+  EXPECT_EQ(text.substr(used), "\x81\x05hello");
+  EXPECT_EQ(p.feed("more", r), 0U);
+}
+
+} // namespace
+} // namespace tether::http
