@@ -804,6 +804,15 @@ std::size_t parser::feed(std::string_view data, parser_handler& handler) {
       continue;
     }
     if (e != HPE_OK) {
+      // Report the first violation in the byte stream, wherever the reads were split: tether's
+      // checks on the bytes http-parser accepted before its own error come first.
+      if (s.in_head) {
+        if (const auto bad = s.scan_head(data.data() + head_from, data.data() + pos + n);
+            bad != errc{}) {
+          error_ = bad;
+          return pos + n;
+        }
+      }
       error_ = from_http_errno(e, s.k);
       // http-parser reports these two under content-length errors; say what they are.
       if (e == HPE_UNEXPECTED_CONTENT_LENGTH && s.has_field("transfer-encoding")) {
@@ -813,7 +822,7 @@ std::size_t parser::feed(std::string_view data, parser_handler& handler) {
       }
       return pos + n;
     }
-    if (s.in_head && s.in_message) {
+    if (s.in_head) {
       if (const auto bad = s.scan_head(data.data() + head_from, data.data() + pos + n);
           bad != errc{}) {
         error_ = bad;
