@@ -172,7 +172,6 @@ struct parser::state {
   };
   std::vector<field> fields;
   bool in_value = false;
-  std::size_t header_bytes = 0;
   std::uint64_t body_bytes = 0;
   std::vector<header> views;
   bool in_head = true; // before on_head of the current message
@@ -191,6 +190,8 @@ struct parser::state {
   int start_spaces = 0;
   int status_digits = 0;
   bool seen_colon = false;
+  std::size_t start_line_bytes = 0;
+  std::size_t header_section_bytes = 0;
 
   // Chunk framing, checked byte by byte (http-parser lets a space after the size, and anything
   // in extensions, through). The data bytes are skipped: on_body accounts for them.
@@ -399,7 +400,6 @@ struct parser::state {
     url = {};
     fields.clear();
     in_value = false;
-    header_bytes = 0;
     body_bytes = 0;
     in_head = true;
     in_message = false;
@@ -407,6 +407,8 @@ struct parser::state {
   }
 
   void reset_scan() {
+    start_line_bytes = 0;
+    header_section_bytes = 0;
     prev_cr = false;
     line = 0;
     line_start = true;
@@ -422,6 +424,19 @@ struct parser::state {
   errc scan_head(const char* begin, const char* end) {
     for (const char* c = begin; c != end; ++c) {
       const char ch = *c;
+      // The limits, counted here byte by byte so that where the reads split cannot change which
+      // error a message gets.
+      if (line == 0) {
+        if (++start_line_bytes > limits.max_request_line) {
+          return errc::target_too_long;
+        }
+      } else if (++header_section_bytes > limits.max_header_bytes) {
+        return errc::headers_too_large;
+      }
+      if (line_start && line > 0 && ch != '\r' &&
+          static_cast<std::size_t>(line) > limits.max_header_count) {
+        return errc::too_many_headers;
+      }
       if (ch == '\n') {
         if (!prev_cr) {
           return errc::bare_line_ending;
@@ -610,10 +625,6 @@ struct parser::state {
   static int on_url(http_parser* p, const char* at, std::size_t n) {
     auto& s = of(p);
     s.append(s.url, at, n);
-    if (s.url.len + 16 > s.limits.max_request_line) {
-      s.fail(errc::target_too_long);
-      return 1;
-    }
     return 0;
   }
   static int on_status(http_parser* p, const char* at, std::size_t n) {
@@ -627,19 +638,10 @@ struct parser::state {
       return 0; // a trailer field after a chunked body: checked by http-parser, not reported
     }
     if (s.fields.empty() || s.in_value) {
-      if (s.fields.size() >= s.limits.max_header_count) {
-        s.fail(errc::too_many_headers);
-        return 1;
-      }
       s.fields.emplace_back();
       s.in_value = false;
     }
     s.append(s.fields.back().name, at, n);
-    s.header_bytes += n;
-    if (s.header_bytes > s.limits.max_header_bytes) {
-      s.fail(errc::headers_too_large);
-      return 1;
-    }
     return 0;
   }
   static int on_header_value(http_parser* p, const char* at, std::size_t n) {
@@ -664,11 +666,6 @@ struct parser::state {
     }
     s.in_value = true;
     s.append(s.fields.back().value, at, n);
-    s.header_bytes += n;
-    if (s.header_bytes > s.limits.max_header_bytes) {
-      s.fail(errc::headers_too_large);
-      return 1;
-    }
     return 0;
   }
   static int on_headers_complete(http_parser* p) {
@@ -757,8 +754,29 @@ std::size_t parser::feed(std::string_view data, parser_handler& handler) {
     const std::size_t n =
         http_parser_execute(&s.p, &s.settings, data.data() + pos, data.size() - pos);
     const auto e = HTTP_PARSER_ERRNO(&s.p);
+    // Report the first violation in the byte stream, wherever the reads were split: tether's
+    // scan of the head bytes accepted so far comes before a callback's or http-parser's error.
+    const auto scan_first = [&]() -> bool {
+      if (!s.in_head) {
+        // Chunk framing bytes after the last body piece come before a trailer's error.
+        if (s.chunk != state::chunk_state::off &&
+            !s.scan_chunks(s.chunk_scan_from, data.data() + pos + n)) {
+          error_ = errc::invalid_chunk;
+          return true;
+        }
+        return false;
+      }
+      const auto bad = s.scan_head(data.data() + head_from, data.data() + pos + n);
+      if (bad == errc{}) {
+        return false;
+      }
+      error_ = bad;
+      return true;
+    };
     if (s.local) {
-      error_ = s.local;
+      if (!scan_first()) {
+        error_ = s.local;
+      }
       return pos + n;
     }
     // Framing bytes after the last body piece of this run (the pause for the head comes before
@@ -804,14 +822,8 @@ std::size_t parser::feed(std::string_view data, parser_handler& handler) {
       continue;
     }
     if (e != HPE_OK) {
-      // Report the first violation in the byte stream, wherever the reads were split: tether's
-      // checks on the bytes http-parser accepted before its own error come first.
-      if (s.in_head) {
-        if (const auto bad = s.scan_head(data.data() + head_from, data.data() + pos + n);
-            bad != errc{}) {
-          error_ = bad;
-          return pos + n;
-        }
+      if (scan_first()) {
+        return pos + n;
       }
       error_ = from_http_errno(e, s.k);
       // http-parser reports these two under content-length errors; say what they are.
