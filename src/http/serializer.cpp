@@ -1,0 +1,120 @@
+#include "tether/http/serializer.hpp"
+
+#include <array>
+#include <cstdio>
+
+namespace tether::http {
+namespace {
+
+bool iequals(std::string_view a, std::string_view b) noexcept {
+  if (a.size() != b.size()) {
+    return false;
+  }
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const auto x = static_cast<unsigned char>(a[i]);
+    const auto y = static_cast<unsigned char>(b[i]);
+    if ((x >= 'A' && x <= 'Z' ? x + 32 : x) != (y >= 'A' && y <= 'Z' ? y + 32 : y)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string_view trim(std::string_view v) noexcept {
+  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) {
+    v.remove_prefix(1);
+  }
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) {
+    v.remove_suffix(1);
+  }
+  return v;
+}
+
+// True when a Connection field of `head` lists `name` as a connection option.
+bool named_by_connection(std::string_view name, const message_head& head) noexcept {
+  for (const auto& h : head.headers) {
+    if (!iequals(h.name, "connection")) {
+      continue;
+    }
+    std::string_view rest = h.value;
+    while (true) {
+      const auto comma = rest.find(',');
+      if (iequals(trim(rest.substr(0, comma)), name)) {
+        return true;
+      }
+      if (comma == std::string_view::npos) {
+        break;
+      }
+      rest.remove_prefix(comma + 1);
+    }
+  }
+  return false;
+}
+
+void write_fields(std::string& out, const message_head& head, const serialize_options& options) {
+  for (const auto& h : head.headers) {
+    if (is_hop_by_hop(h.name, head, options.tunnel)) {
+      continue;
+    }
+    out.append(h.name).append(": ").append(h.value).append("\r\n");
+  }
+  if (options.tunnel && head.find("upgrade") != nullptr) {
+    out.append("Connection: upgrade\r\n");
+  }
+  for (const auto& h : options.extra) {
+    out.append(h.name).append(": ").append(h.value).append("\r\n");
+  }
+  out.append("\r\n");
+}
+
+} // namespace
+
+bool is_hop_by_hop(std::string_view name, const message_head& head, bool tunnel) noexcept {
+  static constexpr std::array<std::string_view, 7> always{
+      "connection",          "keep-alive", "proxy-connection", "proxy-authenticate",
+      "proxy-authorization", "te",         "trailer"};
+  for (const auto n : always) {
+    if (iequals(name, n)) {
+      return true;
+    }
+  }
+  if (iequals(name, "upgrade")) {
+    return !tunnel;
+  }
+  // Framing fields stay even if a sender lists them in Connection: dropping them would change
+  // where the body ends.
+  if (iequals(name, "content-length") || iequals(name, "transfer-encoding") ||
+      iequals(name, "host")) {
+    return false;
+  }
+  return named_by_connection(name, head);
+}
+
+void write_request_head(std::string& out, const message_head& head,
+                        const serialize_options& options) {
+  out.append(head.method).append(" ").append(head.target);
+  out.append(head.version_minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
+  write_fields(out, head, options);
+}
+
+void write_response_head(std::string& out, const message_head& head,
+                         const serialize_options& options) {
+  out.append(head.version_minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ");
+  out.append(std::to_string(head.status)).append(" ").append(head.reason).append("\r\n");
+  write_fields(out, head, options);
+}
+
+void write_chunk(std::string& out, std::string_view data) {
+  if (data.empty()) {
+    return;
+  }
+  char size[20];
+  const int n = std::snprintf(size, sizeof size, "%zx\r\n", data.size());
+  out.append(size, static_cast<std::size_t>(n)).append(data).append("\r\n");
+}
+
+void write_last_chunk(std::string& out) {
+  out.append("0\r\n\r\n");
+}
+
+} // namespace tether::http
