@@ -192,6 +192,7 @@ struct parser::state {
   bool seen_colon = false;
   std::size_t start_line_bytes = 0;
   std::size_t header_section_bytes = 0;
+  std::size_t version_chars = 0;
 
   // Chunk framing, checked byte by byte (http-parser lets a space after the size, and anything
   // in extensions, through). The data bytes are skipped: on_body accounts for them.
@@ -207,14 +208,21 @@ struct parser::state {
     ext_quoted,
     ext_quoted_pair,
     ext_after_quoted,
-    size_lf, // LF after the size line
-    data,    // chunk data (on_body)
-    data_cr, // CR after the data
-    data_lf, // LF after the data
+    size_lf,       // LF after the size line
+    data,          // chunk data (on_body)
+    data_cr,       // CR after the data
+    data_lf,       // LF after the data
+    trailer_start, // start of a trailer line, or CR of the final empty line
+    trailer_line,  // inside a trailer line
+    trailer_lf,    // LF after a trailer line
+    final_lf,      // LF of the final empty line: the message ends after it
   };
   chunk_state chunk = chunk_state::off;
   std::uint64_t chunk_left = 0;
   std::uint64_t chunk_size = 0;
+  std::size_t extension_bytes = 0; // in the current size line
+  std::size_t trailer_bytes = 0;
+  static constexpr std::size_t max_extension_bytes = 4096;
   const char* chunk_scan_from = nullptr;
 
   static bool is_hex(char c) noexcept {
@@ -238,6 +246,8 @@ struct parser::state {
         }
         chunk = chunk_state::size_first;
         chunk_size = 0;
+        extension_bytes = 0;
+        trailer_bytes = 0;
         break;
       case chunk_state::size_first:
       case chunk_state::size:
@@ -314,7 +324,7 @@ struct parser::state {
           return false;
         }
         if (chunk_size == 0) {
-          chunk = chunk_state::off; // the last chunk: trailers follow
+          chunk = chunk_state::trailer_start; // the last chunk: trailers follow
         } else {
           chunk = chunk_state::data;
           chunk_left = chunk_size;
@@ -334,7 +344,46 @@ struct parser::state {
         }
         chunk = chunk_state::size_first;
         chunk_size = 0;
+        extension_bytes = 0;
         break;
+      // The trailer section: lines ending in CRLF (no folding), then an empty line. http-parser
+      // would end the message on a CR followed by any byte, which lets a request hide behind it.
+      case chunk_state::trailer_start:
+        if (ch == '\r') {
+          chunk = chunk_state::final_lf;
+        } else if (ch == '\n' || ch == ' ' || ch == '\t') {
+          return false;
+        } else {
+          chunk = chunk_state::trailer_line;
+        }
+        break;
+      case chunk_state::trailer_line:
+        if (ch == '\r') {
+          chunk = chunk_state::trailer_lf;
+        } else if (ch == '\n') {
+          return false;
+        }
+        break;
+      case chunk_state::trailer_lf:
+        if (ch != '\n') {
+          return false;
+        }
+        chunk = chunk_state::trailer_start;
+        break;
+      case chunk_state::final_lf:
+        if (ch != '\n') {
+          return false;
+        }
+        chunk = chunk_state::off;
+        break;
+      }
+      // Extensions and trailers carry no data but cost memory and time: bound them.
+      if (chunk >= chunk_state::ext_name_start && chunk <= chunk_state::ext_after_quoted &&
+          ++extension_bytes > max_extension_bytes) {
+        return false;
+      }
+      if (chunk >= chunk_state::trailer_start && ++trailer_bytes > limits.max_header_bytes) {
+        return false;
       }
     }
     return true;
@@ -407,6 +456,7 @@ struct parser::state {
   }
 
   void reset_scan() {
+    version_chars = 0;
     start_line_bytes = 0;
     header_section_bytes = 0;
     prev_cr = false;
@@ -478,6 +528,14 @@ struct parser::state {
         }
       }
       if (line == 0) {
+        // The protocol name is "HTTP/" exactly: first on a status line, third on a request line.
+        const bool at_version = k == parser::kind::response ? start_spaces == 0 : start_spaces == 2;
+        if (at_version && version_chars < 5) {
+          if (ch != "HTTP/"[version_chars]) {
+            return k == parser::kind::request ? errc::bad_request_line : errc::invalid_status_line;
+          }
+          ++version_chars;
+        }
         const bool in_reason = k == parser::kind::response && start_spaces >= 2;
         if (ch == ' ' && !in_reason) {
           if (prev_space) {
@@ -590,7 +648,12 @@ struct parser::state {
       head.keep_alive = false;
     }
     head.upgrade = p.upgrade != 0;
-    if ((p.flags & F_CHUNKED) != 0 || chunked_last) {
+    // tether and http-parser must agree on where the body ends, or one of them is being fooled.
+    if (chunked_last != ((p.flags & F_CHUNKED) != 0)) {
+      fail(errc::invalid_transfer_encoding);
+      return;
+    }
+    if (chunked_last) {
       head.framing = body_framing::chunked;
     } else if (content_length != nullptr) {
       head.framing = body_framing::content_length;
@@ -749,17 +812,19 @@ std::size_t parser::feed(std::string_view data, parser_handler& handler) {
       return pos;
     }
     const std::size_t head_from = pos;
-    s.skip_body = head_response_;
+    s.skip_body = head_response_ && s.k == kind::response;
     s.chunk_scan_from = data.data() + pos;
     const std::size_t n =
         http_parser_execute(&s.p, &s.settings, data.data() + pos, data.size() - pos);
     const auto e = HTTP_PARSER_ERRNO(&s.p);
     // Report the first violation in the byte stream, wherever the reads were split: tether's
     // scan of the head bytes accepted so far comes before a callback's or http-parser's error.
-    const auto scan_first = [&]() -> bool {
+    // `chunks`: also scan the chunk framing of this run (once only: the framing check after
+    // execute below scans the same bytes when no callback failed).
+    const auto scan_first = [&](bool chunks) -> bool {
       if (!s.in_head) {
         // Chunk framing bytes after the last body piece come before a trailer's error.
-        if (s.chunk != state::chunk_state::off &&
+        if (chunks && s.chunk != state::chunk_state::off &&
             !s.scan_chunks(s.chunk_scan_from, data.data() + pos + n)) {
           error_ = errc::invalid_chunk;
           return true;
@@ -774,7 +839,7 @@ std::size_t parser::feed(std::string_view data, parser_handler& handler) {
       return true;
     };
     if (s.local) {
-      if (!scan_first()) {
+      if (!scan_first(true)) {
         error_ = s.local;
       }
       return pos + n;
@@ -797,7 +862,9 @@ std::size_t parser::feed(std::string_view data, parser_handler& handler) {
           error_ = bad;
           return pos + n;
         }
-        if (s.prev_cr && pos + n < data.size() && data[pos + n] != '\n') {
+        // The head's last byte (its final LF) is the one http-parser stopped on: it must follow
+        // a CR, and be a LF.
+        if (!s.prev_cr || pos + n >= data.size() || data[pos + n] != '\n') {
           error_ = errc::bare_line_ending;
           return pos + n;
         }
@@ -806,7 +873,9 @@ std::size_t parser::feed(std::string_view data, parser_handler& handler) {
           error_ = s.local;
           return pos + n;
         }
-        head_response_ = false;
+        if (s.k == kind::request || s.p.status_code >= 200) {
+          head_response_ = false; // a 1xx is interim: the final response still answers HEAD
+        }
       } else {
         handler.on_message_complete();
         const bool upgrade = s.p.upgrade != 0;
@@ -822,12 +891,12 @@ std::size_t parser::feed(std::string_view data, parser_handler& handler) {
       continue;
     }
     if (e != HPE_OK) {
-      if (scan_first()) {
+      if (scan_first(false)) {
         return pos + n;
       }
       error_ = from_http_errno(e, s.k);
       // http-parser reports these two under content-length errors; say what they are.
-      if (e == HPE_UNEXPECTED_CONTENT_LENGTH && s.has_field("transfer-encoding")) {
+      if (e == HPE_UNEXPECTED_CONTENT_LENGTH && s.in_head && s.has_field("transfer-encoding")) {
         error_ = errc::content_length_with_transfer_encoding;
       } else if (e == HPE_INVALID_CONTENT_LENGTH && !s.in_head) {
         error_ = errc::invalid_chunk; // a chunk size too large for 64 bits

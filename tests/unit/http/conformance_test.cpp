@@ -320,6 +320,8 @@ const std::map<std::string, std::string>& known_differences() {
        "answers others 501 Not Implemented, as RFC 9110 allows for an unrecognised method"},
       {"request/method.md:484",
        "QUERY is a draft method http-parser 2.9 does not know: 501 Not Implemented"},
+      {"request/method.md:374",
+       "ICE/1.0 (Icecast), not HTTP: the protocol name must be HTTP/ exactly"},
       {"request/sample.md:316",
        "an HTTP/0.9 request line (no version): tether speaks HTTP/1.0 and 1.1 only"},
       {"request/transfer-encoding.md:188",

@@ -165,6 +165,47 @@ TEST(http_parser, refuses_what_lets_one_request_hide_in_another) {
   EXPECT_EQ(request_error(with_nul), make_error_code(errc::invalid_header));
 }
 
+TEST(http_parser, the_end_of_a_chunked_body_cannot_hide_a_request) {
+  // http-parser alone ends the message on CR + any byte, and would parse GET /admin next.
+  EXPECT_EQ(request_error("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\rX"
+                          "GET /admin HTTP/1.1\r\nHost: x\r\n\r\n"),
+            make_error_code(errc::invalid_chunk));
+  EXPECT_EQ(request_error("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nT: v\n\r\n"),
+            make_error_code(errc::invalid_chunk));
+  EXPECT_EQ(request_error("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1;" +
+                          std::string(5000, 'e') + "\r\n"),
+            make_error_code(errc::invalid_chunk))
+      << "chunk extensions are bounded";
+  parser p{parser::kind::request};
+  recorder r;
+  ASSERT_FALSE(
+      parse(p, r, "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nT: v\r\n\r\n"));
+  EXPECT_TRUE(r.messages.at(0).complete);
+}
+
+TEST(http_parser, the_head_must_end_in_crlf_and_name_http) {
+  EXPECT_EQ(request_error("GET / HTTP/1.1\r\nHost: a\r\n\n"),
+            make_error_code(errc::bare_line_ending));
+  EXPECT_EQ(request_error("GET / HXYZ/1.1\r\n\r\n"), make_error_code(errc::bad_request_line));
+  EXPECT_EQ(request_error("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\t\r\n\r\n"),
+            make_error_code(errc::invalid_transfer_encoding))
+      << "tether and http-parser must agree the body is chunked";
+  parser p{parser::kind::response};
+  recorder r;
+  EXPECT_TRUE(parse(p, r, "XTTP/1.1 200 OK\r\n\r\n")) << "not a status line";
+}
+
+TEST(http_parser, a_head_response_stays_bodiless_after_an_interim_response) {
+  parser p{parser::kind::response};
+  recorder r;
+  p.expect_head_response();
+  ASSERT_FALSE(parse(p, r,
+                     "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+                     "HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n"));
+  ASSERT_EQ(r.messages.size(), 2U);
+  EXPECT_TRUE(r.messages[1].complete) << "the 200 answers HEAD: no body to wait for";
+}
+
 TEST(http_parser, limits_have_their_own_errors_and_statuses) {
   parser_limits small;
   small.max_request_line = 64;
