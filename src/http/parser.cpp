@@ -1,5 +1,7 @@
 #include "tether/http/parser.hpp"
 
+#include "text.hpp"
+
 #include <http_parser.h>
 
 #include <algorithm>
@@ -9,6 +11,9 @@
 
 namespace tether::http {
 namespace {
+
+using detail::iequals;
+using detail::trim_ows;
 
 class http_category final : public std::error_category {
 public:
@@ -54,25 +59,9 @@ public:
   }
 };
 
-bool iequals(std::string_view a, std::string_view b) noexcept {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return (x >= 'A' && x <= 'Z' ? x + 32 : x) == (y >= 'A' && y <= 'Z' ? y + 32 : y);
-         });
-}
-
 bool is_tchar(char c) noexcept {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
          (c != '\0' && std::strchr("!#$%&'*+-.^_`|~", c) != nullptr);
-}
-
-std::string_view trim_ows(std::string_view v) noexcept {
-  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) {
-    v.remove_prefix(1);
-  }
-  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) {
-    v.remove_suffix(1);
-  }
-  return v;
 }
 
 // http-parser keeps its header limit in a process-wide variable; tether enforces its own, per

@@ -1,34 +1,15 @@
 #include "tether/http/serializer.hpp"
 
+#include "text.hpp"
+
 #include <array>
 #include <cstdio>
 
 namespace tether::http {
 namespace {
 
-bool iequals(std::string_view a, std::string_view b) noexcept {
-  if (a.size() != b.size()) {
-    return false;
-  }
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    const auto x = static_cast<unsigned char>(a[i]);
-    const auto y = static_cast<unsigned char>(b[i]);
-    if ((x >= 'A' && x <= 'Z' ? x + 32 : x) != (y >= 'A' && y <= 'Z' ? y + 32 : y)) {
-      return false;
-    }
-  }
-  return true;
-}
-
-std::string_view trim(std::string_view v) noexcept {
-  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) {
-    v.remove_prefix(1);
-  }
-  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) {
-    v.remove_suffix(1);
-  }
-  return v;
-}
+using detail::iequals;
+using detail::trim_ows;
 
 // True when a Connection field of `head` lists `name` as a connection option.
 bool named_by_connection(std::string_view name, const message_head& head) noexcept {
@@ -39,7 +20,7 @@ bool named_by_connection(std::string_view name, const message_head& head) noexce
     std::string_view rest = h.value;
     while (true) {
       const auto comma = rest.find(',');
-      if (iequals(trim(rest.substr(0, comma)), name)) {
+      if (iequals(trim_ows(rest.substr(0, comma)), name)) {
         return true;
       }
       if (comma == std::string_view::npos) {

@@ -9,14 +9,14 @@ namespace tether {
 /// tether's own error conditions. Every completion reports an std::error_code; these are the
 /// values that do not come from the operating system.
 enum class errc {
-  pool_timeout = 1,  ///< no connection became free within the acquire timeout
-  pool_closed,       ///< the pool is closing or closed
-  circuit_open,      ///< a circuit breaker refused the call
-  budget_exhausted,  ///< the retry budget has no retry left to spend
-  deadline_exceeded, ///< the overall deadline passed
-  retries_exhausted, ///< every permitted attempt failed
-  overloaded,        ///< a concurrency limit (connections, pending, requests, retries) is full
-  host_ejected,      ///< the host is ejected by outlier detection
+  pool_timeout = 1,   ///< no connection became free within the acquire timeout
+  pool_closed,        ///< the pool is closing or closed
+  circuit_open,       ///< a circuit breaker refused the call
+  budget_exhausted,   ///< the retry budget has no retry left to spend
+  deadline_exceeded,  ///< the overall deadline passed
+  retries_exhausted,  ///< every permitted attempt failed
+  overloaded,         ///< a concurrency limit (connections, pending, requests, retries) is full
+  host_ejected,       ///< the host is ejected by outlier detection
   blocking_on_worker, ///< a blocking call was made on the thread that must serve it
 };
 

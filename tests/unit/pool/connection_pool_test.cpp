@@ -382,7 +382,7 @@ TEST_F(pool_test, connect_failures_reach_waiters_and_back_off) {
 }
 
 TEST_F(pool_test, connects_that_fail_together_take_one_step_of_backoff) {
-  options.max_size = 3; // prefill of 3 to a host that refuses all three
+  options.max_size = 3;             // prefill of 3 to a host that refuses all three
   state->suspend_on_connect = true; // like a real connect: the three are in flight together
   state->failures = {make_error_code(std::errc::connection_refused),
                      make_error_code(std::errc::connection_refused),
