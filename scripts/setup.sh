@@ -15,6 +15,9 @@ packages=(
   # peers used by tests and benchmarks: promtool checks our metric exposition; PostgreSQL
   # (server, pgbench) and PgBouncer for the pg pool's tests and its side-by-side benchmark
   prometheus curl postgresql postgresql-client pgbouncer
+  # HTTP peers: nginx serves the HTTP client's integration tests; wrk, curl and haproxy are the
+  # side-by-side load generators and proxies of the benchmarks
+  nginx wrk haproxy
 )
 
 missing=()
@@ -36,6 +39,25 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 "${sudo_cmd[@]}" apt-get update -q
+# Packaged servers (nginx, haproxy, postgresql) start a system-wide service on install, nginx on
+# port 80 of every address. tether's tests start their own on loopback, so a policy-rc.d that
+# refuses service starts is in place for the install (Debian's documented switch, invoke-rc.d
+# reads it), unless the machine already has one.
+policy=/usr/sbin/policy-rc.d
+own_policy=0
+if [[ ! -e $policy ]]; then
+  printf '#!/bin/sh\nexit 101\n' | "${sudo_cmd[@]}" tee "$policy" >/dev/null
+  "${sudo_cmd[@]}" chmod 755 "$policy"
+  own_policy=1
+fi
 # --no-install-recommends keeps the prometheus package from pulling a web UI stack we never use.
-"${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+status=0
+"${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" || status=$?
+if ((own_policy)); then
+  "${sudo_cmd[@]}" rm -f "$policy"
+fi
+if ((status != 0)); then
+  echo "setup: apt-get install failed (exit $status)" >&2
+  exit "$status"
+fi
 echo "setup: done"

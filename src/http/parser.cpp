@@ -13,6 +13,7 @@ namespace tether::http {
 namespace {
 
 using detail::iequals;
+using detail::is_tchar;
 using detail::trim_ows;
 
 class http_category final : public std::error_category {
@@ -58,11 +59,6 @@ public:
     return "unknown tether.http error " + std::to_string(value);
   }
 };
-
-bool is_tchar(char c) noexcept {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         (c != '\0' && std::strchr("!#$%&'*+-.^_`|~", c) != nullptr);
-}
 
 // http-parser keeps its header limit in a process-wide variable; tether enforces its own, per
 // parser, so that one is set out of the way once.

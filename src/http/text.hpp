@@ -2,6 +2,7 @@
 
 // Small text helpers the HTTP codec's parts share (private to src/http).
 
+#include <cstring>
 #include <string_view>
 
 namespace tether::http::detail {
@@ -19,6 +20,12 @@ namespace tether::http::detail {
     }
   }
   return true;
+}
+
+/// A byte allowed in a token (RFC 9110 5.6.2): methods and field names.
+[[nodiscard]] inline bool is_tchar(char c) noexcept {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+         (c != '\0' && std::strchr("!#$%&'*+-.^_`|~", c) != nullptr);
 }
 
 /// Without optional whitespace (SP, HTAB) at either end.

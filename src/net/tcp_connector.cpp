@@ -33,15 +33,6 @@ std::error_code set_int(tcp::socket& socket, int level, int name, int value) {
   return {};
 }
 
-// Asio reports OS errors in its own "asio.system" category, which does not compare equal to
-// std::errc conditions; tether hands users std::system_category codes, which do.
-std::error_code normalized(std::error_code ec) {
-  if (ec && ec.category() == asio::error::get_system_category()) {
-    return {ec.value(), std::system_category()};
-  }
-  return ec;
-}
-
 } // namespace
 
 void tcp_options::validate() const {
@@ -162,6 +153,13 @@ void tcp_connector::close(tcp_connection& connection) noexcept {
   std::error_code ignored;
   connection.socket.shutdown(tcp::socket::shutdown_both, ignored);
   connection.socket.close(ignored);
+}
+
+std::error_code normalized(std::error_code ec) noexcept {
+  if (ec && ec.category() == asio::error::get_system_category()) {
+    return {ec.value(), std::system_category()};
+  }
+  return ec;
 }
 
 } // namespace tether::net

@@ -46,6 +46,11 @@ enum class peer_state {
   unexpected, ///< the peer sent data nobody asked for: the protocol is out of step
 };
 
+/// Asio reports OS errors in its own "asio.system" category, which does not compare equal to
+/// std::errc conditions; tether hands users std::system_category codes, which do. Other
+/// categories pass through.
+[[nodiscard]] std::error_code normalized(std::error_code ec) noexcept;
+
 /// Looks at an idle socket without blocking and without consuming anything (recv with MSG_PEEK
 /// and MSG_DONTWAIT): a pooled connection the server dropped reads as `closed`.
 [[nodiscard]] peer_state peek_peer(asio::ip::tcp::socket& socket) noexcept;

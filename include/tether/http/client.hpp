@@ -1,0 +1,201 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include <asio/awaitable.hpp>
+#include <asio/io_context.hpp>
+
+#include "tether/core/clock.hpp"
+#include "tether/http/parser.hpp"
+#include "tether/metrics/registry.hpp"
+#include "tether/net/tcp_connector.hpp"
+#include "tether/pool/pool_options.hpp"
+#include "tether/resilience/circuit_breaker.hpp"
+#include "tether/resilience/retry_budget.hpp"
+#include "tether/resilience/retry_policy.hpp"
+
+namespace tether::http {
+
+using namespace std::chrono_literals;
+
+/// An absolute `http://` URL taken apart.
+struct url {
+  std::string host;         ///< a name, an IPv4 address, or an IPv6 address without brackets
+  std::uint16_t port = 80;  ///< 80 unless the URL says otherwise
+  std::string target = "/"; ///< path and query, as sent in the request line
+
+  /// Parses `http://host[:port][/path][?query]`. nullopt for anything else (another scheme,
+  /// user info, an empty host, a bad port, control bytes or spaces).
+  [[nodiscard]] static std::optional<url> parse(std::string_view text);
+};
+
+/// One header field the client sends or received.
+struct field {
+  std::string name;
+  std::string value;
+};
+
+/// A request for the client to send. The client adds Host (unless given), Content-Length (for a
+/// body, or for POST, PUT and PATCH without one) and User-Agent (unless given); framing and
+/// hop-by-hop fields are the client's to set and are refused here.
+struct request {
+  std::string method = "GET";
+  std::string host;
+  std::uint16_t port = 80;
+  std::string target = "/";
+  std::vector<field> headers{};
+  std::string body{};
+
+  /// A request for `method` on an absolute http:// URL; nullopt when the URL does not parse.
+  [[nodiscard]] static std::optional<request> to(std::string_view method, std::string_view url);
+};
+
+/// A response, read whole (up to client_options::max_response_body).
+struct response {
+  int status = 0;
+  std::string reason{};
+  int version_minor = 1;
+  std::vector<field> headers{};
+  std::string body{};
+
+  /// The value of the first header named `name` (case-insensitive), or nullptr.
+  [[nodiscard]] const std::string* find(std::string_view name) const noexcept;
+};
+
+/// How a request ended: a response (error empty; any status, 5xx included, once retries are
+/// over), or an error that says why there is none.
+struct client_result {
+  /// Empty when `response` holds the answer. Otherwise: tether::errc::circuit_open,
+  /// pool_timeout, deadline_exceeded; std::errc::connection_refused, timed_out (the per-try
+  /// timeout), connection_reset; asio::error::eof (closed before answering); a tether::http::errc
+  /// for a malformed response or an invalid request.
+  std::error_code error{};
+  http::response response{};
+  std::uint32_t attempts = 0; ///< attempts sent or tried, retries included
+  /// Why no further attempt was made (succeeded when the last attempt got a response < 500).
+  resilience::give_up_reason reason = resilience::give_up_reason::succeeded;
+};
+
+/// Settings of an http::client. Each host gets its own pool, breaker and budget built from them.
+struct client_options {
+  /// Per host. Unlike a database pool's, an HTTP client's pool grows on demand (min_idle 0) and
+  /// drops idle connections after 50 s, before the common server keep-alive timeouts (nginx's
+  /// 75 s) close them under it.
+  pool::pool_options pool = default_pool();
+  net::tcp_options tcp{};
+  /// Retries: Envoy's defaults (2 attempts, only connections that could not be made, 15 s overall,
+  /// 25-250 ms full-jitter backoff). Only idempotent methods, or requests with an Idempotency-Key,
+  /// are sent twice.
+  resilience::retry_policy retry{};
+  /// Finagle's retry budget per host (20 % of requests, at least 10 retries/s); nullopt: none.
+  std::optional<resilience::windowed_retry_budget_options> budget =
+      resilience::windowed_retry_budget_options{};
+  /// A breaker per host; nullopt: none. The default opens at a 50 % failure rate over the last
+  /// 20 calls (at least 10), waits 5 s, then lets 3 trial calls through.
+  std::optional<resilience::circuit_breaker_options> breaker = default_breaker();
+  parser_limits limits{};
+  std::uint64_t max_response_body = 64ULL * 1024 * 1024; ///< larger responses fail (body_too_large)
+  std::string user_agent = "tether";
+  /// The `client` label of every metric series.
+  std::string name = "default";
+
+  [[nodiscard]] static pool::pool_options default_pool() {
+    pool::pool_options o;
+    o.max_size = 32;
+    o.min_idle = 0;
+    o.idle_timeout = 50s;
+    o.acquire_timeout = 5s;
+    return o;
+  }
+  [[nodiscard]] static resilience::circuit_breaker_options default_breaker() {
+    resilience::circuit_breaker_options o;
+    o.window_size = 20;
+    o.minimum_calls = 10;
+    o.wait_in_open = 5s;
+    o.permitted_calls_in_half_open = 3;
+    return o;
+  }
+
+  /// Throws std::invalid_argument naming the field when a value is out of range.
+  void validate() const;
+};
+
+/// Parses a Retry-After value (RFC 9110 10.2.3): delay-seconds, or an IMF-fixdate taken against
+/// `now`. nullopt when it is neither.
+[[nodiscard]] std::optional<clock::duration>
+parse_retry_after(std::string_view value, std::chrono::system_clock::time_point now);
+
+/// An HTTP/1.1 client: connections kept alive in a tether pool per host, a per-try timeout and an
+/// overall one, retries by the retry policy (idempotent requests only) with jittered backoff, a
+/// retry budget and a circuit breaker per host; every part of it in metrics when given a registry.
+///
+/// A client lives on one executor (a worker's io_context, or a strand); calls from elsewhere hop
+/// onto it. Thread-per-core services make one client per worker.
+///
+///   auto client = http::client::create(io.get_executor());
+///   auto r = co_await client->async_request(*http::request::to("GET", "http://127.0.0.1:8080/"));
+///   if (!r.error) { use(r.response.status, r.response.body); }
+class client : public std::enable_shared_from_this<client> {
+  struct private_tag {};
+
+public:
+  using executor_type = asio::io_context::executor_type;
+
+  /// Makes a client. With a registry, its series are registered there (labels client, host).
+  static std::shared_ptr<client> create(executor_type executor, client_options options = {},
+                                        metrics::registry* registry = nullptr,
+                                        const clock& clock = monotonic_clock::instance());
+
+  client(private_tag, executor_type executor, client_options options, metrics::registry* registry,
+         const clock& clock);
+  client(const client&) = delete;
+  client& operator=(const client&) = delete;
+  ~client();
+
+  /// Sends `r` and reads its response, retrying as the policy allows.
+  asio::awaitable<client_result> async_request(request r);
+
+  /// Sends from a thread that is not the client's (code without coroutines). Called on the
+  /// client's own thread it returns errc::blocking_on_worker at once rather than deadlock.
+  client_result send(request r);
+
+  /// Closes every host's pool (letting leases come home); requests after it fail with
+  /// errc::pool_closed.
+  asio::awaitable<void> async_close();
+
+  /// Counts for one host, readable on the client's executor: nullopt if it was never used.
+  struct host_stats {
+    pool::pool_stats pool{};
+    resilience::breaker_state breaker = resilience::breaker_state::closed;
+    std::uint64_t connections_opened = 0;
+  };
+  [[nodiscard]] std::optional<host_stats> stats(std::string_view host, std::uint16_t port) const;
+
+  [[nodiscard]] const client_options& options() const noexcept { return options_; }
+  [[nodiscard]] const executor_type& get_executor() const noexcept { return executor_; }
+
+  struct host;
+
+private:
+  static asio::awaitable<client_result> request_on(std::shared_ptr<client> self, request r);
+  static asio::awaitable<void> close_on(std::shared_ptr<client> self);
+  asio::awaitable<client_result> request_here(request r);
+  host& host_for(const request& r);
+
+  executor_type executor_;
+  client_options options_;
+  metrics::registry* registry_;
+  const clock& clock_;
+  struct state;
+  std::unique_ptr<state> s_;
+};
+
+} // namespace tether::http

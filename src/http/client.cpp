@@ -1,0 +1,866 @@
+#include "tether/http/client.hpp"
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <ctime>
+#include <future>
+#include <stdexcept>
+#include <unordered_map>
+#include <variant>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+#include <asio/read.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+
+#include "tether/core/error.hpp"
+#include "tether/core/random.hpp"
+#include "tether/metrics/histogram.hpp"
+#include "tether/metrics/resilience_metrics.hpp"
+#include "tether/pool/connection_pool.hpp"
+#include "tether/pool/pool_metrics.hpp"
+
+#include "text.hpp"
+
+namespace tether::http {
+
+using detail::iequals;
+using detail::is_tchar;
+
+namespace {
+
+constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
+
+bool has_ctl_or_space(std::string_view s) noexcept {
+  return std::any_of(s.begin(), s.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u <= 0x20 || u == 0x7F;
+  });
+}
+
+} // namespace
+
+// ---------------------------------------------------------------------------------------------
+// URL, request, response
+
+std::optional<url> url::parse(std::string_view text) {
+  constexpr std::string_view scheme = "http://";
+  if (text.size() < scheme.size() || !iequals(text.substr(0, scheme.size()), scheme)) {
+    return std::nullopt;
+  }
+  text.remove_prefix(scheme.size());
+  if (has_ctl_or_space(text)) {
+    return std::nullopt;
+  }
+  const auto authority_end = text.find_first_of("/?#");
+  std::string_view authority = text.substr(0, authority_end);
+  std::string_view rest = authority_end == std::string_view::npos ? "" : text.substr(authority_end);
+  if (authority.empty() || authority.find('@') != std::string_view::npos) {
+    return std::nullopt;
+  }
+  url out;
+  std::string_view port_text;
+  if (authority.front() == '[') {
+    const auto close = authority.find(']');
+    if (close == std::string_view::npos || close == 1) {
+      return std::nullopt;
+    }
+    out.host = authority.substr(1, close - 1);
+    const auto after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after.front() != ':') {
+        return std::nullopt;
+      }
+      port_text = after.substr(1);
+    }
+  } else {
+    const auto colon = authority.find(':');
+    out.host = authority.substr(0, colon);
+    if (colon != std::string_view::npos) {
+      port_text = authority.substr(colon + 1);
+    }
+  }
+  if (out.host.empty()) {
+    return std::nullopt;
+  }
+  if (authority.back() == ':' || (!port_text.empty())) {
+    unsigned port = 0;
+    const auto [end, ec] =
+        std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+    if (port_text.empty() || ec != std::errc{} || end != port_text.data() + port_text.size() ||
+        port == 0 || port > 65535) {
+      return std::nullopt;
+    }
+    out.port = static_cast<std::uint16_t>(port);
+  }
+  // The fragment is the client's own; it is never sent.
+  rest = rest.substr(0, rest.find('#'));
+  out.target = rest.empty() ? "/" : (rest.front() == '?' ? "/" + std::string{rest} : rest);
+  return out;
+}
+
+std::optional<request> request::to(std::string_view method, std::string_view text) {
+  auto u = url::parse(text);
+  if (!u) {
+    return std::nullopt;
+  }
+  request r;
+  r.method = method;
+  r.host = std::move(u->host);
+  r.port = u->port;
+  r.target = std::move(u->target);
+  return r;
+}
+
+const std::string* response::find(std::string_view name) const noexcept {
+  for (const auto& f : headers) {
+    if (iequals(f.name, name)) {
+      return &f.value;
+    }
+  }
+  return nullptr;
+}
+
+void client_options::validate() const {
+  pool.validate();
+  tcp.validate();
+  retry.validate();
+  if (budget) {
+    budget->validate();
+  }
+  if (breaker) {
+    breaker->validate();
+  }
+  if (max_response_body == 0) {
+    throw std::invalid_argument{"client_options.max_response_body must be above 0"};
+  }
+  if (user_agent.find_first_of("\r\n") != std::string::npos) {
+    throw std::invalid_argument{"client_options.user_agent must not hold CR or LF"};
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Retry-After
+
+namespace {
+
+std::optional<int> two_digits(std::string_view s) {
+  if (s.size() != 2 || s[0] < '0' || s[0] > '9' || s[1] < '0' || s[1] > '9') {
+    return std::nullopt;
+  }
+  return (s[0] - '0') * 10 + (s[1] - '0');
+}
+
+// IMF-fixdate, the one date form a sender must produce (RFC 9110 5.6.7):
+// "Sun, 06 Nov 1994 08:49:37 GMT". The obsolete forms are not accepted: a server that sends
+// them gets its Retry-After ignored, which costs only the backoff's own delay.
+std::optional<std::chrono::system_clock::time_point> parse_imf_fixdate(std::string_view v) {
+  static constexpr std::array<std::string_view, 12> months = {
+      "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  if (v.size() != 29 || v.substr(3, 2) != ", " || v[7] != ' ' || v[11] != ' ' || v[16] != ' ' ||
+      v[19] != ':' || v[22] != ':' || v.substr(25) != " GMT") {
+    return std::nullopt;
+  }
+  const auto day = two_digits(v.substr(5, 2));
+  const auto month = std::find(months.begin(), months.end(), v.substr(8, 3));
+  const auto century = two_digits(v.substr(12, 2));
+  const auto year = two_digits(v.substr(14, 2));
+  const auto hour = two_digits(v.substr(17, 2));
+  const auto minute = two_digits(v.substr(20, 2));
+  const auto second = two_digits(v.substr(23, 2));
+  if (!day || month == months.end() || !century || !year || !hour || !minute || !second ||
+      *day < 1 || *day > 31 || *hour > 23 || *minute > 59 || *second > 60) {
+    return std::nullopt;
+  }
+  std::tm tm{};
+  tm.tm_year = *century * 100 + *year - 1900;
+  tm.tm_mon = static_cast<int>(month - months.begin());
+  tm.tm_mday = *day;
+  tm.tm_hour = *hour;
+  tm.tm_min = *minute;
+  tm.tm_sec = *second;
+  const std::time_t t = timegm(&tm);
+  if (t == static_cast<std::time_t>(-1)) {
+    return std::nullopt;
+  }
+  return std::chrono::system_clock::from_time_t(t);
+}
+
+} // namespace
+
+std::optional<clock::duration> parse_retry_after(std::string_view value,
+                                                 std::chrono::system_clock::time_point now) {
+  value = detail::trim_ows(value);
+  if (!value.empty() &&
+      std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    std::uint64_t seconds = 0;
+    const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), seconds);
+    if (ec != std::errc{}) {
+      return std::nullopt;
+    }
+    // Anything past a day is as good as "never" to a retry policy; capping keeps the
+    // conversion to nanoseconds from overflowing.
+    return std::chrono::seconds{std::min<std::uint64_t>(seconds, 86400)};
+  }
+  const auto when = parse_imf_fixdate(value);
+  if (!when) {
+    return std::nullopt;
+  }
+  if (*when <= now) {
+    return clock::duration::zero();
+  }
+  return std::chrono::duration_cast<clock::duration>(
+      std::min<std::chrono::system_clock::duration>(*when - now, std::chrono::hours{24}));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connections and the connector the per-host pools use
+
+namespace {
+
+/// A kept-alive HTTP/1.1 connection: the socket, its response parser and read buffer, and
+/// whether the last exchange left it fit for another request.
+struct http_connection {
+  http_connection(asio::ip::tcp::socket s, const parser_limits& limits)
+      : socket{std::move(s)}, parser{parser::kind::response, limits} {}
+
+  asio::ip::tcp::socket socket;
+  http::parser parser;
+  std::array<char, 16 * 1024> buffer{};
+  std::uint64_t responses = 0; ///< responses read whole on this connection
+  bool reusable = false;       ///< the last response ended cleanly and kept the connection open
+};
+
+/// Opens HTTP connections to one host for its pool: TCP through tcp_connector, then nothing more
+/// (HTTP/1.1 has no handshake). Liveness is TCP's: a peer that closed is seen by a peek.
+class http_connector {
+public:
+  using connection_type = http_connection;
+
+  http_connector(std::string host, std::uint16_t port, const net::tcp_options& tcp,
+                 const parser_limits& limits)
+      : tcp_{std::move(host), port, tcp}, limits_{limits} {}
+
+  asio::awaitable<std::error_code> async_connect(std::unique_ptr<http_connection>& out) {
+    std::unique_ptr<net::tcp_connection> tcp;
+    const std::error_code ec = co_await tcp_.async_connect(tcp);
+    if (ec) {
+      co_return ec;
+    }
+    out = std::make_unique<http_connection>(std::move(tcp->socket), limits_);
+    ++opened_;
+    co_return std::error_code{};
+  }
+
+  asio::awaitable<bool> async_validate(http_connection& c) { co_return is_usable(c); }
+
+  bool is_usable(http_connection& c) noexcept {
+    return c.socket.is_open() && net::peek_peer(c.socket) == net::peer_state::open;
+  }
+
+  bool is_reusable(http_connection& c) noexcept { return c.reusable; }
+
+  void close(http_connection& c) noexcept {
+    std::error_code ignored;
+    c.socket.close(ignored);
+  }
+
+  [[nodiscard]] std::uint64_t opened() const noexcept { return opened_; }
+
+private:
+  net::tcp_connector tcp_;
+  parser_limits limits_;
+  std::uint64_t opened_ = 0;
+};
+
+using host_pool = pool::connection_pool<http_connector>;
+
+/// Collects one response from the parser's callbacks, skipping interim (1xx) responses.
+class response_reader final : public parser_handler {
+public:
+  explicit response_reader(response& r) : r_{r} {}
+
+  void on_head(const message_head& head) override {
+    if (head.status >= 100 && head.status < 200) {
+      interim_ = true;
+      return;
+    }
+    r_.status = head.status;
+    r_.reason = head.reason;
+    r_.version_minor = head.version_minor;
+    r_.headers.clear();
+    r_.headers.reserve(head.headers.size());
+    for (const auto& h : head.headers) {
+      r_.headers.push_back({std::string{h.name}, std::string{h.value}});
+    }
+    keep_alive_ = head.keep_alive;
+  }
+  void on_body(std::string_view piece) override {
+    if (!interim_) {
+      r_.body.append(piece);
+    }
+  }
+  void on_message_complete() override {
+    if (interim_) {
+      interim_ = false;
+      return;
+    }
+    complete_ = true;
+  }
+
+  [[nodiscard]] bool complete() const noexcept { return complete_; }
+  [[nodiscard]] bool keep_alive() const noexcept { return keep_alive_; }
+
+private:
+  response& r_;
+  bool interim_ = false;
+  bool complete_ = false;
+  bool keep_alive_ = false;
+};
+
+/// What one exchange on a connection came to.
+struct exchange_result {
+  std::error_code error;
+  bool response_bytes = false; ///< any byte of a response arrived
+};
+
+/// Writes the request and reads its response on `c`. Not bounded in time by itself: the caller
+/// races it against the attempt's deadline.
+asio::awaitable<exchange_result> exchange(http_connection& c, std::string_view head,
+                                          std::string_view body, bool head_request, response& out) {
+  exchange_result result;
+  c.reusable = false;
+  const std::array<asio::const_buffer, 2> buffers = {asio::buffer(head), asio::buffer(body)};
+  auto [write_error, written] = co_await asio::async_write(c.socket, buffers, use_tuple);
+  if (write_error) {
+    result.error = net::normalized(write_error);
+    co_return result;
+  }
+  if (head_request) {
+    c.parser.expect_head_response();
+  }
+  response_reader reader{out};
+  for (;;) {
+    auto [read_error, n] = co_await c.socket.async_read_some(asio::buffer(c.buffer), use_tuple);
+    if (read_error == asio::error::eof) {
+      c.parser.finish(reader);
+      if (c.parser.error()) {
+        result.error = c.parser.error();
+      } else if (!reader.complete()) {
+        result.error = asio::error::eof;
+      }
+      co_return result;
+    }
+    if (read_error) {
+      result.error = net::normalized(read_error);
+      co_return result;
+    }
+    result.response_bytes = true;
+    const std::size_t used = c.parser.feed({c.buffer.data(), n}, reader);
+    if (c.parser.error()) {
+      result.error = c.parser.error();
+      co_return result;
+    }
+    if (reader.complete()) {
+      // Bytes past the response were never asked for: the connection is out of step.
+      c.reusable = reader.keep_alive() && used == n && c.parser.idle();
+      ++c.responses;
+      co_return result;
+    }
+  }
+}
+
+/// Runs `exchange` against a deadline; a timeout ends it (and the connection) with timed_out.
+asio::awaitable<exchange_result> exchange_within(http_connection& c, std::string_view head,
+                                                 std::string_view body, bool head_request,
+                                                 response& out,
+                                                 std::optional<clock::duration> limit) {
+  if (!limit) {
+    co_return co_await exchange(c, head, body, head_request, out);
+  }
+  using namespace asio::experimental::awaitable_operators;
+  asio::steady_timer timer{c.socket.get_executor(),
+                           std::chrono::duration_cast<asio::steady_timer::duration>(*limit)};
+  auto which = co_await (exchange(c, head, body, head_request, out) || timer.async_wait(use_tuple));
+  if (which.index() == 0) {
+    co_return std::get<0>(which);
+  }
+  co_return exchange_result{make_error_code(std::errc::timed_out), false};
+}
+
+resilience::attempt_result result_of_connect_error(std::error_code ec) noexcept {
+  return ec == std::errc::connection_refused ? resilience::attempt_result::refused
+                                             : resilience::attempt_result::connect_failure;
+}
+
+// Result labels of tether_http_client_requests_total.
+enum class request_result : std::uint8_t {
+  status_1xx,
+  status_2xx,
+  status_3xx,
+  status_4xx,
+  status_5xx,
+  refused,
+  connect_failure,
+  timeout,
+  reset,
+  protocol_error,
+  circuit_open,
+  pool_timeout,
+  deadline_exceeded,
+  count_
+};
+
+constexpr std::array<std::string_view, static_cast<std::size_t>(request_result::count_)>
+    request_result_names = {"1xx",
+                            "2xx",
+                            "3xx",
+                            "4xx",
+                            "5xx",
+                            "refused",
+                            "connect_failure",
+                            "timeout",
+                            "reset",
+                            "protocol_error",
+                            "circuit_open",
+                            "pool_timeout",
+                            "deadline_exceeded"};
+
+request_result classify(const client_result& r) noexcept {
+  if (!r.error) {
+    const int cls = std::clamp(r.response.status / 100, 1, 5);
+    return static_cast<request_result>(cls - 1);
+  }
+  const auto& ec = r.error;
+  if (ec == tether::errc::circuit_open) {
+    return request_result::circuit_open;
+  }
+  if (ec == tether::errc::pool_timeout || ec == tether::errc::pool_closed) {
+    return request_result::pool_timeout;
+  }
+  if (ec == tether::errc::deadline_exceeded) {
+    return request_result::deadline_exceeded;
+  }
+  if (ec.category() == error_category()) {
+    return request_result::protocol_error;
+  }
+  if (ec == std::errc::connection_refused) {
+    return request_result::refused;
+  }
+  if (ec == std::errc::timed_out) {
+    return request_result::timeout;
+  }
+  if (r.attempts > 0 && (ec == asio::error::eof || ec == std::errc::connection_reset ||
+                         ec == std::errc::broken_pipe || ec == asio::error::operation_aborted)) {
+    return request_result::reset;
+  }
+  return request_result::connect_failure;
+}
+
+// Retry reasons of tether_http_client_retries_total: the attempt results, plus a stale pooled
+// connection (closed by the server while idle, found on reuse).
+constexpr std::array<std::string_view, 7> retry_reason_names = {
+    "success", "connect_failure", "refused", "reset", "timeout", "http_status", "stale_connection"};
+constexpr std::size_t stale_connection_reason = 6;
+
+// The request checks the client makes before anything is sent: what the user gives must not be
+// able to change the framing of what goes on the wire.
+std::error_code check_request(const request& r) {
+  if (r.method.empty() || !std::all_of(r.method.begin(), r.method.end(), is_tchar)) {
+    return make_error_code(http::errc::bad_request_line);
+  }
+  if (r.host.empty() || has_ctl_or_space(r.host) ||
+      r.host.find_first_of("/?#@[]") != std::string::npos) {
+    return make_error_code(http::errc::bad_request_line);
+  }
+  const bool asterisk = r.target == "*" && r.method == "OPTIONS";
+  if (r.target.empty() || (r.target.front() != '/' && !asterisk) || has_ctl_or_space(r.target)) {
+    return make_error_code(http::errc::bad_request_line);
+  }
+  static constexpr std::array<std::string_view, 8> owned = {
+      "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te",
+      "trailer",        "proxy-connection"};
+  for (const auto& f : r.headers) {
+    if (f.name.empty() || !std::all_of(f.name.begin(), f.name.end(), is_tchar)) {
+      return make_error_code(http::errc::invalid_header);
+    }
+    for (const char c : f.value) {
+      const auto u = static_cast<unsigned char>(c);
+      if ((u < 0x20 && u != '\t') || u == 0x7F) {
+        return make_error_code(http::errc::invalid_header);
+      }
+    }
+    for (const auto name : owned) {
+      if (iequals(f.name, name)) {
+        return make_error_code(http::errc::invalid_header);
+      }
+    }
+  }
+  return {};
+}
+
+bool has_field(const request& r, std::string_view name) noexcept {
+  return std::any_of(r.headers.begin(), r.headers.end(),
+                     [name](const field& f) { return iequals(f.name, name); });
+}
+
+void write_head(std::string& out, const request& r, std::string_view user_agent) {
+  out.reserve(64 + r.target.size() + r.host.size() + r.headers.size() * 32);
+  out.append(r.method).append(" ").append(r.target).append(" HTTP/1.1\r\n");
+  if (!has_field(r, "host")) {
+    out.append("Host: ");
+    const bool ipv6 = r.host.find(':') != std::string::npos;
+    if (ipv6) {
+      out.append("[").append(r.host).append("]");
+    } else {
+      out.append(r.host);
+    }
+    if (r.port != 80) {
+      out.append(":").append(std::to_string(r.port));
+    }
+    out.append("\r\n");
+  }
+  if (!user_agent.empty() && !has_field(r, "user-agent")) {
+    out.append("User-Agent: ").append(user_agent).append("\r\n");
+  }
+  for (const auto& f : r.headers) {
+    out.append(f.name).append(": ").append(f.value).append("\r\n");
+  }
+  if (!r.body.empty() || r.method == "POST" || r.method == "PUT" || r.method == "PATCH") {
+    out.append("Content-Length: ").append(std::to_string(r.body.size())).append("\r\n");
+  }
+  out.append("\r\n");
+}
+
+} // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Per-host state
+
+/// One upstream host: its pool, breaker, budget and metric series.
+struct client::host {
+  std::string key; // "host:port"
+  std::shared_ptr<host_pool> pool;
+  std::unique_ptr<resilience::circuit_breaker> breaker;
+  std::unique_ptr<resilience::windowed_retry_budget> budget;
+
+  // Metrics (null without a registry).
+  std::array<prometheus::Counter*, static_cast<std::size_t>(request_result::count_)> results{};
+  std::array<prometheus::Counter*, retry_reason_names.size()> retries{};
+  prometheus::Counter* attempts = nullptr;
+  prometheus::Counter* budget_exhausted = nullptr;
+  metrics::histogram* duration = nullptr;
+  metrics::resilience_series series;
+};
+
+struct client::state {
+  std::unordered_map<std::string, std::unique_ptr<host>> hosts;
+  default_random random{default_random::entropy_seed()};
+  bool closed = false;
+};
+
+std::shared_ptr<client> client::create(executor_type executor, client_options options,
+                                       metrics::registry* registry, const clock& clock) {
+  options.validate();
+  return std::make_shared<client>(private_tag{}, std::move(executor), std::move(options), registry,
+                                  clock);
+}
+
+client::client(private_tag, executor_type executor, client_options options,
+               metrics::registry* registry, const clock& clock)
+    : executor_{std::move(executor)}, options_{std::move(options)}, registry_{registry},
+      clock_{clock}, s_{std::make_unique<state>()} {}
+
+client::~client() = default;
+
+client::host& client::host_for(const request& r) {
+  std::string key = r.host;
+  key.append(":").append(std::to_string(r.port));
+  auto found = s_->hosts.find(key);
+  if (found != s_->hosts.end()) {
+    return *found->second;
+  }
+  auto h = std::make_unique<host>();
+  h->key = key;
+  auto limits = options_.limits;
+  limits.max_body = options_.max_response_body;
+  http_connector connector{r.host, r.port, options_.tcp, limits};
+  if (registry_ == nullptr) {
+    h->pool = host_pool::create(executor_, std::move(connector), options_.pool);
+  } else {
+    const metrics::labels labels{{"client", options_.name}, {"host", key}};
+    auto& results = registry_->counter("tether_http_client_requests_total",
+                                       "Requests by how they ended: response class or error");
+    for (std::size_t i = 0; i < h->results.size(); ++i) {
+      auto l = labels;
+      l.emplace("result", std::string{request_result_names[i]});
+      h->results[i] = &results.Add(l);
+    }
+    auto& retries = registry_->counter("tether_http_client_retries_total",
+                                       "Retries by the outcome of the attempt retried");
+    for (std::size_t i = 0; i < h->retries.size(); ++i) {
+      auto l = labels;
+      l.emplace("reason", std::string{retry_reason_names[i]});
+      h->retries[i] = &retries.Add(l);
+    }
+    h->attempts = &registry_
+                       ->counter("tether_http_client_attempts_total",
+                                 "Attempts sent or tried, first tries and retries")
+                       .Add(labels);
+    h->budget_exhausted = &registry_
+                               ->counter("tether_http_client_retry_budget_exhausted_total",
+                                         "Retries the retry budget refused")
+                               .Add(labels);
+    h->duration = &registry_->histogram_series("tether_http_client_request_duration_seconds",
+                                               "Time from a request to its final outcome", labels);
+    // The pool's gauges read it at scrape time. A pool can outlive this entry (inside an
+    // io_context that still holds its housekeeper), so the reader holds it weakly.
+    auto weak = std::make_shared<std::weak_ptr<host_pool>>();
+    auto observer = std::make_shared<pool::pool_metrics>(*registry_, labels, [weak] {
+      auto p = weak->lock();
+      return p ? p->stats() : pool::pool_stats{};
+    });
+    h->pool = host_pool::create(executor_, std::move(connector), options_.pool,
+                                coarse_monotonic_clock::instance(), std::move(observer));
+    *weak = h->pool;
+  }
+  if (options_.breaker) {
+    h->breaker = std::make_unique<resilience::circuit_breaker>(key, *options_.breaker, clock_);
+  }
+  if (options_.budget) {
+    h->budget = std::make_unique<resilience::windowed_retry_budget>(*options_.budget, clock_);
+  }
+  if (registry_ != nullptr) {
+    const metrics::labels labels{{"client", options_.name}, {"host", key}};
+    if (h->breaker) {
+      h->series.watch(*registry_, *h->breaker, labels);
+    }
+    if (h->budget) {
+      h->series.watch(*registry_, *h->budget, labels);
+    }
+  }
+  h->pool->start();
+  return *s_->hosts.emplace(std::move(key), std::move(h)).first->second;
+}
+
+asio::awaitable<client_result> client::async_request(request r) {
+  if (!executor_.running_in_this_thread()) {
+    co_return co_await asio::co_spawn(executor_, request_on(shared_from_this(), std::move(r)),
+                                      asio::use_awaitable);
+  }
+  co_return co_await request_here(std::move(r));
+}
+
+asio::awaitable<client_result> client::request_on(std::shared_ptr<client> self, request r) {
+  co_return co_await self->request_here(std::move(r));
+}
+
+client_result client::send(request r) {
+  if (executor_.running_in_this_thread()) {
+    return {make_error_code(tether::errc::blocking_on_worker),
+            {},
+            0,
+            resilience::give_up_reason::not_retriable};
+  }
+  std::promise<client_result> promise;
+  auto done = promise.get_future();
+  asio::co_spawn(executor_, request_on(shared_from_this(), std::move(r)),
+                 [&promise](std::exception_ptr e, client_result result) {
+                   if (e) {
+                     promise.set_exception(e);
+                   } else {
+                     promise.set_value(std::move(result));
+                   }
+                 });
+  return done.get();
+}
+
+asio::awaitable<client_result> client::request_here(request r) {
+  client_result out;
+  if (s_->closed) {
+    out.error = make_error_code(tether::errc::pool_closed);
+    out.reason = resilience::give_up_reason::not_retriable;
+    co_return out;
+  }
+  if (const auto invalid = check_request(r)) {
+    out.error = invalid;
+    out.reason = resilience::give_up_reason::not_retriable;
+    co_return out;
+  }
+  host& h = host_for(r);
+  std::string head;
+  write_head(head, r, options_.user_agent);
+  const bool head_request = r.method == "HEAD";
+
+  const resilience::request_traits traits{r.method, has_field(r, "idempotency-key"), true};
+  const bool may_resend =
+      traits.has_idempotency_key || resilience::is_idempotent_method(traits.method);
+  const auto started = clock_.now();
+  resilience::retry_state retry{options_.retry, traits, started, h.budget.get()};
+  bool stale_retry_used = false;
+
+  const auto finish = [&]() {
+    if (h.duration != nullptr) {
+      h.duration->observe(clock_.now() - started);
+      h.results[static_cast<std::size_t>(classify(out))]->Increment();
+    }
+  };
+
+  for (;;) {
+    ++out.attempts;
+    if (h.attempts != nullptr) {
+      h.attempts->Increment();
+    }
+    resilience::circuit_breaker::permission permission;
+    if (h.breaker) {
+      permission = h.breaker->try_acquire();
+      if (!permission) {
+        // Failing fast is the point of an open breaker: no retry, no wait.
+        out.error = make_error_code(tether::errc::circuit_open);
+        out.reason = resilience::give_up_reason::not_retriable;
+        out.response = {};
+        finish();
+        co_return out;
+      }
+    }
+    const auto attempt_start = clock_.now();
+    const auto attempt_deadline = retry.attempt_deadline(attempt_start);
+    std::optional<clock::duration> limit;
+    if (attempt_deadline != clock::time_point::max()) {
+      limit = std::max(attempt_deadline - attempt_start, clock::duration::zero());
+    }
+
+    resilience::attempt_outcome outcome;
+    std::error_code error;
+    out.response = {};
+    auto acquired = co_await h.pool->async_acquire(
+        limit ? std::min(*limit, options_.pool.acquire_timeout) : options_.pool.acquire_timeout);
+    if (acquired.error) {
+      if (acquired.error == tether::errc::pool_timeout ||
+          acquired.error == tether::errc::pool_closed ||
+          acquired.error == std::errc::operation_canceled) {
+        // Not the host's doing: nothing is held against it, and nothing is retried.
+        if (h.breaker) {
+          h.breaker->on_ignored(permission);
+        }
+        out.error = acquired.error == tether::errc::pool_timeout && clock_.now() >= retry.deadline()
+                        ? make_error_code(tether::errc::deadline_exceeded)
+                        : acquired.error;
+        out.reason = resilience::give_up_reason::not_retriable;
+        finish();
+        co_return out;
+      }
+      error = acquired.error;
+      outcome.result = result_of_connect_error(error);
+    } else {
+      auto lease = std::move(acquired.connection);
+      const bool reused = lease->responses > 0;
+      const auto exchanged =
+          co_await exchange_within(*lease, head, r.body, head_request, out.response, limit);
+      error = exchanged.error;
+      if (!error) {
+        std::optional<clock::duration> retry_after;
+        if (const auto* v = out.response.find("retry-after")) {
+          retry_after = parse_retry_after(*v, std::chrono::system_clock::now());
+        }
+        outcome = resilience::attempt_outcome::from_status(out.response.status, retry_after);
+      } else {
+        lease.mark_broken();
+        out.response = {};
+        if (error == std::errc::timed_out) {
+          outcome.result = resilience::attempt_result::timeout;
+        } else {
+          outcome.result = resilience::attempt_result::reset;
+        }
+        // A kept-alive connection the server closed while it sat idle fails at once, before any
+        // response: the request was not processed, but may have been received, so only a request
+        // that may be sent twice gets one fresh connection, whatever the retry policy (as Go's
+        // and Chromium's clients do). It does not count against the host.
+        if (reused && !exchanged.response_bytes &&
+            outcome.result == resilience::attempt_result::reset &&
+            error.category() != error_category() && may_resend && !stale_retry_used) {
+          stale_retry_used = true;
+          if (h.breaker) {
+            h.breaker->on_ignored(permission);
+          }
+          if (h.retries[stale_connection_reason] != nullptr) {
+            h.retries[stale_connection_reason]->Increment();
+          }
+          continue;
+        }
+      }
+    }
+
+    const auto now = clock_.now();
+    if (h.breaker) {
+      const bool failed =
+          outcome.result != resilience::attempt_result::http_status || outcome.status >= 500;
+      failed ? h.breaker->on_failure(permission, now - attempt_start)
+             : h.breaker->on_success(permission, now - attempt_start);
+    }
+    if (error.category() == error_category()) {
+      // A malformed response: the server is broken in a way a retry will not mend.
+      out.error = error;
+      out.reason = resilience::give_up_reason::not_retriable;
+      finish();
+      co_return out;
+    }
+    const auto decision = retry.decide(outcome, now, s_->random);
+    if (!decision.retry) {
+      out.reason = decision.reason;
+      out.error = error;
+      if (error && decision.reason == resilience::give_up_reason::deadline_exceeded &&
+          error == std::errc::timed_out && now >= retry.deadline()) {
+        out.error = make_error_code(tether::errc::deadline_exceeded);
+      }
+      if (decision.reason == resilience::give_up_reason::budget_exhausted &&
+          h.budget_exhausted != nullptr) {
+        h.budget_exhausted->Increment();
+      }
+      finish();
+      co_return out;
+    }
+    if (h.retries[static_cast<std::size_t>(outcome.result)] != nullptr) {
+      h.retries[static_cast<std::size_t>(outcome.result)]->Increment();
+    }
+    if (decision.delay > clock::duration::zero()) {
+      asio::steady_timer backoff{
+          executor_, std::chrono::duration_cast<asio::steady_timer::duration>(decision.delay)};
+      co_await backoff.async_wait(use_tuple);
+    }
+  }
+}
+
+asio::awaitable<void> client::async_close() {
+  co_await asio::co_spawn(executor_, close_on(shared_from_this()), asio::use_awaitable);
+}
+
+asio::awaitable<void> client::close_on(std::shared_ptr<client> self) {
+  self->s_->closed = true;
+  for (auto& [key, h] : self->s_->hosts) {
+    co_await h->pool->async_close();
+  }
+}
+
+std::optional<client::host_stats> client::stats(std::string_view host_name,
+                                                std::uint16_t port) const {
+  std::string key{host_name};
+  key.append(":").append(std::to_string(port));
+  const auto found = s_->hosts.find(key);
+  if (found == s_->hosts.end()) {
+    return std::nullopt;
+  }
+  host_stats out;
+  out.pool = found->second->pool->stats();
+  out.breaker = found->second->breaker ? found->second->breaker->state()
+                                       : resilience::breaker_state::disabled;
+  out.connections_opened = found->second->pool->get_connector().opened();
+  return out;
+}
+
+} // namespace tether::http

@@ -1,0 +1,488 @@
+// tether's HTTP client against real servers: Debian's nginx, and tether's test server that fails
+// on demand (status, stall, close, reset, a server closing a kept-alive connection under a
+// request). Keep-alive reuse is checked from the server's side; retries, the budget and the
+// breaker by what reached the server.
+#include "tether/http/client.hpp"
+
+#include <gtest/gtest.h>
+
+#include <future>
+#include <set>
+#include <thread>
+
+#include <asio/co_spawn.hpp>
+#include <asio/executor_work_guard.hpp>
+#include <asio/use_future.hpp>
+
+#include "http_test_server.hpp"
+#include "nginx_server.hpp"
+#include "tether/core/error.hpp"
+#include "tether/http/error.hpp"
+
+namespace tether::http {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::http_test_server;
+using testing::nginx_server;
+using fault = http_test_server::fault;
+using resilience::give_up_reason;
+using resilience::retry_on;
+
+/// A client on its own io_context thread; the test thread calls its blocking facade.
+class client_fixture {
+public:
+  client_fixture() : client_fixture(defaults()) {}
+  explicit client_fixture(const client_options& options, metrics::registry* registry = nullptr,
+                          const clock& clock = monotonic_clock::instance())
+      : work_{io_.get_executor()},
+        client_{client::create(io_.get_executor(), options, registry, clock)}, thread_{[this] {
+          io_.run();
+        }} {}
+
+  client_fixture(const client_fixture&) = delete;
+  client_fixture& operator=(const client_fixture&) = delete;
+
+  ~client_fixture() {
+    asio::co_spawn(io_, client_->async_close(), asio::use_future).wait_for(10s);
+    work_.reset();
+    io_.stop();
+    thread_.join();
+  }
+
+  client& operator*() { return *client_; }
+  client* operator->() { return client_.get(); }
+
+  client_result get(std::uint16_t port, const std::string& target) {
+    return send("GET", port, target);
+  }
+  client_result send(const std::string& method, std::uint16_t port, const std::string& target,
+                     std::string body = {}, std::vector<field> headers = {}) {
+    request r;
+    r.method = method;
+    r.host = "127.0.0.1";
+    r.port = port;
+    r.target = target;
+    r.body = std::move(body);
+    r.headers = std::move(headers);
+    return client_->send(std::move(r));
+  }
+
+  /// Stats of a host, read on the client's thread.
+  client::host_stats stats(std::uint16_t port) {
+    std::promise<client::host_stats> p;
+    asio::post(io_, [&] {
+      p.set_value(client_->stats("127.0.0.1", port).value_or(client::host_stats{}));
+    });
+    return p.get_future().get();
+  }
+
+  asio::io_context& io() { return io_; }
+
+private:
+  static const client_options& defaults() {
+    static const client_options options;
+    return options;
+  }
+
+  asio::io_context io_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  std::shared_ptr<client> client_;
+  std::thread thread_;
+};
+
+client_options fast_retries(retry_on conditions, std::uint32_t attempts) {
+  client_options o;
+  o.retry.conditions = conditions;
+  o.retry.max_attempts = attempts;
+  o.retry.backoff = {1ms, 2.0, 4ms, resilience::jitter::full};
+  o.breaker.reset();
+  return o;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The test server
+
+TEST(http_client, keeps_one_connection_alive_for_many_requests) {
+  http_test_server server;
+  client_fixture c;
+  for (int i = 0; i < 50; ++i) {
+    auto r = c.get(server.port(), "/");
+    ASSERT_FALSE(r.error) << r.error.message();
+    EXPECT_EQ(r.response.status, 200);
+    EXPECT_EQ(r.response.body, "ok");
+    EXPECT_EQ(r.attempts, 1U);
+  }
+  EXPECT_EQ(server.requests(), 50);
+  EXPECT_EQ(server.connections(), 1);
+  EXPECT_EQ(c.stats(server.port()).connections_opened, 1U);
+}
+
+TEST(http_client, reads_chunked_and_echoed_bodies) {
+  http_test_server server;
+  client_fixture c;
+  auto chunked = c.get(server.port(), "/chunked");
+  ASSERT_FALSE(chunked.error) << chunked.error.message();
+  EXPECT_EQ(chunked.response.body, "abbccc");
+  const std::string big(300 * 1024, 'b');
+  auto echoed = c.send("POST", server.port(), "/echo", big);
+  ASSERT_FALSE(echoed.error) << echoed.error.message();
+  EXPECT_EQ(echoed.response.body, big);
+  EXPECT_EQ(server.connections(), 1);
+}
+
+TEST(http_client, a_response_that_closes_the_connection_is_not_reused) {
+  http_test_server server;
+  client_fixture c;
+  ASSERT_FALSE(c.get(server.port(), "/close").error);
+  ASSERT_FALSE(c.get(server.port(), "/").error);
+  EXPECT_EQ(server.connections(), 2);
+}
+
+TEST(http_client, retries_an_idempotent_request_on_503) {
+  http_test_server server;
+  server.set_fault(fault::status, 2, 503);
+  client_fixture c{fast_retries(retry_on::gateway_error, 3)};
+  auto r = c.get(server.port(), "/");
+  ASSERT_FALSE(r.error) << r.error.message();
+  EXPECT_EQ(r.response.status, 200);
+  EXPECT_EQ(r.attempts, 3U);
+  EXPECT_EQ(server.requests(), 3);
+}
+
+TEST(http_client, gives_back_the_last_5xx_when_attempts_run_out) {
+  http_test_server server;
+  server.set_fault(fault::status, -1, 503);
+  client_fixture c{fast_retries(retry_on::gateway_error, 3)};
+  auto r = c.get(server.port(), "/");
+  ASSERT_FALSE(r.error) << r.error.message();
+  EXPECT_EQ(r.response.status, 503);
+  EXPECT_EQ(r.response.body, "failing");
+  EXPECT_EQ(r.reason, give_up_reason::attempts_exhausted);
+  EXPECT_EQ(server.requests(), 3);
+}
+
+TEST(http_client, never_sends_a_post_twice) {
+  http_test_server server;
+  client_fixture c{fast_retries(retry_on::gateway_error | retry_on::reset, 3)};
+  server.set_fault(fault::status, -1, 503);
+  auto answered = c.send("POST", server.port(), "/", "order=1");
+  ASSERT_FALSE(answered.error);
+  EXPECT_EQ(answered.response.status, 503);
+  EXPECT_EQ(answered.reason, give_up_reason::not_idempotent);
+  server.set_fault(fault::close, -1);
+  auto cut = c.send("POST", server.port(), "/", "order=2");
+  EXPECT_EQ(cut.error, asio::error::eof) << cut.error.message();
+  EXPECT_EQ(cut.attempts, 1U);
+  EXPECT_EQ(server.requests_with("POST"), 2);
+}
+
+TEST(http_client, retries_a_post_that_carries_an_idempotency_key) {
+  http_test_server server;
+  server.set_fault(fault::status, 2, 503);
+  client_fixture c{fast_retries(retry_on::gateway_error, 3)};
+  auto r = c.send("POST", server.port(), "/", "order=1", {{"Idempotency-Key", "order-1"}});
+  ASSERT_FALSE(r.error) << r.error.message();
+  EXPECT_EQ(r.response.status, 200);
+  EXPECT_EQ(server.requests_with("POST"), 3);
+}
+
+TEST(http_client, a_per_try_timeout_ends_a_stalled_attempt_and_retries) {
+  http_test_server server;
+  server.set_fault(fault::stall, 1);
+  auto options = fast_retries(retry_on::timeout, 2);
+  options.retry.per_try_timeout = 200ms;
+  client_fixture c{options};
+  auto r = c.get(server.port(), "/");
+  ASSERT_FALSE(r.error) << r.error.message();
+  EXPECT_EQ(r.response.status, 200);
+  EXPECT_EQ(r.attempts, 2U);
+  // The stalled connection was closed, not pooled: the retry came on a new one.
+  EXPECT_EQ(server.connections(), 2);
+}
+
+TEST(http_client, a_stalled_server_ends_in_a_timeout_error) {
+  http_test_server server;
+  server.set_fault(fault::stall, -1);
+  auto options = fast_retries(retry_on::none, 1);
+  options.retry.per_try_timeout = 100ms;
+  client_fixture c{options};
+  auto r = c.get(server.port(), "/");
+  EXPECT_EQ(r.error, std::errc::timed_out) << r.error.message();
+  EXPECT_EQ(r.attempts, 1U);
+}
+
+TEST(http_client, the_overall_timeout_bounds_every_attempt) {
+  http_test_server server;
+  server.set_fault(fault::stall, -1);
+  auto options = fast_retries(retry_on::timeout | retry_on::reset, 5);
+  options.retry.overall_timeout = 300ms;
+  client_fixture c{options};
+  auto r = c.get(server.port(), "/");
+  EXPECT_EQ(r.error, tether::errc::deadline_exceeded) << r.error.message();
+}
+
+TEST(http_client, refused_connections_are_retried_then_reported) {
+  std::uint16_t closed_port = 0;
+  {
+    asio::io_context io;
+    asio::ip::tcp::acceptor a{io, {asio::ip::make_address("127.0.0.1"), 0}};
+    closed_port = a.local_endpoint().port();
+  }
+  client_fixture c{fast_retries(retry_on::connect_failure | retry_on::refused, 2)};
+  auto r = c.get(closed_port, "/");
+  EXPECT_EQ(r.error, std::errc::connection_refused) << r.error.message();
+  EXPECT_EQ(r.attempts, 2U);
+  EXPECT_EQ(r.reason, give_up_reason::attempts_exhausted);
+}
+
+TEST(http_client, a_stale_kept_alive_connection_is_replaced_for_a_get) {
+  http_test_server server;
+  client_fixture c{fast_retries(retry_on::none, 1)};
+  ASSERT_FALSE(c.get(server.port(), "/").error);
+  // The server now closes any connection's second request unanswered, as one whose keep-alive
+  // timeout fires just as the request arrives.
+  server.set_fault(fault::drop_reused, -1);
+  auto r = c.get(server.port(), "/");
+  ASSERT_FALSE(r.error) << r.error.message();
+  EXPECT_EQ(r.response.status, 200);
+  EXPECT_EQ(r.attempts, 2U);
+  EXPECT_EQ(server.connections(), 2);
+}
+
+TEST(http_client, a_stale_connection_does_not_make_a_post_go_twice) {
+  http_test_server server;
+  client_fixture c{fast_retries(retry_on::none, 1)};
+  ASSERT_FALSE(c.send("POST", server.port(), "/", "first").error);
+  server.set_fault(fault::drop_reused, -1);
+  auto r = c.send("POST", server.port(), "/", "second");
+  EXPECT_TRUE(r.error);
+  EXPECT_EQ(r.attempts, 1U);
+  EXPECT_EQ(server.requests_with("POST"), 2);
+}
+
+TEST(http_client, a_reset_is_reported_as_such) {
+  http_test_server server;
+  server.set_fault(fault::reset, -1);
+  client_fixture c{fast_retries(retry_on::none, 1)};
+  auto r = c.get(server.port(), "/");
+  EXPECT_TRUE(r.error == std::errc::connection_reset || r.error == asio::error::eof)
+      << r.error.message() << " status " << r.response.status << " attempts " << r.attempts;
+}
+
+TEST(http_client, a_malformed_response_is_an_error_and_not_retried) {
+  http_test_server server;
+  client_fixture c{fast_retries(retry_on::status_5xx | retry_on::reset, 3)};
+  auto r = c.get(server.port(), "/garbage");
+  EXPECT_EQ(r.error, http::errc::invalid_content_length) << r.error.message();
+  EXPECT_EQ(r.attempts, 1U);
+  EXPECT_EQ(server.requests(), 1);
+}
+
+TEST(http_client, refuses_requests_that_would_change_the_framing) {
+  http_test_server server;
+  client_fixture c;
+  EXPECT_EQ(c.send("GET", server.port(), "/", {}, {{"X-Bad", "a\r\nX-Injected: 1"}}).error,
+            http::errc::invalid_header);
+  EXPECT_EQ(c.send("POST", server.port(), "/", "x", {{"Content-Length", "5"}}).error,
+            http::errc::invalid_header);
+  EXPECT_EQ(c.send("POST", server.port(), "/", "x", {{"Transfer-Encoding", "chunked"}}).error,
+            http::errc::invalid_header);
+  EXPECT_EQ(c.send("GET", server.port(), "/a b").error, http::errc::bad_request_line);
+  EXPECT_EQ(c.send("GE T", server.port(), "/").error, http::errc::bad_request_line);
+  EXPECT_EQ(server.requests(), 0);
+}
+
+TEST(http_client, a_retry_after_beyond_the_limit_ends_the_request) {
+  http_test_server server;
+  server.set_fault(fault::status, -1, 503, "120");
+  auto options = fast_retries(retry_on::gateway_error, 3);
+  options.retry.max_retry_after = 1s;
+  client_fixture c{options};
+  auto r = c.get(server.port(), "/");
+  ASSERT_FALSE(r.error);
+  EXPECT_EQ(r.response.status, 503);
+  EXPECT_EQ(*r.response.find("retry-after"), "120");
+  EXPECT_EQ(r.attempts, 1U);
+  EXPECT_EQ(server.requests(), 1);
+}
+
+TEST(http_client, the_retry_budget_caps_retries) {
+  http_test_server server;
+  server.set_fault(fault::status, -1, 503);
+  manual_clock clock;
+  auto options = fast_retries(retry_on::gateway_error, 5);
+  // No share of requests, and a reserve of one retry (1 per second over a 1 s window).
+  options.budget = resilience::windowed_retry_budget_options{1s, 1, 0.0};
+  metrics::registry registry;
+  client_fixture c{options, &registry, clock};
+  auto first = c.get(server.port(), "/");
+  EXPECT_EQ(first.attempts, 2U);
+  EXPECT_EQ(first.reason, give_up_reason::budget_exhausted);
+  auto second = c.get(server.port(), "/");
+  EXPECT_EQ(second.attempts, 1U);
+  EXPECT_EQ(second.reason, give_up_reason::budget_exhausted);
+  EXPECT_EQ(server.requests(), 3);
+  const auto text = registry.expose();
+  EXPECT_NE(
+      text.find(
+          "tether_http_client_retry_budget_exhausted_total{client=\"default\",host=\"127.0.0.1:" +
+          std::to_string(server.port()) + "\"} 2"),
+      std::string::npos)
+      << text;
+}
+
+TEST(http_client, the_breaker_opens_fails_fast_half_opens_and_closes) {
+  http_test_server server;
+  server.set_fault(fault::status, -1, 500);
+  manual_clock clock;
+  auto options = fast_retries(retry_on::none, 1);
+  resilience::circuit_breaker_options breaker;
+  breaker.window_size = 4;
+  breaker.minimum_calls = 4;
+  breaker.wait_in_open = 30s;
+  breaker.permitted_calls_in_half_open = 2;
+  options.breaker = breaker;
+  metrics::registry registry;
+  client_fixture c{options, &registry, clock};
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(c.get(server.port(), "/").response.status, 500);
+  }
+  EXPECT_EQ(c.stats(server.port()).breaker, resilience::breaker_state::open);
+  auto refused = c.get(server.port(), "/");
+  EXPECT_EQ(refused.error, tether::errc::circuit_open);
+  EXPECT_EQ(server.requests(), 4); // failing fast cost the server nothing
+
+  server.heal();
+  clock.advance(30s);
+  EXPECT_EQ(c.get(server.port(), "/").response.status, 200);
+  EXPECT_EQ(c.stats(server.port()).breaker, resilience::breaker_state::half_open);
+  EXPECT_EQ(c.get(server.port(), "/").response.status, 200);
+  EXPECT_EQ(c.stats(server.port()).breaker, resilience::breaker_state::closed);
+
+  const auto text = registry.expose();
+  const std::string host = "host=\"127.0.0.1:" + std::to_string(server.port()) + "\"";
+  EXPECT_NE(text.find("tether_http_client_requests_total{client=\"default\"," + host +
+                      ",result=\"circuit_open\"} 1"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("tether_http_client_requests_total{client=\"default\"," + host +
+                      ",result=\"5xx\"} 4"),
+            std::string::npos);
+  EXPECT_NE(text.find("tether_breaker_state{client=\"default\"," + host + ",state=\"closed\"} 1"),
+            std::string::npos);
+}
+
+TEST(http_client, metrics_show_requests_retries_and_the_pool) {
+  http_test_server server;
+  server.set_fault(fault::status, 1, 503);
+  metrics::registry registry;
+  client_fixture c{fast_retries(retry_on::gateway_error, 2), &registry};
+  ASSERT_FALSE(c.get(server.port(), "/").error);
+  ASSERT_FALSE(c.get(server.port(), "/").error);
+  const auto text = registry.expose();
+  const std::string labels =
+      "client=\"default\",host=\"127.0.0.1:" + std::to_string(server.port()) + "\"";
+  for (const std::string& series :
+       {"tether_http_client_requests_total{" + labels + ",result=\"2xx\"} 2",
+        "tether_http_client_attempts_total{" + labels + "} 3",
+        "tether_http_client_retries_total{" + labels + ",reason=\"http_status\"} 1",
+        "tether_http_client_request_duration_seconds_count{" + labels + "} 2",
+        "tether_pool_connections{" + labels + ",state=\"idle\"} 1"}) {
+    EXPECT_NE(text.find(series), std::string::npos) << series << "\n" << text;
+  }
+}
+
+TEST(http_client, send_on_the_clients_own_thread_refuses_to_block) {
+  client_fixture c;
+  std::promise<std::error_code> p;
+  asio::post(c.io(), [&] { p.set_value(c->send(*request::to("GET", "http://127.0.0.1/")).error); });
+  EXPECT_EQ(p.get_future().get(), tether::errc::blocking_on_worker);
+}
+
+// ---------------------------------------------------------------------------------------------
+// nginx
+
+asio::awaitable<int> fetch_many(std::shared_ptr<client> c, std::uint16_t port, int count) {
+  int ok = 0;
+  for (int i = 0; i < count; ++i) {
+    auto r = co_await c->async_request(
+        *request::to("GET", "http://127.0.0.1:" + std::to_string(port) + "/small.txt"));
+    ok += (!r.error && r.response.status == 200 && r.response.body == "hello from nginx\n") ? 1 : 0;
+  }
+  co_return ok;
+}
+
+TEST(http_client_nginx, many_requests_ride_few_connections) {
+  nginx_server nginx;
+  asio::io_context io;
+  client_options options;
+  options.pool.max_size = 4;
+  auto c = client::create(io.get_executor(), options);
+  std::vector<std::future<int>> done;
+  for (int i = 0; i < 8; ++i) {
+    done.push_back(asio::co_spawn(io, fetch_many(c, nginx.port(), 50), asio::use_future));
+  }
+  std::thread runner{[&] { io.run_for(30s); }};
+  int ok = 0;
+  for (auto& f : done) {
+    ASSERT_EQ(f.wait_for(30s), std::future_status::ready);
+    ok += f.get();
+  }
+  asio::co_spawn(io, c->async_close(), asio::use_future).wait_for(10s);
+  io.stop();
+  runner.join();
+  EXPECT_EQ(ok, 400);
+  const auto log = nginx.access_log(400);
+  ASSERT_EQ(log.size(), 400U);
+  std::set<long> connections;
+  long most = 0;
+  for (const auto& l : log) {
+    connections.insert(l.connection);
+    most = std::max(most, l.connection_requests);
+  }
+  EXPECT_LE(connections.size(), 4U); // never more than the pool's max_size
+  EXPECT_GE(most, 50);               // connections carried many requests each
+}
+
+TEST(http_client_nginx, reads_a_large_static_file_and_heads) {
+  nginx_server nginx;
+  client_fixture c;
+  auto large = c.get(nginx.port(), "/large.bin");
+  ASSERT_FALSE(large.error) << large.error.message();
+  EXPECT_EQ(large.response.body.size(), 1024U * 1024U);
+  auto head = c.send("HEAD", nginx.port(), "/small.txt");
+  ASSERT_FALSE(head.error) << head.error.message();
+  EXPECT_EQ(head.response.status, 200);
+  EXPECT_EQ(*head.response.find("content-length"), "17");
+  EXPECT_TRUE(head.response.body.empty());
+  auto after = c.get(nginx.port(), "/small.txt");
+  ASSERT_FALSE(after.error);
+  EXPECT_EQ(after.response.body, "hello from nginx\n");
+  const auto log = nginx.access_log(3);
+  ASSERT_EQ(log.size(), 3U);
+  EXPECT_EQ(log[2].connection, log[0].connection);
+  EXPECT_EQ(log[2].connection_requests, 3);
+}
+
+TEST(http_client_nginx, retries_gets_on_503_but_not_posts) {
+  nginx_server nginx;
+  client_fixture c{fast_retries(retry_on::gateway_error, 3)};
+  auto get = c.get(nginx.port(), "/fail");
+  EXPECT_EQ(get.response.status, 503);
+  EXPECT_EQ(get.attempts, 3U);
+  auto post = c.send("POST", nginx.port(), "/fail", "payload");
+  EXPECT_EQ(post.response.status, 503);
+  EXPECT_EQ(post.attempts, 1U);
+  int gets = 0;
+  int posts = 0;
+  for (const auto& l : nginx.access_log(4)) {
+    gets += l.method == "GET" ? 1 : 0;
+    posts += l.method == "POST" ? 1 : 0;
+  }
+  EXPECT_EQ(gets, 3);
+  EXPECT_EQ(posts, 1);
+}
+
+} // namespace
+} // namespace tether::http
