@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs what it needs, builds the release preset and
-# runs every test (unit, integration, example, fuzz corpus), then runs the unit suites again under
+# runs every test (unit, integration, example, fuzz corpus), then runs the unit suites (and the suites labelled `sanitize`) again under
 # AddressSanitizer + UndefinedBehaviorSanitizer and under ThreadSanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
