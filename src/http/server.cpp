@@ -1,0 +1,260 @@
+#include "tether/http/server.hpp"
+
+#include <array>
+#include <set>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+
+#include "tether/net/tcp_connector.hpp"
+
+#include "text.hpp"
+
+namespace tether::http {
+
+namespace {
+
+constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
+
+/// Collects whole requests from the parser; several may arrive in one read (pipelining).
+class request_collector final : public parser_handler {
+public:
+  void on_head(const message_head& head) override {
+    current_ = {};
+    current_.method = head.method;
+    current_.target = head.target;
+    current_.headers.reserve(head.headers.size());
+    for (const auto& h : head.headers) {
+      current_.headers.push_back({std::string{h.name}, std::string{h.value}});
+    }
+    keep_alive_ = head.keep_alive;
+  }
+  void on_body(std::string_view piece) override { current_.body.append(piece); }
+  void on_message_complete() override { done.push_back({std::move(current_), keep_alive_}); }
+
+  struct complete {
+    server_request request;
+    bool keep_alive;
+  };
+  std::vector<complete> done;
+
+private:
+  server_request current_;
+  bool keep_alive_ = true;
+};
+
+void write_response(std::string& out, const server_response& r, bool close) {
+  out.append("HTTP/1.1 ").append(std::to_string(r.status)).append(" ");
+  out.append(reason_phrase(r.status)).append("\r\n");
+  if (!r.content_type.empty()) {
+    out.append("Content-Type: ").append(r.content_type).append("\r\n");
+  }
+  for (const auto& f : r.headers) {
+    out.append(f.name).append(": ").append(f.value).append("\r\n");
+  }
+  out.append("Content-Length: ").append(std::to_string(r.body.size())).append("\r\n");
+  if (close) {
+    out.append("Connection: close\r\n");
+  }
+  out.append("\r\n").append(r.body);
+}
+
+} // namespace
+
+const std::string* server_request::find(std::string_view name) const noexcept {
+  for (const auto& f : headers) {
+    if (detail::iequals(f.name, name)) {
+      return &f.value;
+    }
+  }
+  return nullptr;
+}
+
+std::string_view reason_phrase(int status) noexcept {
+  switch (status) {
+  case 200:
+    return "OK";
+  case 201:
+    return "Created";
+  case 204:
+    return "No Content";
+  case 301:
+    return "Moved Permanently";
+  case 302:
+    return "Found";
+  case 304:
+    return "Not Modified";
+  case 400:
+    return "Bad Request";
+  case 404:
+    return "Not Found";
+  case 405:
+    return "Method Not Allowed";
+  case 408:
+    return "Request Timeout";
+  case 409:
+    return "Conflict";
+  case 413:
+    return "Content Too Large";
+  case 414:
+    return "URI Too Long";
+  case 431:
+    return "Request Header Fields Too Large";
+  case 500:
+    return "Internal Server Error";
+  case 501:
+    return "Not Implemented";
+  case 502:
+    return "Bad Gateway";
+  case 503:
+    return "Service Unavailable";
+  case 504:
+    return "Gateway Timeout";
+  default:
+    return "Unknown";
+  }
+}
+
+struct small_server::state {
+  state(asio::io_context::executor_type ex, handler h, server_options o)
+      : acceptor{ex}, on_request{std::move(h)}, options{o} {}
+
+  asio::ip::tcp::acceptor acceptor;
+  handler on_request;
+  server_options options;
+  std::set<asio::ip::tcp::socket*> connections;
+  bool stopped = false;
+};
+
+namespace {
+
+// Reads requests and answers them until the peer closes, a timeout passes, or the server stops.
+asio::awaitable<void> serve(std::shared_ptr<small_server::state> s, asio::ip::tcp::socket socket) {
+  using namespace asio::experimental::awaitable_operators;
+  s->connections.insert(&socket);
+  parser p{parser::kind::request, s->options.limits};
+  request_collector requests;
+  std::array<char, 8192> buffer{};
+  std::string out;
+  asio::steady_timer timer{socket.get_executor()};
+  for (;;) {
+    // The idle timeout between requests, the request timeout once one has begun.
+    timer.expires_after(p.idle() ? s->options.idle_timeout : s->options.request_timeout);
+    auto which = co_await (socket.async_read_some(asio::buffer(buffer), use_tuple) ||
+                           timer.async_wait(use_tuple));
+    if (which.index() == 1) {
+      break; // timed out
+    }
+    auto [ec, n] = std::get<0>(which);
+    if (ec) {
+      break;
+    }
+    p.feed({buffer.data(), n}, requests);
+    out.clear();
+    bool close = false;
+    for (auto& r : requests.done) {
+      const server_response response = s->on_request(r.request);
+      close = !r.keep_alive;
+      write_response(out, response, close);
+      if (close) {
+        break;
+      }
+    }
+    requests.done.clear();
+    if (p.error() && !close) {
+      server_response bad;
+      bad.status = status_of(static_cast<errc>(p.error().value()));
+      bad.content_type = "text/plain";
+      bad.body = p.error().message() + "\n";
+      write_response(out, bad, true);
+      close = true;
+    }
+    if (!out.empty()) {
+      auto [write_error, written] =
+          co_await asio::async_write(socket, asio::buffer(out), use_tuple);
+      if (write_error) {
+        break;
+      }
+    }
+    if (close || s->stopped) {
+      break;
+    }
+  }
+  s->connections.erase(&socket);
+  std::error_code ignored;
+  socket.shutdown(asio::socket_base::shutdown_send, ignored);
+  socket.close(ignored);
+}
+
+asio::awaitable<void> accept_loop(std::shared_ptr<small_server::state> s) {
+  for (;;) {
+    auto [ec, socket] = co_await s->acceptor.async_accept(use_tuple);
+    if (ec) {
+      if (s->stopped || ec == asio::error::operation_aborted) {
+        co_return;
+      }
+      continue; // EMFILE and friends: keep serving the connections already open
+    }
+    std::error_code ignored;
+    socket.set_option(asio::ip::tcp::no_delay{true}, ignored);
+    asio::co_spawn(s->acceptor.get_executor(), serve(s, std::move(socket)), asio::detached);
+  }
+}
+
+} // namespace
+
+std::shared_ptr<small_server> small_server::create(asio::io_context::executor_type executor,
+                                                   handler h, server_options options) {
+  return std::make_shared<small_server>(private_tag{}, std::move(executor), std::move(h), options);
+}
+
+small_server::small_server(private_tag, asio::io_context::executor_type executor, handler h,
+                           server_options options)
+    : executor_{std::move(executor)}, s_{std::make_shared<state>(executor_, std::move(h),
+                                                                 options)} {}
+
+small_server::~small_server() = default;
+
+std::error_code small_server::listen(const std::string& address, std::uint16_t port) {
+  std::error_code ec;
+  const auto ip = asio::ip::make_address(address, ec);
+  if (ec) {
+    return ec;
+  }
+  const asio::ip::tcp::endpoint endpoint{ip, port};
+  s_->acceptor.open(endpoint.protocol(), ec);
+  if (!ec) {
+    s_->acceptor.set_option(asio::socket_base::reuse_address{true}, ec);
+  }
+  if (!ec) {
+    s_->acceptor.bind(endpoint, ec);
+  }
+  if (!ec) {
+    s_->acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  }
+  if (ec) {
+    std::error_code ignored;
+    s_->acceptor.close(ignored);
+    return net::normalized(ec);
+  }
+  port_ = s_->acceptor.local_endpoint().port();
+  asio::co_spawn(executor_, accept_loop(s_), asio::detached);
+  return {};
+}
+
+void small_server::stop() {
+  s_->stopped = true;
+  std::error_code ignored;
+  s_->acceptor.close(ignored);
+  for (auto* socket : s_->connections) {
+    socket->cancel(ignored);
+  }
+}
+
+} // namespace tether::http
