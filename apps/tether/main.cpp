@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "tether/chaos/server.hpp"
 #include "tether/core/random.hpp"
 #include "tether/demo/retry_storm_demo.hpp"
 
@@ -36,6 +37,19 @@ int main(int argc, char** argv) {
   demo->add_option("--seed", seed, "Seed of the simulation's random source")->capture_default_str();
   demo->add_flag("--metrics", metrics, "Print the run's Prometheus exposition at the end");
 
+  auto* chaos = app.add_subcommand(
+      "chaos", "Run a Toxiproxy-compatible fault-injection proxy (same REST API, same toxics)");
+  tether::chaos::server_options chaos_options;
+  std::uint64_t chaos_seed = 0;
+  chaos->add_option("--host", chaos_options.host, "Address of the REST API")->capture_default_str();
+  chaos->add_option("--port", chaos_options.port, "Port of the REST API")->capture_default_str();
+  chaos
+      ->add_option("--config", chaos_options.config_file,
+                   "JSON file with proxies to create at start (the body /populate takes)")
+      ->check(CLI::ExistingFile);
+  auto* chaos_seed_option =
+      chaos->add_option("--seed", chaos_seed, "Seed for toxicity, jitter and slicing");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -59,6 +73,12 @@ int main(int argc, char** argv) {
   try {
     if (demo->parsed()) {
       tether::demo::run_resilience_demo(std::cout, seed, metrics);
+    }
+    if (chaos->parsed()) {
+      if (chaos_seed_option->count() > 0) {
+        chaos_options.seed = chaos_seed;
+      }
+      return tether::chaos::run_server(chaos_options, std::cout, std::cerr);
     }
   } catch (const std::exception& e) {
     std::cerr << "tether: " << e.what() << '\n';

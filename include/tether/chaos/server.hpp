@@ -1,0 +1,23 @@
+#pragma once
+
+#include <cstdint>
+#include <iosfwd>
+#include <optional>
+#include <string>
+
+namespace tether::chaos {
+
+/// How `tether chaos` runs: toxiproxy-server's flags.
+struct server_options {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 8474;
+  std::string config_file{};           ///< a JSON array of proxies, as /populate takes
+  std::optional<std::uint64_t> seed{}; ///< reproducible toxicity coin flips, jitter, slices
+};
+
+/// Runs the chaos server until SIGINT or SIGTERM: the REST API on host:port, the proxies it
+/// creates on one thread. Returns the process exit code: 0 after a signal, 1 when the API address
+/// cannot be bound or the config file cannot be read or applied (the reason goes to `err`).
+int run_server(const server_options& options, std::ostream& out, std::ostream& err);
+
+} // namespace tether::chaos
