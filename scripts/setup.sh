@@ -18,6 +18,8 @@ packages=(
   # HTTP peers: nginx serves the HTTP client's integration tests; wrk, curl and haproxy are the
   # side-by-side load generators and proxies of the benchmarks
   nginx wrk haproxy
+  # Node.js runs the published Toxiproxy client against tether chaos (tests/chaos/node)
+  nodejs
 )
 
 missing=()
@@ -26,6 +28,11 @@ for p in "${packages[@]}"; do
     missing+=("$p")
   fi
 done
+
+# Debian packages npm apart from nodejs; a nodejs from elsewhere (NodeSource) brings its own.
+if ! command -v npm > /dev/null 2>&1; then
+  missing+=(npm)
+fi
 
 if ((${#missing[@]} == 0)); then
   echo "setup: all ${#packages[@]} packages present"

@@ -18,13 +18,14 @@ int run_server(const server_options& options, std::ostream& out, std::ostream& e
     std::ifstream in{options.config_file};
     if (!in) {
       err << "tether chaos: cannot read config " << options.config_file << '\n';
-      return 1;
+      return 2;
     }
     std::stringstream text;
     text << in.rdbuf();
     if (const auto e = chaos.populate(text.str())) {
       err << "tether chaos: config " << options.config_file << ": " << e->message << '\n';
-      return 1;
+      chaos.stop_all();
+      return 2;
     }
   }
   auto server = http::small_server::create(

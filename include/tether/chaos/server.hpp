@@ -16,8 +16,9 @@ struct server_options {
 };
 
 /// Runs the chaos server until SIGINT or SIGTERM: the REST API on host:port, the proxies it
-/// creates on one thread. Returns the process exit code: 0 after a signal, 1 when the API address
-/// cannot be bound or the config file cannot be read or applied (the reason goes to `err`).
+/// creates on one thread. Returns the process exit code: 0 after a signal, 2 when the config file
+/// cannot be read or is invalid, 1 when the API address cannot be bound (the reason goes to
+/// `err`).
 int run_server(const server_options& options, std::ostream& out, std::ostream& err);
 
 } // namespace tether::chaos
