@@ -20,12 +20,6 @@ namespace tether::chaos {
 /// The version /version reports: Toxiproxy's API version tether chaos speaks, and tether's own.
 inline constexpr std::string_view api_version = "2.12.0";
 
-/// An error as Toxiproxy reports it: {"error": message, "status": status}.
-struct api_error {
-  int status = 400;
-  std::string message;
-};
-
 /// Toxiproxy's REST API over a set of proxies, all on one executor: the handler of the
 /// small_server that `tether chaos` runs, and a library for tests that want proxies in-process.
 ///

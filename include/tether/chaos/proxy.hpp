@@ -12,18 +12,10 @@
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 
-#include "tether/chaos/toxic.hpp"
+#include "tether/chaos/model.hpp"
 #include "tether/core/random.hpp"
 
 namespace tether::chaos {
-
-/// What a proxy is: its name, where it listens, where it forwards to.
-struct proxy_config {
-  std::string name;
-  std::string listen;   ///< "host:port"; port 0 picks one (config() then says which)
-  std::string upstream; ///< "host:port"
-  bool enabled = true;
-};
 
 /// Bytes through a proxy, per direction (index: stream).
 struct proxy_counters {
@@ -91,8 +83,5 @@ private:
   std::set<std::shared_ptr<link>> links_;
   proxy_counters counters_;
 };
-
-/// Splits "host:port" ("[v6]:port" too). False when it does not parse.
-bool split_host_port(std::string_view text, std::string& host, std::uint16_t& port);
 
 } // namespace tether::chaos
