@@ -7,6 +7,7 @@
 #include "tether/chaos/server.hpp"
 #include "tether/core/random.hpp"
 #include "tether/demo/retry_storm_demo.hpp"
+#include "tether/proxy/server.hpp"
 
 #ifndef TETHER_VERSION
 #define TETHER_VERSION "unknown"
@@ -36,6 +37,19 @@ int main(int argc, char** argv) {
   bool metrics = false;
   demo->add_option("--seed", seed, "Seed of the simulation's random source")->capture_default_str();
   demo->add_flag("--metrics", metrics, "Print the run's Prometheus exposition at the end");
+
+  auto* proxy = app.add_subcommand(
+      "proxy",
+      "Run the HTTP reverse proxy (with no -c: the built-in config and its demo upstreams)");
+  std::string proxy_config_file;
+  std::uint32_t proxy_workers = 0;
+  proxy->add_option("-c,--config", proxy_config_file, "YAML configuration file");
+  proxy->add_option("--workers", proxy_workers, "Worker threads (overrides the config; 0: cores)");
+
+  auto* validate = app.add_subcommand("validate", "Check a proxy configuration file and say "
+                                                  "every problem with file:line:column");
+  std::string validate_file;
+  validate->add_option("-c,--config", validate_file, "YAML configuration file")->required();
 
   auto* chaos = app.add_subcommand(
       "chaos", "Run a Toxiproxy-compatible fault-injection proxy (same REST API, same toxics)");
@@ -73,6 +87,38 @@ int main(int argc, char** argv) {
   try {
     if (demo->parsed()) {
       tether::demo::run_resilience_demo(std::cout, seed, metrics);
+    }
+    if (validate->parsed()) {
+      const auto loaded = tether::proxy::load_config_file(validate_file);
+      for (const auto& e : loaded.errors) {
+        std::cerr << e << '\n';
+      }
+      if (!loaded.value) {
+        std::cerr << "tether validate: " << loaded.errors.size() << " problem"
+                  << (loaded.errors.size() == 1 ? "" : "s") << " in " << validate_file << '\n';
+        return exit_usage;
+      }
+      std::cout << validate_file << ": ok\n";
+      return exit_ok;
+    }
+    if (proxy->parsed()) {
+      const bool builtin = proxy_config_file.empty();
+      const auto loaded =
+          builtin ? tether::proxy::load_config(tether::proxy::default_config_yaml(), "<built-in>")
+                  : tether::proxy::load_config_file(proxy_config_file);
+      if (!loaded.value) {
+        for (const auto& e : loaded.errors) {
+          std::cerr << e << '\n';
+        }
+        std::cerr << "tether proxy: not started: the configuration has " << loaded.errors.size()
+                  << " problem" << (loaded.errors.size() == 1 ? "" : "s") << '\n';
+        return exit_usage;
+      }
+      auto config = *loaded.value;
+      if (proxy_workers != 0) {
+        config.workers = proxy_workers;
+      }
+      return tether::proxy::run(config, std::cout, std::cerr, {builtin});
     }
     if (chaos->parsed()) {
       if (chaos_seed_option->count() > 0) {

@@ -1,5 +1,7 @@
 #include "tether/chaos/model.hpp"
 
+#include "tether/core/host_port.hpp"
+
 #include <algorithm>
 #include <cctype>
 #include <charconv>
@@ -59,22 +61,12 @@ std::optional<toxic_kind> toxic_kind_from(std::string_view s) noexcept {
 }
 
 bool split_host_port(std::string_view text, std::string& host, std::uint16_t& port) {
-  const auto colon = text.rfind(':');
-  if (colon == std::string_view::npos) {
+  if (!tether::split_host_port(text, host, port)) {
     return false;
   }
-  auto h = text.substr(0, colon);
-  const auto p = text.substr(colon + 1);
-  if (h.size() >= 2 && h.front() == '[' && h.back() == ']') {
-    h = h.substr(1, h.size() - 2);
+  if (host.empty()) {
+    host = "0.0.0.0"; // Toxiproxy's ":port": every address
   }
-  unsigned value = 0;
-  const auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), value);
-  if (p.empty() || ec != std::errc{} || end != p.data() + p.size() || value > 65535) {
-    return false;
-  }
-  host = h.empty() ? "0.0.0.0" : std::string{h};
-  port = static_cast<std::uint16_t>(value);
   return true;
 }
 

@@ -1,5 +1,7 @@
 #include "tether/http/serializer.hpp"
 
+#include <algorithm>
+
 #include "text.hpp"
 
 #include <array>
@@ -34,7 +36,9 @@ bool named_by_connection(std::string_view name, const message_head& head) noexce
 
 void write_fields(std::string& out, const message_head& head, const serialize_options& options) {
   for (const auto& h : head.headers) {
-    if (is_hop_by_hop(h.name, head, options.tunnel)) {
+    if (is_hop_by_hop(h.name, head, options.tunnel) ||
+        std::any_of(options.drop.begin(), options.drop.end(),
+                    [&](std::string_view d) { return detail::iequals(h.name, d); })) {
       continue;
     }
     out.append(h.name).append(": ").append(h.value).append("\r\n");

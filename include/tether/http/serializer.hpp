@@ -15,6 +15,9 @@ struct serialize_options {
   bool tunnel = false;
   /// Header fields to add after the message's own (Via, X-Forwarded-For, ...).
   std::span<const header> extra = {};
+  /// Further fields not to write, by name (case-insensitive): ones the writer answers itself
+  /// (Expect) or replaces (X-Forwarded-For).
+  std::span<const std::string_view> drop = {};
 };
 
 /// True for the hop-by-hop fields a proxy must not forward (RFC 9110 7.6.1): Connection and every

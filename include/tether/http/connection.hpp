@@ -1,0 +1,64 @@
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <system_error>
+
+#include <asio/awaitable.hpp>
+#include <asio/ip/tcp.hpp>
+
+#include "tether/http/parser.hpp"
+#include "tether/net/tcp_connector.hpp"
+
+namespace tether::http {
+
+/// A kept-alive HTTP/1.1 connection: the socket, its response parser and read buffer, and
+/// whether the last exchange left it fit for another request.
+struct http_connection {
+  http_connection(asio::ip::tcp::socket s, const parser_limits& limits)
+      : socket{std::move(s)}, parser{parser::kind::response, limits} {}
+
+  asio::ip::tcp::socket socket;
+  http::parser parser;
+  std::array<char, 16 * 1024> buffer{};
+  std::uint64_t responses = 0; ///< responses read whole on this connection
+  bool reusable = false;       ///< the last response ended cleanly and kept the connection open
+};
+
+/// Opens HTTP connections to one host for its pool: TCP through tcp_connector, then nothing more
+/// (HTTP/1.1 has no handshake). Liveness is TCP's: a peer that closed is seen by a peek.
+class http_connector {
+public:
+  using connection_type = http_connection;
+
+  http_connector(std::string host, std::uint16_t port, const net::tcp_options& tcp,
+                 const parser_limits& limits)
+      : tcp_{std::move(host), port, tcp}, limits_{limits} {}
+
+  /// Connects (see net::tcp_connector); the connection gets a response parser with the limits.
+  asio::awaitable<std::error_code> async_connect(std::unique_ptr<http_connection>& out);
+
+  asio::awaitable<bool> async_validate(http_connection& c);
+
+  bool is_usable(http_connection& c) noexcept {
+    return c.socket.is_open() && net::peek_peer(c.socket) == net::peer_state::open;
+  }
+
+  bool is_reusable(http_connection& c) noexcept { return c.reusable; }
+
+  void close(http_connection& c) noexcept {
+    std::error_code ignored;
+    c.socket.close(ignored);
+  }
+
+  [[nodiscard]] std::uint64_t opened() const noexcept { return opened_; }
+
+private:
+  net::tcp_connector tcp_;
+  parser_limits limits_;
+  std::uint64_t opened_ = 0;
+};
+
+} // namespace tether::http

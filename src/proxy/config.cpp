@@ -1,0 +1,528 @@
+#include "tether/proxy/config.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <fstream>
+#include <limits>
+#include <set>
+#include <sstream>
+
+#include <asio/ip/address.hpp>
+#include <nlohmann/json.hpp>
+#include <yaml-cpp/yaml.h>
+
+#include "tether/core/host_port.hpp"
+
+namespace tether::proxy {
+
+std::string_view to_string(lb_policy p) noexcept {
+  switch (p) {
+  case lb_policy::round_robin:
+    return "round_robin";
+  case lb_policy::least_request:
+    return "least_request";
+  case lb_policy::random:
+    return "random";
+  }
+  return "round_robin";
+}
+
+const cluster_config* config::find_cluster(std::string_view name) const noexcept {
+  for (const auto& c : clusters) {
+    if (c.name == name) {
+      return &c;
+    }
+  }
+  return nullptr;
+}
+
+std::optional<clock::duration> parse_duration(std::string_view text) noexcept {
+  std::uint64_t value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc{} || end == text.data()) {
+    return std::nullopt;
+  }
+  const std::string_view unit{end, static_cast<std::size_t>(text.data() + text.size() - end)};
+  // Bounded so that the conversion to nanoseconds cannot overflow (a day is plenty).
+  if (value > 86400ULL * 1000) {
+    return std::nullopt;
+  }
+  if (unit == "ms") {
+    return std::chrono::milliseconds{value};
+  }
+  if (unit == "s") {
+    return std::chrono::seconds{value};
+  }
+  if (unit == "m") {
+    return std::chrono::minutes{value};
+  }
+  if (unit == "h") {
+    return std::chrono::hours{value};
+  }
+  return std::nullopt;
+}
+
+namespace {
+
+/// Walks the YAML tree and records every problem with where it is; values that are wrong keep
+/// their default so the walk goes on and reports the rest.
+class reader {
+public:
+  reader(std::string_view source, std::vector<std::string>& errors)
+      : source_{source}, errors_{errors} {}
+
+  void error(const YAML::Node& at, const std::string& what) {
+    const auto m = at.Mark();
+    errors_.push_back(source_ + ":" + std::to_string(m.line + 1) + ":" +
+                      std::to_string(m.column + 1) + ": " + what);
+  }
+
+  bool is_map(const YAML::Node& n, const std::string& what) {
+    if (!n.IsMap()) {
+      error(n, what + " must be a mapping");
+      return false;
+    }
+    return true;
+  }
+
+  bool is_sequence(const YAML::Node& n, const std::string& what) {
+    if (!n.IsSequence()) {
+      error(n, what + " must be a list");
+      return false;
+    }
+    return true;
+  }
+
+  /// Every key of `n` must be one of `allowed`.
+  void known_keys(const YAML::Node& n, std::initializer_list<std::string_view> allowed,
+                  const std::string& what) {
+    for (auto it = n.begin(); it != n.end(); ++it) {
+      const auto key = it->first.Scalar();
+      if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+        std::string list;
+        for (const auto a : allowed) {
+          list += (list.empty() ? "" : ", ") + std::string{a};
+        }
+        error(it->first, "unknown key '" + key + "' in " + what + "; expected one of: " + list);
+      }
+    }
+  }
+
+  void string(const YAML::Node& n, const char* key, std::string& out, const std::string& what) {
+    const auto v = n[key];
+    if (!v) {
+      return;
+    }
+    if (!v.IsScalar()) {
+      error(v, what + "." + key + " must be a string");
+      return;
+    }
+    out = v.Scalar();
+  }
+
+  template <class T>
+  void integer(const YAML::Node& n, const char* key, T& out, std::uint64_t low, std::uint64_t high,
+               const std::string& what) {
+    const auto v = n[key];
+    if (!v) {
+      return;
+    }
+    std::uint64_t value = 0;
+    const auto& s = v.IsScalar() ? v.Scalar() : std::string{};
+    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
+    if (!v.IsScalar() || s.empty() || ec != std::errc{} || end != s.data() + s.size() ||
+        value < low || value > high) {
+      error(v, what + "." + key + " must be a whole number in [" + std::to_string(low) + ", " +
+                   std::to_string(high) + "]");
+      return;
+    }
+    out = static_cast<T>(value);
+  }
+
+  void boolean(const YAML::Node& n, const char* key, bool& out, const std::string& what) {
+    const auto v = n[key];
+    if (!v) {
+      return;
+    }
+    if (!v.IsScalar() || (v.Scalar() != "true" && v.Scalar() != "false")) {
+      error(v, what + "." + key + " must be true or false");
+      return;
+    }
+    out = v.Scalar() == "true";
+  }
+
+  void duration(const YAML::Node& n, const char* key, clock::duration& out,
+                const std::string& what) {
+    const auto v = n[key];
+    if (!v) {
+      return;
+    }
+    const auto d = v.IsScalar() ? parse_duration(v.Scalar()) : std::nullopt;
+    if (!d) {
+      error(v, what + "." + key + " must be a duration such as 250ms, 2s, 1m or 1h");
+      return;
+    }
+    out = *d;
+  }
+
+  void address(const YAML::Node& n, const char* key, std::string& out, const std::string& what) {
+    const auto v = n[key];
+    if (!v) {
+      return;
+    }
+    std::error_code ec;
+    if (!v.IsScalar() || (asio::ip::make_address(v.Scalar(), ec), ec)) {
+      error(v, what + "." + key + " must be an IP address such as 127.0.0.1 or ::1");
+      return;
+    }
+    out = v.Scalar();
+  }
+
+private:
+  std::string source_;
+  std::vector<std::string>& errors_;
+};
+
+void read_pool(reader& r, const YAML::Node& n, pool::pool_options& pool, const std::string& what) {
+  if (!r.is_map(n, what)) {
+    return;
+  }
+  r.known_keys(n, {"max_size", "min_idle", "acquire_timeout", "idle_timeout", "max_lifetime"},
+               what);
+  r.integer(n, "max_size", pool.max_size, 1, 100000, what);
+  std::size_t min_idle = pool.effective_min_idle();
+  if (n["min_idle"]) {
+    r.integer(n, "min_idle", min_idle, 0, 100000, what);
+    pool.min_idle = min_idle;
+  }
+  r.duration(n, "acquire_timeout", pool.acquire_timeout, what);
+  r.duration(n, "idle_timeout", pool.idle_timeout, what);
+  r.duration(n, "max_lifetime", pool.max_lifetime, what);
+  try {
+    pool.validate();
+  } catch (const std::invalid_argument& e) {
+    r.error(n, what + ": " + e.what());
+  }
+}
+
+void read_tcp(reader& r, const YAML::Node& n, net::tcp_options& tcp, const std::string& what) {
+  if (!r.is_map(n, what)) {
+    return;
+  }
+  r.known_keys(n,
+               {"connect_timeout", "no_delay", "keepalive", "keepalive_idle", "keepalive_interval",
+                "keepalive_probes", "user_timeout"},
+               what);
+  r.duration(n, "connect_timeout", tcp.connect_timeout, what);
+  r.boolean(n, "no_delay", tcp.no_delay, what);
+  r.boolean(n, "keepalive", tcp.keepalive, what);
+  r.duration(n, "keepalive_idle", tcp.keepalive_idle, what);
+  r.duration(n, "keepalive_interval", tcp.keepalive_interval, what);
+  r.integer(n, "keepalive_probes", tcp.keepalive_probes, 1, 127, what);
+  r.duration(n, "user_timeout", tcp.user_timeout, what);
+  try {
+    tcp.validate();
+  } catch (const std::invalid_argument& e) {
+    r.error(n, what + ": " + e.what());
+  }
+}
+
+void read_cluster(reader& r, const YAML::Node& n, cluster_config& c, const std::string& what) {
+  if (!r.is_map(n, what)) {
+    return;
+  }
+  r.known_keys(n, {"name", "endpoints", "lb", "resolve_interval", "pool", "tcp", "request_timeout"},
+               what);
+  r.string(n, "name", c.name, what);
+  if (c.name.empty()) {
+    r.error(n, what + " needs a name");
+  }
+  const std::string named = "cluster '" + c.name + "'";
+  const auto endpoints = n["endpoints"];
+  if (!endpoints) {
+    r.error(n, named + " needs endpoints (a list of host:port)");
+  } else if (r.is_sequence(endpoints, named + ".endpoints")) {
+    if (endpoints.size() == 0) {
+      r.error(endpoints, named + ".endpoints must list at least one host:port");
+    }
+    for (const auto& e : endpoints) {
+      endpoint_config ep;
+      if (!e.IsScalar() || !split_host_port(e.Scalar(), ep.host, ep.port) || ep.host.empty() ||
+          ep.port == 0) {
+        r.error(e, named + ".endpoints: expected host:port (a name or address, port 1-65535), "
+                           "such as 10.0.0.7:8080 or [::1]:8080");
+        continue;
+      }
+      c.endpoints.push_back(ep);
+    }
+  }
+  if (const auto lb = n["lb"]) {
+    const auto& s = lb.IsScalar() ? lb.Scalar() : std::string{};
+    if (s == "round_robin") {
+      c.lb = lb_policy::round_robin;
+    } else if (s == "least_request") {
+      c.lb = lb_policy::least_request;
+    } else if (s == "random") {
+      c.lb = lb_policy::random;
+    } else {
+      r.error(lb, named + ".lb must be round_robin, least_request or random");
+    }
+  }
+  r.duration(n, "resolve_interval", c.resolve_interval, named);
+  r.duration(n, "request_timeout", c.request_timeout, named);
+  if (const auto p = n["pool"]) {
+    read_pool(r, p, c.pool, named + ".pool");
+  }
+  if (const auto t = n["tcp"]) {
+    read_tcp(r, t, c.tcp, named + ".tcp");
+  }
+}
+
+void read_config(reader& r, const YAML::Node& root, config& c) {
+  if (!r.is_map(root, "the configuration")) {
+    return;
+  }
+  r.known_keys(
+      root,
+      {"workers", "listeners", "routes", "clusters", "downstream", "admin", "log", "drain_timeout"},
+      "the configuration");
+  r.integer(root, "workers", c.workers, 0, 1024, "workers");
+  r.duration(root, "drain_timeout", c.drain_timeout, "drain_timeout");
+
+  const auto listeners = root["listeners"];
+  if (!listeners) {
+    r.error(root, "the configuration needs listeners (a list of {name, address, port})");
+  } else if (r.is_sequence(listeners, "listeners")) {
+    for (const auto& n : listeners) {
+      listener_config l;
+      if (!r.is_map(n, "a listener")) {
+        continue;
+      }
+      r.known_keys(n, {"name", "address", "port"}, "a listener");
+      r.string(n, "name", l.name, "listener");
+      r.address(n, "address", l.address, "listener '" + l.name + "'");
+      if (!n["port"]) {
+        r.error(n, "listener '" + l.name + "' needs a port");
+      }
+      r.integer(n, "port", l.port, 0, 65535, "listener '" + l.name + "'");
+      if (l.name.empty()) {
+        l.name = l.address + ":" + std::to_string(l.port);
+      }
+      c.listeners.push_back(l);
+    }
+  }
+
+  const auto clusters = root["clusters"];
+  if (clusters && r.is_sequence(clusters, "clusters")) {
+    std::set<std::string> names;
+    for (const auto& n : clusters) {
+      cluster_config cl;
+      read_cluster(r, n, cl, "a cluster");
+      if (!cl.name.empty() && !names.insert(cl.name).second) {
+        r.error(n, "cluster '" + cl.name + "' is defined twice");
+      }
+      c.clusters.push_back(std::move(cl));
+    }
+  }
+
+  const auto routes = root["routes"];
+  if (!routes) {
+    r.error(root, "the configuration needs routes (a list of {host, path_prefix, cluster})");
+  } else if (r.is_sequence(routes, "routes")) {
+    for (const auto& n : routes) {
+      route_config rt;
+      if (!r.is_map(n, "a route")) {
+        continue;
+      }
+      r.known_keys(n, {"host", "path_prefix", "cluster"}, "a route");
+      r.string(n, "host", rt.host, "route");
+      r.string(n, "path_prefix", rt.path_prefix, "route");
+      r.string(n, "cluster", rt.cluster, "route");
+      if (rt.path_prefix.empty() || rt.path_prefix.front() != '/') {
+        r.error(n["path_prefix"] ? n["path_prefix"] : n, "route.path_prefix must start with /");
+      }
+      if (rt.cluster.empty()) {
+        r.error(n, "a route needs a cluster");
+      } else if (c.find_cluster(rt.cluster) == nullptr) {
+        r.error(
+            n["cluster"],
+            "route to unknown cluster '" + rt.cluster + "'; clusters defined: " + [&] {
+              std::string list;
+              for (const auto& cl : c.clusters) {
+                list += (list.empty() ? "" : ", ") + cl.name;
+              }
+              return list.empty() ? std::string{"none"} : list;
+            }());
+      }
+      c.routes.push_back(rt);
+    }
+  }
+
+  if (const auto d = root["downstream"]; d && r.is_map(d, "downstream")) {
+    r.known_keys(d,
+                 {"request_header_timeout", "idle_timeout", "max_requests_per_connection",
+                  "max_request_line", "max_header_count", "max_header_bytes", "max_body_bytes"},
+                 "downstream");
+    r.duration(d, "request_header_timeout", c.downstream.request_header_timeout, "downstream");
+    r.duration(d, "idle_timeout", c.downstream.idle_timeout, "downstream");
+    r.integer(d, "max_requests_per_connection", c.downstream.max_requests_per_connection, 0,
+              std::numeric_limits<std::uint32_t>::max(), "downstream");
+    r.integer(d, "max_request_line", c.downstream.limits.max_request_line, 64, 1 << 20,
+              "downstream");
+    r.integer(d, "max_header_count", c.downstream.limits.max_header_count, 1, 10000, "downstream");
+    r.integer(d, "max_header_bytes", c.downstream.limits.max_header_bytes, 256, 1 << 24,
+              "downstream");
+    r.integer(d, "max_body_bytes", c.downstream.limits.max_body, 0,
+              std::numeric_limits<std::uint64_t>::max(), "downstream");
+  }
+
+  if (const auto a = root["admin"]; a && r.is_map(a, "admin")) {
+    r.known_keys(a, {"address", "port"}, "admin");
+    r.address(a, "address", c.admin.address, "admin");
+    r.integer(a, "port", c.admin.port, 0, 65535, "admin");
+  }
+
+  if (const auto l = root["log"]; l && r.is_map(l, "log")) {
+    r.known_keys(l, {"level", "format", "access_log"}, "log");
+    r.string(l, "level", c.log.level, "log");
+    static constexpr std::string_view levels[] = {"trace", "debug", "info", "warn", "error", "off"};
+    if (std::find(std::begin(levels), std::end(levels), c.log.level) == std::end(levels)) {
+      r.error(l["level"], "log.level must be one of trace, debug, info, warn, error, off");
+    }
+    std::string format = "text";
+    r.string(l, "format", format, "log");
+    if (format == "json") {
+      c.log.format = log_format::json;
+    } else if (format != "text") {
+      r.error(l["format"], "log.format must be text or json");
+    }
+    r.string(l, "access_log", c.log.access_log, "log");
+  }
+
+  // Two listeners (or a listener and the admin listener) on one address and port.
+  std::set<std::pair<std::string, std::uint16_t>> bound;
+  for (std::size_t i = 0; i < c.listeners.size(); ++i) {
+    const auto& l = c.listeners[i];
+    if (l.port != 0 && !bound.insert({l.address, l.port}).second) {
+      r.error(listeners[i], "listener '" + l.name + "' uses " + l.address + ":" +
+                                std::to_string(l.port) + ", which another listener uses");
+    }
+  }
+  if (c.admin.port != 0 && bound.count({c.admin.address, c.admin.port}) != 0) {
+    r.error(root["admin"] ? root["admin"] : root, "admin uses " + c.admin.address + ":" +
+                                                      std::to_string(c.admin.port) +
+                                                      ", which a listener uses");
+  }
+}
+
+} // namespace
+
+load_result load_config(std::string_view yaml, std::string_view source) {
+  load_result out;
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string{yaml});
+  } catch (const YAML::ParserException& e) {
+    out.errors.push_back(std::string{source} + ":" + std::to_string(e.mark.line + 1) + ":" +
+                         std::to_string(e.mark.column + 1) + ": YAML syntax: " + e.msg);
+    return out;
+  }
+  config c;
+  reader r{source, out.errors};
+  try {
+    read_config(r, root, c);
+  } catch (const YAML::Exception& e) {
+    out.errors.push_back(std::string{source} + ":" + std::to_string(e.mark.line + 1) + ":" +
+                         std::to_string(e.mark.column + 1) + ": " + e.msg);
+  }
+  if (out.errors.empty()) {
+    out.value = std::move(c);
+  }
+  return out;
+}
+
+load_result load_config_file(const std::string& path) {
+  std::ifstream in{path};
+  if (!in) {
+    return {std::nullopt, {path + ": cannot be read"}};
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  return load_config(text.str(), path);
+}
+
+std::string_view default_config_yaml() noexcept {
+  return R"(# tether proxy's built-in configuration: `tether proxy` with no -c runs this, and starts
+# the two demo upstreams it names itself.
+listeners:
+  - name: main
+    address: 127.0.0.1
+    port: 8080
+routes:
+  - host: "*"
+    path_prefix: /
+    cluster: demo
+clusters:
+  - name: demo
+    endpoints: ["127.0.0.1:8081", "127.0.0.1:8082"]
+    lb: round_robin
+    request_timeout: 5s
+admin:
+  address: 127.0.0.1
+  port: 9901
+)";
+}
+
+std::string to_json(const config& c) {
+  using json = nlohmann::ordered_json;
+  const auto ms = [](clock::duration d) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+  };
+  json listeners = json::array();
+  for (const auto& l : c.listeners) {
+    listeners.push_back({{"name", l.name}, {"address", l.address}, {"port", l.port}});
+  }
+  json routes = json::array();
+  for (const auto& r : c.routes) {
+    routes.push_back({{"host", r.host}, {"path_prefix", r.path_prefix}, {"cluster", r.cluster}});
+  }
+  json clusters = json::array();
+  for (const auto& cl : c.clusters) {
+    json endpoints = json::array();
+    for (const auto& e : cl.endpoints) {
+      endpoints.push_back(e.host + ":" + std::to_string(e.port));
+    }
+    clusters.push_back({{"name", cl.name},
+                        {"endpoints", endpoints},
+                        {"lb", to_string(cl.lb)},
+                        {"resolve_interval_ms", ms(cl.resolve_interval)},
+                        {"request_timeout_ms", ms(cl.request_timeout)},
+                        {"pool",
+                         {{"max_size", cl.pool.max_size},
+                          {"min_idle", cl.pool.effective_min_idle()},
+                          {"acquire_timeout_ms", ms(cl.pool.acquire_timeout)},
+                          {"idle_timeout_ms", ms(cl.pool.idle_timeout)},
+                          {"max_lifetime_ms", ms(cl.pool.max_lifetime)}}},
+                        {"tcp",
+                         {{"connect_timeout_ms", ms(cl.tcp.connect_timeout)},
+                          {"no_delay", cl.tcp.no_delay},
+                          {"keepalive", cl.tcp.keepalive}}}});
+  }
+  const json out = {{"workers", c.workers},
+                    {"listeners", listeners},
+                    {"routes", routes},
+                    {"clusters", clusters},
+                    {"downstream",
+                     {{"request_header_timeout_ms", ms(c.downstream.request_header_timeout)},
+                      {"idle_timeout_ms", ms(c.downstream.idle_timeout)},
+                      {"max_requests_per_connection", c.downstream.max_requests_per_connection}}},
+                    {"admin", {{"address", c.admin.address}, {"port", c.admin.port}}},
+                    {"log",
+                     {{"level", c.log.level},
+                      {"format", c.log.format == log_format::json ? "json" : "text"},
+                      {"access_log", c.log.access_log}}},
+                    {"drain_timeout_ms", ms(c.drain_timeout)}};
+  return out.dump(2);
+}
+
+} // namespace tether::proxy

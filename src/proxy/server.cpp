@@ -1,0 +1,1074 @@
+#include "tether/proxy/server.hpp"
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <deque>
+#include <future>
+#include <map>
+#include <mutex>
+#include <ostream>
+#include <set>
+#include <thread>
+#include <variant>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/executor_work_guard.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/signal_set.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+#include <nlohmann/json.hpp>
+
+#include "tether/core/random.hpp"
+#include "tether/http/connection.hpp"
+#include "tether/http/serializer.hpp"
+#include "tether/http/server.hpp"
+#include "tether/metrics/histogram.hpp"
+#include "tether/pool/connection_pool.hpp"
+#include "tether/pool/pool_metrics.hpp"
+
+namespace tether::proxy {
+
+namespace {
+
+constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
+using steady = std::chrono::steady_clock;
+using upstream_pool = pool::connection_pool<http::http_connector>;
+
+std::string lower(std::string_view s) {
+  std::string out{s};
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Counters shared by the workers (atomics only), read by /clusters and /metrics.
+
+struct endpoint_counters {
+  std::atomic<std::uint64_t> requests{0};
+  std::atomic<std::int64_t> active{0};
+  std::atomic<std::uint64_t> failures{0}; // connect failures, resets, timeouts, 5xx
+};
+
+enum class response_class : std::uint8_t { c1xx, c2xx, c3xx, c4xx, c5xx, count_ };
+constexpr std::array<const char*, 5> class_names = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+
+// Why the proxy answered itself (or gave up on a request).
+enum class cause : std::uint8_t {
+  no_route,
+  bad_request,
+  header_timeout,
+  connect_failure,
+  pool_timeout,
+  upstream_reset,
+  upstream_timeout,
+  bad_response,
+  downstream_reset,
+  count_
+};
+constexpr std::array<const char*, 9> cause_names = {
+    "no_route",       "bad_request",      "header_timeout", "connect_failure", "pool_timeout",
+    "upstream_reset", "upstream_timeout", "bad_response",   "downstream_reset"};
+
+struct cluster_counters {
+  std::vector<std::unique_ptr<endpoint_counters>> endpoints;
+  std::array<prometheus::Counter*, 5> responses{};
+  metrics::histogram* duration = nullptr;
+};
+
+/// Everything the workers share: the config, counters and metric handles. Read-only after
+/// start, but for the atomics inside.
+struct shared_state {
+  config cfg;
+  metrics::registry registry;
+  std::vector<cluster_counters> clusters;
+  std::array<prometheus::Counter*, static_cast<std::size_t>(cause::count_)> causes{};
+  prometheus::Counter* downstream_opened = nullptr;
+  std::atomic<std::int64_t> downstream_active{0};
+  std::vector<metrics::callback_registration> callbacks;
+  std::atomic<bool> draining{false};
+};
+
+// ---------------------------------------------------------------------------------------------
+// One worker: its thread, listeners, upstream pools.
+
+struct endpoint_state {
+  std::shared_ptr<upstream_pool> pool;
+  std::uint32_t active = 0; // this worker's requests in flight (least_request)
+};
+
+struct cluster_state {
+  std::vector<endpoint_state> endpoints;
+  std::size_t next = 0; // round robin
+};
+
+class session;
+
+struct worker {
+  explicit worker(shared_state& s, std::size_t index)
+      : shared{s}, id{index}, random{default_random::entropy_seed()} {}
+
+  shared_state& shared;
+  std::size_t id;
+  asio::io_context io{1};
+  std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors;
+  std::vector<cluster_state> clusters;
+  std::vector<std::shared_ptr<pool::pool_metrics>> pool_observers;
+  std::set<session*> sessions;
+  default_random random;
+  std::thread thread;
+  std::shared_ptr<asio::executor_work_guard<asio::io_context::executor_type>> work;
+
+  /// The endpoint of cluster `c` for the next request, by the cluster's policy.
+  std::size_t pick(std::size_t c) {
+    auto& cl = clusters[c];
+    const auto n = cl.endpoints.size();
+    switch (shared.cfg.clusters[c].lb) {
+    case lb_policy::round_robin:
+      return cl.next++ % n;
+    case lb_policy::random:
+      return static_cast<std::size_t>(random.next() % n);
+    case lb_policy::least_request: {
+      // Two random choices, the one with fewer requests in flight (Envoy's default).
+      const auto a = static_cast<std::size_t>(random.next() % n);
+      const auto b = static_cast<std::size_t>(random.next() % n);
+      return cl.endpoints[b].active < cl.endpoints[a].active ? b : a;
+    }
+    }
+    return 0;
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// A request head copied out of the parser (its views die with the read buffer's next fill).
+
+struct owned_head {
+  std::string method;
+  std::string target;
+  int status = 0;
+  std::string reason;
+  int version_major = 1;
+  int version_minor = 1;
+  std::vector<std::pair<std::string, std::string>> fields;
+  http::body_framing framing = http::body_framing::none;
+  std::uint64_t content_length = 0;
+  bool keep_alive = true;
+  bool upgrade = false;
+
+  static owned_head from(const http::message_head& h) {
+    owned_head o;
+    o.method = h.method;
+    o.target = h.target;
+    o.status = h.status;
+    o.reason = h.reason;
+    o.version_major = h.version_major;
+    o.version_minor = h.version_minor;
+    o.fields.reserve(h.headers.size());
+    for (const auto& f : h.headers) {
+      o.fields.emplace_back(std::string{f.name}, std::string{f.value});
+    }
+    o.framing = h.framing;
+    o.content_length = h.content_length;
+    o.keep_alive = h.keep_alive;
+    o.upgrade = h.upgrade;
+    return o;
+  }
+
+  /// A message_head viewing this copy (for the serializer); `views` holds its header views.
+  http::message_head view(std::vector<http::header>& views) const {
+    views.clear();
+    for (const auto& [n, v] : fields) {
+      views.push_back({n, v});
+    }
+    http::message_head h;
+    h.method = method;
+    h.target = target;
+    h.status = status;
+    h.reason = reason;
+    h.version_major = version_major;
+    h.version_minor = version_minor;
+    h.headers = views;
+    h.framing = framing;
+    h.content_length = content_length;
+    h.keep_alive = keep_alive;
+    h.upgrade = upgrade;
+    return h;
+  }
+
+  [[nodiscard]] const std::string* find(std::string_view name) const {
+    for (const auto& [n, v] : fields) {
+      if (n.size() == name.size() && lower(n) == name) {
+        return &v;
+      }
+    }
+    return nullptr;
+  }
+};
+
+/// What the parser found, in order: a head, body pieces (views into the read buffer) and the end
+/// of a message. The buffer is not read into again until every event of it has been handled, so
+/// the views stay valid; several messages may be queued (pipelining).
+struct body_piece {
+  std::string_view data;
+};
+struct message_end {};
+using event = std::variant<owned_head, body_piece, message_end>;
+
+class event_queue final : public http::parser_handler {
+public:
+  void on_head(const http::message_head& head) override {
+    events.emplace_back(owned_head::from(head));
+  }
+  void on_body(std::string_view piece) override { events.emplace_back(body_piece{piece}); }
+  void on_message_complete() override { events.emplace_back(message_end{}); }
+  std::deque<event> events;
+};
+
+// ---------------------------------------------------------------------------------------------
+// A downstream connection.
+
+enum class wait_result : std::uint8_t { ok, eof, timeout, error, bad_input };
+
+class session {
+public:
+  session(worker& w, asio::ip::tcp::socket s)
+      : w_{w}, socket_{std::move(s)}, timer_{socket_.get_executor()},
+        parser_{http::parser::kind::request, w.shared.cfg.downstream.limits} {
+    std::error_code ec;
+    const auto peer = socket_.remote_endpoint(ec);
+    client_ip_ = ec ? "unknown" : peer.address().to_string();
+    w_.sessions.insert(this);
+    ++w_.shared.downstream_active;
+    w_.shared.downstream_opened->Increment();
+  }
+  session(const session&) = delete;
+  session& operator=(const session&) = delete;
+  ~session() {
+    w_.sessions.erase(this);
+    --w_.shared.downstream_active;
+  }
+
+  /// Wakes a session waiting for its next request, so a drain closes it now.
+  void wake_if_idle() {
+    if (idle_) {
+      timer_.cancel();
+    }
+  }
+
+  asio::awaitable<void> run() {
+    const auto& d = w_.shared.cfg.downstream;
+    std::uint32_t served = 0;
+    for (;;) {
+      // The next request's head: the idle timeout until its first byte, then the request-header
+      // timeout from that byte (a head trickled in byte by byte cannot hold the connection).
+      idle_ = true;
+      event ev;
+      const auto got = co_await next_event(ev, true);
+      idle_ = false;
+      if (got != wait_result::ok) {
+        if (got == wait_result::timeout && head_started_) {
+          count(cause::header_timeout);
+          co_await reply_error(408, "request header timeout", true);
+        } else if (got == wait_result::bad_input) {
+          count(cause::bad_request);
+          const auto e = static_cast<http::errc>(parser_.error().value());
+          co_await reply_error(http::status_of(e), parser_.error().message(), true);
+        }
+        break;
+      }
+      head_started_ = false;
+      auto* head = std::get_if<owned_head>(&ev);
+      if (head == nullptr) {
+        break; // cannot happen: the parser starts every message with its head
+      }
+      ++served;
+      const bool last =
+          (d.max_requests_per_connection != 0 && served >= d.max_requests_per_connection) ||
+          w_.shared.draining.load(std::memory_order_relaxed);
+      const bool keep = co_await handle(std::move(*head), last);
+      if (!keep) {
+        break;
+      }
+    }
+    std::error_code ignored;
+    socket_.shutdown(asio::socket_base::shutdown_send, ignored);
+    socket_.close(ignored);
+  }
+
+private:
+  void count(cause c) { w_.shared.causes[static_cast<std::size_t>(c)]->Increment(); }
+
+  // The next parser event, reading from the client when none is queued.
+  asio::awaitable<wait_result> next_event(event& out, bool waiting_for_head) {
+    using namespace asio::experimental::awaitable_operators;
+    const auto& d = w_.shared.cfg.downstream;
+    for (;;) {
+      if (!events_.events.empty()) {
+        out = std::move(events_.events.front());
+        events_.events.pop_front();
+        co_return wait_result::ok;
+      }
+      if (parser_.error()) {
+        co_return wait_result::bad_input;
+      }
+      if (closing_) {
+        co_return wait_result::eof;
+      }
+      if (waiting_for_head && w_.shared.draining.load(std::memory_order_relaxed) &&
+          parser_.idle()) {
+        co_return wait_result::eof; // draining: no new request on this connection
+      }
+      const auto now = steady::now();
+      steady::time_point deadline = now + d.idle_timeout;
+      if (waiting_for_head && head_started_) {
+        deadline = head_deadline_;
+      }
+      timer_.expires_at(deadline);
+      auto which = co_await (socket_.async_read_some(asio::buffer(buffer_), use_tuple) ||
+                             timer_.async_wait(use_tuple));
+      if (which.index() == 1) {
+        co_return wait_result::timeout;
+      }
+      auto [ec, n] = std::get<0>(which);
+      if (ec) {
+        co_return ec == asio::error::eof ? wait_result::eof : wait_result::error;
+      }
+      if (waiting_for_head && !head_started_) {
+        head_started_ = true;
+        head_deadline_ = steady::now() + d.request_header_timeout;
+      }
+      const auto used = parser_.feed({buffer_.data(), n}, events_);
+      if (parser_.upgraded() && used < n) {
+        closing_ = true; // tunnels are not supported yet: the upgrade is refused below
+      }
+    }
+  }
+
+  // Skips the rest of the current request (after an answer the proxy gave itself).
+  asio::awaitable<bool> drain_request_body() {
+    for (;;) {
+      event ev;
+      if (co_await next_event(ev, false) != wait_result::ok) {
+        co_return false;
+      }
+      if (std::holds_alternative<message_end>(ev)) {
+        co_return true;
+      }
+    }
+  }
+
+  asio::awaitable<void> reply_error(int status, std::string_view reason, bool close) {
+    std::string out = "HTTP/1.1 " + std::to_string(status) + " " +
+                      std::string{http::reason_phrase(status)} +
+                      "\r\nContent-Type: text/plain\r\nX-Tether-Reason: " + std::string{reason} +
+                      "\r\nContent-Length: " + std::to_string(reason.size() + 1) + "\r\n";
+    if (close) {
+      out += "Connection: close\r\n";
+    }
+    out += "\r\n" + std::string{reason} + "\n";
+    co_await asio::async_write(socket_, asio::buffer(out), use_tuple);
+  }
+
+  // Finds the cluster for a request: the first route whose host and path prefix match.
+  std::optional<std::size_t> route(const owned_head& h) const {
+    std::string host;
+    if (const auto* v = h.find("host")) {
+      host = lower(*v);
+      if (const auto colon = host.rfind(':');
+          colon != std::string::npos && host.find(']') == std::string::npos) {
+        host.resize(colon);
+      } else if (host.starts_with('[')) {
+        host = host.substr(1, host.find(']') - 1);
+      }
+    }
+    const std::string_view path = std::string_view{h.target}.substr(0, h.target.find('?'));
+    const auto& cfg = w_.shared.cfg;
+    for (const auto& r : cfg.routes) {
+      if ((r.host == "*" || lower(r.host) == host) && path.starts_with(r.path_prefix)) {
+        for (std::size_t i = 0; i < cfg.clusters.size(); ++i) {
+          if (cfg.clusters[i].name == r.cluster) {
+            return i;
+          }
+        }
+      }
+    }
+    return std::nullopt;
+  }
+
+  // Proxies one request. Returns whether the downstream connection may carry another.
+  asio::awaitable<bool> handle(owned_head head, bool last) {
+    const auto started = steady::now();
+    const bool client_keep = head.keep_alive && !last;
+    if (head.upgrade) {
+      // Upgrade and CONNECT tunnels are recognised by the codec; the proxy does not tunnel yet.
+      co_await reply_error(501, "upgrade and CONNECT are not supported", true);
+      co_return false;
+    }
+    const auto cluster_index = route(head);
+    if (!cluster_index) {
+      count(cause::no_route);
+      const bool clean = co_await drain_request_body();
+      co_await reply_error(404, "no route for " + head.target, !(clean && client_keep));
+      co_return clean&& client_keep;
+    }
+    const auto& cluster_cfg = w_.shared.cfg.clusters[*cluster_index];
+    auto& counters = w_.shared.clusters[*cluster_index];
+    const auto ep_index = w_.pick(*cluster_index);
+    auto& ep = w_.clusters[*cluster_index].endpoints[ep_index];
+    auto& ep_counters = *counters.endpoints[ep_index];
+    ++ep.active;
+    ++ep_counters.active;
+    ++ep_counters.requests;
+    struct in_flight {
+      endpoint_state& ep;
+      endpoint_counters& c;
+      ~in_flight() {
+        --ep.active;
+        --c.active;
+      }
+    } guard{ep, ep_counters};
+
+    const bool expects_continue =
+        head.find("expect") != nullptr && lower(*head.find("expect")) == "100-continue";
+    auto acquired = co_await ep.pool->async_acquire();
+    if (acquired.error) {
+      ++ep_counters.failures;
+      const bool busy = acquired.error == errc::pool_timeout;
+      count(busy ? cause::pool_timeout : cause::connect_failure);
+      const bool clean = !expects_continue && co_await drain_request_body();
+      co_await reply_error(busy ? 503 : 502,
+                           busy ? "upstream pool busy"
+                                : "upstream connect failed: " + acquired.error.message(),
+                           !(clean && client_keep));
+      observe(counters, busy ? 503 : 502, started);
+      co_return clean&& client_keep;
+    }
+    auto lease = std::move(acquired.connection);
+    auto& up = *lease;
+
+    // The head goes upstream without hop-by-hop fields, with Via and X-Forwarded-*; Expect is
+    // answered here (100 Continue) so the client's body flows without a round trip.
+    std::string forwarded_for = client_ip_;
+    if (const auto* prior = head.find("x-forwarded-for")) {
+      forwarded_for = *prior + ", " + client_ip_;
+    }
+    const std::string via =
+        std::to_string(head.version_major) + "." + std::to_string(head.version_minor) + " tether";
+    const std::array<http::header, 3> extra = {http::header{"Via", via},
+                                               http::header{"X-Forwarded-For", forwarded_for},
+                                               http::header{"X-Forwarded-Proto", "http"}};
+    static constexpr std::array<std::string_view, 3> dropped = {"expect", "x-forwarded-for",
+                                                                "x-forwarded-proto"};
+    std::vector<http::header> views;
+    auto view = head.view(views);
+    std::string out;
+    http::write_request_head(out, view, {false, extra, dropped});
+    const bool chunked = head.framing == http::body_framing::chunked;
+    if (expects_continue) {
+      const std::string_view cont = "HTTP/1.1 100 Continue\r\n\r\n";
+      co_await asio::async_write(socket_, asio::buffer(cont), use_tuple);
+    }
+
+    // The request body, piece by piece: each is written upstream before the next is read.
+    bool request_done = head.framing == http::body_framing::none;
+    bool upstream_ok = true;
+    bool client_ok = true;
+    if (request_done) {
+      // A message with no body still ends with an event: take it off the queue.
+      event end;
+      if (co_await next_event(end, false) != wait_result::ok) {
+        client_ok = false;
+      }
+    }
+    while (upstream_ok && client_ok && !request_done) {
+      event ev;
+      if (co_await next_event(ev, false) != wait_result::ok) {
+        client_ok = false;
+        break;
+      }
+      if (auto* piece = std::get_if<body_piece>(&ev)) {
+        if (chunked) {
+          http::write_chunk(out, piece->data);
+        } else {
+          out.append(piece->data);
+        }
+      } else if (std::holds_alternative<message_end>(ev)) {
+        if (chunked) {
+          http::write_last_chunk(out);
+        }
+        request_done = true;
+      }
+      if (out.size() >= 16 * 1024 || request_done) {
+        auto [ec, n] = co_await asio::async_write(up.socket, asio::buffer(out), use_tuple);
+        upstream_ok = !ec;
+        out.clear();
+      }
+    }
+    if (!client_ok) {
+      // The client went away (or sent garbage) mid-body: the upstream has half a request.
+      lease.mark_broken();
+      count(parser_.error() ? cause::bad_request : cause::downstream_reset);
+      if (parser_.error()) {
+        const auto e = static_cast<http::errc>(parser_.error().value());
+        co_await reply_error(http::status_of(e), parser_.error().message(), true);
+      }
+      co_return false;
+    }
+    if (upstream_ok && !out.empty()) {
+      auto [ec, n] = co_await asio::async_write(up.socket, asio::buffer(out), use_tuple);
+      upstream_ok = !ec;
+    }
+    if (!upstream_ok) {
+      lease.mark_broken();
+      ++ep_counters.failures;
+      count(cause::upstream_reset);
+      co_await reply_error(502, "upstream closed the connection", true);
+      observe(counters, 502, started);
+      co_return false;
+    }
+
+    // The response: its head within the cluster's request timeout, then its body streamed, each
+    // piece written to the client before the next is read from the upstream.
+    using namespace asio::experimental::awaitable_operators;
+    if (head.method == "HEAD") {
+      up.parser.expect_head_response();
+    }
+    event_queue response;
+    bool head_sent = false;
+    bool response_done = false;
+    bool response_close = false;
+    int status = 0;
+    const auto deadline = started + cluster_cfg.request_timeout;
+    asio::steady_timer timer{socket_.get_executor()};
+    while (!response_done) {
+      timer.expires_at(head_sent ? steady::now() + cluster_cfg.request_timeout : deadline);
+      auto which = co_await (up.socket.async_read_some(asio::buffer(up.buffer), use_tuple) ||
+                             timer.async_wait(use_tuple));
+      std::error_code ec;
+      std::size_t n = 0;
+      if (which.index() == 1) {
+        ec = make_error_code(std::errc::timed_out);
+      } else {
+        std::tie(ec, n) = std::get<0>(which);
+      }
+      if (ec == asio::error::eof) {
+        up.parser.finish(response);
+      } else if (!ec) {
+        const auto used = up.parser.feed({up.buffer.data(), n}, response);
+        if (used != n) {
+          response_close = true; // bytes after the response: the connection is out of step
+        }
+      }
+      const bool failed = (ec && ec != asio::error::eof) || up.parser.error() ||
+                          (ec == asio::error::eof && response.events.empty());
+      // Whatever was parsed goes to the client first.
+      while (!response.events.empty()) {
+        auto ev = std::move(response.events.front());
+        response.events.pop_front();
+        if (auto* h = std::get_if<owned_head>(&ev)) {
+          if (h->status >= 100 && h->status < 200) {
+            // An interim response (the upstream's 100 Continue, 103 Early Hints): not
+            // forwarded; its end is skipped with it.
+            skip_interim_end_ = true;
+            continue;
+          }
+          status = h->status;
+          response_close = response_close || !h->keep_alive;
+          const bool until_close = h->framing == http::body_framing::until_close;
+          const bool keep = client_keep && !until_close;
+          std::vector<http::header> rviews;
+          auto rview = h->view(rviews);
+          const std::array<http::header, 2> rextra = {
+              http::header{"Via", "1.1 tether"},
+              http::header{"Connection", keep ? "keep-alive" : "close"}};
+          std::string rout;
+          http::write_response_head(rout, rview, {false, std::span{rextra}.first(keep ? 1 : 2)});
+          auto [wec, wn] = co_await asio::async_write(socket_, asio::buffer(rout), use_tuple);
+          if (wec) {
+            lease.mark_broken();
+            count(cause::downstream_reset);
+            co_return false;
+          }
+          head_sent = true;
+          keep_after_ = keep;
+          chunked_response_ = h->framing == http::body_framing::chunked;
+        } else if (auto* piece = std::get_if<body_piece>(&ev)) {
+          std::string chunk;
+          std::string_view bytes = piece->data;
+          if (chunked_response_) {
+            http::write_chunk(chunk, piece->data);
+            bytes = chunk;
+          }
+          auto [wec, wn] = co_await asio::async_write(socket_, asio::buffer(bytes), use_tuple);
+          if (wec) {
+            lease.mark_broken();
+            count(cause::downstream_reset);
+            co_return false;
+          }
+        } else {
+          if (skip_interim_end_) {
+            skip_interim_end_ = false;
+            continue;
+          }
+          if (chunked_response_) {
+            std::string last_chunk;
+            http::write_last_chunk(last_chunk);
+            auto [wec, wn] =
+                co_await asio::async_write(socket_, asio::buffer(last_chunk), use_tuple);
+            if (wec) {
+              lease.mark_broken();
+              count(cause::downstream_reset);
+              co_return false;
+            }
+          }
+          response_done = true;
+        }
+      }
+      if (response_done) {
+        break;
+      }
+      if (failed || ec == asio::error::eof) {
+        lease.mark_broken();
+        ++ep_counters.failures;
+        const bool timed_out = ec == std::errc::timed_out;
+        count(timed_out ? cause::upstream_timeout
+                        : (up.parser.error() ? cause::bad_response : cause::upstream_reset));
+        if (head_sent) {
+          co_return false; // the client has part of a response: only closing tells it
+        }
+        const int code = timed_out ? 504 : 502;
+        co_await reply_error(
+            code,
+            timed_out ? "upstream timeout"
+                      : (up.parser.error()
+                             ? "upstream sent a malformed response: " + up.parser.error().message()
+                             : "upstream closed the connection before answering"),
+            true);
+        observe(counters, code, started);
+        co_return false;
+      }
+    }
+    up.reusable = !response_close && up.parser.idle();
+    if (status >= 500) {
+      ++ep_counters.failures;
+    }
+    lease.reset();
+    observe(counters, status, started);
+    co_return keep_after_;
+  }
+
+  void observe(cluster_counters& c, int status, steady::time_point started) {
+    const auto cls = static_cast<std::size_t>(std::clamp(status / 100, 1, 5) - 1);
+    c.responses[cls]->Increment();
+    c.duration->observe(steady::now() - started);
+  }
+
+  worker& w_;
+  asio::ip::tcp::socket socket_;
+  asio::steady_timer timer_;
+  http::parser parser_;
+  event_queue events_;
+  std::array<char, 16 * 1024> buffer_{};
+  std::string client_ip_;
+  steady::time_point head_deadline_{};
+  bool head_started_ = false;
+  bool idle_ = false;
+  bool closing_ = false;
+  bool keep_after_ = false;
+  bool chunked_response_ = false;
+  bool skip_interim_end_ = false;
+};
+
+asio::awaitable<void> serve(worker* w, asio::ip::tcp::socket socket) {
+  session s{*w, std::move(socket)};
+  co_await s.run();
+}
+
+asio::awaitable<void> accept_loop(worker* w, asio::ip::tcp::acceptor* acceptor) {
+  for (;;) {
+    auto [ec, socket] = co_await acceptor->async_accept(use_tuple);
+    if (ec) {
+      if (!acceptor->is_open() || ec == asio::error::operation_aborted) {
+        co_return;
+      }
+      continue; // EMFILE and the like: keep serving the connections already open
+    }
+    std::error_code ignored;
+    socket.set_option(asio::ip::tcp::no_delay{true}, ignored);
+    asio::co_spawn(w->io, serve(w, std::move(socket)), asio::detached);
+  }
+}
+
+std::error_code open_listener(asio::ip::tcp::acceptor& a, const std::string& address,
+                              std::uint16_t port, bool reuse_port) {
+  std::error_code ec;
+  const asio::ip::tcp::endpoint endpoint{asio::ip::make_address(address, ec), port};
+  if (ec) {
+    return ec;
+  }
+  a.open(endpoint.protocol(), ec);
+  if (!ec) {
+    a.set_option(asio::socket_base::reuse_address{true}, ec);
+  }
+  if (!ec && reuse_port) {
+    const int one = 1;
+    if (::setsockopt(a.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+      ec = {errno, std::system_category()};
+    }
+  }
+  if (!ec) {
+    a.bind(endpoint, ec);
+  }
+  if (!ec) {
+    a.listen(asio::socket_base::max_listen_connections, ec);
+  }
+  return net::normalized(ec);
+}
+
+} // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+struct server::impl {
+  explicit impl(config c) { shared.cfg = std::move(c); }
+
+  shared_state shared;
+  std::vector<std::unique_ptr<worker>> workers;
+  std::vector<std::uint16_t> ports;
+  asio::io_context admin_io{1};
+  std::shared_ptr<asio::executor_work_guard<asio::io_context::executor_type>> admin_work;
+  std::shared_ptr<http::small_server> admin;
+  std::thread admin_thread;
+  bool started = false;
+
+  void register_metrics();
+  http::server_response admin_request(const http::server_request& r);
+};
+
+void server::impl::register_metrics() {
+  auto& reg = shared.registry;
+  auto& responses = reg.counter("tether_proxy_responses_total",
+                                "Responses to clients by cluster and status class");
+  for (const auto& c : shared.cfg.clusters) {
+    cluster_counters cc;
+    for (std::size_t i = 0; i < c.endpoints.size(); ++i) {
+      cc.endpoints.push_back(std::make_unique<endpoint_counters>());
+    }
+    for (std::size_t i = 0; i < class_names.size(); ++i) {
+      cc.responses[i] = &responses.Add({{"cluster", c.name}, {"class", class_names[i]}});
+    }
+    cc.duration = &reg.histogram_series("tether_proxy_request_duration_seconds",
+                                        "From a request's head to the end of its response",
+                                        {{"cluster", c.name}});
+    shared.clusters.push_back(std::move(cc));
+  }
+  auto& causes = reg.counter("tether_proxy_errors_total",
+                             "Requests the proxy answered itself or gave up on, by cause");
+  for (std::size_t i = 0; i < cause_names.size(); ++i) {
+    shared.causes[i] = &causes.Add({{"cause", cause_names[i]}});
+  }
+  shared.downstream_opened = &reg.counter("tether_proxy_downstream_connections_opened_total",
+                                          "Client connections accepted")
+                                  .Add({});
+  shared.callbacks.push_back(
+      reg.callback("tether_proxy_downstream_connections_active", "Client connections open",
+                   metrics::metric_kind::gauge, {},
+                   [s = &shared] { return static_cast<double>(s->downstream_active.load()); }));
+}
+
+http::server_response server::impl::admin_request(const http::server_request& r) {
+  http::server_response out;
+  const auto path = r.path();
+  if (r.method != "GET") {
+    out.status = 405;
+    out.content_type = "text/plain";
+    out.body = "only GET\n";
+    return out;
+  }
+  if (path == "/metrics") {
+    out.content_type = "text/plain; version=0.0.4";
+    out.body = shared.registry.expose();
+  } else if (path == "/ready") {
+    const bool ready = started && !shared.draining.load();
+    out.status = ready ? 200 : 503;
+    out.content_type = "text/plain";
+    out.body = ready ? "ready\n" : "draining\n";
+  } else if (path == "/config") {
+    out.body = to_json(shared.cfg);
+  } else if (path == "/clusters") {
+    nlohmann::ordered_json clusters = nlohmann::ordered_json::array();
+    for (std::size_t c = 0; c < shared.cfg.clusters.size(); ++c) {
+      const auto& cfg = shared.cfg.clusters[c];
+      nlohmann::ordered_json hosts = nlohmann::ordered_json::array();
+      for (std::size_t e = 0; e < cfg.endpoints.size(); ++e) {
+        const auto& counters = *shared.clusters[c].endpoints[e];
+        std::size_t idle = 0;
+        std::size_t active = 0;
+        std::size_t pending = 0;
+        for (const auto& w : workers) {
+          const auto s = w->clusters[c].endpoints[e].pool->stats();
+          idle += s.idle;
+          active += s.active;
+          pending += s.pending;
+        }
+        hosts.push_back(
+            {{"address", cfg.endpoints[e].host + ":" + std::to_string(cfg.endpoints[e].port)},
+             {"requests", counters.requests.load()},
+             {"active_requests", counters.active.load()},
+             {"failures", counters.failures.load()},
+             {"pool", {{"idle", idle}, {"active", active}, {"pending", pending}}}});
+      }
+      clusters.push_back({{"name", cfg.name}, {"lb", to_string(cfg.lb)}, {"hosts", hosts}});
+    }
+    out.body = nlohmann::ordered_json{{"clusters", clusters}}.dump(2);
+  } else {
+    out.status = 404;
+    out.content_type = "text/plain";
+    out.body = "not found: try /metrics, /ready, /clusters or /config\n";
+  }
+  return out;
+}
+
+server::server(config c) : impl_{std::make_unique<impl>(std::move(c))} {}
+
+server::~server() {
+  stop();
+}
+
+std::error_code server::start() {
+  auto& s = *impl_;
+  auto& cfg = s.shared.cfg;
+  s.register_metrics();
+  const std::size_t n =
+      cfg.workers != 0 ? cfg.workers : std::max(1U, std::thread::hardware_concurrency());
+  for (std::size_t i = 0; i < n; ++i) {
+    auto w = std::make_unique<worker>(s.shared, i);
+    for (std::size_t c = 0; c < cfg.clusters.size(); ++c) {
+      const auto& cl = cfg.clusters[c];
+      cluster_state state;
+      for (const auto& ep : cl.endpoints) {
+        const std::string key = ep.host + ":" + std::to_string(ep.port);
+        // The gauges read the pool at scrape time, weakly: a pool can outlive this worker's
+        // list only while its io_context winds down.
+        auto weak = std::make_shared<std::weak_ptr<upstream_pool>>();
+        auto observer = std::make_shared<pool::pool_metrics>(
+            s.shared.registry,
+            metrics::labels{{"cluster", cl.name}, {"endpoint", key}, {"worker", std::to_string(i)}},
+            [weak] {
+              auto locked = weak->lock();
+              return locked ? locked->stats() : pool::pool_stats{};
+            });
+        auto limits = cfg.downstream.limits;
+        limits.max_body = 0; // responses are streamed, never held whole
+        auto p = upstream_pool::create(w->io.get_executor(),
+                                       http::http_connector{ep.host, ep.port, cl.tcp, limits},
+                                       cl.pool, coarse_monotonic_clock::instance(), observer);
+        *weak = p;
+        state.endpoints.push_back({p, 0});
+        w->pool_observers.push_back(std::move(observer));
+      }
+      w->clusters.push_back(std::move(state));
+    }
+    s.workers.push_back(std::move(w));
+  }
+  // Listeners: every worker binds the same address and port (SO_REUSEPORT; the kernel spreads
+  // connections across them). A port 0 is resolved by the first worker's bind.
+  for (const auto& l : cfg.listeners) {
+    std::uint16_t port = l.port;
+    for (auto& w : s.workers) {
+      auto a = std::make_unique<asio::ip::tcp::acceptor>(w->io);
+      if (const auto ec = open_listener(*a, l.address, port, true)) {
+        for (auto& ww : s.workers) {
+          ww->acceptors.clear();
+        }
+        return ec;
+      }
+      port = a->local_endpoint().port();
+      w->acceptors.push_back(std::move(a));
+    }
+    s.ports.push_back(port);
+  }
+  s.admin = http::small_server::create(
+      s.admin_io.get_executor(),
+      [impl = impl_.get()](const http::server_request& r) { return impl->admin_request(r); });
+  if (const auto ec = s.admin->listen(cfg.admin.address, cfg.admin.port)) {
+    for (auto& w : s.workers) {
+      w->acceptors.clear();
+    }
+    return ec;
+  }
+  for (auto& w : s.workers) {
+    for (auto& c : w->clusters) {
+      for (auto& e : c.endpoints) {
+        e.pool->start();
+      }
+    }
+    for (auto& a : w->acceptors) {
+      asio::co_spawn(w->io, accept_loop(w.get(), a.get()), asio::detached);
+    }
+    w->work = std::make_shared<asio::executor_work_guard<asio::io_context::executor_type>>(
+        w->io.get_executor());
+    w->thread = std::thread{[raw = w.get()] { raw->io.run(); }};
+  }
+  s.admin_work = std::make_shared<asio::executor_work_guard<asio::io_context::executor_type>>(
+      s.admin_io.get_executor());
+  s.admin_thread = std::thread{[&s] { s.admin_io.run(); }};
+  s.started = true;
+  return {};
+}
+
+void server::stop() {
+  auto& s = *impl_;
+  if (!s.started) {
+    return;
+  }
+  s.started = false;
+  s.shared.draining = true;
+  // Stop accepting, close idle client connections; requests in flight go on.
+  for (auto& w : s.workers) {
+    std::promise<void> done;
+    asio::post(w->io, [&w, &done] {
+      for (auto& a : w->acceptors) {
+        std::error_code ignored;
+        a->close(ignored);
+      }
+      for (auto* session : w->sessions) {
+        session->wake_if_idle();
+      }
+      done.set_value();
+    });
+    done.get_future().wait();
+  }
+  const auto give_up = steady::now() + s.shared.cfg.drain_timeout;
+  while (s.shared.downstream_active.load() > 0 && steady::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds{5});
+  }
+  for (auto& w : s.workers) {
+    w->work.reset();
+    w->io.stop();
+    w->thread.join();
+  }
+  {
+    std::promise<void> done;
+    asio::post(s.admin_io, [&] {
+      s.admin->stop();
+      done.set_value();
+    });
+    done.get_future().wait();
+  }
+  s.admin_work.reset();
+  s.admin_io.stop();
+  s.admin_thread.join();
+}
+
+std::vector<std::uint16_t> server::listener_ports() const {
+  return impl_->ports;
+}
+std::uint16_t server::admin_port() const {
+  return impl_->admin ? impl_->admin->port() : 0;
+}
+const config& server::running_config() const noexcept {
+  return impl_->shared.cfg;
+}
+metrics::registry& server::registry() noexcept {
+  return impl_->shared.registry;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+
+/// The default config's upstreams: two small HTTP servers that answer every request with who
+/// they are, so `tether proxy` with no config shows its round robin at once.
+class demo_upstreams {
+public:
+  std::error_code start() {
+    for (int i = 0; i < 2; ++i) {
+      const std::string name = "demo upstream " + std::to_string(i + 1);
+      auto s =
+          http::small_server::create(io_.get_executor(), [name](const http::server_request& r) {
+            http::server_response out;
+            out.content_type = "text/plain";
+            out.body = "hello from " + name + ": " + r.method + " " + r.target + "\n";
+            return out;
+          });
+      if (const auto ec = s->listen("127.0.0.1", static_cast<std::uint16_t>(8081 + i))) {
+        return ec;
+      }
+      servers_.push_back(std::move(s));
+    }
+    thread_ = std::thread{[this] { io_.run(); }};
+    return {};
+  }
+  ~demo_upstreams() {
+    if (thread_.joinable()) {
+      asio::post(io_, [this] {
+        for (auto& s : servers_) {
+          s->stop();
+        }
+      });
+      work_.reset();
+      io_.stop();
+      thread_.join();
+    }
+  }
+
+private:
+  asio::io_context io_{1};
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_{
+      io_.get_executor()};
+  std::vector<std::shared_ptr<http::small_server>> servers_;
+  std::thread thread_;
+};
+
+} // namespace
+
+int run(const config& c, std::ostream& out, std::ostream& err, const run_options& options) {
+  // Signals are blocked before any thread starts, so only the wait below sees them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  std::unique_ptr<demo_upstreams> demo;
+  if (options.demo_upstreams) {
+    demo = std::make_unique<demo_upstreams>();
+    if (const auto ec = demo->start()) {
+      err << "tether proxy: cannot start the demo upstreams on 127.0.0.1:8081-8082: "
+          << ec.message() << '\n';
+      return 1;
+    }
+    out << "tether proxy: demo upstreams on 127.0.0.1:8081 and 127.0.0.1:8082\n";
+  }
+  server proxy{c};
+  if (const auto ec = proxy.start()) {
+    err << "tether proxy: cannot listen: " << ec.message() << '\n';
+    return 1;
+  }
+  const auto ports = proxy.listener_ports();
+  for (std::size_t i = 0; i < ports.size(); ++i) {
+    out << "tether proxy: send requests to http://" << c.listeners[i].address << ':' << ports[i]
+        << "/\n";
+  }
+  out << "tether proxy: metrics on http://" << c.admin.address << ':' << proxy.admin_port()
+      << "/metrics (also /ready, /clusters, /config)\n";
+  out << "tether proxy: " << (c.workers != 0 ? c.workers : std::thread::hardware_concurrency())
+      << " workers; Ctrl-C or SIGTERM drains and stops" << std::endl;
+  int received = 0;
+  sigwait(&signals, &received);
+  out << "tether proxy: " << (received == SIGINT ? "SIGINT" : "SIGTERM") << ": draining (up to "
+      << std::chrono::duration_cast<std::chrono::milliseconds>(c.drain_timeout).count() << " ms)"
+      << std::endl;
+  proxy.stop();
+  out << "tether proxy: stopped" << std::endl;
+  return 0;
+}
+
+} // namespace tether::proxy
