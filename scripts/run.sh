@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Builds tether and runs it. Until the proxy lands, "running tether" is its help and the built-in
-# demonstration of the resilience layer (a simulated retry storm, naive vs tether).
+# Builds tether and runs its main job: the proxy, on its built-in configuration (a listener on
+# 127.0.0.1:8080, the admin listener on 127.0.0.1:9901, and two demo upstreams it starts itself
+# on 127.0.0.1:8081 and :8082). Ctrl-C drains and stops it. Arguments go to `tether proxy`
+# (`./scripts/run.sh -c examples/proxy.yaml` runs a config of your own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/setup.sh
 cmake --preset release > /dev/null
 cmake --build --preset release --target tether > /dev/null
-./build/release/apps/tether/tether --help
-echo
-./build/release/apps/tether/tether demo "$@"
+exec ./build/release/apps/tether/tether proxy "$@"
