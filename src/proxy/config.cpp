@@ -438,6 +438,19 @@ load_result load_config(std::string_view yaml, std::string_view source) {
   if (out.errors.empty()) {
     out.value = std::move(c);
   }
+  // In the order of the file, whatever order the checks ran in.
+  const auto place = [prefix = source.size() + 1](const std::string& e) {
+    unsigned line = 0;
+    unsigned column = 0;
+    const char* p = e.c_str() + std::min(prefix, e.size());
+    const auto [l_end, l_ec] = std::from_chars(p, e.c_str() + e.size(), line);
+    if (l_ec == std::errc{} && *l_end == ':') {
+      std::from_chars(l_end + 1, e.c_str() + e.size(), column);
+    }
+    return std::pair{line, column};
+  };
+  std::stable_sort(out.errors.begin(), out.errors.end(),
+                   [&](const std::string& a, const std::string& b) { return place(a) < place(b); });
   return out;
 }
 

@@ -30,6 +30,7 @@ namespace tether::testing {
 ///   /chunked   200 with a chunked body of three pieces ("a", "bb", "ccc")
 ///   /close     200 with Connection: close, then closes
 ///   /garbage   a response with two different Content-Lengths (a malformed, smuggling-prone one)
+///   /headers   200 with the request's header fields, one "name: value" line each
 ///   anything   200 "ok"
 /// unless a fault is set, which takes over the next requests:
 ///   status     answers `status` (with Retry-After when set), keeps the connection
@@ -91,6 +92,7 @@ private:
   struct incoming {
     std::string method;
     std::string target;
+    std::string headers; // "name: value\n" each
     std::string body;
   };
 
@@ -99,6 +101,10 @@ private:
     void on_head(const http::message_head& head) override {
       current_.method = head.method;
       current_.target = head.target;
+      current_.headers.clear();
+      for (const auto& h : head.headers) {
+        current_.headers.append(h.name).append(": ").append(h.value).append("\n");
+      }
       current_.body.clear();
     }
     void on_body(std::string_view piece) override { current_.body.append(piece); }
@@ -203,6 +209,9 @@ private:
           } else if (req.target == "/chunked") {
             reply = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
                     "1\r\na\r\n2\r\nbb\r\n3\r\nccc\r\n0\r\n\r\n";
+          } else if (req.target == "/headers") {
+            reply = "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(req.headers.size()) +
+                    "\r\n\r\n" + req.headers;
           } else if (req.target == "/garbage") {
             reply = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok";
           } else if (req.target == "/close") {

@@ -1,0 +1,127 @@
+// The proxy's configuration: what loads, and that every problem is reported with its place.
+#include "tether/proxy/config.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+namespace tether::proxy {
+namespace {
+
+using namespace std::chrono_literals;
+
+bool has(const load_result& r, const std::string& text) {
+  return std::any_of(r.errors.begin(), r.errors.end(),
+                     [&](const std::string& e) { return e == text; });
+}
+
+std::string all(const load_result& r) {
+  std::string out;
+  for (const auto& e : r.errors) {
+    out += e + "\n";
+  }
+  return out;
+}
+
+TEST(proxy_config, the_built_in_config_loads) {
+  const auto r = load_config(default_config_yaml(), "<built-in>");
+  ASSERT_TRUE(r.value) << all(r);
+  EXPECT_EQ(r.value->listeners.at(0).port, 8080);
+  EXPECT_EQ(r.value->admin.port, 9901);
+  ASSERT_EQ(r.value->clusters.at(0).endpoints.size(), 2U);
+  EXPECT_EQ(r.value->clusters.at(0).endpoints[1].port, 8082);
+}
+
+TEST(proxy_config, the_example_config_loads_with_every_field) {
+  const auto r = load_config_file(TETHER_SOURCE_DIR "/examples/proxy.yaml");
+  ASSERT_TRUE(r.value) << all(r);
+  const auto& c = *r.value;
+  ASSERT_EQ(c.routes.size(), 2U);
+  EXPECT_EQ(c.routes[0].host, "api.example.com");
+  const auto* api = c.find_cluster("api");
+  ASSERT_NE(api, nullptr);
+  EXPECT_EQ(api->lb, lb_policy::least_request);
+  EXPECT_EQ(api->pool.max_size, 64U);
+  EXPECT_EQ(api->pool.max_lifetime, clock::duration{30min});
+  EXPECT_EQ(api->tcp.keepalive_probes, 6);
+  EXPECT_EQ(c.find_cluster("web")->endpoints[0].host, "localhost");
+  EXPECT_EQ(c.downstream.request_header_timeout, clock::duration{10s});
+}
+
+TEST(proxy_config, every_problem_is_reported_with_file_line_and_column) {
+  const auto r = load_config(R"(listeners:
+  - name: a
+    address: not-an-ip
+    port: 70000
+routes:
+  - path_prefix: api
+    cluster: nowhere
+clusters:
+  - name: web
+    endpoints: ["10.0.0.1", "10.0.0.2:80"]
+    lb: fastest
+    request_timeout: 5 seconds
+    pool: {max_size: 0}
+    colour: blue
+  - name: web
+    endpoints: ["10.0.0.3:80"]
+)",
+                             "proxy.yaml");
+  EXPECT_FALSE(r.value);
+  const char* expected[] = {
+      "proxy.yaml:3:14: listener 'a'.address must be an IP address such as 127.0.0.1 or ::1",
+      "proxy.yaml:4:11: listener 'a'.port must be a whole number in [0, 65535]",
+      "proxy.yaml:6:18: route.path_prefix must start with /",
+      "proxy.yaml:7:14: route to unknown cluster 'nowhere'; clusters defined: web, web",
+      "proxy.yaml:10:17: cluster 'web'.endpoints: expected host:port (a name or address, port "
+      "1-65535), such as 10.0.0.7:8080 or [::1]:8080",
+      "proxy.yaml:11:9: cluster 'web'.lb must be round_robin, least_request or random",
+      "proxy.yaml:12:22: cluster 'web'.request_timeout must be a duration such as 250ms, 2s, 1m "
+      "or 1h",
+      "proxy.yaml:13:22: cluster 'web'.pool.max_size must be a whole number in [1, 100000]",
+      "proxy.yaml:14:5: unknown key 'colour' in a cluster; expected one of: name, endpoints, lb, "
+      "resolve_interval, pool, tcp, request_timeout",
+      "proxy.yaml:15:5: cluster 'web' is defined twice",
+  };
+  for (const char* e : expected) {
+    EXPECT_TRUE(has(r, e)) << "missing: " << e << "\ngot:\n" << all(r);
+  }
+}
+
+TEST(proxy_config, syntax_errors_and_missing_sections_are_located) {
+  const auto broken = load_config("listeners: [\n  {name: a\n", "bad.yaml");
+  ASSERT_EQ(broken.errors.size(), 1U);
+  EXPECT_EQ(broken.errors[0].rfind("bad.yaml:", 0), 0U) << broken.errors[0];
+  EXPECT_NE(broken.errors[0].find("YAML syntax"), std::string::npos);
+
+  const auto empty = load_config("workers: 2\n", "min.yaml");
+  EXPECT_TRUE(has(empty, "min.yaml:1:1: the configuration needs listeners (a list of {name, "
+                         "address, port})"))
+      << all(empty);
+  EXPECT_TRUE(has(empty, "min.yaml:1:1: the configuration needs routes (a list of {host, "
+                         "path_prefix, cluster})"));
+
+  const auto unreadable = load_config_file("/nonexistent/tether.yaml");
+  EXPECT_TRUE(has(unreadable, "/nonexistent/tether.yaml: cannot be read"));
+}
+
+TEST(proxy_config, durations_need_a_unit) {
+  EXPECT_EQ(parse_duration("250ms"), clock::duration{250ms});
+  EXPECT_EQ(parse_duration("2s"), clock::duration{2s});
+  EXPECT_EQ(parse_duration("1m"), clock::duration{1min});
+  EXPECT_EQ(parse_duration("1h"), clock::duration{1h});
+  for (const char* bad : {"", "2", "s", "-1s", "1.5s", "2 s", "1d", "99999999999s"}) {
+    EXPECT_FALSE(parse_duration(bad)) << bad;
+  }
+}
+
+TEST(proxy_config, the_running_config_shows_as_json) {
+  const auto r = load_config(default_config_yaml(), "<built-in>");
+  ASSERT_TRUE(r.value);
+  const auto json = to_json(*r.value);
+  EXPECT_NE(json.find("\"endpoints\": [\n        \"127.0.0.1:8081\""), std::string::npos) << json;
+  EXPECT_NE(json.find("\"port\": 9901"), std::string::npos);
+}
+
+} // namespace
+} // namespace tether::proxy
