@@ -274,11 +274,13 @@ public:
       if (got != wait_result::ok) {
         if (got == wait_result::timeout && head_started_) {
           count(cause::header_timeout);
-          co_await reply_error(408, "request header timeout", true);
+          const std::string why = "request header timeout";
+          co_await reply_error(408, why, true);
         } else if (got == wait_result::bad_input) {
           count(cause::bad_request);
           const auto e = static_cast<http::errc>(parser_.error().value());
-          co_await reply_error(http::status_of(e), parser_.error().message(), true);
+          const std::string why = parser_.error().message();
+          co_await reply_error(http::status_of(e), why, true);
         }
         break;
       }
@@ -363,7 +365,9 @@ private:
     }
   }
 
-  asio::awaitable<void> reply_error(int status, std::string_view reason, bool close) {
+  // Takes the reason by reference to a named string: g++ 12 destroys temporaries made inside a
+  // co_await expression twice (seen as a double free), so callers name their reason first.
+  asio::awaitable<void> reply_error(int status, const std::string& reason, bool close) {
     std::string out = "HTTP/1.1 " + std::to_string(status) + " " +
                       std::string{http::reason_phrase(status)} +
                       "\r\nContent-Type: text/plain\r\nX-Tether-Reason: " + std::string{reason} +
@@ -407,14 +411,16 @@ private:
     const bool client_keep = head.keep_alive && !last;
     if (head.upgrade) {
       // Upgrade and CONNECT tunnels are recognised by the codec; the proxy does not tunnel yet.
-      co_await reply_error(501, "upgrade and CONNECT are not supported", true);
+      const std::string why = "upgrade and CONNECT are not supported";
+      co_await reply_error(501, why, true);
       co_return false;
     }
     const auto cluster_index = route(head);
     if (!cluster_index) {
       count(cause::no_route);
       const bool clean = co_await drain_request_body();
-      co_await reply_error(404, "no route for " + head.target, !(clean && client_keep));
+      const std::string why = "no route for " + head.target;
+      co_await reply_error(404, why, !(clean && client_keep));
       co_return clean&& client_keep;
     }
     const auto& cluster_cfg = w_.shared.cfg.clusters[*cluster_index];
@@ -442,10 +448,9 @@ private:
       const bool busy = acquired.error == errc::pool_timeout;
       count(busy ? cause::pool_timeout : cause::connect_failure);
       const bool clean = !expects_continue && co_await drain_request_body();
-      co_await reply_error(busy ? 503 : 502,
-                           busy ? "upstream pool busy"
-                                : "upstream connect failed: " + acquired.error.message(),
-                           !(clean && client_keep));
+      const std::string why =
+          busy ? "upstream pool busy" : "upstream connect failed: " + acquired.error.message();
+      co_await reply_error(busy ? 503 : 502, why, !(clean && client_keep));
       observe(counters, busy ? 503 : 502, started);
       co_return clean&& client_keep;
     }
@@ -516,7 +521,8 @@ private:
       count(parser_.error() ? cause::bad_request : cause::downstream_reset);
       if (parser_.error()) {
         const auto e = static_cast<http::errc>(parser_.error().value());
-        co_await reply_error(http::status_of(e), parser_.error().message(), true);
+        const std::string why = parser_.error().message();
+        co_await reply_error(http::status_of(e), why, true);
       }
       co_return false;
     }
@@ -528,7 +534,8 @@ private:
       lease.mark_broken();
       ++ep_counters.failures;
       count(cause::upstream_reset);
-      co_await reply_error(502, "upstream closed the connection", true);
+      const std::string why = "upstream closed the connection";
+      co_await reply_error(502, why, true);
       observe(counters, 502, started);
       co_return false;
     }
@@ -643,13 +650,12 @@ private:
           co_return false; // the client has part of a response: only closing tells it
         }
         const int code = timed_out ? 504 : 502;
-        co_await reply_error(
-            code,
+        const std::string why =
             timed_out ? "upstream timeout"
                       : (up.parser.error()
                              ? "upstream sent a malformed response: " + up.parser.error().message()
-                             : "upstream closed the connection before answering"),
-            true);
+                             : "upstream closed the connection before answering");
+        co_await reply_error(code, why, true);
         observe(counters, code, started);
         co_return false;
       }

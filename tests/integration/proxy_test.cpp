@@ -1,0 +1,317 @@
+// tether proxy in-process, with real clients (curl, Python's http.client, wrk, tether's client,
+// raw sockets) in front and real servers (tether's failing test server, nginx) behind.
+#include "tether/proxy/server.hpp"
+
+#include <gtest/gtest.h>
+
+#include <sys/socket.h>
+
+#include <cstdio>
+#include <future>
+#include <regex>
+#include <thread>
+
+#include <asio/executor_work_guard.hpp>
+#include <asio/read.hpp>
+#include <asio/write.hpp>
+
+#include "http_test_server.hpp"
+#include "nginx_server.hpp"
+#include "tether/http/client.hpp"
+
+namespace tether::proxy {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::http_test_server;
+using fault = http_test_server::fault;
+using steady = std::chrono::steady_clock;
+
+std::string run(const std::string& command) {
+  std::string out;
+  FILE* p = ::popen(command.c_str(), "r");
+  char buf[4096];
+  std::size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) {
+    out.append(buf, n);
+  }
+  ::pclose(p);
+  return out;
+}
+
+/// A proxy with one worker, a listener and an admin listener on kernel-chosen ports, and a
+/// cluster "backend" of the given endpoints; `/api/` routes to "backend", anything else too
+/// unless `api_only`.
+class proxy_fixture {
+public:
+  explicit proxy_fixture(const std::vector<std::uint16_t>& backends, const std::string& extra = "",
+                         bool api_only = false) {
+    std::string endpoints;
+    for (const auto p : backends) {
+      endpoints +=
+          (endpoints.empty() ? "" : ", ") + std::string{"\"127.0.0.1:"} + std::to_string(p) + "\"";
+    }
+    const std::string yaml = "workers: 1\n"
+                             "drain_timeout: 5s\n"
+                             "listeners: [{name: main, address: 127.0.0.1, port: 0}]\n"
+                             "admin: {address: 127.0.0.1, port: 0}\n"
+                             "routes:\n  - {path_prefix: " +
+                             std::string{api_only ? "/api/" : "/"} +
+                             ", cluster: backend}\n"
+                             "clusters:\n  - name: backend\n    endpoints: [" +
+                             endpoints + "]\n" + extra;
+    auto loaded = load_config(yaml, "test.yaml");
+    EXPECT_TRUE(loaded.value) << (loaded.errors.empty() ? "" : loaded.errors[0]);
+    server_ = std::make_unique<server>(*loaded.value);
+    const auto ec = server_->start();
+    EXPECT_FALSE(ec) << ec.message();
+    port_ = server_->listener_ports().at(0);
+  }
+
+  [[nodiscard]] std::uint16_t port() const { return port_; }
+  [[nodiscard]] std::uint16_t admin_port() const { return server_->admin_port(); }
+  [[nodiscard]] std::string url(const std::string& path) const {
+    return "http://127.0.0.1:" + std::to_string(port_) + path;
+  }
+  server& get() { return *server_; }
+
+  /// Sends raw bytes, reads until the proxy closes (5 s bound).
+  std::string raw(const std::string& bytes) const {
+    asio::io_context io;
+    asio::ip::tcp::socket s{io};
+    s.connect({asio::ip::make_address("127.0.0.1"), port_});
+    timeval tv{5, 0};
+    ::setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    asio::write(s, asio::buffer(bytes));
+    std::string out;
+    std::error_code ec;
+    asio::read(s, asio::dynamic_buffer(out), ec);
+    return out;
+  }
+
+private:
+  std::unique_ptr<server> server_;
+  std::uint16_t port_ = 0;
+};
+
+TEST(proxy, forwards_requests_over_few_upstream_connections) {
+  http_test_server backend;
+  proxy_fixture proxy{{backend.port()}};
+  // One curl, many URLs: one client connection, one upstream connection.
+  std::string urls;
+  for (int i = 0; i < 50; ++i) {
+    urls += " " + proxy.url("/n" + std::to_string(i));
+  }
+  const auto out = run("curl -sS --max-time 10" + urls);
+  std::string expected;
+  for (int i = 0; i < 50; ++i) {
+    expected += "ok";
+  }
+  EXPECT_EQ(out, expected);
+  EXPECT_EQ(backend.requests(), 50);
+  EXPECT_EQ(backend.connections(), 1);
+
+  // Python's http.client on one kept-alive connection.
+  const auto py = run("python3 -c \"import http.client as h\n"
+                      "c = h.HTTPConnection('127.0.0.1', " +
+                      std::to_string(proxy.port()) +
+                      ", timeout=5)\n"
+                      "for i in range(20):\n"
+                      "    c.request('GET', '/p%d' % i)\n"
+                      "    r = c.getresponse()\n"
+                      "    assert r.status == 200 and r.read() == b'ok', r.status\n"
+                      "print('python ok', c.sock is not None)\"");
+  EXPECT_EQ(py, "python ok True\n");
+  EXPECT_EQ(backend.connections(), 1);
+}
+
+TEST(proxy, adds_forwarding_headers_and_drops_hop_by_hop_ones) {
+  http_test_server backend;
+  proxy_fixture proxy{{backend.port()}};
+  const auto out = run("curl -sS --max-time 5 -H 'Connection: keep-alive, X-Secret' "
+                       "-H 'X-Secret: 1' -H 'X-Forwarded-For: 10.1.1.1' -H 'Host: shop.example' " +
+                       proxy.url("/headers"));
+  EXPECT_NE(out.find("Host: shop.example\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("Via: 1.1 tether\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("X-Forwarded-For: 10.1.1.1, 127.0.0.1\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("X-Forwarded-Proto: http\n"), std::string::npos) << out;
+  EXPECT_EQ(out.find("X-Secret"), std::string::npos) << out;
+  EXPECT_EQ(out.find("Connection:"), std::string::npos) << out;
+}
+
+TEST(proxy, streams_large_and_chunked_bodies_both_ways) {
+  http_test_server backend;
+  proxy_fixture proxy{{backend.port()}};
+  char name[] = "/tmp/tether-body-XXXXXX";
+  const int fd = ::mkstemp(name);
+  std::string body;
+  for (int i = 0; i < 2 * 1024 * 1024; ++i) {
+    body.push_back(static_cast<char>('a' + i % 26));
+  }
+  ASSERT_EQ(::write(fd, body.data(), body.size()), static_cast<ssize_t>(body.size()));
+  ::close(fd);
+  // A chunked upload of 2 MiB (curl sends Expect: 100-continue too), echoed back.
+  const auto echoed = run("curl -sS --max-time 10 -H 'Transfer-Encoding: chunked' "
+                          "--data-binary @" +
+                          std::string{name} + " " + proxy.url("/echo"));
+  ::unlink(name);
+  EXPECT_EQ(echoed.size(), body.size());
+  EXPECT_TRUE(echoed == body);
+  // A chunked response.
+  EXPECT_EQ(run("curl -sS --max-time 5 " + proxy.url("/chunked")), "abbccc");
+}
+
+TEST(proxy, streams_a_large_file_from_nginx) {
+  testing::nginx_server nginx;
+  proxy_fixture proxy{{nginx.port()}};
+  const auto out = run("curl -sS --max-time 10 -o /dev/null -w '%{http_code} %{size_download}' " +
+                       proxy.url("/large.bin"));
+  EXPECT_EQ(out, "200 1048576");
+  const auto head = run("curl -sS --max-time 5 -I " + proxy.url("/small.txt"));
+  EXPECT_NE(head.find("Content-Length: 17"), std::string::npos) << head;
+}
+
+TEST(proxy, refuses_smuggling_attempts_before_the_backend_sees_them) {
+  http_test_server backend;
+  proxy_fixture proxy{{backend.port()}};
+  const std::string attempts[] = {
+      "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "0\r\n\r\nGET /admin HTTP/1.1\r\nHost: a\r\n\r\n",
+      "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n",
+      "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+      "GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n folded\r\n\r\n",
+      "GET / HTTP/1.1\nHost: a\n\n",
+  };
+  for (const auto& a : attempts) {
+    const auto out = proxy.raw(a);
+    EXPECT_EQ(out.rfind("HTTP/1.1 400 Bad Request\r\n", 0), 0U) << out;
+    EXPECT_NE(out.find("X-Tether-Reason: "), std::string::npos);
+  }
+  EXPECT_EQ(backend.requests(), 0);
+}
+
+TEST(proxy, answers_what_it_cannot_forward_with_a_reason) {
+  http_test_server backend;
+  proxy_fixture proxy{{backend.port()}, "    request_timeout: 300ms\n", true};
+  const auto code = [&](const std::string& path) {
+    return run("curl -sS --max-time 5 -o /dev/null -D - -w '%{http_code}' " + proxy.url(path));
+  };
+  auto none = code("/other");
+  EXPECT_NE(none.find("X-Tether-Reason: no route for /other"), std::string::npos) << none;
+  EXPECT_EQ(none.substr(none.size() - 3), "404");
+
+  backend.set_fault(fault::close, 1);
+  auto closed = code("/api/x");
+  EXPECT_EQ(closed.substr(closed.size() - 3), "502") << closed;
+  EXPECT_NE(closed.find("before answering"), std::string::npos) << closed;
+
+  backend.set_fault(fault::stall, 1);
+  const auto started = steady::now();
+  auto stalled = code("/api/x");
+  EXPECT_EQ(stalled.substr(stalled.size() - 3), "504") << stalled;
+  EXPECT_GE(steady::now() - started, 290ms);
+
+  EXPECT_EQ(code("/api/fine").substr(0, 0) + run("curl -sS --max-time 5 " + proxy.url("/api/x")),
+            "ok");
+  const auto metrics =
+      run("curl -sS http://127.0.0.1:" + std::to_string(proxy.admin_port()) + "/metrics");
+  EXPECT_NE(metrics.find("tether_proxy_errors_total{cause=\"no_route\"} 1"), std::string::npos);
+  EXPECT_NE(metrics.find("tether_proxy_errors_total{cause=\"upstream_timeout\"} 1"),
+            std::string::npos);
+  EXPECT_NE(metrics.find("tether_proxy_errors_total{cause=\"upstream_reset\"} 1"),
+            std::string::npos);
+}
+
+TEST(proxy, an_unreachable_upstream_is_a_502) {
+  std::uint16_t closed_port = 0;
+  {
+    asio::io_context io;
+    asio::ip::tcp::acceptor a{io, {asio::ip::make_address("127.0.0.1"), 0}};
+    closed_port = a.local_endpoint().port();
+  }
+  proxy_fixture proxy{{closed_port}};
+  const auto out = run("curl -sS --max-time 5 -D - " + proxy.url("/"));
+  EXPECT_EQ(out.rfind("HTTP/1.1 502 Bad Gateway", 0), 0U) << out;
+  EXPECT_NE(out.find("X-Tether-Reason: upstream connect failed: Connection refused"),
+            std::string::npos)
+      << out;
+}
+
+TEST(proxy, slow_clients_do_not_stop_others_from_being_served) {
+  http_test_server backend;
+  proxy_fixture proxy{{backend.port()},
+                      "downstream: {request_header_timeout: 2s, idle_timeout: 30s}\n"};
+  // 1,000 clients that send half a head and then nothing (slowloris).
+  asio::io_context io;
+  std::vector<std::unique_ptr<asio::ip::tcp::socket>> slow;
+  for (int i = 0; i < 1000; ++i) {
+    auto s = std::make_unique<asio::ip::tcp::socket>(io);
+    s->connect({asio::ip::make_address("127.0.0.1"), proxy.port()});
+    asio::write(*s, asio::buffer(std::string_view{"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: "}));
+    slow.push_back(std::move(s));
+  }
+  // A normal client is served at once, with all of them open.
+  const auto started = steady::now();
+  EXPECT_EQ(run("curl -sS --max-time 5 " + proxy.url("/")), "ok");
+  EXPECT_LT(steady::now() - started, 1s);
+  // The slow ones are told 408 and closed once the header timeout has passed.
+  timeval tv{5, 0};
+  ::setsockopt(slow.front()->native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string answer;
+  std::error_code ec;
+  asio::read(*slow.front(), asio::dynamic_buffer(answer), ec);
+  EXPECT_EQ(answer.rfind("HTTP/1.1 408 Request Timeout\r\n", 0), 0U) << answer;
+  EXPECT_EQ(backend.requests(), 1);
+}
+
+TEST(proxy, a_bounded_wrk_burst_is_served_without_errors) {
+  testing::nginx_server nginx;
+  proxy_fixture proxy{{nginx.port()}};
+  const auto out = run("wrk -t1 -c16 -d1s " + proxy.url("/hello") + " 2>&1");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(out, m, std::regex{R"((\d+) requests in)"})) << out;
+  EXPECT_GT(std::stoi(m[1]), 1000) << out;
+  EXPECT_EQ(out.find("Non-2xx"), std::string::npos) << out;
+  EXPECT_EQ(out.find("Socket errors"), std::string::npos) << out;
+}
+
+TEST(proxy, stopping_lets_requests_in_flight_finish) {
+  http_test_server backend;
+  proxy_fixture proxy{{backend.port()}};
+  auto slow = std::async(std::launch::async,
+                         [&] { return run("curl -sS --max-time 5 " + proxy.url("/slow")); });
+  // Stop once the request has reached the backend.
+  const auto give_up = steady::now() + 5s;
+  while (backend.requests() == 0 && steady::now() < give_up) {
+    std::this_thread::sleep_for(1ms);
+  }
+  proxy.get().stop();
+  EXPECT_EQ(slow.get(), "slow");
+  // Stopped: nothing listens any more.
+  EXPECT_NE(run("curl -sS --max-time 2 " + proxy.url("/") + " 2>&1").find("Failed to connect"),
+            std::string::npos);
+}
+
+TEST(proxy, the_admin_listener_shows_clusters_config_and_readiness) {
+  http_test_server backend;
+  proxy_fixture proxy{{backend.port()}};
+  EXPECT_EQ(run("curl -sS --max-time 5 " + proxy.url("/")), "ok");
+  const auto admin = "http://127.0.0.1:" + std::to_string(proxy.admin_port());
+  EXPECT_EQ(run("curl -sS " + admin + "/ready"), "ready\n");
+  const auto clusters = run("curl -sS " + admin + "/clusters");
+  EXPECT_NE(clusters.find("\"address\": \"127.0.0.1:" + std::to_string(backend.port()) + "\""),
+            std::string::npos)
+      << clusters;
+  EXPECT_NE(clusters.find("\"requests\": 1"), std::string::npos) << clusters;
+  EXPECT_NE(run("curl -sS " + admin + "/config").find("\"name\": \"backend\""), std::string::npos);
+  const auto metrics = run("curl -sS " + admin + "/metrics");
+  for (const char* series : {"tether_proxy_downstream_connections_opened_total 1",
+                             "tether_proxy_responses_total{class=\"2xx\",cluster=\"backend\"} 1",
+                             "tether_proxy_request_duration_seconds_count{cluster=\"backend\"} 1",
+                             "tether_pool_connection_create_seconds_count{cluster=\"backend\""}) {
+    EXPECT_NE(metrics.find(series), std::string::npos) << series;
+  }
+}
+
+} // namespace
+} // namespace tether::proxy
