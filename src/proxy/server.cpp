@@ -751,7 +751,7 @@ struct server::impl {
   std::shared_ptr<asio::executor_work_guard<asio::io_context::executor_type>> admin_work;
   std::shared_ptr<http::small_server> admin;
   std::thread admin_thread;
-  bool started = false;
+  std::atomic<bool> started{false}; // read by the admin thread
 
   void register_metrics();
   http::server_response admin_request(const http::server_request& r);
