@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# tether proxy, HAProxy and nginx, configured alike (one worker thread each, client keep-alive,
+# kept-alive pooled upstream connections), in front of the same backend (nginx answering
+# GET /hello), driven by wrk in turn on this machine, in one run. Per proxy: requests/s, p50 and
+# p99 latency, CPU time per request (utime + stime from /proc), and resident memory with 10,000
+# idle keep-alive client connections open. Writes results.md and results.json to the output
+# directory (default build/bench-proxy) and prints the table.
+#
+#   bench/proxy/run.sh [seconds=10] [connections=50] [idle=9000] [outdir]
+#
+# The idle count defaults to 9,000, not 10,000: HAProxy reserves two descriptors per connection
+# and refuses to start when maxconn * 2 exceeds the open-file limit, which is 20,000 (hard) on
+# this machine; 9,000 keeps all three proxies under the same load.
+#
+# Everything listens on 127.0.0.1; every process started here is stopped by its pid.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+seconds=${1:-10}
+connections=${2:-50}
+idle=${3:-9000}
+out=${4:-build/bench-proxy}
+mkdir -p "$out"
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2> /dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2> /dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+tether=build/release/apps/tether/tether
+if [[ ! -x $tether ]]; then
+  cmake --preset release > /dev/null
+  cmake --build --preset release --target tether > /dev/null
+fi
+ulimit -n 65536 2> /dev/null || ulimit -n "$(ulimit -Hn)"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+  for _ in $(seq 1 500); do
+    (exec 3<> "/dev/tcp/127.0.0.1/$1") 2> /dev/null && return 0
+    sleep 0.01
+  done
+  echo "nothing listens on $1" >&2
+  return 1
+}
+# CPU seconds (user + system) of a process and its children still running (nginx's worker).
+cpu_of() {
+  local total=0 p
+  for p in $1 $(pgrep -P "$1" || true); do
+    total=$(awk -v t="$total" '{ print t + $14 + $15 }' "/proc/$p/stat")
+  done
+  echo "scale=4; $total / $(getconf CLK_TCK)" | bc
+}
+# Resident memory in KiB of a process and its children.
+rss_of() {
+  local total=0 p
+  for p in $1 $(pgrep -P "$1" || true); do
+    total=$((total + $(awk '/VmRSS/ { print $2 }' "/proc/$p/status")))
+  done
+  echo "$total"
+}
+
+# The backend: nginx, one worker, answering /hello.
+backend_port=$(free_port)
+mkdir -p "$work/backend"
+cat > "$work/backend/nginx.conf" << EOF
+daemon off; worker_processes 1; pid $work/backend/nginx.pid; error_log $work/backend/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off; keepalive_requests 1000000; keepalive_timeout 300s;
+  client_body_temp_path $work/backend/b; proxy_temp_path $work/backend/p;
+  fastcgi_temp_path $work/backend/f; uwsgi_temp_path $work/backend/u; scgi_temp_path $work/backend/s;
+  server { listen 127.0.0.1:$backend_port; location / { return 200 "hello from the backend\n"; } }
+}
+EOF
+nginx -p "$work/backend" -c "$work/backend/nginx.conf" -e "$work/backend/error.log" &
+pids+=($!)
+wait_port "$backend_port"
+
+start_tether() {
+  cat > "$work/tether.yaml" << EOF
+workers: 1
+listeners: [{name: bench, address: 127.0.0.1, port: $1}]
+admin: {address: 127.0.0.1, port: $(free_port)}
+downstream: {idle_timeout: 300s, max_requests_per_connection: 0}
+routes: [{path_prefix: /, cluster: backend}]
+clusters:
+  - name: backend
+    endpoints: ["127.0.0.1:$backend_port"]
+    pool: {max_size: 128, idle_timeout: 60s}
+EOF
+  "$tether" proxy -c "$work/tether.yaml" > "$work/tether.log" 2>&1 &
+}
+start_haproxy() {
+  cat > "$work/haproxy.cfg" << EOF
+global
+  nbthread 1
+  maxconn 9900
+defaults
+  mode http
+  option http-keep-alive
+  http-reuse always
+  timeout connect 5s
+  timeout client 300s
+  timeout server 300s
+  timeout http-keep-alive 300s
+frontend bench
+  bind 127.0.0.1:$1
+  default_backend backend
+backend backend
+  server b 127.0.0.1:$backend_port maxconn 128
+EOF
+  haproxy -db -q -f "$work/haproxy.cfg" &
+}
+start_nginx() {
+  mkdir -p "$work/nginx"
+  cat > "$work/nginx/nginx.conf" << EOF
+daemon off; worker_processes 1; worker_rlimit_nofile 65536; pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log;
+events { worker_connections 30000; }
+http {
+  access_log off; keepalive_requests 1000000; keepalive_timeout 300s;
+  client_body_temp_path $work/nginx/b; proxy_temp_path $work/nginx/p;
+  fastcgi_temp_path $work/nginx/f; uwsgi_temp_path $work/nginx/u; scgi_temp_path $work/nginx/s;
+  upstream backend { server 127.0.0.1:$backend_port; keepalive 128; }
+  server {
+    listen 127.0.0.1:$1;
+    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+EOF
+  nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -e "$work/nginx/error.log" &
+}
+
+versions="tether $($tether --version | awk '{print $2}'), $(haproxy -v | head -1 | awk '{print "HAProxy " $3}'), $(nginx -v 2>&1 | sed 's|nginx version: nginx/|nginx |')"
+echo "backend: nginx on 127.0.0.1:$backend_port; wrk -t1 -c$connections -d${seconds}s; $idle idle connections"
+echo "$versions"
+json_rows=()
+md_rows=()
+for proxy in tether haproxy nginx; do
+  port=$(free_port)
+  "start_$proxy" "$port"
+  pid=$!
+  pids+=("$pid")
+  wait_port "$port"
+  url="http://127.0.0.1:$port/hello"
+  body=$(curl -s "$url")
+  [[ $body == "hello from the backend" ]] || { echo "$proxy does not proxy: '$body'"; exit 1; }
+  wrk -t1 -c"$connections" -d2s "$url" > /dev/null # warm up: connections made, pools filled
+  cpu_before=$(cpu_of "$pid")
+  result=$(wrk -t1 -c"$connections" -d"${seconds}s" --latency "$url")
+  cpu_after=$(cpu_of "$pid")
+  requests=$(echo "$result" | awk '/requests in/ { print $1 }')
+  rps=$(echo "$result" | awk '/Requests\/sec/ { print $2 }')
+  p50=$(echo "$result" | awk '$1 == "50%" { print $2 }')
+  p99=$(echo "$result" | awk '$1 == "99%" { print $2 }')
+  errors=$(echo "$result" | awk '/Non-2xx|Socket errors/ { print }')
+  cpu_us=$(echo "scale=2; ($cpu_after - $cpu_before) * 1000000 / $requests" | bc)
+  rss_before=$(rss_of "$pid")
+  # 10,000 idle keep-alive clients, each after one request.
+  coproc holder { python3 bench/proxy/idle_connections.py 127.0.0.1 "$port" "$idle" /hello; }
+  read -r ready count <&"${holder[0]}"
+  rss_idle=$(rss_of "$pid")
+  exec {holder[1]}>&-
+  wait "$holder_PID" 2> /dev/null || true
+  kill "$pid"
+  wait "$pid" 2> /dev/null || true
+  echo "$proxy: $rps req/s, p50 $p50, p99 $p99, ${cpu_us} us CPU/request, RSS ${rss_before} KiB -> ${rss_idle} KiB with $count idle connections ${errors:+(wrk: $errors)}"
+  md_rows+=("| $proxy | $rps | $p50 | $p99 | $cpu_us | $((rss_before / 1024)) | $((rss_idle / 1024)) |")
+  json_rows+=("{\"proxy\":\"$proxy\",\"requests_per_second\":$rps,\"p50\":\"$p50\",\"p99\":\"$p99\",\"cpu_us_per_request\":$cpu_us,\"rss_kib\":$rss_before,\"rss_kib_with_idle\":$rss_idle,\"idle_connections\":$count}")
+done
+
+{
+  echo "Versions: $versions. Backend: nginx, 1 worker. Load: wrk -t1 -c$connections -d${seconds}s."
+  echo
+  echo "| proxy | requests/s | p50 | p99 | CPU us/request | RSS MiB | RSS MiB, $idle idle conns |"
+  echo "|---|---:|---:|---:|---:|---:|---:|"
+  printf '%s\n' "${md_rows[@]}"
+} > "$out/results.md"
+(IFS=,; echo "{\"seconds\":$seconds,\"connections\":$connections,\"idle\":$idle,\"results\":[${json_rows[*]}]}") > "$out/results.json"
+echo
+cat "$out/results.md"
+echo
+echo "written: $out/results.md, $out/results.json"
