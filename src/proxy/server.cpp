@@ -16,7 +16,6 @@
 #include <asio/detached.hpp>
 #include <asio/executor_work_guard.hpp>
 #include <asio/experimental/as_tuple.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/signal_set.hpp>
 #include <asio/steady_timer.hpp>
@@ -235,11 +234,64 @@ public:
 
 enum class wait_result : std::uint8_t { ok, eof, timeout, error, bad_input };
 
+/// A session's one deadline, kept by one timer: when it passes, the sockets it guards are
+/// cancelled and their pending reads end with operation_aborted. Cheaper than racing every read
+/// against a timer (a coroutine pair per read), and shared with the timer's handler so that a
+/// handler running after the session ended finds `alive` false and does nothing.
+struct watchdog : std::enable_shared_from_this<watchdog> {
+  explicit watchdog(const asio::any_io_executor& ex) : timer{ex} {}
+
+  asio::steady_timer timer;
+  steady::time_point deadline = steady::time_point::max();
+  steady::time_point armed = steady::time_point::max();
+  asio::ip::tcp::socket* client = nullptr;
+  asio::ip::tcp::socket* upstream = nullptr;
+  bool fired = false;
+  bool alive = true;
+
+  void set(steady::time_point t) {
+    deadline = t;
+    fired = false;
+    if (t < armed) {
+      arm(t);
+    }
+  }
+  void arm(steady::time_point t) {
+    armed = t;
+    timer.expires_at(t); // cancels the wait armed before, whose handler then does nothing
+    timer.async_wait([self = shared_from_this()](std::error_code ec) { self->expired(ec); });
+  }
+  void expired(std::error_code ec) {
+    if (!alive || ec == asio::error::operation_aborted) {
+      return;
+    }
+    armed = steady::time_point::max();
+    if (steady::now() < deadline) {
+      arm(deadline); // the deadline moved later since this wait was armed
+      return;
+    }
+    fired = true;
+    std::error_code ignored;
+    if (client != nullptr) {
+      client->cancel(ignored);
+    }
+    if (upstream != nullptr) {
+      upstream->cancel(ignored);
+    }
+  }
+  void stop() {
+    alive = false;
+    timer.cancel();
+  }
+};
+
 class session {
 public:
   session(worker& w, asio::ip::tcp::socket s)
-      : w_{w}, socket_{std::move(s)}, timer_{socket_.get_executor()},
+      : w_{w}, socket_{std::move(s)},
+        watchdog_{std::make_shared<watchdog>(socket_.get_executor())},
         parser_{http::parser::kind::request, w.shared.cfg.downstream.limits} {
+    watchdog_->client = &socket_;
     std::error_code ec;
     const auto peer = socket_.remote_endpoint(ec);
     client_ip_ = ec ? "unknown" : peer.address().to_string();
@@ -250,6 +302,7 @@ public:
   session(const session&) = delete;
   session& operator=(const session&) = delete;
   ~session() {
+    watchdog_->stop();
     w_.sessions.erase(this);
     --w_.shared.downstream_active;
   }
@@ -257,7 +310,7 @@ public:
   /// Wakes a session waiting for its next request, so a drain closes it now.
   void wake_if_idle() {
     if (idle_) {
-      timer_.cancel();
+      watchdog_->set(steady::time_point::min());
     }
   }
 
@@ -308,7 +361,6 @@ private:
 
   // The next parser event, reading from the client when none is queued.
   asio::awaitable<wait_result> next_event(event& out, bool waiting_for_head) {
-    using namespace asio::experimental::awaitable_operators;
     const auto& d = w_.shared.cfg.downstream;
     for (;;) {
       if (!events_.events.empty()) {
@@ -334,26 +386,24 @@ private:
       if (waiting_for_head && head_started_) {
         deadline = head_deadline_;
       }
-      timer_.expires_at(deadline);
+      watchdog_->set(deadline);
       if (!buffer_) {
         // An idle connection holds no read buffer: it waits for the socket to become readable
         // and only then takes one (10,000 idle clients would otherwise hold 160 MiB of them).
-        auto ready = co_await (socket_.async_wait(asio::socket_base::wait_read, use_tuple) ||
-                               timer_.async_wait(use_tuple));
-        if (ready.index() == 1) {
+        auto [ready_error] =
+            co_await socket_.async_wait(asio::socket_base::wait_read, use_tuple);
+        if (watchdog_->fired) {
           co_return wait_result::timeout;
         }
-        if (const auto [ec] = std::get<0>(ready); ec) {
+        if (ready_error) {
           co_return wait_result::error;
         }
         buffer_ = std::make_unique<std::array<char, read_size>>();
       }
-      auto which = co_await (socket_.async_read_some(asio::buffer(*buffer_), use_tuple) ||
-                             timer_.async_wait(use_tuple));
-      if (which.index() == 1) {
+      auto [ec, n] = co_await socket_.async_read_some(asio::buffer(*buffer_), use_tuple);
+      if (watchdog_->fired) {
         co_return wait_result::timeout;
       }
-      auto [ec, n] = std::get<0>(which);
       if (ec) {
         co_return ec == asio::error::eof ? wait_result::eof : wait_result::error;
       }
@@ -558,7 +608,6 @@ private:
 
     // The response: its head within the cluster's request timeout, then its body streamed, each
     // piece written to the client before the next is read from the upstream.
-    using namespace asio::experimental::awaitable_operators;
     if (head.method == "HEAD") {
       up.parser.expect_head_response();
     }
@@ -568,17 +617,16 @@ private:
     bool response_close = false;
     int status = 0;
     const auto deadline = started + cluster_cfg.request_timeout;
-    asio::steady_timer timer{socket_.get_executor()};
+    watchdog_->upstream = &up.socket;
+    struct unguard {
+      watchdog& w;
+      ~unguard() { w.upstream = nullptr; }
+    } unguard_upstream{*watchdog_};
     while (!response_done) {
-      timer.expires_at(head_sent ? steady::now() + cluster_cfg.request_timeout : deadline);
-      auto which = co_await (up.socket.async_read_some(asio::buffer(up.buffer), use_tuple) ||
-                             timer.async_wait(use_tuple));
-      std::error_code ec;
-      std::size_t n = 0;
-      if (which.index() == 1) {
+      watchdog_->set(head_sent ? steady::now() + cluster_cfg.request_timeout : deadline);
+      auto [ec, n] = co_await up.socket.async_read_some(asio::buffer(up.buffer), use_tuple);
+      if (watchdog_->fired) {
         ec = make_error_code(std::errc::timed_out);
-      } else {
-        std::tie(ec, n) = std::get<0>(which);
       }
       if (ec == asio::error::eof) {
         up.parser.finish(response);
@@ -693,7 +741,7 @@ private:
 
   worker& w_;
   asio::ip::tcp::socket socket_;
-  asio::steady_timer timer_;
+  std::shared_ptr<watchdog> watchdog_;
   http::parser parser_;
   event_queue events_;
   static constexpr std::size_t read_size = 16 * 1024;
