@@ -9,6 +9,7 @@
 #include <asio/awaitable.hpp>
 #include <asio/ip/tcp.hpp>
 
+#include "tether/core/clock.hpp"
 #include "tether/http/parser.hpp"
 #include "tether/net/tcp_connector.hpp"
 
@@ -25,6 +26,7 @@ struct http_connection {
   std::array<char, 16 * 1024> buffer{};
   std::uint64_t responses = 0; ///< responses read whole on this connection
   bool reusable = false;       ///< the last response ended cleanly and kept the connection open
+  clock::time_point returned{}; ///< when it last came back to the pool (coarse clock)
 };
 
 /// Opens HTTP connections to one host for its pool: TCP through tcp_connector, then nothing more
@@ -42,11 +44,26 @@ public:
 
   asio::awaitable<bool> async_validate(http_connection& c);
 
+  /// A connection back in the pool for less than `fresh` is handed out without the peek: under
+  /// load connections are idle for microseconds, and the peek would be one more system call per
+  /// request (a close that arrived in that window fails the request before any byte, which the
+  /// client retries on a new connection when the request may be sent twice).
+  static constexpr clock::duration fresh = std::chrono::milliseconds{50};
+
   bool is_usable(http_connection& c) noexcept {
-    return c.socket.is_open() && net::peek_peer(c.socket) == net::peer_state::open;
+    if (!c.socket.is_open()) {
+      return false;
+    }
+    if (coarse_monotonic_clock::instance().now() - c.returned < fresh) {
+      return true;
+    }
+    return net::peek_peer(c.socket) == net::peer_state::open;
   }
 
-  bool is_reusable(http_connection& c) noexcept { return c.reusable; }
+  bool is_reusable(http_connection& c) noexcept {
+    c.returned = coarse_monotonic_clock::instance().now();
+    return c.reusable;
+  }
 
   void close(http_connection& c) noexcept {
     std::error_code ignored;
