@@ -39,6 +39,14 @@ constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
 using steady = std::chrono::steady_clock;
 using upstream_pool = pool::connection_pool<http::http_connector>;
 
+bool iequals(std::string_view a, std::string_view b) noexcept {
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
 std::string lower(std::string_view s) {
   std::string out{s};
   std::transform(out.begin(), out.end(), out.begin(),
@@ -202,7 +210,7 @@ struct owned_head {
 
   [[nodiscard]] const std::string* find(std::string_view name) const {
     for (const auto& [n, v] : fields) {
-      if (n.size() == name.size() && lower(n) == name) {
+      if (iequals(n, name)) {
         return &v;
       }
     }
@@ -455,7 +463,7 @@ private:
     const std::string_view path = std::string_view{h.target}.substr(0, h.target.find('?'));
     const auto& cfg = w_.shared.cfg;
     for (const auto& r : cfg.routes) {
-      if ((r.host == "*" || lower(r.host) == host) && path.starts_with(r.path_prefix)) {
+      if ((r.host == "*" || iequals(r.host, host)) && path.starts_with(r.path_prefix)) {
         for (std::size_t i = 0; i < cfg.clusters.size(); ++i) {
           if (cfg.clusters[i].name == r.cluster) {
             return i;
@@ -501,8 +509,8 @@ private:
       }
     } guard{ep, ep_counters};
 
-    const bool expects_continue =
-        head.find("expect") != nullptr && lower(*head.find("expect")) == "100-continue";
+    const auto* expect = head.find("expect");
+    const bool expects_continue = expect != nullptr && iequals(*expect, "100-continue");
     auto acquired = co_await ep.pool->async_acquire();
     if (acquired.error) {
       ++ep_counters.failures;
