@@ -22,6 +22,10 @@
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 #include <nlohmann/json.hpp>
+#include <spdlog/async.h>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
 
 #include "tether/core/random.hpp"
 #include "tether/http/connection.hpp"
@@ -40,8 +44,7 @@ using steady = std::chrono::steady_clock;
 using upstream_pool = pool::connection_pool<http::http_connector>;
 
 bool iequals(std::string_view a, std::string_view b) noexcept {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
            return std::tolower(static_cast<unsigned char>(x)) ==
                   std::tolower(static_cast<unsigned char>(y));
          });
@@ -58,6 +61,7 @@ std::string lower(std::string_view s) {
 // Counters shared by the workers (atomics only), read by /clusters and /metrics.
 
 struct endpoint_counters {
+  std::string name; // host:port
   std::atomic<std::uint64_t> requests{0};
   std::atomic<std::int64_t> active{0};
   std::atomic<std::uint64_t> failures{0}; // connect failures, resets, timeouts, 5xx
@@ -100,7 +104,24 @@ struct shared_state {
   std::atomic<std::int64_t> downstream_active{0};
   std::vector<metrics::callback_registration> callbacks;
   std::atomic<bool> draining{false};
+  // The process log (stderr) and the access log (a file, written by spdlog's own thread so a
+  // worker only formats a line and queues it).
+  std::shared_ptr<spdlog::logger> log;
+  std::shared_ptr<spdlog::details::thread_pool> access_threads;
+  std::shared_ptr<spdlog::logger> access;
+  bool json_logs = false;
 };
+
+std::string json_string(std::string_view s) {
+  return nlohmann::json(std::string{s}).dump();
+}
+
+/// One line of the process log, as text or as a JSON object's "msg" (log.format).
+void log_event(shared_state& s, spdlog::level::level_enum level, std::string_view message) {
+  if (s.log && s.log->should_log(level)) {
+    s.log->log(level, "{}", s.json_logs ? json_string(message) : std::string{message});
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // One worker: its thread, listeners, upstream pools.
@@ -296,8 +317,7 @@ struct watchdog : std::enable_shared_from_this<watchdog> {
 class session {
 public:
   session(worker& w, asio::ip::tcp::socket s)
-      : w_{w}, socket_{std::move(s)},
-        watchdog_{std::make_shared<watchdog>(socket_.get_executor())},
+      : w_{w}, socket_{std::move(s)}, watchdog_{std::make_shared<watchdog>(socket_.get_executor())},
         parser_{http::parser::kind::request, w.shared.cfg.downstream.limits} {
     watchdog_->client = &socket_;
     std::error_code ec;
@@ -490,6 +510,7 @@ private:
       const bool clean = co_await drain_request_body();
       const std::string why = "no route for " + head.target;
       co_await reply_error(404, why, !(clean && client_keep));
+      access_line(404, steady::now() - started, head, "-", "-");
       co_return clean&& client_keep;
     }
     const auto& cluster_cfg = w_.shared.cfg.clusters[*cluster_index];
@@ -497,6 +518,7 @@ private:
     const auto ep_index = w_.pick(*cluster_index);
     auto& ep = w_.clusters[*cluster_index].endpoints[ep_index];
     auto& ep_counters = *counters.endpoints[ep_index];
+    const std::string& endpoint_name = ep_counters.name;
     ++ep.active;
     ++ep_counters.active;
     ++ep_counters.requests;
@@ -519,8 +541,11 @@ private:
       const bool clean = !expects_continue && co_await drain_request_body();
       const std::string why =
           busy ? "upstream pool busy" : "upstream connect failed: " + acquired.error.message();
+      log_event(w_.shared, spdlog::level::debug,
+                std::to_string(busy ? 503 : 502) + " for " + head.method + " " + head.target +
+                    ": " + endpoint_name + ": " + why);
       co_await reply_error(busy ? 503 : 502, why, !(clean && client_keep));
-      observe(counters, busy ? 503 : 502, started);
+      observe(counters, busy ? 503 : 502, started, head, cluster_cfg.name, endpoint_name);
       co_return clean&& client_keep;
     }
     auto lease = std::move(acquired.connection);
@@ -605,7 +630,7 @@ private:
       count(cause::upstream_reset);
       const std::string why = "upstream closed the connection";
       co_await reply_error(502, why, true);
-      observe(counters, 502, started);
+      observe(counters, 502, started, head, cluster_cfg.name, endpoint_name);
       co_return false;
     }
 
@@ -663,8 +688,7 @@ private:
           const std::array<http::header, 2> rextra = {
               http::header{"Via", "1.1 tether"},
               http::header{"Connection", keep ? "keep-alive" : "close"}};
-          http::write_response_head(reply_, rview,
-                                    {false, std::span{rextra}.first(keep ? 1 : 2)});
+          http::write_response_head(reply_, rview, {false, std::span{rextra}.first(keep ? 1 : 2)});
           head_sent = true;
           keep_after_ = keep;
           chunked_response_ = h->framing == http::body_framing::chunked;
@@ -712,7 +736,7 @@ private:
                              ? "upstream sent a malformed response: " + up.parser.error().message()
                              : "upstream closed the connection before answering");
         co_await reply_error(code, why, true);
-        observe(counters, code, started);
+        observe(counters, code, started, head, cluster_cfg.name, endpoint_name);
         co_return false;
       }
     }
@@ -721,14 +745,35 @@ private:
       ++ep_counters.failures;
     }
     lease.reset();
-    observe(counters, status, started);
+    observe(counters, status, started, head, cluster_cfg.name, endpoint_name);
     co_return keep_after_;
   }
 
-  void observe(cluster_counters& c, int status, steady::time_point started) {
+  void observe(cluster_counters& c, int status, steady::time_point started, const owned_head& head,
+               std::string_view cluster, std::string_view upstream) {
     const auto cls = static_cast<std::size_t>(std::clamp(status / 100, 1, 5) - 1);
     c.responses[cls]->Increment();
-    c.duration->observe(steady::now() - started);
+    const auto took = steady::now() - started;
+    c.duration->observe(took);
+    access_line(status, took, head, cluster, upstream);
+  }
+
+  void access_line(int status, steady::duration took, const owned_head& head,
+                   std::string_view cluster, std::string_view upstream) {
+    auto& s = w_.shared;
+    if (!s.access) {
+      return;
+    }
+    const double ms = std::chrono::duration<double, std::milli>(took).count();
+    if (s.json_logs) {
+      s.access->info(
+          R"("client":{},"method":{},"target":{},"status":{},"duration_ms":{:.3f},"cluster":{},"upstream":{})",
+          json_string(client_ip_), json_string(head.method), json_string(head.target), status, ms,
+          json_string(cluster), json_string(upstream));
+    } else {
+      s.access->info("{} \"{} {}\" {} {:.3f}ms cluster={} upstream={}", client_ip_, head.method,
+                     head.target, status, ms, cluster, upstream);
+    }
   }
 
   worker& w_;
@@ -822,8 +867,9 @@ void server::impl::register_metrics() {
                                 "Responses to clients by cluster and status class");
   for (const auto& c : shared.cfg.clusters) {
     cluster_counters cc;
-    for (std::size_t i = 0; i < c.endpoints.size(); ++i) {
+    for (const auto& e : c.endpoints) {
       cc.endpoints.push_back(std::make_unique<endpoint_counters>());
+      cc.endpoints.back()->name = e.host + ":" + std::to_string(e.port);
     }
     for (std::size_t i = 0; i < class_names.size(); ++i) {
       cc.responses[i] = &responses.Add({{"cluster", c.name}, {"class", class_names[i]}});
@@ -909,6 +955,28 @@ server::~server() {
 std::error_code server::start() {
   auto& s = *impl_;
   auto& cfg = s.shared.cfg;
+  // Logs: spdlog, not registered by name (tests run several proxies in one process).
+  s.shared.json_logs = cfg.log.format == log_format::json;
+  s.shared.log =
+      std::make_shared<spdlog::logger>("tether", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  s.shared.log->set_pattern(s.shared.json_logs
+                                ? R"({"time":"%Y-%m-%dT%H:%M:%S.%e%z","level":"%l","msg":%v})"
+                                : "[%Y-%m-%d %H:%M:%S.%e] [%l] %v");
+  s.shared.log->set_level(
+      spdlog::level::from_str(cfg.log.level == "warn" ? "warning" : cfg.log.level));
+  if (!cfg.log.access_log.empty()) {
+    if (std::FILE* probe = std::fopen(cfg.log.access_log.c_str(), "a")) {
+      std::fclose(probe);
+    } else {
+      return {errno, std::system_category()};
+    }
+    s.shared.access_threads = std::make_shared<spdlog::details::thread_pool>(8192, 1);
+    s.shared.access = std::make_shared<spdlog::async_logger>(
+        "access", std::make_shared<spdlog::sinks::basic_file_sink_mt>(cfg.log.access_log),
+        s.shared.access_threads, spdlog::async_overflow_policy::block);
+    s.shared.access->set_pattern(s.shared.json_logs ? R"({"time":"%Y-%m-%dT%H:%M:%S.%e%z",%v})"
+                                                    : "[%Y-%m-%d %H:%M:%S.%e] %v");
+  }
   s.register_metrics();
   const std::size_t n =
       cfg.workers != 0 ? cfg.workers : std::max(1U, std::thread::hardware_concurrency());
@@ -985,6 +1053,10 @@ std::error_code server::start() {
       s.admin_io.get_executor());
   s.admin_thread = std::thread{[&s] { s.admin_io.run(); }};
   s.started = true;
+  log_event(s.shared, spdlog::level::info,
+            "started: " + std::to_string(s.workers.size()) + " workers, " +
+                std::to_string(cfg.listeners.size()) + " listeners, admin on port " +
+                std::to_string(s.admin->port()));
   return {};
 }
 
@@ -1030,6 +1102,10 @@ void server::stop() {
   s.admin_work.reset();
   s.admin_io.stop();
   s.admin_thread.join();
+  // The access log's queue is written out before its thread ends.
+  s.shared.access.reset();
+  s.shared.access_threads.reset();
+  log_event(s.shared, spdlog::level::info, "stopped");
 }
 
 std::vector<std::uint16_t> server::listener_ports() const {

@@ -14,6 +14,8 @@
 #include <asio/executor_work_guard.hpp>
 #include <asio/read.hpp>
 #include <asio/write.hpp>
+#include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "http_test_server.hpp"
 #include "nginx_server.hpp"
@@ -290,6 +292,45 @@ TEST(proxy, stopping_lets_requests_in_flight_finish) {
   // Stopped: nothing listens any more.
   EXPECT_NE(run("curl -sS --max-time 2 " + proxy.url("/") + " 2>&1").find("Failed to connect"),
             std::string::npos);
+}
+
+TEST(proxy, writes_an_access_log_off_the_workers) {
+  http_test_server backend;
+  for (const std::string format : {"text", "json"}) {
+    char name[] = "/tmp/tether-access-XXXXXX";
+    ::close(::mkstemp(name));
+    {
+      proxy_fixture proxy{{backend.port()},
+                          "log: {level: warn, format: " + format + ", access_log: " + name + "}\n",
+                          true};
+      EXPECT_EQ(run("curl -sS --max-time 5 " + proxy.url("/api/one?x=1")), "ok");
+      run("curl -sS --max-time 5 " + proxy.url("/elsewhere"));
+      proxy.get().stop(); // the access log's queue is written out by then
+    }
+    std::ifstream in{name};
+    std::string first;
+    std::string second;
+    std::getline(in, first);
+    std::getline(in, second);
+    ::unlink(name);
+    const auto upstream = "127.0.0.1:" + std::to_string(backend.port());
+    if (format == "text") {
+      EXPECT_NE(first.find("127.0.0.1 \"GET /api/one?x=1\" 200 "), std::string::npos) << first;
+      EXPECT_NE(first.find("cluster=backend upstream=" + upstream), std::string::npos) << first;
+      EXPECT_NE(second.find("\"GET /elsewhere\" 404 "), std::string::npos) << second;
+    } else {
+      const auto one = nlohmann::json::parse(first, nullptr, false);
+      ASSERT_FALSE(one.is_discarded()) << first;
+      EXPECT_EQ(one["method"], "GET");
+      EXPECT_EQ(one["target"], "/api/one?x=1");
+      EXPECT_EQ(one["status"], 200);
+      EXPECT_EQ(one["upstream"], upstream);
+      EXPECT_TRUE(one.contains("time") && one.contains("duration_ms"));
+      const auto two = nlohmann::json::parse(second, nullptr, false);
+      ASSERT_FALSE(two.is_discarded()) << second;
+      EXPECT_EQ(two["status"], 404);
+    }
+  }
 }
 
 TEST(proxy, the_admin_listener_shows_clusters_config_and_readiness) {
