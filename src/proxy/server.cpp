@@ -1102,9 +1102,10 @@ void server::stop() {
   s.admin_work.reset();
   s.admin_io.stop();
   s.admin_thread.join();
-  // The access log's queue is written out before its thread ends.
-  s.shared.access.reset();
+  // The access log's thread writes out its queue and is joined (its pool's destructor), and
+  // only then is the logger dropped: the join orders everything the thread did before it.
   s.shared.access_threads.reset();
+  s.shared.access.reset();
   log_event(s.shared, spdlog::level::info, "stopped");
 }
 
