@@ -381,7 +381,28 @@ public:
     }
     std::error_code ignored;
     socket_.shutdown(asio::socket_base::shutdown_send, ignored);
+    // A lingering close: what the client still sends (the rest of a refused body, pipelined
+    // requests) is read and dropped for a bounded time, so that closing with unread bytes does
+    // not turn into a reset that destroys the answer before the client reads it.
+    if (!aborted_) {
+      watchdog_->set(steady::now() + std::chrono::seconds{1});
+      std::size_t dropped = 0;
+      while (!watchdog_->fired && dropped < 256 * 1024) {
+        auto [ec, n] = co_await socket_.async_read_some(asio::buffer(small_), use_tuple);
+        if (ec) {
+          break;
+        }
+        dropped += n;
+      }
+    }
     socket_.close(ignored);
+  }
+
+  /// Ends the session now, whatever it is doing (a stop whose drain time is over): its sockets
+  /// are cancelled and its coroutine runs to its end.
+  void abort() {
+    aborted_ = true;
+    watchdog_->set(steady::time_point::min());
   }
 
 private:
@@ -463,8 +484,13 @@ private:
                       "\r\nContent-Length: " + std::to_string(reason.size() + 1) + "\r\n";
     if (close) {
       out += "Connection: close\r\n";
+    } else if (http10_) {
+      out += "Connection: keep-alive\r\n"; // an HTTP/1.0 client closes unless told
     }
-    out += "\r\n" + std::string{reason} + "\n";
+    out += "\r\n";
+    if (!head_request_) {
+      out += reason + "\n"; // a reply to HEAD has the length of a body, not the body
+    }
     co_await asio::async_write(socket_, asio::buffer(out), use_tuple);
   }
 
@@ -498,6 +524,18 @@ private:
   asio::awaitable<bool> handle(owned_head head, bool last) {
     const auto started = steady::now();
     const bool client_keep = head.keep_alive && !last;
+    head_request_ = head.method == "HEAD";
+    http10_ = head.version_major == 1 && head.version_minor == 0;
+    const auto* expect = head.find("expect");
+    // 100 Continue is for HTTP/1.1 clients only (RFC 9110 15.2).
+    const bool expects_continue = expect != nullptr && iequals(*expect, "100-continue") && !http10_;
+    if (http10_ && head.framing == http::body_framing::chunked) {
+      // Chunked framing in HTTP/1.0 is faulty (RFC 9112 6.1): an upstream reading it as 1.0
+      // would take the chunks for another request.
+      const std::string why = "Transfer-Encoding in an HTTP/1.0 request";
+      co_await reply_error(400, why, true);
+      co_return false;
+    }
     if (head.upgrade) {
       // Upgrade and CONNECT tunnels are recognised by the codec; the proxy does not tunnel yet.
       const std::string why = "upgrade and CONNECT are not supported";
@@ -507,7 +545,8 @@ private:
     const auto cluster_index = route(head);
     if (!cluster_index) {
       count(cause::no_route);
-      const bool clean = co_await drain_request_body();
+      // A client waiting for 100 Continue sends no body: answer now, and close.
+      const bool clean = !expects_continue && co_await drain_request_body();
       const std::string why = "no route for " + head.target;
       co_await reply_error(404, why, !(clean && client_keep));
       access_line(404, steady::now() - started, head, "-", "-");
@@ -531,8 +570,6 @@ private:
       }
     } guard{ep, ep_counters};
 
-    const auto* expect = head.find("expect");
-    const bool expects_continue = expect != nullptr && iequals(*expect, "100-continue");
     auto acquired = co_await ep.pool->async_acquire();
     if (acquired.error) {
       ++ep_counters.failures;
@@ -550,6 +587,13 @@ private:
     }
     auto lease = std::move(acquired.connection);
     auto& up = *lease;
+    // From here the watchdog guards the upstream socket too: a write to an upstream that stops
+    // reading, or a response that never comes, ends at the cluster's request timeout.
+    watchdog_->upstream = &up.socket;
+    struct unguard {
+      watchdog& w;
+      ~unguard() { w.upstream = nullptr; }
+    } unguard_upstream{*watchdog_};
 
     // The head goes upstream without hop-by-hop fields, with Via and X-Forwarded-*; Expect is
     // answered here (100 Continue) so the client's body flows without a round trip.
@@ -566,6 +610,8 @@ private:
                                                                 "x-forwarded-proto"};
     std::vector<http::header> views;
     auto view = head.view(views);
+    view.version_major = 1; // an intermediary sends its own version (RFC 9110 6.2)
+    view.version_minor = 1;
     std::string out;
     http::write_request_head(out, view, {false, extra, dropped});
     const bool chunked = head.framing == http::body_framing::chunked;
@@ -604,8 +650,9 @@ private:
         request_done = true;
       }
       if (out.size() >= 16 * 1024 || request_done) {
+        watchdog_->set(steady::now() + cluster_cfg.request_timeout);
         auto [ec, n] = co_await asio::async_write(up.socket, asio::buffer(out), use_tuple);
-        upstream_ok = !ec;
+        upstream_ok = !ec && !watchdog_->fired;
         out.clear();
       }
     }
@@ -621,8 +668,9 @@ private:
       co_return false;
     }
     if (upstream_ok && !out.empty()) {
+      watchdog_->set(steady::now() + cluster_cfg.request_timeout);
       auto [ec, n] = co_await asio::async_write(up.socket, asio::buffer(out), use_tuple);
-      upstream_ok = !ec;
+      upstream_ok = !ec && !watchdog_->fired;
     }
     if (!upstream_ok) {
       lease.mark_broken();
@@ -645,11 +693,6 @@ private:
     bool response_close = false;
     int status = 0;
     const auto deadline = started + cluster_cfg.request_timeout;
-    watchdog_->upstream = &up.socket;
-    struct unguard {
-      watchdog& w;
-      ~unguard() { w.upstream = nullptr; }
-    } unguard_upstream{*watchdog_};
     while (!response_done) {
       watchdog_->set(head_sent ? steady::now() + cluster_cfg.request_timeout : deadline);
       auto [ec, n] = co_await up.socket.async_read_some(asio::buffer(up.buffer), use_tuple);
@@ -688,7 +731,11 @@ private:
           const std::array<http::header, 2> rextra = {
               http::header{"Via", "1.1 tether"},
               http::header{"Connection", keep ? "keep-alive" : "close"}};
-          http::write_response_head(reply_, rview, {false, std::span{rextra}.first(keep ? 1 : 2)});
+          // "Connection: close" when the client must not reuse the connection; "keep-alive"
+          // when it may and speaks HTTP/1.0 (which closes unless told otherwise).
+          const bool say_connection = !keep || http10_;
+          http::write_response_head(reply_, rview,
+                                    {false, std::span{rextra}.first(say_connection ? 2 : 1)});
           head_sent = true;
           keep_after_ = keep;
           chunked_response_ = h->framing == http::body_framing::chunked;
@@ -707,7 +754,14 @@ private:
             http::write_last_chunk(reply_);
           }
           response_done = true;
+          break;
         }
+      }
+      if (response_done && (!response.events.empty() || !up.parser.idle())) {
+        // A second response (or part of one) came with the first: the upstream is out of step
+        // with its requests. Nothing of it goes to the client; the connection is closed.
+        response_close = true;
+        response.events.clear();
       }
       if (!reply_.empty()) {
         auto [wec, wn] = co_await asio::async_write(socket_, asio::buffer(reply_), use_tuple);
@@ -791,7 +845,10 @@ private:
   bool closing_ = false;
   bool keep_after_ = false;
   bool chunked_response_ = false;
-  std::string reply_; // what goes to the client after one upstream read
+  bool head_request_ = false; // the request being answered is a HEAD
+  bool aborted_ = false;
+  bool http10_ = false; // ... and came as HTTP/1.0
+  std::string reply_;   // what goes to the client after one upstream read
   bool skip_interim_end_ = false;
 };
 
@@ -1085,6 +1142,26 @@ void server::stop() {
   const auto give_up = steady::now() + s.shared.cfg.drain_timeout;
   while (s.shared.downstream_active.load() > 0 && steady::now() < give_up) {
     std::this_thread::sleep_for(std::chrono::milliseconds{5});
+  }
+  if (s.shared.downstream_active.load() > 0) {
+    // Drain time is over: the sessions left are ended, and their coroutines run to their end
+    // before the workers stop (a frame destroyed with its io_context would outlive the worker
+    // state it points to). A session waiting on a full pool ends with its acquire timeout.
+    for (auto& w : s.workers) {
+      asio::post(w->io, [raw = w.get()] {
+        for (auto* session : raw->sessions) {
+          session->abort();
+        }
+      });
+    }
+    clock::duration longest = std::chrono::seconds{1};
+    for (const auto& c : s.shared.cfg.clusters) {
+      longest = std::max(longest, c.pool.acquire_timeout + std::chrono::seconds{1});
+    }
+    const auto hard_stop = steady::now() + longest;
+    while (s.shared.downstream_active.load() > 0 && steady::now() < hard_stop) {
+      std::this_thread::sleep_for(std::chrono::milliseconds{5});
+    }
   }
   for (auto& w : s.workers) {
     w->work.reset();

@@ -32,6 +32,7 @@ namespace tether::testing {
 ///   /garbage   a response with two different Content-Lengths (a malformed, smuggling-prone one)
 ///   /headers   200 with the request's header fields, one "name: value" line each
 ///   /slow      200 after 300 ms
+///   /double    two responses to one request (a server out of step with its requests)
 ///   anything   200 "ok"
 /// unless a fault is set, which takes over the next requests:
 ///   status     answers `status` (with Retry-After when set), keeps the connection
@@ -210,6 +211,9 @@ private:
           } else if (req.target == "/chunked") {
             reply = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
                     "1\r\na\r\n2\r\nbb\r\n3\r\nccc\r\n0\r\n\r\n";
+          } else if (req.target == "/double") {
+            reply = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none"
+                    "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo";
           } else if (req.target == "/slow") {
             asio::steady_timer wait{socket.get_executor(), std::chrono::milliseconds{300}};
             co_await wait.async_wait(tuple);

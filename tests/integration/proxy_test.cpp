@@ -224,6 +224,29 @@ TEST(proxy, answers_what_it_cannot_forward_with_a_reason) {
             std::string::npos);
 }
 
+TEST(proxy, keeps_client_and_upstream_connections_in_step) {
+  http_test_server backend;
+  proxy_fixture proxy{{backend.port()}, "", true};
+  // A HEAD answered by the proxy itself carries no body, so the next response on the
+  // connection is read from the right place.
+  const auto two = proxy.raw("HEAD /nope HTTP/1.1\r\nHost: a\r\n\r\n"
+                             "GET /nope HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  const auto end_of_first = two.find("\r\n\r\n");
+  ASSERT_NE(end_of_first, std::string::npos) << two;
+  EXPECT_EQ(two.rfind("HTTP/1.1 404 Not Found\r\n", 0), 0U) << two;
+  EXPECT_EQ(two.substr(end_of_first + 4, 22), "HTTP/1.1 404 Not Found") << two;
+  // An upstream that answers one request twice: the client gets the first answer only, the
+  // second request on its connection gets its own, and the upstream connection is dropped.
+  proxy_fixture all{{backend.port()}};
+  EXPECT_EQ(run("curl -sS --max-time 5 " + all.url("/double") + " " + all.url("/x")), "oneok");
+  EXPECT_EQ(backend.connections(), 2);
+  // An HTTP/1.0 client asking for keep-alive is told it has it.
+  const auto old = all.raw("GET /x HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+                           "GET /x HTTP/1.0\r\n\r\n");
+  EXPECT_NE(old.find("Connection: keep-alive\r\n"), std::string::npos) << old;
+  EXPECT_EQ(old.rfind("HTTP/1.1 200 OK"), old.find("HTTP/1.1 200 OK", 1)) << old;
+}
+
 TEST(proxy, an_unreachable_upstream_is_a_502) {
   std::uint16_t closed_port = 0;
   {
