@@ -590,6 +590,12 @@ private:
     // From here the watchdog guards the upstream socket too: a write to an upstream that stops
     // reading, or a response that never comes, ends at the cluster's request timeout.
     watchdog_->upstream = &up.socket;
+    // Writing the request: the response's own deadline while that is not near (one timer
+    // setting for a small request), later the request timeout from each write (a long upload).
+    const auto upload_deadline = [&] {
+      return std::max(started + cluster_cfg.request_timeout,
+                      steady::now() + cluster_cfg.request_timeout / 2);
+    };
     struct unguard {
       watchdog& w;
       ~unguard() { w.upstream = nullptr; }
@@ -650,7 +656,7 @@ private:
         request_done = true;
       }
       if (out.size() >= 16 * 1024 || request_done) {
-        watchdog_->set(steady::now() + cluster_cfg.request_timeout);
+        watchdog_->set(upload_deadline());
         auto [ec, n] = co_await asio::async_write(up.socket, asio::buffer(out), use_tuple);
         upstream_ok = !ec && !watchdog_->fired;
         out.clear();
@@ -668,7 +674,7 @@ private:
       co_return false;
     }
     if (upstream_ok && !out.empty()) {
-      watchdog_->set(steady::now() + cluster_cfg.request_timeout);
+      watchdog_->set(upload_deadline());
       auto [ec, n] = co_await asio::async_write(up.socket, asio::buffer(out), use_tuple);
       upstream_ok = !ec && !watchdog_->fired;
     }
