@@ -36,8 +36,8 @@ struct load_result {
   std::vector<std::uint32_t> latencies_us;
 };
 
-asio::awaitable<void> worker(std::shared_ptr<tether::http::client> client,
-                             tether::http::request r, steady::time_point until, load_result* out) {
+asio::awaitable<void> worker(std::shared_ptr<tether::http::client> client, tether::http::request r,
+                             steady::time_point until, load_result* out) {
   while (steady::now() < until) {
     const auto start = steady::now();
     auto result = co_await client->async_request(r);
@@ -85,8 +85,8 @@ struct wrk_result {
 
 wrk_result run_wrk(std::uint16_t port, int connections, int seconds, const std::string& target) {
   const std::string cmd = "wrk -t1 -c" + std::to_string(connections) + " -d" +
-                          std::to_string(seconds) + "s --latency http://127.0.0.1:" +
-                          std::to_string(port) + target + " 2>&1";
+                          std::to_string(seconds) +
+                          "s --latency http://127.0.0.1:" + std::to_string(port) + target + " 2>&1";
   wrk_result out;
   const double cpu_before = cpu_seconds(RUSAGE_CHILDREN);
   FILE* p = ::popen(cmd.c_str(), "r");
@@ -124,8 +124,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   tether::testing::nginx_server nginx;
-  std::printf("nginx (1 worker) on 127.0.0.1:%u, %d connections, %d s each, GET %s\n",
-              nginx.port(), connections, seconds, target.c_str());
+  std::printf("nginx (1 worker) on 127.0.0.1:%u, %d connections, %d s each, GET %s\n", nginx.port(),
+              connections, seconds, target.c_str());
 
   // wrk first, then tether: the same nginx, warmed the same way.
   const auto wrk = run_wrk(nginx.port(), connections, seconds, target);

@@ -38,6 +38,19 @@ void check_proxy(const proxy_config& c) {
   check(split_host_port(c.upstream, host, port), "an upstream that is not host:port");
 }
 
+// A proxy body read as POST /proxies and each /populate entry read it.
+void check_new_proxy_body(const api_json& body) {
+  proxy_config c;
+  auto e = read_proxy(body, c);
+  if (!e) {
+    e = check_new_proxy(c);
+  }
+  check_error(e);
+  if (!e) {
+    check_proxy(c);
+  }
+}
+
 void check_toxic(const toxic& t) {
   check(!t.name.empty(), "a toxic without a name");
   check(t.toxicity >= 0.0 && t.toxicity <= 1.0, "toxicity outside [0, 1]");
@@ -68,34 +81,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     return 0; // the API answers "bad request body" before any reader runs
   }
   switch (data[0] % 4) {
-  case 0: { // POST /proxies
-    proxy_config c;
-    auto e = read_proxy(*body, c);
-    if (!e) {
-      e = check_new_proxy(c);
-    }
-    check_error(e);
-    if (!e) {
-      check_proxy(c);
-    }
+  case 0: // POST /proxies
+    check_new_proxy_body(*body);
     break;
-  }
-  case 1: { // POST /populate: each entry as a new proxy
+  case 1: // POST /populate: each entry as a new proxy
     if (body->is_array()) {
       for (const auto& item : *body) {
-        proxy_config c;
-        auto e = read_proxy(item, c);
-        if (!e) {
-          e = check_new_proxy(c);
-        }
-        check_error(e);
-        if (!e) {
-          check_proxy(c);
-        }
+        check_new_proxy_body(item);
       }
     }
     break;
-  }
   case 2: { // POST /proxies/{p}/toxics
     toxic t;
     const auto e = read_new_toxic(*body, t);

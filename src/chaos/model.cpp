@@ -1,6 +1,7 @@
 #include "tether/chaos/model.hpp"
 
 #include "tether/core/host_port.hpp"
+#include "tether/core/text.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -17,13 +18,10 @@ std::string_view to_string(stream s) noexcept {
 }
 
 std::optional<stream> stream_from(std::string_view s) noexcept {
-  std::string lower{s};
-  std::transform(lower.begin(), lower.end(), lower.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  if (lower == "upstream") {
+  if (iequals(s, "upstream")) {
     return stream::upstream;
   }
-  if (lower == "downstream") {
+  if (iequals(s, "downstream")) {
     return stream::downstream;
   }
   return std::nullopt;

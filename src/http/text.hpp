@@ -5,22 +5,11 @@
 #include <cstring>
 #include <string_view>
 
+#include "tether/core/text.hpp"
+
 namespace tether::http::detail {
 
-/// ASCII case-insensitive equality, as HTTP field names and tokens compare.
-[[nodiscard]] inline bool iequals(std::string_view a, std::string_view b) noexcept {
-  if (a.size() != b.size()) {
-    return false;
-  }
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    const auto x = static_cast<unsigned char>(a[i]);
-    const auto y = static_cast<unsigned char>(b[i]);
-    if ((x >= 'A' && x <= 'Z' ? x + 32 : x) != (y >= 'A' && y <= 'Z' ? y + 32 : y)) {
-      return false;
-    }
-  }
-  return true;
-}
+using tether::iequals;
 
 /// A byte allowed in a token (RFC 9110 5.6.2): methods and field names.
 [[nodiscard]] inline bool is_tchar(char c) noexcept {

@@ -28,6 +28,7 @@
 #include <spdlog/spdlog.h>
 
 #include "tether/core/random.hpp"
+#include "tether/core/text.hpp"
 #include "tether/http/connection.hpp"
 #include "tether/http/serializer.hpp"
 #include "tether/http/server.hpp"
@@ -42,13 +43,6 @@ namespace {
 constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
 using steady = std::chrono::steady_clock;
 using upstream_pool = pool::connection_pool<http::http_connector>;
-
-bool iequals(std::string_view a, std::string_view b) noexcept {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) ==
-                  std::tolower(static_cast<unsigned char>(y));
-         });
-}
 
 std::string lower(std::string_view s) {
   std::string out{s};

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "tether/core/clock.hpp"
+#include "tether/http/client.hpp"
 #include "tether/http/parser.hpp"
 #include "tether/net/tcp_connector.hpp"
 #include "tether/pool/pool_options.hpp"
@@ -57,12 +58,11 @@ struct cluster_config {
   /// From the request's head arriving to the response's head leaving the upstream (504 past it).
   clock::duration request_timeout = 15s;
 
+  /// The HTTP client's per-host defaults (http::client_options), with room for a proxy's
+  /// concurrency and a shorter drain.
   [[nodiscard]] static pool::pool_options default_pool() {
-    pool::pool_options o;
+    pool::pool_options o = http::client_options::default_pool();
     o.max_size = 64;
-    o.min_idle = 0;
-    o.idle_timeout = 50s;
-    o.acquire_timeout = 5s;
     o.drain_timeout = 5s;
     return o;
   }
