@@ -811,12 +811,20 @@ std::optional<client::host_stats> client::stats(std::string_view host_name,
 
 asio::awaitable<std::error_code>
 http_connector::async_connect(std::unique_ptr<http_connection>& out) {
+  resilience::resource_guard slot;
+  if (limit_ != nullptr) {
+    slot = resilience::resource_guard{*limit_};
+    if (!slot) {
+      co_return make_error_code(tether::errc::overloaded);
+    }
+  }
   std::unique_ptr<net::tcp_connection> tcp;
   const std::error_code ec = co_await tcp_.async_connect(tcp);
   if (ec) {
     co_return ec;
   }
   out = std::make_unique<http_connection>(std::move(tcp->socket), limits_);
+  out->slot = std::move(slot);
   ++opened_;
   co_return std::error_code{};
 }

@@ -43,6 +43,8 @@ std::string_view to_string(close_reason reason) noexcept {
     return "pool_closed";
   case close_reason::not_reusable:
     return "not_reusable";
+  case close_reason::evicted:
+    return "evicted";
   }
   return "unknown";
 }

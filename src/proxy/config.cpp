@@ -165,6 +165,54 @@ public:
     out = *d;
   }
 
+  void number(const YAML::Node& n, const char* key, double& out, double low, double high,
+              const std::string& what) {
+    const auto v = n[key];
+    if (!v) {
+      return;
+    }
+    double value = 0;
+    const auto& s = v.IsScalar() ? v.Scalar() : std::string{};
+    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
+    if (!v.IsScalar() || s.empty() || ec != std::errc{} || end != s.data() + s.size() ||
+        !(value >= low && value <= high)) {
+      std::ostringstream range;
+      range << "[" << low << ", " << high << "]";
+      error(v, what + "." + key + " must be a number in " + range.str());
+      return;
+    }
+    out = value;
+  }
+
+  /// A list of HTTP status codes (100-599).
+  void statuses(const YAML::Node& n, const char* key, std::vector<int>& out,
+                const std::string& what) {
+    const auto v = n[key];
+    if (!v) {
+      return;
+    }
+    if (!is_sequence(v, what + "." + key)) {
+      return;
+    }
+    out.clear();
+    for (const auto& e : v) {
+      int code = 0;
+      const auto& s = e.IsScalar() ? e.Scalar() : std::string{};
+      const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), code);
+      if (!e.IsScalar() || ec != std::errc{} || end != s.data() + s.size() || code < 100 ||
+          code > 599) {
+        error(e, what + "." + key + ": expected an HTTP status code (100-599)");
+        continue;
+      }
+      out.push_back(code);
+    }
+  }
+
+  /// True when the node is the word `off` (or `false`): a feature switched off.
+  static bool is_off(const YAML::Node& n) {
+    return n.IsScalar() && (n.Scalar() == "off" || n.Scalar() == "false");
+  }
+
   void address(const YAML::Node& n, const char* key, std::string& out, const std::string& what) {
     const auto v = n[key];
     if (!v) {
@@ -227,11 +275,178 @@ void read_tcp(reader& r, const YAML::Node& n, net::tcp_options& tcp, const std::
   }
 }
 
+void read_retry(reader& r, const YAML::Node& n, retry_config& c, const std::string& what) {
+  if (!r.is_map(n, what)) {
+    return;
+  }
+  r.known_keys(n,
+               {"retry_on", "num_retries", "per_try_timeout", "backoff", "retriable_status_codes",
+                "max_retry_after", "buffer_limit"},
+               what);
+  auto& p = c.policy;
+  if (const auto on = n["retry_on"]; on && r.is_sequence(on, what + ".retry_on")) {
+    using resilience::retry_on;
+    p.conditions = retry_on::none;
+    static constexpr std::pair<std::string_view, retry_on> names[] = {
+        {"connect-failure", retry_on::connect_failure},
+        {"refused", retry_on::refused},
+        {"reset", retry_on::reset},
+        {"timeout", retry_on::timeout},
+        {"5xx", retry_on::status_5xx},
+        {"gateway-error", retry_on::gateway_error},
+        {"retriable-status-codes", retry_on::retriable_status_codes}};
+    for (const auto& e : on) {
+      const auto* found = std::find_if(std::begin(names), std::end(names), [&](const auto& kv) {
+        return e.IsScalar() && kv.first == e.Scalar();
+      });
+      if (found == std::end(names)) {
+        r.error(e, what + ".retry_on: expected connect-failure, refused, reset, timeout, 5xx, "
+                          "gateway-error or retriable-status-codes");
+        continue;
+      }
+      p.conditions = p.conditions | found->second;
+    }
+  }
+  std::uint32_t retries = p.max_attempts - 1;
+  r.integer(n, "num_retries", retries, 0, 10, what);
+  p.max_attempts = retries + 1;
+  r.duration(n, "per_try_timeout", p.per_try_timeout, what);
+  r.statuses(n, "retriable_status_codes", p.retriable_status_codes, what);
+  r.duration(n, "max_retry_after", p.max_retry_after, what);
+  r.integer(n, "buffer_limit", c.buffer_limit, 0, 64ULL << 20U, what);
+  if (const auto b = n["backoff"]; b && r.is_map(b, what + ".backoff")) {
+    r.known_keys(b, {"base", "max"}, what + ".backoff");
+    r.duration(b, "base", p.backoff.base, what + ".backoff");
+    r.duration(b, "max", p.backoff.cap, what + ".backoff");
+  }
+  try {
+    p.validate();
+  } catch (const std::invalid_argument& e) {
+    r.error(n, what + ": " + e.what());
+  }
+}
+
+void read_resilience(reader& r, const YAML::Node& n, cluster_config& c, const std::string& named) {
+  if (const auto v = n["retry"]) {
+    read_retry(r, v, c.retry, named + ".retry");
+  }
+  if (const auto v = n["retry_budget"]) {
+    const std::string what = named + ".retry_budget";
+    if (reader::is_off(v)) {
+      c.retry_budget.reset();
+    } else if (r.is_map(v, what + " (or off)")) {
+      r.known_keys(v, {"percent", "min_retries_per_second", "ttl"}, what);
+      auto& b = *c.retry_budget;
+      double percent = b.percent_can_retry * 100.0;
+      r.number(v, "percent", percent, 0.0, 1000.0, what);
+      b.percent_can_retry = percent / 100.0;
+      r.integer(v, "min_retries_per_second", b.min_retries_per_sec, 0, 1000000, what);
+      r.duration(v, "ttl", b.ttl, what);
+      try {
+        b.validate();
+      } catch (const std::invalid_argument& e) {
+        r.error(v, what + ": " + e.what());
+      }
+    }
+  }
+  if (const auto v = n["circuit_breakers"]; v && r.is_map(v, named + ".circuit_breakers")) {
+    const std::string what = named + ".circuit_breakers";
+    r.known_keys(v, {"max_connections", "max_pending_requests", "max_requests", "max_retries"},
+                 what);
+    r.integer(v, "max_connections", c.limits.max_connections, 1, 1ULL << 32U, what);
+    r.integer(v, "max_pending_requests", c.limits.max_pending_requests, 1, 1ULL << 32U, what);
+    r.integer(v, "max_requests", c.limits.max_requests, 1, 1ULL << 32U, what);
+    r.integer(v, "max_retries", c.limits.max_retries, 0, 1ULL << 32U, what);
+  }
+  if (const auto v = n["breaker"]) {
+    const std::string what = named + ".breaker";
+    if (reader::is_off(v)) {
+      c.breaker.enabled = false;
+    } else if (r.is_map(v, what + " (or off)")) {
+      r.known_keys(v,
+                   {"failure_rate_threshold", "window", "minimum_calls", "wait_in_open",
+                    "half_open_calls"},
+                   what);
+      auto& o = c.breaker.options;
+      double threshold = o.failure_rate_threshold;
+      r.number(v, "failure_rate_threshold", threshold, 1.0, 100.0, what);
+      o.failure_rate_threshold = static_cast<float>(threshold);
+      r.integer(v, "window", o.window_size, 1, 100000, what);
+      r.integer(v, "minimum_calls", o.minimum_calls, 1, 100000, what);
+      r.duration(v, "wait_in_open", o.wait_in_open, what);
+      r.integer(v, "half_open_calls", o.permitted_calls_in_half_open, 1, 100000, what);
+      try {
+        o.validate();
+      } catch (const std::invalid_argument& e) {
+        r.error(v, what + ": " + e.what());
+      }
+    }
+  }
+  if (const auto v = n["outlier_detection"]) {
+    const std::string what = named + ".outlier_detection";
+    if (reader::is_off(v)) {
+      c.outlier_detection.reset();
+    } else if (r.is_map(v, what + " (or off)")) {
+      r.known_keys(v,
+                   {"consecutive_5xx", "consecutive_gateway_failure", "interval",
+                    "base_ejection_time", "max_ejection_time", "max_ejection_percent"},
+                   what);
+      resilience::outlier_detection_options o;
+      r.integer(v, "consecutive_5xx", o.consecutive_5xx, 0, 100000, what);
+      r.integer(v, "consecutive_gateway_failure", o.consecutive_gateway_failure, 0, 100000, what);
+      r.duration(v, "interval", o.interval, what);
+      r.duration(v, "base_ejection_time", o.base_ejection_time, what);
+      r.duration(v, "max_ejection_time", o.max_ejection_time, what);
+      r.number(v, "max_ejection_percent", o.max_ejection_percent, 0.0, 100.0, what);
+      try {
+        o.validate();
+      } catch (const std::invalid_argument& e) {
+        r.error(v, what + ": " + e.what());
+      }
+      c.outlier_detection = o;
+    }
+  }
+  if (const auto v = n["health_check"]; v && r.is_map(v, named + ".health_check")) {
+    const std::string what = named + ".health_check";
+    r.known_keys(v,
+                 {"type", "path", "expected_statuses", "interval", "jitter", "timeout",
+                  "healthy_threshold", "unhealthy_threshold"},
+                 what);
+    auto& h = c.health_check;
+    std::string type;
+    r.string(v, "type", type, what);
+    if (type == "http") {
+      h.kind = health_check_kind::http;
+    } else if (type == "tcp") {
+      h.kind = health_check_kind::tcp;
+    } else {
+      r.error(v["type"] ? v["type"] : v, what + ".type must be http or tcp");
+    }
+    r.string(v, "path", h.path, what);
+    if (h.path.empty() || h.path.front() != '/' ||
+        h.path.find_first_of(" \r\n\t") != std::string::npos) {
+      r.error(v["path"] ? v["path"] : v, what + ".path must start with / and have no spaces");
+    }
+    r.statuses(v, "expected_statuses", h.expected_statuses, what);
+    r.duration(v, "interval", h.interval, what);
+    r.duration(v, "jitter", h.jitter, what);
+    r.duration(v, "timeout", h.timeout, what);
+    r.integer(v, "healthy_threshold", h.healthy_threshold, 1, 1000, what);
+    r.integer(v, "unhealthy_threshold", h.unhealthy_threshold, 1, 1000, what);
+    if (h.interval <= clock::duration::zero() || h.timeout <= clock::duration::zero()) {
+      r.error(v, what + ": interval and timeout must be above 0");
+    }
+  }
+}
+
 void read_cluster(reader& r, const YAML::Node& n, cluster_config& c, const std::string& what) {
   if (!r.is_map(n, what)) {
     return;
   }
-  r.known_keys(n, {"name", "endpoints", "lb", "resolve_interval", "pool", "tcp", "request_timeout"},
+  r.known_keys(n,
+               {"name", "endpoints", "lb", "resolve_interval", "pool", "tcp", "request_timeout",
+                "retry", "retry_budget", "circuit_breakers", "breaker", "outlier_detection",
+                "health_check"},
                what);
   r.string(n, "name", c.name, what);
   if (c.name.empty()) {
@@ -276,6 +491,8 @@ void read_cluster(reader& r, const YAML::Node& n, cluster_config& c, const std::
   if (const auto t = n["tcp"]) {
     read_tcp(r, t, c.tcp, named + ".tcp");
   }
+  read_resilience(r, n, c, named);
+  c.retry.policy.overall_timeout = c.request_timeout;
 }
 
 void read_config(reader& r, const YAML::Node& root, config& c) {
@@ -334,10 +551,17 @@ void read_config(reader& r, const YAML::Node& root, config& c) {
       if (!r.is_map(n, "a route")) {
         continue;
       }
-      r.known_keys(n, {"host", "path_prefix", "cluster"}, "a route");
+      r.known_keys(n, {"host", "path_prefix", "cluster", "retry"}, "a route");
       r.string(n, "host", rt.host, "route");
       r.string(n, "path_prefix", rt.path_prefix, "route");
       r.string(n, "cluster", rt.cluster, "route");
+      if (const auto v = n["retry"]) {
+        rt.retry.emplace();
+        read_retry(r, v, *rt.retry, "route " + rt.host + rt.path_prefix + " retry");
+        if (const auto* cl = c.find_cluster(rt.cluster)) {
+          rt.retry->policy.overall_timeout = cl->request_timeout;
+        }
+      }
       if (rt.path_prefix.empty() || rt.path_prefix.front() != '/') {
         r.error(n["path_prefix"] ? n["path_prefix"] : n, "route.path_prefix must start with /");
       }
@@ -495,9 +719,37 @@ std::string to_json(const config& c) {
   for (const auto& l : c.listeners) {
     listeners.push_back({{"name", l.name}, {"address", l.address}, {"port", l.port}});
   }
+  const auto retry_json = [&](const retry_config& r) {
+    using resilience::retry_on;
+    json on = json::array();
+    static constexpr std::pair<std::string_view, retry_on> names[] = {
+        {"connect-failure", retry_on::connect_failure},
+        {"refused", retry_on::refused},
+        {"reset", retry_on::reset},
+        {"timeout", retry_on::timeout},
+        {"5xx", retry_on::status_5xx},
+        {"gateway-error", retry_on::gateway_error},
+        {"retriable-status-codes", retry_on::retriable_status_codes}};
+    for (const auto& [name, flag] : names) {
+      if (resilience::has(r.policy.conditions, flag)) {
+        on.push_back(name);
+      }
+    }
+    return json{{"retry_on", on},
+                {"num_retries", r.policy.max_attempts - 1},
+                {"per_try_timeout_ms", ms(r.policy.per_try_timeout)},
+                {"backoff", {{"base_ms", ms(r.policy.backoff.base)}, {"max_ms", ms(r.policy.backoff.cap)}}},
+                {"retriable_status_codes", r.policy.retriable_status_codes},
+                {"max_retry_after_ms", ms(r.policy.max_retry_after)},
+                {"buffer_limit", r.buffer_limit}};
+  };
   json routes = json::array();
   for (const auto& r : c.routes) {
-    routes.push_back({{"host", r.host}, {"path_prefix", r.path_prefix}, {"cluster", r.cluster}});
+    json route = {{"host", r.host}, {"path_prefix", r.path_prefix}, {"cluster", r.cluster}};
+    if (r.retry) {
+      route["retry"] = retry_json(*r.retry);
+    }
+    routes.push_back(route);
   }
   json clusters = json::array();
   for (const auto& cl : c.clusters) {
@@ -520,6 +772,48 @@ std::string to_json(const config& c) {
                          {{"connect_timeout_ms", ms(cl.tcp.connect_timeout)},
                           {"no_delay", cl.tcp.no_delay},
                           {"keepalive", cl.tcp.keepalive}}}});
+    auto& out = clusters.back();
+    out["retry"] = retry_json(cl.retry);
+    out["retry_budget"] =
+        cl.retry_budget ? json{{"percent", cl.retry_budget->percent_can_retry * 100.0},
+                               {"min_retries_per_second", cl.retry_budget->min_retries_per_sec},
+                               {"ttl_ms", ms(cl.retry_budget->ttl)}}
+                        : json("off");
+    out["circuit_breakers"] = {{"max_connections", cl.limits.max_connections},
+                               {"max_pending_requests", cl.limits.max_pending_requests},
+                               {"max_requests", cl.limits.max_requests},
+                               {"max_retries", cl.limits.max_retries}};
+    const auto& b = cl.breaker.options;
+    out["breaker"] = cl.breaker.enabled
+                         ? json{{"failure_rate_threshold", b.failure_rate_threshold},
+                                {"window", b.window_size},
+                                {"minimum_calls", b.minimum_calls},
+                                {"wait_in_open_ms", ms(b.wait_in_open)},
+                                {"half_open_calls", b.permitted_calls_in_half_open}}
+                         : json("off");
+    if (const auto& o = cl.outlier_detection) {
+      out["outlier_detection"] = {{"consecutive_5xx", o->consecutive_5xx},
+                                  {"consecutive_gateway_failure", o->consecutive_gateway_failure},
+                                  {"interval_ms", ms(o->interval)},
+                                  {"base_ejection_time_ms", ms(o->base_ejection_time)},
+                                  {"max_ejection_time_ms", ms(o->max_ejection_time)},
+                                  {"max_ejection_percent", o->max_ejection_percent}};
+    } else {
+      out["outlier_detection"] = "off";
+    }
+    const auto& h = cl.health_check;
+    if (h.kind == health_check_kind::none) {
+      out["health_check"] = "off";
+    } else {
+      out["health_check"] = {{"type", h.kind == health_check_kind::http ? "http" : "tcp"},
+                             {"path", h.path},
+                             {"expected_statuses", h.expected_statuses},
+                             {"interval_ms", ms(h.interval)},
+                             {"jitter_ms", ms(h.jitter)},
+                             {"timeout_ms", ms(h.timeout)},
+                             {"healthy_threshold", h.healthy_threshold},
+                             {"unhealthy_threshold", h.unhealthy_threshold}};
+    }
   }
   const json out = {{"workers", c.workers},
                     {"listeners", listeners},

@@ -33,6 +33,7 @@
 #include "tether/http/serializer.hpp"
 #include "tether/http/server.hpp"
 #include "tether/metrics/histogram.hpp"
+#include "tether/metrics/resilience_metrics.hpp"
 #include "tether/pool/connection_pool.hpp"
 #include "tether/pool/pool_metrics.hpp"
 
@@ -56,9 +57,23 @@ std::string lower(std::string_view s) {
 
 struct endpoint_counters {
   std::string name; // host:port
-  std::atomic<std::uint64_t> requests{0};
+  std::atomic<std::uint64_t> requests{0}; // attempts sent to it
   std::atomic<std::int64_t> active{0};
   std::atomic<std::uint64_t> failures{0}; // connect failures, resets, timeouts, 5xx
+  // Resilience state of the host, shared by every worker.
+  std::unique_ptr<resilience::circuit_breaker> breaker;  // null: breaker off
+  std::shared_ptr<resilience::outlier_host> outlier;     // null: outlier detection off
+  std::atomic<bool> healthy{true};                       // the active health check's verdict
+  prometheus::Counter* attempts = nullptr;
+  prometheus::Counter* checks_passed = nullptr;
+  prometheus::Counter* checks_failed = nullptr;
+  prometheus::Counter* ejections = nullptr;
+
+  /// May get requests: not taken out by its health check nor ejected (the breaker is asked
+  /// separately, since asking it is what moves it from open to half-open).
+  [[nodiscard]] bool in_service() const noexcept {
+    return healthy.load(std::memory_order_relaxed) && (!outlier || !outlier->ejected());
+  }
 };
 
 enum class response_class : std::uint8_t { c1xx, c2xx, c3xx, c4xx, c5xx, count_ };
@@ -75,22 +90,45 @@ enum class cause : std::uint8_t {
   upstream_timeout,
   bad_response,
   downstream_reset,
+  overflow,
+  circuit_open,
   count_
 };
-constexpr std::array<const char*, 9> cause_names = {
-    "no_route",       "bad_request",      "header_timeout", "connect_failure", "pool_timeout",
-    "upstream_reset", "upstream_timeout", "bad_response",   "downstream_reset"};
+constexpr std::array<const char*, 11> cause_names = {
+    "no_route",       "bad_request",      "header_timeout", "connect_failure",
+    "pool_timeout",   "upstream_reset",   "upstream_timeout", "bad_response",
+    "downstream_reset", "overflow", "circuit_open"};
+
+// The thresholds of resilience::cluster_limits, as metric labels.
+enum class resource : std::uint8_t { connections, pending_requests, requests, retries, count_ };
+constexpr std::array<const char*, 4> resource_names = {"connections", "pending_requests",
+                                                       "requests", "retries"};
+
+// Reasons of tether_proxy_retries_total: the attempt results (resilience::attempt_result).
+constexpr std::array<const char*, 6> retry_reason_names = {
+    "success", "connect_failure", "refused", "reset", "timeout", "http_status"};
 
 struct cluster_counters {
   std::vector<std::unique_ptr<endpoint_counters>> endpoints;
   std::array<prometheus::Counter*, 5> responses{};
   metrics::histogram* duration = nullptr;
+  std::unique_ptr<resilience::cluster_limits> limits;
+  std::unique_ptr<resilience::windowed_retry_budget> budget;   // null: no budget
+  std::unique_ptr<resilience::outlier_detector> detector;      // null: no outlier detection
+  std::array<prometheus::Counter*, retry_reason_names.size()> retries{};
+  prometheus::Counter* budget_exhausted = nullptr;
+  std::array<prometheus::Counter*, resource_names.size()> overflow{};
+  prometheus::Counter* attempts = nullptr;
+  metrics::resilience_series series;
 };
 
 /// Everything the workers share: the config, counters and metric handles. Read-only after
 /// start, but for the atomics inside.
 struct shared_state {
   config cfg;
+  const clock* resilience_clock = &monotonic_clock::instance(); // breakers, budgets, ejections
+  std::vector<std::size_t> route_cluster;        // per route: its cluster's index
+  std::vector<const retry_config*> route_retry;  // per route: its retry policy (or the cluster's)
   metrics::registry registry;
   std::vector<cluster_counters> clusters;
   std::array<prometheus::Counter*, static_cast<std::size_t>(cause::count_)> causes{};
@@ -147,24 +185,71 @@ struct worker {
   std::thread thread;
   std::shared_ptr<asio::executor_work_guard<asio::io_context::executor_type>> work;
 
-  /// The endpoint of cluster `c` for the next request, by the cluster's policy.
-  std::size_t pick(std::size_t c) {
+  /// What choose() found: an endpoint with its breaker's permission, or none.
+  struct choice {
+    std::size_t index = 0;
+    resilience::circuit_breaker::permission permission{};
+    bool found = false;
+  };
+
+  /// The endpoint of cluster `c` for an attempt, by the cluster's policy, among the hosts in
+  /// service that this request has not tried yet (a retry goes elsewhere when it can); among all
+  /// hosts in service when it has tried them all, and among every host when none is in service
+  /// (Envoy's panic routing: better to try than to refuse everything). A host whose breaker
+  /// refuses is passed over for the next candidate.
+  choice choose(std::size_t c, const std::vector<bool>& tried) {
+    auto& hosts = shared.clusters[c].endpoints;
     auto& cl = clusters[c];
-    const auto n = cl.endpoints.size();
+    const auto n = hosts.size();
+    candidates.clear();
+    for (std::size_t i = 0; i < n; ++i) {
+      if (hosts[i]->in_service() && !tried[i]) {
+        candidates.push_back(i);
+      }
+    }
+    if (candidates.empty()) {
+      for (std::size_t i = 0; i < n; ++i) {
+        if (hosts[i]->in_service()) {
+          candidates.push_back(i);
+        }
+      }
+    }
+    if (candidates.empty()) {
+      for (std::size_t i = 0; i < n; ++i) {
+        candidates.push_back(i);
+      }
+    }
+    const auto m = candidates.size();
+    std::size_t first = 0;
     switch (shared.cfg.clusters[c].lb) {
     case lb_policy::round_robin:
-      return cl.next++ % n;
+      first = cl.next++ % m;
+      break;
     case lb_policy::random:
-      return static_cast<std::size_t>(random.next() % n);
+      first = static_cast<std::size_t>(random.next() % m);
+      break;
     case lb_policy::least_request: {
       // Two random choices, the one with fewer requests in flight (Envoy's default).
-      const auto a = static_cast<std::size_t>(random.next() % n);
-      const auto b = static_cast<std::size_t>(random.next() % n);
-      return cl.endpoints[b].active < cl.endpoints[a].active ? b : a;
+      const auto a = static_cast<std::size_t>(random.next() % m);
+      const auto b = static_cast<std::size_t>(random.next() % m);
+      first = cl.endpoints[candidates[b]].active < cl.endpoints[candidates[a]].active ? b : a;
+      break;
     }
     }
-    return 0;
+    for (std::size_t k = 0; k < m; ++k) {
+      const auto index = candidates[(first + k) % m];
+      auto& breaker = hosts[index]->breaker;
+      if (!breaker) {
+        return {index, {}, true};
+      }
+      if (auto permission = breaker->try_acquire()) {
+        return {index, permission, true};
+      }
+    }
+    return {};
   }
+
+  std::vector<std::size_t> candidates; // choose()'s scratch
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -269,6 +354,7 @@ struct watchdog : std::enable_shared_from_this<watchdog> {
   steady::time_point armed = steady::time_point::max();
   asio::ip::tcp::socket* client = nullptr;
   asio::ip::tcp::socket* upstream = nullptr;
+  asio::steady_timer* sleeper = nullptr; // a retry's backoff
   bool fired = false;
   bool alive = true;
 
@@ -300,6 +386,9 @@ struct watchdog : std::enable_shared_from_this<watchdog> {
     }
     if (upstream != nullptr) {
       upstream->cancel(ignored);
+    }
+    if (sleeper != nullptr) {
+      sleeper->cancel();
     }
   }
   void stop() {
@@ -488,7 +577,7 @@ private:
     co_await asio::async_write(socket_, asio::buffer(out), use_tuple);
   }
 
-  // Finds the cluster for a request: the first route whose host and path prefix match.
+  // Finds the route for a request: the first whose host and path prefix match.
   std::optional<std::size_t> route(const owned_head& h) const {
     std::string host;
     if (const auto* v = h.find("host")) {
@@ -501,28 +590,106 @@ private:
       }
     }
     const std::string_view path = std::string_view{h.target}.substr(0, h.target.find('?'));
-    const auto& cfg = w_.shared.cfg;
-    for (const auto& r : cfg.routes) {
+    const auto& routes = w_.shared.cfg.routes;
+    for (std::size_t i = 0; i < routes.size(); ++i) {
+      const auto& r = routes[i];
       if ((r.host == "*" || iequals(r.host, host)) && path.starts_with(r.path_prefix)) {
-        for (std::size_t i = 0; i < cfg.clusters.size(); ++i) {
-          if (cfg.clusters[i].name == r.cluster) {
-            return i;
-          }
-        }
+        return i;
       }
     }
     return std::nullopt;
   }
 
+  /// The request being handled, for the replies and logs of its end.
+  struct request_context {
+    owned_head head;
+    steady::time_point started;
+    bool client_keep = true;
+    bool expects_continue = false; // an HTTP/1.1 client waits for 100 Continue before its body
+    bool continue_sent = false;
+    bool consumed = false; // its end has been taken off the event queue
+    cluster_counters* counters = nullptr;
+    std::string_view cluster = "-";
+  };
+
+  // Answers a request the proxy does not forward, before any of its body went anywhere: the rest
+  // of the body is read and dropped, so the connection can carry the next request.
+  asio::awaitable<bool> refuse(request_context& rq, int status, const std::string& why,
+                               std::string_view upstream) {
+    // A client still waiting for 100 Continue sends no body: answer now, and close.
+    const bool clean = rq.consumed || (rq.client_keep && !(rq.expects_continue && !rq.continue_sent) &&
+                                       co_await drain_request_body());
+    co_await reply_error(status, why, !(clean && rq.client_keep));
+    if (rq.counters != nullptr) {
+      observe(*rq.counters, status, rq.started, rq.head, rq.cluster, upstream);
+    } else {
+      access_line(status, steady::now() - rq.started, rq.head, rq.cluster, upstream);
+    }
+    co_return clean&& rq.client_keep;
+  }
+
+  asio::awaitable<void> send_continue(request_context& rq) {
+    if (rq.expects_continue && !rq.continue_sent) {
+      rq.continue_sent = true;
+      const std::string_view cont = "HTTP/1.1 100 Continue\r\n\r\n";
+      co_await asio::async_write(socket_, asio::buffer(cont), use_tuple);
+    }
+  }
+
+  // Records how an attempt at a host ended, for its breaker, outlier detection and counters.
+  void report(cluster_counters& cc, std::size_t host, resilience::circuit_breaker::permission p,
+              const resilience::attempt_outcome& outcome, steady::time_point attempt_start) {
+    auto& h = *cc.endpoints[host];
+    const bool failed = outcome.is_5xx();
+    if (failed) {
+      ++h.failures;
+    }
+    if (h.breaker) {
+      const auto took = steady::now() - attempt_start;
+      failed ? h.breaker->on_failure(p, took) : h.breaker->on_success(p, took);
+    }
+    if (h.outlier && cc.detector->report(*h.outlier, outcome)) {
+      h.ejections->Increment();
+      log_event(w_.shared, spdlog::level::warn, "outlier detection ejected " + h.name);
+    }
+  }
+
+  // After a failed attempt: try again (and after how long), or give up. A retry holds one unit of
+  // the cluster's max_retries for the rest of the request.
+  resilience::retry_decision decide(resilience::retry_state& retry, const retry_config& rc,
+                                    const resilience::attempt_outcome& outcome,
+                                    cluster_counters& cc, resilience::resource_guard& retry_slot) {
+    if (!retry_slot && rc.policy.is_retriable(outcome) &&
+        retry.attempts() < rc.policy.max_attempts) {
+      retry_slot = resilience::resource_guard{cc.limits->retries};
+      if (!retry_slot) {
+        cc.overflow[static_cast<std::size_t>(resource::retries)]->Increment();
+        return resilience::retry_decision::give_up(resilience::give_up_reason::not_retriable);
+      }
+    }
+    const auto d = retry.decide(outcome, steady::now(), w_.random);
+    if (!d.retry) {
+      if (d.reason == resilience::give_up_reason::budget_exhausted) {
+        cc.budget_exhausted->Increment();
+      }
+      return d;
+    }
+    cc.retries[static_cast<std::size_t>(outcome.result)]->Increment();
+    return d;
+  }
+
   // Proxies one request. Returns whether the downstream connection may carry another.
-  asio::awaitable<bool> handle(owned_head head, bool last) {
-    const auto started = steady::now();
-    const bool client_keep = head.keep_alive && !last;
+  asio::awaitable<bool> handle(owned_head head_in, bool last) {
+    request_context rq;
+    rq.head = std::move(head_in);
+    rq.started = steady::now();
+    const auto& head = rq.head;
+    rq.client_keep = head.keep_alive && !last;
     head_request_ = head.method == "HEAD";
     http10_ = head.version_major == 1 && head.version_minor == 0;
     const auto* expect = head.find("expect");
     // 100 Continue is for HTTP/1.1 clients only (RFC 9110 15.2).
-    const bool expects_continue = expect != nullptr && iequals(*expect, "100-continue") && !http10_;
+    rq.expects_continue = expect != nullptr && iequals(*expect, "100-continue") && !http10_;
     if (http10_ && head.framing == http::body_framing::chunked) {
       // Chunked framing in HTTP/1.0 is faulty (RFC 9112 6.1): an upstream reading it as 1.0
       // would take the chunks for another request.
@@ -536,67 +703,72 @@ private:
       co_await reply_error(501, why, true);
       co_return false;
     }
-    const auto cluster_index = route(head);
-    if (!cluster_index) {
+    const auto route_index = route(head);
+    if (!route_index) {
       count(cause::no_route);
-      // A client waiting for 100 Continue sends no body: answer now, and close.
-      const bool clean = !expects_continue && co_await drain_request_body();
       const std::string why = "no route for " + head.target;
-      co_await reply_error(404, why, !(clean && client_keep));
-      access_line(404, steady::now() - started, head, "-", "-");
-      co_return clean&& client_keep;
+      co_return co_await refuse(rq, 404, why, "-");
     }
-    const auto& cluster_cfg = w_.shared.cfg.clusters[*cluster_index];
-    auto& counters = w_.shared.clusters[*cluster_index];
-    const auto ep_index = w_.pick(*cluster_index);
-    auto& ep = w_.clusters[*cluster_index].endpoints[ep_index];
-    auto& ep_counters = *counters.endpoints[ep_index];
-    const std::string& endpoint_name = ep_counters.name;
-    ++ep.active;
-    ++ep_counters.active;
-    ++ep_counters.requests;
-    struct in_flight {
-      endpoint_state& ep;
-      endpoint_counters& c;
-      ~in_flight() {
-        --ep.active;
-        --c.active;
+    auto& shared = w_.shared;
+    const auto ci = shared.route_cluster[*route_index];
+    const auto& cluster_cfg = shared.cfg.clusters[ci];
+    const retry_config& rc = *shared.route_retry[*route_index];
+    auto& cc = shared.clusters[ci];
+    rq.counters = &cc;
+    rq.cluster = cluster_cfg.name;
+
+    // Envoy's thresholds: past max_requests in flight, the request costs the cluster nothing.
+    resilience::resource_guard request_slot{cc.limits->requests};
+    if (!request_slot) {
+      cc.overflow[static_cast<std::size_t>(resource::requests)]->Increment();
+      count(cause::overflow);
+      const std::string why = "cluster request limit reached";
+      co_return co_await refuse(rq, 503, why, "-");
+    }
+
+    // A request with no body still ends with an event: take it off the queue.
+    const auto framing = head.framing;
+    if (framing == http::body_framing::none) {
+      event end;
+      if (co_await next_event(end, false) != wait_result::ok) {
+        count(cause::downstream_reset);
+        co_return false;
       }
-    } guard{ep, ep_counters};
-
-    auto acquired = co_await ep.pool->async_acquire();
-    if (acquired.error) {
-      ++ep_counters.failures;
-      const bool busy = acquired.error == errc::pool_timeout;
-      count(busy ? cause::pool_timeout : cause::connect_failure);
-      const bool clean = !expects_continue && co_await drain_request_body();
-      const std::string why =
-          busy ? "upstream pool busy" : "upstream connect failed: " + acquired.error.message();
-      log_event(w_.shared, spdlog::level::debug,
-                std::to_string(busy ? 503 : 502) + " for " + head.method + " " + head.target +
-                    ": " + endpoint_name + ": " + why);
-      co_await reply_error(busy ? 503 : 502, why, !(clean && client_keep));
-      observe(counters, busy ? 503 : 502, started, head, cluster_cfg.name, endpoint_name);
-      co_return clean&& client_keep;
+      rq.consumed = true;
     }
-    auto lease = std::move(acquired.connection);
-    auto& up = *lease;
-    // From here the watchdog guards the upstream socket too: a write to an upstream that stops
-    // reading, or a response that never comes, ends at the cluster's request timeout.
-    watchdog_->upstream = &up.socket;
-    // Writing the request: the response's own deadline while that is not near (one timer
-    // setting for a small request), later the request timeout from each write (a long upload).
-    const auto upload_deadline = [&] {
-      return std::max(started + cluster_cfg.request_timeout,
-                      steady::now() + cluster_cfg.request_timeout / 2);
-    };
-    struct unguard {
-      watchdog& w;
-      ~unguard() { w.upstream = nullptr; }
-    } unguard_upstream{*watchdog_};
+    // A body that a retry may need is read whole first, up to the buffer limit; past it the
+    // rest is streamed and the request is not sent twice.
+    const bool has_key = head.find("idempotency-key") != nullptr;
+    const bool may_resend = has_key || resilience::is_idempotent_method(head.method);
+    using resilience::retry_on;
+    const bool retries_after_send =
+        rc.policy.max_attempts > 1 &&
+        (static_cast<std::uint32_t>(rc.policy.conditions) &
+         ~static_cast<std::uint32_t>(retry_on::connect_failure | retry_on::refused)) != 0;
+    std::string body;
+    if (!rq.consumed && may_resend && retries_after_send && rc.buffer_limit > 0 &&
+        (framing == http::body_framing::chunked || head.content_length <= rc.buffer_limit)) {
+      co_await send_continue(rq);
+      while (body.size() <= rc.buffer_limit) {
+        event ev;
+        if (co_await next_event(ev, false) != wait_result::ok) {
+          co_return co_await client_failed();
+        }
+        if (auto* piece = std::get_if<body_piece>(&ev)) {
+          body.append(piece->data);
+        } else if (std::holds_alternative<message_end>(ev)) {
+          rq.consumed = true;
+          break;
+        }
+      }
+    }
+    const resilience::request_traits traits{head.method, has_key, rq.consumed};
+    resilience::retry_state retry{rc.policy, traits, rq.started, cc.budget.get()};
+    resilience::resource_guard retry_slot;
+    std::vector<bool> tried(cc.endpoints.size(), false);
 
-    // The head goes upstream without hop-by-hop fields, with Via and X-Forwarded-*; Expect is
-    // answered here (100 Continue) so the client's body flows without a round trip.
+    // The head that goes upstream: without hop-by-hop fields, with Via and X-Forwarded-*;
+    // Expect is answered here (100 Continue) so the client's body flows without a round trip.
     std::string forwarded_for = client_ip_;
     if (const auto* prior = head.find("x-forwarded-for")) {
       forwarded_for = *prior + ", " + client_ip_;
@@ -608,93 +780,288 @@ private:
                                                http::header{"X-Forwarded-Proto", "http"}};
     static constexpr std::array<std::string_view, 3> dropped = {"expect", "x-forwarded-for",
                                                                 "x-forwarded-proto"};
-    std::vector<http::header> views;
-    auto view = head.view(views);
-    view.version_major = 1; // an intermediary sends its own version (RFC 9110 6.2)
-    view.version_minor = 1;
-    std::string out;
-    http::write_request_head(out, view, {false, extra, dropped});
-    const bool chunked = head.framing == http::body_framing::chunked;
-    if (expects_continue) {
-      const std::string_view cont = "HTTP/1.1 100 Continue\r\n\r\n";
-      co_await asio::async_write(socket_, asio::buffer(cont), use_tuple);
+    std::string head_bytes;
+    {
+      std::vector<http::header> views;
+      auto view = head.view(views);
+      view.version_major = 1; // an intermediary sends its own version (RFC 9110 6.2)
+      view.version_minor = 1;
+      http::write_request_head(head_bytes, view, {false, extra, dropped});
     }
+    const bool chunked = framing == http::body_framing::chunked;
 
-    // The request body, piece by piece: each is written upstream before the next is read.
-    bool request_done = head.framing == http::body_framing::none;
-    bool upstream_ok = true;
-    bool client_ok = true;
-    if (request_done) {
-      // A message with no body still ends with an event: take it off the queue.
-      event end;
-      if (co_await next_event(end, false) != wait_result::ok) {
-        client_ok = false;
+    for (;;) {
+      const auto picked = w_.choose(ci, tried);
+      if (!picked.found) {
+        count(cause::circuit_open);
+        const std::string why = "circuit breaker open for every host";
+        co_return co_await refuse(rq, 503, why, "-");
       }
-    }
-    while (upstream_ok && client_ok && !request_done) {
-      event ev;
-      if (co_await next_event(ev, false) != wait_result::ok) {
-        client_ok = false;
-        break;
-      }
-      if (auto* piece = std::get_if<body_piece>(&ev)) {
-        if (chunked) {
-          http::write_chunk(out, piece->data);
-        } else {
-          out.append(piece->data);
+      const auto host = picked.index;
+      tried[host] = true;
+      auto& ep = w_.clusters[ci].endpoints[host];
+      auto& ep_counters = *cc.endpoints[host];
+      const std::string& endpoint_name = ep_counters.name;
+      const auto ignore_attempt = [&] {
+        if (ep_counters.breaker) {
+          ep_counters.breaker->on_ignored(picked.permission);
         }
-      } else if (std::holds_alternative<message_end>(ev)) {
-        if (chunked) {
+      };
+      // max_connections: with nothing idle here and the cluster at its limit, fail fast.
+      if (ep.pool->stats().idle == 0 && cc.limits->connections.remaining() == 0) {
+        ignore_attempt();
+        cc.overflow[static_cast<std::size_t>(resource::connections)]->Increment();
+        count(cause::overflow);
+        const std::string why = "cluster connection limit reached";
+        co_return co_await refuse(rq, 503, why, endpoint_name);
+      }
+      resilience::resource_guard pending{cc.limits->pending_requests};
+      if (!pending) {
+        ignore_attempt();
+        cc.overflow[static_cast<std::size_t>(resource::pending_requests)]->Increment();
+        count(cause::overflow);
+        const std::string why = "cluster pending request limit reached";
+        co_return co_await refuse(rq, 503, why, endpoint_name);
+      }
+      ++ep.active;
+      ++ep_counters.active;
+      ++ep_counters.requests;
+      ep_counters.attempts->Increment();
+      cc.attempts->Increment();
+      struct in_flight {
+        endpoint_state& ep;
+        endpoint_counters& c;
+        ~in_flight() {
+          --ep.active;
+          --c.active;
+        }
+      } guard{ep, ep_counters};
+
+      const auto attempt_start = steady::now();
+      const steady::time_point attempt_deadline = retry.attempt_deadline(attempt_start);
+      auto acquired = co_await ep.pool->async_acquire(
+          std::min<clock::duration>(cluster_cfg.pool.acquire_timeout,
+                                    std::max<clock::duration>(attempt_deadline - attempt_start,
+                                                              clock::duration::zero())));
+      pending.release();
+      resilience::attempt_outcome outcome;
+      std::string failure; // why, when the attempt ended without a response
+      bool response_forwarded = false;
+      int status = 0;
+      if (acquired.error) {
+        if (acquired.error == errc::pool_timeout || acquired.error == errc::overloaded ||
+            acquired.error == std::errc::operation_canceled) {
+          // Not the host's doing: nothing is held against it, and nothing is retried.
+          ignore_attempt();
+          const bool busy = acquired.error == errc::pool_timeout ||
+                            acquired.error == std::errc::operation_canceled;
+          count(busy ? cause::pool_timeout : cause::overflow);
+          if (!busy) {
+            cc.overflow[static_cast<std::size_t>(resource::connections)]->Increment();
+          }
+          const std::string why =
+              busy ? "upstream pool busy" : "cluster connection limit reached";
+          co_return co_await refuse(rq, 503, why, endpoint_name);
+        }
+        outcome.result = acquired.error == std::errc::connection_refused
+                             ? resilience::attempt_result::refused
+                             : resilience::attempt_result::connect_failure;
+        failure = "upstream connect failed: " + acquired.error.message();
+      } else {
+        auto lease = std::move(acquired.connection);
+        auto& up = *lease;
+        // The watchdog guards the upstream socket too: a write to an upstream that stops
+        // reading, or a response that never comes, ends at the attempt's deadline.
+        watchdog_->upstream = &up.socket;
+        struct unguard {
+          watchdog& w;
+          ~unguard() { w.upstream = nullptr; }
+        } unguard_upstream{*watchdog_};
+        // Writing the request: the response's own deadline while that is not near (one timer
+        // setting for a small request), later the request timeout from each write (an upload).
+        const auto upload_deadline = [&] {
+          return std::max(attempt_deadline, steady::now() + cluster_cfg.request_timeout / 2);
+        };
+        std::string out = head_bytes;
+        if (!body.empty()) {
+          if (chunked) {
+            http::write_chunk(out, body);
+          } else {
+            out.append(body);
+          }
+        }
+        if (rq.consumed && chunked) {
           http::write_last_chunk(out);
         }
-        request_done = true;
+        bool upstream_ok = true;
+        if (!rq.consumed) {
+          // The body streams: each piece is written upstream before the next is read.
+          co_await send_continue(rq);
+          bool client_ok = true;
+          while (upstream_ok && !rq.consumed) {
+            event ev;
+            if (co_await next_event(ev, false) != wait_result::ok) {
+              client_ok = false;
+              break;
+            }
+            if (auto* piece = std::get_if<body_piece>(&ev)) {
+              if (chunked) {
+                http::write_chunk(out, piece->data);
+              } else {
+                out.append(piece->data);
+              }
+            } else if (std::holds_alternative<message_end>(ev)) {
+              if (chunked) {
+                http::write_last_chunk(out);
+              }
+              rq.consumed = true;
+            }
+            if (out.size() >= 16 * 1024 || rq.consumed) {
+              watchdog_->set(upload_deadline());
+              auto [ec, n] = co_await asio::async_write(up.socket, asio::buffer(out), use_tuple);
+              upstream_ok = !ec && !watchdog_->fired;
+              out.clear();
+            }
+          }
+          if (!client_ok) {
+            // The client went away (or sent garbage) mid-body: the upstream has half a request.
+            lease.mark_broken();
+            ignore_attempt();
+            co_return co_await client_failed();
+          }
+        }
+        if (upstream_ok && !out.empty()) {
+          watchdog_->set(upload_deadline());
+          auto [ec, n] = co_await asio::async_write(up.socket, asio::buffer(out), use_tuple);
+          upstream_ok = !ec && !watchdog_->fired;
+        }
+        if (!upstream_ok) {
+          lease.mark_broken();
+          outcome.result = resilience::attempt_result::reset;
+          failure = "upstream closed the connection";
+        } else {
+          const auto r = co_await read_response(rq, up, lease, retry, rc, cc, host,
+                                                picked.permission, attempt_start,
+                                                attempt_deadline, cluster_cfg.request_timeout,
+                                                retry_slot);
+          if (r.client_gone) {
+            co_return false;
+          }
+          outcome = r.outcome;
+          failure = r.failure;
+          response_forwarded = r.forwarded;
+          status = r.status;
+          if (r.forwarded) {
+            // Reported and decided at its head already.
+            lease.reset();
+            observe(cc, status, rq.started, head, cluster_cfg.name, endpoint_name);
+            co_return r.keep;
+          }
+          if (r.reported) {
+            // A failed response that will be retried (decided at its head).
+            const auto delay = r.delay;
+            lease.reset();
+            if (!co_await backoff(delay)) {
+              count(cause::upstream_timeout);
+              const std::string why = "upstream timeout";
+              co_return co_await refuse(rq, 504, why, endpoint_name);
+            }
+            continue;
+          }
+        }
       }
-      if (out.size() >= 16 * 1024 || request_done) {
-        watchdog_->set(upload_deadline());
-        auto [ec, n] = co_await asio::async_write(up.socket, asio::buffer(out), use_tuple);
-        upstream_ok = !ec && !watchdog_->fired;
-        out.clear();
-      }
-    }
-    if (!client_ok) {
-      // The client went away (or sent garbage) mid-body: the upstream has half a request.
-      lease.mark_broken();
-      count(parser_.error() ? cause::bad_request : cause::downstream_reset);
-      if (parser_.error()) {
-        const auto e = static_cast<http::errc>(parser_.error().value());
-        const std::string why = parser_.error().message();
-        co_await reply_error(http::status_of(e), why, true);
-      }
-      co_return false;
-    }
-    if (upstream_ok && !out.empty()) {
-      watchdog_->set(upload_deadline());
-      auto [ec, n] = co_await asio::async_write(up.socket, asio::buffer(out), use_tuple);
-      upstream_ok = !ec && !watchdog_->fired;
-    }
-    if (!upstream_ok) {
-      lease.mark_broken();
-      ++ep_counters.failures;
-      count(cause::upstream_reset);
-      const std::string why = "upstream closed the connection";
-      co_await reply_error(502, why, true);
-      observe(counters, 502, started, head, cluster_cfg.name, endpoint_name);
-      co_return false;
-    }
 
-    // The response: its head within the cluster's request timeout, then its body streamed, each
-    // piece written to the client before the next is read from the upstream.
-    if (head.method == "HEAD") {
+      // The attempt ended with no response: an error the policy may retry.
+      report(cc, host, picked.permission, outcome, attempt_start);
+      const bool malformed = outcome.result == resilience::attempt_result::http_status;
+      const auto decision = malformed ? resilience::retry_decision::give_up(
+                                            resilience::give_up_reason::not_retriable)
+                                      : decide(retry, rc, outcome, cc, retry_slot);
+      if (decision.retry) {
+        log_event(shared, spdlog::level::debug,
+                  "retrying " + head.method + " " + head.target + " after " + endpoint_name +
+                      ": " + failure);
+        if (!co_await backoff(decision.delay)) {
+          count(cause::upstream_timeout);
+          const std::string why = "upstream timeout";
+          co_return co_await refuse(rq, 504, why, endpoint_name);
+        }
+        continue;
+      }
+      (void)response_forwarded;
+      (void)status;
+      const bool timed_out = outcome.result == resilience::attempt_result::timeout;
+      const bool connect = outcome.request_not_sent();
+      count(malformed ? cause::bad_response
+                      : (timed_out ? cause::upstream_timeout
+                                   : (connect ? cause::connect_failure : cause::upstream_reset)));
+      log_event(shared, spdlog::level::debug,
+                std::to_string(timed_out ? 504 : 502) + " for " + head.method + " " +
+                    head.target + ": " + endpoint_name + ": " + failure);
+      if (connect) {
+        co_return co_await refuse(rq, 502, failure, endpoint_name);
+      }
+      // Part of the request went upstream; the connection to the client is not reused.
+      rq.client_keep = false;
+      co_return co_await refuse(rq, timed_out ? 504 : 502, failure, endpoint_name);
+    }
+  }
+
+  // The client went away or sent garbage mid-body.
+  asio::awaitable<bool> client_failed() {
+    count(parser_.error() ? cause::bad_request : cause::downstream_reset);
+    if (parser_.error()) {
+      const auto e = static_cast<http::errc>(parser_.error().value());
+      const std::string why = parser_.error().message();
+      co_await reply_error(http::status_of(e), why, true);
+    }
+    co_return false;
+  }
+
+  // Waits before a retry; false when the session is ended meanwhile (a stop past its drain).
+  asio::awaitable<bool> backoff(clock::duration delay) {
+    if (delay <= clock::duration::zero()) {
+      co_return !aborted_;
+    }
+    asio::steady_timer timer{socket_.get_executor(), delay};
+    watchdog_->sleeper = &timer;
+    co_await timer.async_wait(use_tuple);
+    watchdog_->sleeper = nullptr;
+    co_return !aborted_;
+  }
+
+  /// How reading an upstream's response ended.
+  struct response_end {
+    bool forwarded = false;   // the response went to the client (whole, or cut short)
+    bool keep = false;        // ... and the client connection may carry another request
+    bool client_gone = false; // the client could not be written to
+    bool reported = false;    // the attempt was reported and a retry decided (delay below)
+    clock::duration delay{};
+    int status = 0;
+    resilience::attempt_outcome outcome{};
+    std::string failure;
+  };
+
+  // Reads the response to an attempt: its head within the attempt's deadline, then its body
+  // streamed, each piece written to the client before the next is read. At the head, a failed
+  // response is either forwarded or, when the retry policy takes it, dropped for another try.
+  asio::awaitable<response_end>
+  read_response(request_context& rq, http::http_connection& up, upstream_pool::lease& lease,
+                resilience::retry_state& retry, const retry_config& rc, cluster_counters& cc,
+                std::size_t host, resilience::circuit_breaker::permission permission,
+                steady::time_point attempt_start, steady::time_point attempt_deadline,
+                clock::duration request_timeout, resilience::resource_guard& retry_slot) {
+    response_end end;
+    if (rq.head.method == "HEAD") {
       up.parser.expect_head_response();
     }
     event_queue response;
     bool head_sent = false;
+    bool dropping = false; // a failed response being skipped for a retry
     bool response_done = false;
     bool response_close = false;
-    int status = 0;
-    const auto deadline = started + cluster_cfg.request_timeout;
     while (!response_done) {
-      watchdog_->set(head_sent ? steady::now() + cluster_cfg.request_timeout : deadline);
+      watchdog_->set(head_sent ? steady::now() + request_timeout : attempt_deadline);
       auto [ec, n] = co_await up.socket.async_read_some(asio::buffer(up.buffer), use_tuple);
       if (watchdog_->fired) {
         ec = make_error_code(std::errc::timed_out);
@@ -722,10 +1089,28 @@ private:
             skip_interim_end_ = true;
             continue;
           }
-          status = h->status;
+          end.status = h->status;
           response_close = response_close || !h->keep_alive;
+          std::optional<clock::duration> retry_after;
+          if (const auto* v = h->find("retry-after")) {
+            retry_after = http::parse_retry_after(*v, std::chrono::system_clock::now());
+          }
+          const auto outcome = resilience::attempt_outcome::from_status(h->status, retry_after);
+          report(cc, host, permission, outcome, attempt_start);
+          if (rc.policy.is_retriable(outcome)) {
+            const auto decision = decide(retry, rc, outcome, cc, retry_slot);
+            if (decision.retry) {
+              dropping = true;
+              end.reported = true;
+              end.delay = decision.delay;
+              end.outcome = outcome;
+              continue;
+            }
+          } else {
+            (void)retry.decide(outcome, steady::now(), w_.random); // feeds the budget
+          }
           const bool until_close = h->framing == http::body_framing::until_close;
-          const bool keep = client_keep && !until_close;
+          const bool keep = rq.client_keep && !until_close;
           std::vector<http::header> rviews;
           auto rview = h->view(rviews);
           const std::array<http::header, 2> rextra = {
@@ -740,6 +1125,9 @@ private:
           keep_after_ = keep;
           chunked_response_ = h->framing == http::body_framing::chunked;
         } else if (auto* piece = std::get_if<body_piece>(&ev)) {
+          if (dropping) {
+            continue;
+          }
           if (chunked_response_) {
             http::write_chunk(reply_, piece->data);
           } else {
@@ -750,7 +1138,7 @@ private:
             skip_interim_end_ = false;
             continue;
           }
-          if (chunked_response_) {
+          if (chunked_response_ && !dropping) {
             http::write_last_chunk(reply_);
           }
           response_done = true;
@@ -763,12 +1151,21 @@ private:
         response_close = true;
         response.events.clear();
       }
+      if (dropping) {
+        // A response skipped for a retry: its connection is kept only if it ended already.
+        up.reusable = response_done && !response_close && up.parser.idle();
+        if (!up.reusable) {
+          lease.mark_broken();
+        }
+        co_return end;
+      }
       if (!reply_.empty()) {
         auto [wec, wn] = co_await asio::async_write(socket_, asio::buffer(reply_), use_tuple);
         if (wec) {
           lease.mark_broken();
           count(cause::downstream_reset);
-          co_return false;
+          end.client_gone = true;
+          co_return end;
         }
       }
       if (response_done) {
@@ -776,31 +1173,32 @@ private:
       }
       if (failed || ec == asio::error::eof) {
         lease.mark_broken();
-        ++ep_counters.failures;
         const bool timed_out = ec == std::errc::timed_out;
-        count(timed_out ? cause::upstream_timeout
-                        : (up.parser.error() ? cause::bad_response : cause::upstream_reset));
         if (head_sent) {
-          co_return false; // the client has part of a response: only closing tells it
+          // The client has part of a response: only closing tells it.
+          count(timed_out ? cause::upstream_timeout
+                          : (up.parser.error() ? cause::bad_response : cause::upstream_reset));
+          end.client_gone = true;
+          co_return end;
         }
-        const int code = timed_out ? 504 : 502;
-        const std::string why =
-            timed_out ? "upstream timeout"
-                      : (up.parser.error()
-                             ? "upstream sent a malformed response: " + up.parser.error().message()
-                             : "upstream closed the connection before answering");
-        co_await reply_error(code, why, true);
-        observe(counters, code, started, head, cluster_cfg.name, endpoint_name);
-        co_return false;
+        if (up.parser.error()) {
+          // A malformed response: the upstream is broken in a way a retry will not mend.
+          end.outcome.result = resilience::attempt_result::http_status;
+          end.outcome.status = 502;
+          end.failure = "upstream sent a malformed response: " + up.parser.error().message();
+        } else {
+          end.outcome.result = timed_out ? resilience::attempt_result::timeout
+                                         : resilience::attempt_result::reset;
+          end.failure =
+              timed_out ? "upstream timeout" : "upstream closed the connection before answering";
+        }
+        co_return end;
       }
     }
     up.reusable = !response_close && up.parser.idle();
-    if (status >= 500) {
-      ++ep_counters.failures;
-    }
-    lease.reset();
-    observe(counters, status, started, head, cluster_cfg.name, endpoint_name);
-    co_return keep_after_;
+    end.forwarded = true;
+    end.keep = keep_after_;
+    co_return end;
   }
 
   void observe(cluster_counters& c, int status, steady::time_point started, const owned_head& head,
@@ -903,7 +1301,10 @@ std::error_code open_listener(asio::ip::tcp::acceptor& a, const std::string& add
 // ---------------------------------------------------------------------------------------------
 
 struct server::impl {
-  explicit impl(config c) { shared.cfg = std::move(c); }
+  impl(config c, const clock& resilience_clock) {
+    shared.cfg = std::move(c);
+    shared.resilience_clock = &resilience_clock;
+  }
 
   shared_state shared;
   std::vector<std::unique_ptr<worker>> workers;
@@ -914,27 +1315,222 @@ struct server::impl {
   std::thread admin_thread;
   std::atomic<bool> started{false}; // read by the admin thread
 
+  // Health checks and outlier sweeps run on the admin thread; their timers, to stop them.
+  std::vector<std::unique_ptr<asio::steady_timer>> timers;
+  std::vector<std::shared_ptr<http::client>> checkers;
+  default_random random{default_random::entropy_seed()};
+
   void register_metrics();
   http::server_response admin_request(const http::server_request& r);
+  void start_health_checks();
+  void set_health(std::size_t c, std::size_t e, bool healthy);
 };
+
+namespace {
+
+// Active health checks of one host: every interval (plus up to `jitter`, so checks of many hosts
+// spread out) an HTTP GET of the path or a TCP connect, within the timeout. After
+// unhealthy_threshold failures in a row the host is out of service; after healthy_threshold
+// passes in a row it is back. Hosts start in service, and the first check runs at once.
+asio::awaitable<void> health_loop(server::impl* s, std::size_t c, std::size_t e,
+                                  asio::steady_timer* timer, std::shared_ptr<http::client> client) {
+  const auto& cl = s->shared.cfg.clusters[c];
+  const auto& hc = cl.health_check;
+  const auto& ep = cl.endpoints[e];
+  auto& counters = *s->shared.clusters[c].endpoints[e];
+  std::uint32_t passes = 0;
+  std::uint32_t failures = 0;
+  for (;;) {
+    bool passed = false;
+    if (hc.kind == health_check_kind::http) {
+      http::request r;
+      r.host = ep.host;
+      r.port = ep.port;
+      r.target = hc.path;
+      const auto result = co_await client->async_request(r);
+      passed = !result.error &&
+               std::find(hc.expected_statuses.begin(), hc.expected_statuses.end(),
+                         result.response.status) != hc.expected_statuses.end();
+    } else {
+      net::tcp_options tcp = cl.tcp;
+      tcp.connect_timeout = hc.timeout;
+      net::tcp_connector connector{ep.host, ep.port, tcp};
+      std::unique_ptr<net::tcp_connection> connection;
+      passed = !co_await connector.async_connect(connection);
+    }
+    (passed ? counters.checks_passed : counters.checks_failed)->Increment();
+    passes = passed ? passes + 1 : 0;
+    failures = passed ? 0 : failures + 1;
+    const bool healthy = counters.healthy.load();
+    if (healthy && failures >= hc.unhealthy_threshold) {
+      s->set_health(c, e, false);
+    } else if (!healthy && passes >= hc.healthy_threshold) {
+      s->set_health(c, e, true);
+    }
+    auto wait = hc.interval;
+    if (hc.jitter > clock::duration::zero()) {
+      wait += uniform_duration(s->random, clock::duration::zero(), hc.jitter);
+    }
+    timer->expires_after(wait);
+    const auto [ec] = co_await timer->async_wait(use_tuple);
+    if (ec || !s->started) {
+      co_return;
+    }
+  }
+}
+
+// Outlier detection's periodic sweep: hosts whose ejection time is over come back.
+asio::awaitable<void> outlier_loop(server::impl* s, std::size_t c, asio::steady_timer* timer) {
+  auto& cc = s->shared.clusters[c];
+  for (;;) {
+    timer->expires_after(cc.detector->options().interval);
+    const auto [ec] = co_await timer->async_wait(use_tuple);
+    if (ec || !s->started) {
+      co_return;
+    }
+    for (const auto& host : cc.detector->on_interval()) {
+      log_event(s->shared, spdlog::level::info,
+                "outlier detection returned " + host->address() + " to service");
+    }
+  }
+}
+
+} // namespace
+
+void server::impl::set_health(std::size_t c, std::size_t e, bool healthy) {
+  auto& counters = *shared.clusters[c].endpoints[e];
+  counters.healthy = healthy;
+  log_event(shared, healthy ? spdlog::level::info : spdlog::level::warn,
+            "health check: " + shared.cfg.clusters[c].name + "/" + counters.name +
+                (healthy ? " is healthy again" : " is unhealthy: no traffic, connections closed"));
+  if (!healthy) {
+    for (auto& w : workers) {
+      asio::post(w->io, [pool = w->clusters[c].endpoints[e].pool] { pool->evict_all(); });
+    }
+  }
+}
+
+void server::impl::start_health_checks() {
+  const auto& cfg = shared.cfg;
+  for (std::size_t c = 0; c < cfg.clusters.size(); ++c) {
+    const auto& cl = cfg.clusters[c];
+    if (shared.clusters[c].detector) {
+      timers.push_back(std::make_unique<asio::steady_timer>(admin_io));
+      asio::co_spawn(admin_io, outlier_loop(this, c, timers.back().get()), asio::detached);
+    }
+    if (cl.health_check.kind == health_check_kind::none) {
+      continue;
+    }
+    std::shared_ptr<http::client> client;
+    if (cl.health_check.kind == health_check_kind::http) {
+      http::client_options o;
+      o.name = "health-check/" + cl.name;
+      o.user_agent = "tether-health-check";
+      o.pool.max_size = 1;
+      o.tcp = cl.tcp;
+      o.tcp.connect_timeout = cl.health_check.timeout;
+      o.retry.max_attempts = 1;
+      o.retry.overall_timeout = cl.health_check.timeout;
+      o.budget.reset();
+      o.breaker.reset();
+      client = http::client::create(admin_io.get_executor(), o);
+      checkers.push_back(client);
+    }
+    for (std::size_t e = 0; e < cl.endpoints.size(); ++e) {
+      timers.push_back(std::make_unique<asio::steady_timer>(admin_io));
+      asio::co_spawn(admin_io, health_loop(this, c, e, timers.back().get(), client),
+                     asio::detached);
+    }
+  }
+}
 
 void server::impl::register_metrics() {
   auto& reg = shared.registry;
+  const auto& cfg = shared.cfg;
+  const clock& rclock = *shared.resilience_clock;
   auto& responses = reg.counter("tether_proxy_responses_total",
                                 "Responses to clients by cluster and status class");
-  for (const auto& c : shared.cfg.clusters) {
+  auto& attempts = reg.counter("tether_proxy_upstream_requests_total",
+                               "Attempts sent upstream (first tries and retries), by host");
+  auto& cluster_attempts = reg.counter("tether_proxy_upstream_attempts_total",
+                                       "Attempts sent upstream (first tries and retries)");
+  auto& retries = reg.counter("tether_proxy_retries_total",
+                              "Retries, by the outcome of the attempt retried");
+  auto& exhausted = reg.counter("tether_proxy_retry_budget_exhausted_total",
+                                "Retries the cluster's retry budget refused");
+  auto& overflow = reg.counter("tether_proxy_overflow_total",
+                               "Requests or retries refused by a cluster threshold");
+  auto& ejections = reg.counter("tether_proxy_outlier_ejections_total",
+                                "Hosts ejected by outlier detection");
+  auto& checks = reg.counter("tether_proxy_health_checks_total",
+                             "Active health checks of a host, by result");
+  for (const auto& c : cfg.clusters) {
     cluster_counters cc;
+    const metrics::labels cl{{"cluster", c.name}};
+    cc.limits = std::make_unique<resilience::cluster_limits>(c.limits);
+    cc.series.watch(reg, *cc.limits, cl);
+    if (c.retry_budget) {
+      cc.budget = std::make_unique<resilience::windowed_retry_budget>(*c.retry_budget, rclock);
+      cc.series.watch(reg, *cc.budget, cl);
+    }
+    if (c.outlier_detection) {
+      cc.detector = std::make_unique<resilience::outlier_detector>(*c.outlier_detection, rclock);
+      cc.series.watch(reg, *cc.detector, cl);
+    }
     for (const auto& e : c.endpoints) {
-      cc.endpoints.push_back(std::make_unique<endpoint_counters>());
-      cc.endpoints.back()->name = e.host + ":" + std::to_string(e.port);
+      auto ep = std::make_unique<endpoint_counters>();
+      ep->name = e.host + ":" + std::to_string(e.port);
+      const metrics::labels hl{{"cluster", c.name}, {"endpoint", ep->name}};
+      ep->attempts = &attempts.Add(hl);
+      ep->ejections = &ejections.Add(hl);
+      auto passed = hl;
+      passed.emplace("result", "passed");
+      auto failed = hl;
+      failed.emplace("result", "failed");
+      ep->checks_passed = &checks.Add(passed);
+      ep->checks_failed = &checks.Add(failed);
+      if (c.breaker.enabled) {
+        ep->breaker = std::make_unique<resilience::circuit_breaker>(c.name + "/" + ep->name,
+                                                                    c.breaker.options, rclock);
+        cc.series.watch(reg, *ep->breaker, hl);
+      }
+      if (cc.detector) {
+        ep->outlier = cc.detector->add_host(ep->name);
+      }
+      cc.endpoints.push_back(std::move(ep));
     }
     for (std::size_t i = 0; i < class_names.size(); ++i) {
       cc.responses[i] = &responses.Add({{"cluster", c.name}, {"class", class_names[i]}});
     }
+    for (std::size_t i = 0; i < retry_reason_names.size(); ++i) {
+      cc.retries[i] = &retries.Add({{"cluster", c.name}, {"reason", retry_reason_names[i]}});
+    }
+    for (std::size_t i = 0; i < resource_names.size(); ++i) {
+      cc.overflow[i] = &overflow.Add({{"cluster", c.name}, {"resource", resource_names[i]}});
+    }
+    cc.budget_exhausted = &exhausted.Add(cl);
+    cc.attempts = &cluster_attempts.Add(cl);
     cc.duration = &reg.histogram_series("tether_proxy_request_duration_seconds",
                                         "From a request's head to the end of its response",
                                         {{"cluster", c.name}});
     shared.clusters.push_back(std::move(cc));
+  }
+  for (std::size_t c = 0; c < cfg.clusters.size(); ++c) {
+    for (const auto& ep : shared.clusters[c].endpoints) {
+      shared.callbacks.push_back(reg.callback(
+          "tether_proxy_host_healthy", "1 while a host passes its health checks (or has none)",
+          metrics::metric_kind::gauge, {{"cluster", cfg.clusters[c].name}, {"endpoint", ep->name}},
+          [e = ep.get()] { return e->healthy.load() ? 1.0 : 0.0; }));
+    }
+  }
+  for (const auto& r : cfg.routes) {
+    for (std::size_t c = 0; c < cfg.clusters.size(); ++c) {
+      if (cfg.clusters[c].name == r.cluster) {
+        shared.route_cluster.push_back(c);
+        shared.route_retry.push_back(r.retry ? &*r.retry : &cfg.clusters[c].retry);
+        break;
+      }
+    }
   }
   auto& causes = reg.counter("tether_proxy_errors_total",
                              "Requests the proxy answered itself or gave up on, by cause");
@@ -987,6 +1583,11 @@ http::server_response server::impl::admin_request(const http::server_request& r)
         }
         hosts.push_back(
             {{"address", cfg.endpoints[e].host + ":" + std::to_string(cfg.endpoints[e].port)},
+             {"health", counters.healthy.load() ? "healthy" : "unhealthy"},
+             {"ejected", counters.outlier && counters.outlier->ejected()},
+             {"breaker", counters.breaker ? std::string{resilience::to_string(
+                                                counters.breaker->state())}
+                                          : std::string{"off"}},
              {"requests", counters.requests.load()},
              {"active_requests", counters.active.load()},
              {"failures", counters.failures.load()},
@@ -1003,7 +1604,10 @@ http::server_response server::impl::admin_request(const http::server_request& r)
   return out;
 }
 
-server::server(config c) : impl_{std::make_unique<impl>(std::move(c))} {}
+server::server(config c) : server{std::move(c), monotonic_clock::instance()} {}
+
+server::server(config c, const clock& resilience_clock)
+    : impl_{std::make_unique<impl>(std::move(c), resilience_clock)} {}
 
 server::~server() {
   stop();
@@ -1056,9 +1660,10 @@ std::error_code server::start() {
             });
         auto limits = cfg.downstream.limits;
         limits.max_body = 0; // responses are streamed, never held whole
-        auto p = upstream_pool::create(w->io.get_executor(),
-                                       http::http_connector{ep.host, ep.port, cl.tcp, limits},
-                                       cl.pool, coarse_monotonic_clock::instance(), observer);
+        http::http_connector connector{ep.host, ep.port, cl.tcp, limits};
+        connector.limit_connections(&s.shared.clusters[c].limits->connections);
+        auto p = upstream_pool::create(w->io.get_executor(), std::move(connector), cl.pool,
+                                       coarse_monotonic_clock::instance(), observer);
         *weak = p;
         state.endpoints.push_back({p, 0});
         w->pool_observers.push_back(std::move(observer));
@@ -1108,8 +1713,9 @@ std::error_code server::start() {
   }
   s.admin_work = std::make_shared<asio::executor_work_guard<asio::io_context::executor_type>>(
       s.admin_io.get_executor());
-  s.admin_thread = std::thread{[&s] { s.admin_io.run(); }};
   s.started = true;
+  s.start_health_checks();
+  s.admin_thread = std::thread{[&s] { s.admin_io.run(); }};
   log_event(s.shared, spdlog::level::info,
             "started: " + std::to_string(s.workers.size()) + " workers, " +
                 std::to_string(cfg.listeners.size()) + " listeners, admin on port " +
@@ -1172,6 +1778,9 @@ void server::stop() {
     std::promise<void> done;
     asio::post(s.admin_io, [&] {
       s.admin->stop();
+      for (auto& t : s.timers) {
+        t->cancel();
+      }
       done.set_value();
     });
     done.get_future().wait();

@@ -12,6 +12,7 @@
 #include "tether/core/clock.hpp"
 #include "tether/http/parser.hpp"
 #include "tether/net/tcp_connector.hpp"
+#include "tether/resilience/resource_limit.hpp"
 
 namespace tether::http {
 
@@ -27,6 +28,7 @@ struct http_connection {
   std::uint64_t responses = 0;  ///< responses read whole on this connection
   bool reusable = false;        ///< the last response ended cleanly and kept the connection open
   clock::time_point returned{}; ///< when it last came back to the pool (coarse clock)
+  resilience::resource_guard slot{}; ///< a unit of the connector's connection limit, if any
 };
 
 /// Opens HTTP connections to one host for its pool: TCP through tcp_connector, then nothing more
@@ -72,10 +74,16 @@ public:
 
   [[nodiscard]] std::uint64_t opened() const noexcept { return opened_; }
 
+  /// Counts every connection this connector makes against `limit` (shared with other
+  /// connectors: a proxy cluster's max_connections) for as long as it lives; past the limit,
+  /// connecting fails with tether::errc::overloaded before any packet is sent.
+  void limit_connections(resilience::resource_limit* limit) noexcept { limit_ = limit; }
+
 private:
   net::tcp_connector tcp_;
   parser_limits limits_;
   std::uint64_t opened_ = 0;
+  resilience::resource_limit* limit_ = nullptr;
 };
 
 } // namespace tether::http

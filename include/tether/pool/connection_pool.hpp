@@ -230,6 +230,20 @@ public:
     co_await asio::co_spawn(executor_, close_on(this->shared_from_this()), asio::use_awaitable);
   }
 
+  /// Closes every idle connection now and every leased one when it comes back; the pool stays
+  /// open and makes new connections on demand (its peer was taken out of service and may come
+  /// back). Call on the pool's executor.
+  void evict_all() {
+    while (!idle_.empty()) {
+      entry* e = idle_.back();
+      idle_.pop_back();
+      close_idle_taken(e, close_reason::evicted);
+    }
+    for (const auto& e : all_) {
+      e->evict = true;
+    }
+  }
+
   /// The pool's counts, readable from any thread.
   [[nodiscard]] pool_stats stats() const noexcept {
     pool_stats s;
@@ -544,8 +558,10 @@ private:
     }
     if (e->broken) {
       close_active(e, close_reason::broken);
-    } else if (state_ != pool_state::open || e->evict) {
+    } else if (state_ != pool_state::open) {
       close_active(e, close_reason::pool_closed);
+    } else if (e->evict) {
+      close_active(e, close_reason::evicted);
     } else if (!reusable) {
       close_active(e, close_reason::not_reusable);
     } else if (now >= e->expires) {

@@ -49,7 +49,7 @@ private:
   prometheus::Counter& timeouts_;
   prometheus::Counter& leaks_;
   std::array<prometheus::Counter*, 6> failures_{};
-  std::array<prometheus::Counter*, 8> closed_{};
+  std::array<prometheus::Counter*, 9> closed_{};
   std::vector<metrics::callback_registration> gauges_;
 };
 

@@ -49,6 +49,7 @@ enum class close_reason : std::uint8_t {
   keepalive_failed,  ///< a keepalive probe failed
   pool_closed,       ///< the pool closed
   not_reusable,      ///< it came back in a state it may not be reused in (the connector said so)
+  evicted,           ///< evict_all(): its peer was taken out of service (failed health checks)
 };
 
 /// A short lower-case name ("idle_timeout", ...), for logs and metric labels.

@@ -12,6 +12,11 @@
 #include "tether/http/parser.hpp"
 #include "tether/net/tcp_connector.hpp"
 #include "tether/pool/pool_options.hpp"
+#include "tether/resilience/circuit_breaker.hpp"
+#include "tether/resilience/outlier_detector.hpp"
+#include "tether/resilience/resource_limit.hpp"
+#include "tether/resilience/retry_budget.hpp"
+#include "tether/resilience/retry_policy.hpp"
 
 namespace tether::proxy {
 
@@ -24,12 +29,58 @@ struct listener_config {
   std::uint16_t port = 0;
 };
 
+/// When the proxy tries a request again, and how (a route's, or its cluster's default).
+struct retry_config {
+  /// Attempts, conditions, per-try and overall timeouts, backoff, Retry-After. The overall
+  /// timeout is the cluster's request_timeout. Defaults: retry once, on a connection that could
+  /// not be made only (nothing was sent), after 25-250 ms of full jitter (Envoy's backoff).
+  resilience::retry_policy policy{};
+  /// A request body up to this many bytes is read whole before the first attempt so that it can
+  /// be sent again; a longer one is streamed and its request is not retried once sent.
+  std::uint64_t buffer_limit = 64 * 1024;
+};
+
 /// Requests whose Host (without port) and path match go to `cluster`. Routes are tried in order;
 /// the first match wins. Host "*" matches any.
 struct route_config {
   std::string host = "*";
   std::string path_prefix = "/";
   std::string cluster;
+  std::optional<retry_config> retry{}; ///< none: the cluster's
+};
+
+/// A failure-rate breaker per upstream host (resilience4j's semantics): a host failing at least
+/// `failure_rate_threshold` percent of its recent attempts gets no requests for `wait_in_open`,
+/// then a few trial requests decide. Failures: connect errors, resets, timeouts, 5xx.
+struct host_breaker_config {
+  bool enabled = true;
+  resilience::circuit_breaker_options options = defaults();
+
+  [[nodiscard]] static resilience::circuit_breaker_options defaults() {
+    resilience::circuit_breaker_options o;
+    o.failure_rate_threshold = 50.0F;
+    o.window_kind = resilience::sliding_window_kind::count_based;
+    o.window_size = 20;
+    o.minimum_calls = 10;
+    o.wait_in_open = std::chrono::seconds{3};
+    o.wait_multiplier = 1.0;
+    o.permitted_calls_in_half_open = 3;
+    return o;
+  }
+};
+
+/// Active health checks of a cluster's hosts.
+enum class health_check_kind : std::uint8_t { none, http, tcp };
+
+struct health_check_config {
+  health_check_kind kind = health_check_kind::none;
+  std::string path = "/health"; ///< http: the path asked with GET
+  std::vector<int> expected_statuses{200};
+  clock::duration interval = 5s;
+  clock::duration jitter = 1s; ///< up to this much is added to each interval
+  clock::duration timeout = 1s;
+  std::uint32_t healthy_threshold = 2;   ///< passes in a row to come back
+  std::uint32_t unhealthy_threshold = 3; ///< failures in a row to be taken out
 };
 
 /// One upstream host: an IP address or a DNS name, and a port.
@@ -55,8 +106,21 @@ struct cluster_config {
   /// connections after 50 s, before common server keep-alive timeouts (nginx: 75 s).
   pool::pool_options pool = default_pool();
   net::tcp_options tcp{};
-  /// From the request's head arriving to the response's head leaving the upstream (504 past it).
+  /// From the request's head arriving to the response's head leaving the upstream (504 past it),
+  /// across every attempt.
   clock::duration request_timeout = 15s;
+  /// The retry policy of routes to this cluster that have none of their own.
+  retry_config retry{};
+  /// Retries allowed as a share of requests (Finagle's budget: 20 %, at least 10/s); none: off.
+  std::optional<resilience::windowed_retry_budget_options> retry_budget =
+      resilience::windowed_retry_budget_options{};
+  /// Envoy's thresholds over the whole cluster (every worker): connections, requests waiting for
+  /// a connection, requests in flight, retries in flight. Past one, a request gets 503 at once.
+  resilience::cluster_limits_options limits{};
+  host_breaker_config breaker{};
+  /// Ejection of hosts after consecutive 5xx or gateway failures; none: off (Envoy's default).
+  std::optional<resilience::outlier_detection_options> outlier_detection{};
+  health_check_config health_check{};
 
   /// The HTTP client's per-host defaults (http::client_options), with room for a proxy's
   /// concurrency and a shorter drain.

@@ -18,6 +18,9 @@ namespace tether::proxy {
 class server {
 public:
   explicit server(config c);
+  /// With the clock that breakers, retry budgets and outlier ejections read (tests pass a
+  /// manual_clock to move a breaker from open to half-open without waiting).
+  server(config c, const clock& resilience_clock);
   server(const server&) = delete;
   server& operator=(const server&) = delete;
   ~server();

@@ -46,6 +46,92 @@ TEST(proxy_config, the_example_config_loads_with_every_field) {
   EXPECT_EQ(api->tcp.keepalive_probes, 6);
   EXPECT_EQ(c.find_cluster("web")->endpoints[0].host, "localhost");
   EXPECT_EQ(c.downstream.request_header_timeout, clock::duration{10s});
+  ASSERT_TRUE(c.routes[0].retry);
+  EXPECT_EQ(c.routes[0].retry->policy.max_attempts, 3U);
+  EXPECT_EQ(c.routes[0].retry->policy.per_try_timeout, clock::duration{2s});
+  EXPECT_EQ(c.routes[0].retry->policy.overall_timeout, clock::duration{15s});
+  EXPECT_FALSE(c.routes[1].retry);
+  ASSERT_TRUE(api->retry_budget);
+  EXPECT_DOUBLE_EQ(api->retry_budget->percent_can_retry, 0.2);
+  EXPECT_EQ(api->limits.max_retries, 3U);
+  EXPECT_EQ(api->breaker.options.wait_in_open, clock::duration{3s});
+  ASSERT_TRUE(api->outlier_detection);
+  EXPECT_EQ(api->health_check.kind, health_check_kind::http);
+  EXPECT_EQ(api->health_check.unhealthy_threshold, 3U);
+}
+
+TEST(proxy_config, resilience_defaults_are_safe_when_nothing_is_configured) {
+  const auto r = load_config(R"(
+listeners: [{port: 0}]
+routes: [{cluster: c}]
+clusters: [{name: c, endpoints: ["127.0.0.1:1"]}]
+)",
+                             "min.yaml");
+  ASSERT_TRUE(r.value) << all(r);
+  const auto& c = r.value->clusters[0];
+  using resilience::retry_on;
+  // Retries only of what was never sent, once, with Envoy's backoff; the budget and breakers on.
+  EXPECT_EQ(c.retry.policy.conditions, retry_on::connect_failure | retry_on::refused);
+  EXPECT_EQ(c.retry.policy.max_attempts, 2U);
+  EXPECT_EQ(c.retry.policy.backoff.base, clock::duration{25ms});
+  EXPECT_EQ(c.retry.policy.backoff.cap, clock::duration{250ms});
+  EXPECT_EQ(c.retry.policy.overall_timeout, c.request_timeout);
+  ASSERT_TRUE(c.retry_budget);
+  EXPECT_DOUBLE_EQ(c.retry_budget->percent_can_retry, 0.2);
+  EXPECT_EQ(c.retry_budget->min_retries_per_sec, 10U);
+  EXPECT_TRUE(c.breaker.enabled);
+  EXPECT_EQ(c.limits.max_requests, 1024U);
+  EXPECT_FALSE(c.outlier_detection);
+  EXPECT_EQ(c.health_check.kind, health_check_kind::none);
+}
+
+TEST(proxy_config, resilience_can_be_switched_off_and_bad_values_are_located) {
+  const auto off = load_config(R"(
+listeners: [{port: 0}]
+routes: [{cluster: c}]
+clusters:
+  - name: c
+    endpoints: ["127.0.0.1:1"]
+    retry: {retry_on: [], num_retries: 0}
+    retry_budget: off
+    breaker: off
+)",
+                               "off.yaml");
+  ASSERT_TRUE(off.value) << all(off);
+  EXPECT_FALSE(off.value->clusters[0].retry_budget);
+  EXPECT_FALSE(off.value->clusters[0].breaker.enabled);
+  EXPECT_EQ(off.value->clusters[0].retry.policy.max_attempts, 1U);
+
+  const auto bad = load_config(R"(
+listeners: [{port: 0}]
+routes: [{cluster: c, retry: {retry_on: [sometimes]}}]
+clusters:
+  - name: c
+    endpoints: ["127.0.0.1:1"]
+    retry: {num_retries: 99}
+    retry_budget: {percent: -1}
+    breaker: {failure_rate_threshold: 0}
+    health_check: {type: udp, expected_statuses: [700]}
+)",
+                               "bad.yaml");
+  ASSERT_FALSE(bad.value);
+  EXPECT_TRUE(has(bad, "bad.yaml:3:42: route */ retry.retry_on: expected connect-failure, refused, "
+                       "reset, timeout, 5xx, gateway-error or retriable-status-codes"))
+      << all(bad);
+  EXPECT_TRUE(has(bad, "bad.yaml:7:26: cluster 'c'.retry.num_retries must be a whole number in "
+                       "[0, 10]"))
+      << all(bad);
+  EXPECT_TRUE(has(bad, "bad.yaml:8:29: cluster 'c'.retry_budget.percent must be a number in "
+                       "[0, 1000]"))
+      << all(bad);
+  EXPECT_TRUE(has(bad, "bad.yaml:9:39: cluster 'c'.breaker.failure_rate_threshold must be a "
+                       "number in [1, 100]"))
+      << all(bad);
+  EXPECT_TRUE(has(bad, "bad.yaml:10:26: cluster 'c'.health_check.type must be http or tcp"))
+      << all(bad);
+  EXPECT_TRUE(has(bad, "bad.yaml:10:51: cluster 'c'.health_check.expected_statuses: expected an "
+                       "HTTP status code (100-599)"))
+      << all(bad);
 }
 
 TEST(proxy_config, every_problem_is_reported_with_file_line_and_column) {
