@@ -363,10 +363,10 @@ void read_resilience(reader& r, const YAML::Node& n, cluster_config& c, const st
     if (reader::is_off(v)) {
       c.breaker.enabled = false;
     } else if (r.is_map(v, what + " (or off)")) {
-      r.known_keys(v,
-                   {"failure_rate_threshold", "window", "minimum_calls", "wait_in_open",
-                    "half_open_calls"},
-                   what);
+      r.known_keys(
+          v,
+          {"failure_rate_threshold", "window", "minimum_calls", "wait_in_open", "half_open_calls"},
+          what);
       auto& o = c.breaker.options;
       double threshold = o.failure_rate_threshold;
       r.number(v, "failure_rate_threshold", threshold, 1.0, 100.0, what);
@@ -735,13 +735,14 @@ std::string to_json(const config& c) {
         on.push_back(name);
       }
     }
-    return json{{"retry_on", on},
-                {"num_retries", r.policy.max_attempts - 1},
-                {"per_try_timeout_ms", ms(r.policy.per_try_timeout)},
-                {"backoff", {{"base_ms", ms(r.policy.backoff.base)}, {"max_ms", ms(r.policy.backoff.cap)}}},
-                {"retriable_status_codes", r.policy.retriable_status_codes},
-                {"max_retry_after_ms", ms(r.policy.max_retry_after)},
-                {"buffer_limit", r.buffer_limit}};
+    return json{
+        {"retry_on", on},
+        {"num_retries", r.policy.max_attempts - 1},
+        {"per_try_timeout_ms", ms(r.policy.per_try_timeout)},
+        {"backoff", {{"base_ms", ms(r.policy.backoff.base)}, {"max_ms", ms(r.policy.backoff.cap)}}},
+        {"retriable_status_codes", r.policy.retriable_status_codes},
+        {"max_retry_after_ms", ms(r.policy.max_retry_after)},
+        {"buffer_limit", r.buffer_limit}};
   };
   json routes = json::array();
   for (const auto& r : c.routes) {
@@ -784,13 +785,12 @@ std::string to_json(const config& c) {
                                {"max_requests", cl.limits.max_requests},
                                {"max_retries", cl.limits.max_retries}};
     const auto& b = cl.breaker.options;
-    out["breaker"] = cl.breaker.enabled
-                         ? json{{"failure_rate_threshold", b.failure_rate_threshold},
-                                {"window", b.window_size},
-                                {"minimum_calls", b.minimum_calls},
-                                {"wait_in_open_ms", ms(b.wait_in_open)},
-                                {"half_open_calls", b.permitted_calls_in_half_open}}
-                         : json("off");
+    out["breaker"] = cl.breaker.enabled ? json{{"failure_rate_threshold", b.failure_rate_threshold},
+                                               {"window", b.window_size},
+                                               {"minimum_calls", b.minimum_calls},
+                                               {"wait_in_open_ms", ms(b.wait_in_open)},
+                                               {"half_open_calls", b.permitted_calls_in_half_open}}
+                                        : json("off");
     if (const auto& o = cl.outlier_detection) {
       out["outlier_detection"] = {{"consecutive_5xx", o->consecutive_5xx},
                                   {"consecutive_gateway_failure", o->consecutive_gateway_failure},

@@ -56,14 +56,14 @@ std::string lower(std::string_view s) {
 // Counters shared by the workers (atomics only), read by /clusters and /metrics.
 
 struct endpoint_counters {
-  std::string name; // host:port
+  std::string name;                       // host:port
   std::atomic<std::uint64_t> requests{0}; // attempts sent to it
   std::atomic<std::int64_t> active{0};
   std::atomic<std::uint64_t> failures{0}; // connect failures, resets, timeouts, 5xx
   // Resilience state of the host, shared by every worker.
-  std::unique_ptr<resilience::circuit_breaker> breaker;  // null: breaker off
-  std::shared_ptr<resilience::outlier_host> outlier;     // null: outlier detection off
-  std::atomic<bool> healthy{true};                       // the active health check's verdict
+  std::unique_ptr<resilience::circuit_breaker> breaker; // null: breaker off
+  std::shared_ptr<resilience::outlier_host> outlier;    // null: outlier detection off
+  std::atomic<bool> healthy{true};                      // the active health check's verdict
   prometheus::Counter* attempts = nullptr;
   prometheus::Counter* checks_passed = nullptr;
   prometheus::Counter* checks_failed = nullptr;
@@ -95,9 +95,9 @@ enum class cause : std::uint8_t {
   count_
 };
 constexpr std::array<const char*, 11> cause_names = {
-    "no_route",       "bad_request",      "header_timeout", "connect_failure",
-    "pool_timeout",   "upstream_reset",   "upstream_timeout", "bad_response",
-    "downstream_reset", "overflow", "circuit_open"};
+    "no_route",         "bad_request",    "header_timeout",   "connect_failure",
+    "pool_timeout",     "upstream_reset", "upstream_timeout", "bad_response",
+    "downstream_reset", "overflow",       "circuit_open"};
 
 // The thresholds of resilience::cluster_limits, as metric labels.
 enum class resource : std::uint8_t { connections, pending_requests, requests, retries, count_ };
@@ -113,8 +113,8 @@ struct cluster_counters {
   std::array<prometheus::Counter*, 5> responses{};
   metrics::histogram* duration = nullptr;
   std::unique_ptr<resilience::cluster_limits> limits;
-  std::unique_ptr<resilience::windowed_retry_budget> budget;   // null: no budget
-  std::unique_ptr<resilience::outlier_detector> detector;      // null: no outlier detection
+  std::unique_ptr<resilience::windowed_retry_budget> budget; // null: no budget
+  std::unique_ptr<resilience::outlier_detector> detector;    // null: no outlier detection
   std::array<prometheus::Counter*, retry_reason_names.size()> retries{};
   prometheus::Counter* budget_exhausted = nullptr;
   std::array<prometheus::Counter*, resource_names.size()> overflow{};
@@ -127,8 +127,8 @@ struct cluster_counters {
 struct shared_state {
   config cfg;
   const clock* resilience_clock = &monotonic_clock::instance(); // breakers, budgets, ejections
-  std::vector<std::size_t> route_cluster;        // per route: its cluster's index
-  std::vector<const retry_config*> route_retry;  // per route: its retry policy (or the cluster's)
+  std::vector<std::size_t> route_cluster;                       // per route: its cluster's index
+  std::vector<const retry_config*> route_retry; // per route: its retry policy (or the cluster's)
   metrics::registry registry;
   std::vector<cluster_counters> clusters;
   std::array<prometheus::Counter*, static_cast<std::size_t>(cause::count_)> causes{};
@@ -220,30 +220,45 @@ struct worker {
       }
     }
     const auto m = candidates.size();
+    const auto try_host = [&](std::size_t index, choice& out) {
+      auto& breaker = hosts[index]->breaker;
+      if (!breaker) {
+        out = {index, {}, true};
+        return true;
+      }
+      if (auto permission = breaker->try_acquire()) {
+        out = {index, permission, true};
+        return true;
+      }
+      return false;
+    };
+    choice out;
+    if (shared.cfg.clusters[c].lb == lb_policy::round_robin) {
+      // The rotation moves once per request: a retry takes the next candidate after it, so
+      // retries do not skew which host the next request starts at.
+      const bool first_attempt = std::none_of(tried.begin(), tried.end(), [](bool t) { return t; });
+      const auto start = first_attempt ? cl.next++ : cl.next;
+      for (std::size_t k = 0; k < n; ++k) {
+        const auto index = (start + k) % n;
+        if (std::find(candidates.begin(), candidates.end(), index) != candidates.end() &&
+            try_host(index, out)) {
+          return out;
+        }
+      }
+      return {};
+    }
     std::size_t first = 0;
-    switch (shared.cfg.clusters[c].lb) {
-    case lb_policy::round_robin:
-      first = cl.next++ % m;
-      break;
-    case lb_policy::random:
+    if (shared.cfg.clusters[c].lb == lb_policy::random) {
       first = static_cast<std::size_t>(random.next() % m);
-      break;
-    case lb_policy::least_request: {
-      // Two random choices, the one with fewer requests in flight (Envoy's default).
+    } else {
+      // Least request: two random choices, the one with fewer requests in flight (Envoy's).
       const auto a = static_cast<std::size_t>(random.next() % m);
       const auto b = static_cast<std::size_t>(random.next() % m);
       first = cl.endpoints[candidates[b]].active < cl.endpoints[candidates[a]].active ? b : a;
-      break;
-    }
     }
     for (std::size_t k = 0; k < m; ++k) {
-      const auto index = candidates[(first + k) % m];
-      auto& breaker = hosts[index]->breaker;
-      if (!breaker) {
-        return {index, {}, true};
-      }
-      if (auto permission = breaker->try_acquire()) {
-        return {index, permission, true};
+      if (try_host(candidates[(first + k) % m], out)) {
+        return out;
       }
     }
     return {};
@@ -617,8 +632,9 @@ private:
   asio::awaitable<bool> refuse(request_context& rq, int status, const std::string& why,
                                std::string_view upstream) {
     // A client still waiting for 100 Continue sends no body: answer now, and close.
-    const bool clean = rq.consumed || (rq.client_keep && !(rq.expects_continue && !rq.continue_sent) &&
-                                       co_await drain_request_body());
+    const bool clean =
+        rq.consumed || (rq.client_keep && !(rq.expects_continue && !rq.continue_sent) &&
+                        co_await drain_request_body());
     co_await reply_error(status, why, !(clean && rq.client_keep));
     if (rq.counters != nullptr) {
       observe(*rq.counters, status, rq.started, rq.head, rq.cluster, upstream);
@@ -654,12 +670,14 @@ private:
     }
   }
 
-  // After a failed attempt: try again (and after how long), or give up. A retry holds one unit of
-  // the cluster's max_retries for the rest of the request.
+  // After a failed attempt: try again (and after how long), or give up. Without a retry budget,
+  // a retry holds one unit of the cluster's max_retries for the rest of the request; with one,
+  // the budget is the limit and max_retries is not applied (Envoy's rule: a budget overrides the
+  // retry threshold, which at 3 would refuse retries any busy cluster needs when a host dies).
   resilience::retry_decision decide(resilience::retry_state& retry, const retry_config& rc,
                                     const resilience::attempt_outcome& outcome,
                                     cluster_counters& cc, resilience::resource_guard& retry_slot) {
-    if (!retry_slot && rc.policy.is_retriable(outcome) &&
+    if (!cc.budget && !retry_slot && rc.policy.is_retriable(outcome) &&
         retry.attempts() < rc.policy.max_attempts) {
       retry_slot = resilience::resource_guard{cc.limits->retries};
       if (!retry_slot) {
@@ -839,10 +857,9 @@ private:
 
       const auto attempt_start = steady::now();
       const steady::time_point attempt_deadline = retry.attempt_deadline(attempt_start);
-      auto acquired = co_await ep.pool->async_acquire(
-          std::min<clock::duration>(cluster_cfg.pool.acquire_timeout,
-                                    std::max<clock::duration>(attempt_deadline - attempt_start,
-                                                              clock::duration::zero())));
+      auto acquired = co_await ep.pool->async_acquire(std::min<clock::duration>(
+          cluster_cfg.pool.acquire_timeout,
+          std::max<clock::duration>(attempt_deadline - attempt_start, clock::duration::zero())));
       pending.release();
       resilience::attempt_outcome outcome;
       std::string failure; // why, when the attempt ended without a response
@@ -859,8 +876,7 @@ private:
           if (!busy) {
             cc.overflow[static_cast<std::size_t>(resource::connections)]->Increment();
           }
-          const std::string why =
-              busy ? "upstream pool busy" : "cluster connection limit reached";
+          const std::string why = busy ? "upstream pool busy" : "cluster connection limit reached";
           co_return co_await refuse(rq, 503, why, endpoint_name);
         }
         outcome.result = acquired.error == std::errc::connection_refused
@@ -941,9 +957,8 @@ private:
           failure = "upstream closed the connection";
         } else {
           const auto r = co_await read_response(rq, up, lease, retry, rc, cc, host,
-                                                picked.permission, attempt_start,
-                                                attempt_deadline, cluster_cfg.request_timeout,
-                                                retry_slot);
+                                                picked.permission, attempt_start, attempt_deadline,
+                                                cluster_cfg.request_timeout, retry_slot);
           if (r.client_gone) {
             co_return false;
           }
@@ -974,13 +989,13 @@ private:
       // The attempt ended with no response: an error the policy may retry.
       report(cc, host, picked.permission, outcome, attempt_start);
       const bool malformed = outcome.result == resilience::attempt_result::http_status;
-      const auto decision = malformed ? resilience::retry_decision::give_up(
-                                            resilience::give_up_reason::not_retriable)
-                                      : decide(retry, rc, outcome, cc, retry_slot);
+      const auto decision =
+          malformed ? resilience::retry_decision::give_up(resilience::give_up_reason::not_retriable)
+                    : decide(retry, rc, outcome, cc, retry_slot);
       if (decision.retry) {
         log_event(shared, spdlog::level::debug,
-                  "retrying " + head.method + " " + head.target + " after " + endpoint_name +
-                      ": " + failure);
+                  "retrying " + head.method + " " + head.target + " after " + endpoint_name + ": " +
+                      failure);
         if (!co_await backoff(decision.delay)) {
           count(cause::upstream_timeout);
           const std::string why = "upstream timeout";
@@ -996,8 +1011,8 @@ private:
                       : (timed_out ? cause::upstream_timeout
                                    : (connect ? cause::connect_failure : cause::upstream_reset)));
       log_event(shared, spdlog::level::debug,
-                std::to_string(timed_out ? 504 : 502) + " for " + head.method + " " +
-                    head.target + ": " + endpoint_name + ": " + failure);
+                std::to_string(timed_out ? 504 : 502) + " for " + head.method + " " + head.target +
+                    ": " + endpoint_name + ": " + failure);
       if (connect) {
         co_return co_await refuse(rq, 502, failure, endpoint_name);
       }
@@ -1187,8 +1202,8 @@ private:
           end.outcome.status = 502;
           end.failure = "upstream sent a malformed response: " + up.parser.error().message();
         } else {
-          end.outcome.result = timed_out ? resilience::attempt_result::timeout
-                                         : resilience::attempt_result::reset;
+          end.outcome.result =
+              timed_out ? resilience::attempt_result::timeout : resilience::attempt_result::reset;
           end.failure =
               timed_out ? "upstream timeout" : "upstream closed the connection before answering";
         }
@@ -1348,9 +1363,8 @@ asio::awaitable<void> health_loop(server::impl* s, std::size_t c, std::size_t e,
       r.port = ep.port;
       r.target = hc.path;
       const auto result = co_await client->async_request(r);
-      passed = !result.error &&
-               std::find(hc.expected_statuses.begin(), hc.expected_statuses.end(),
-                         result.response.status) != hc.expected_statuses.end();
+      passed = !result.error && std::find(hc.expected_statuses.begin(), hc.expected_statuses.end(),
+                                          result.response.status) != hc.expected_statuses.end();
     } else {
       net::tcp_options tcp = cl.tcp;
       tcp.connect_timeout = hc.timeout;
@@ -1454,16 +1468,16 @@ void server::impl::register_metrics() {
                                "Attempts sent upstream (first tries and retries), by host");
   auto& cluster_attempts = reg.counter("tether_proxy_upstream_attempts_total",
                                        "Attempts sent upstream (first tries and retries)");
-  auto& retries = reg.counter("tether_proxy_retries_total",
-                              "Retries, by the outcome of the attempt retried");
+  auto& retries =
+      reg.counter("tether_proxy_retries_total", "Retries, by the outcome of the attempt retried");
   auto& exhausted = reg.counter("tether_proxy_retry_budget_exhausted_total",
                                 "Retries the cluster's retry budget refused");
   auto& overflow = reg.counter("tether_proxy_overflow_total",
                                "Requests or retries refused by a cluster threshold");
-  auto& ejections = reg.counter("tether_proxy_outlier_ejections_total",
-                                "Hosts ejected by outlier detection");
-  auto& checks = reg.counter("tether_proxy_health_checks_total",
-                             "Active health checks of a host, by result");
+  auto& ejections =
+      reg.counter("tether_proxy_outlier_ejections_total", "Hosts ejected by outlier detection");
+  auto& checks =
+      reg.counter("tether_proxy_health_checks_total", "Active health checks of a host, by result");
   for (const auto& c : cfg.clusters) {
     cluster_counters cc;
     const metrics::labels cl{{"cluster", c.name}};
@@ -1585,9 +1599,9 @@ http::server_response server::impl::admin_request(const http::server_request& r)
             {{"address", cfg.endpoints[e].host + ":" + std::to_string(cfg.endpoints[e].port)},
              {"health", counters.healthy.load() ? "healthy" : "unhealthy"},
              {"ejected", counters.outlier && counters.outlier->ejected()},
-             {"breaker", counters.breaker ? std::string{resilience::to_string(
-                                                counters.breaker->state())}
-                                          : std::string{"off"}},
+             {"breaker", counters.breaker
+                             ? std::string{resilience::to_string(counters.breaker->state())}
+                             : std::string{"off"}},
              {"requests", counters.requests.load()},
              {"active_requests", counters.active.load()},
              {"failures", counters.failures.load()},

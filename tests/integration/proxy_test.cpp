@@ -4,7 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <linux/close_range.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <future>
@@ -29,15 +33,32 @@ using testing::http_test_server;
 using fault = http_test_server::fault;
 using steady = std::chrono::steady_clock;
 
+/// Runs a shell command and returns its standard output. The child gets none of this process's
+/// other descriptors: a client started while a test server holds a connection must not keep that
+/// connection open after the server closes it (popen would pass them on, since Asio's sockets
+/// are not close-on-exec).
 std::string run(const std::string& command) {
-  std::string out;
-  FILE* p = ::popen(command.c_str(), "r");
-  char buf[4096];
-  std::size_t n = 0;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) {
-    out.append(buf, n);
+  int out_pipe[2];
+  if (::pipe2(out_pipe, O_CLOEXEC) != 0) {
+    return {};
   }
-  ::pclose(p);
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ::dup2(out_pipe[1], 1);
+    ::close_range(3, ~0U, 0);
+    ::execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::close(out_pipe[1]);
+  std::string out;
+  char buf[4096];
+  ssize_t n = 0;
+  while ((n = ::read(out_pipe[0], buf, sizeof buf)) > 0) {
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(out_pipe[0]);
+  int status = 0;
+  ::waitpid(child, &status, 0);
   return out;
 }
 
@@ -47,7 +68,7 @@ std::string run(const std::string& command) {
 class proxy_fixture {
 public:
   explicit proxy_fixture(const std::vector<std::uint16_t>& backends, const std::string& extra = "",
-                         bool api_only = false) {
+                         bool api_only = false, const clock* resilience_clock = nullptr) {
     std::string endpoints;
     for (const auto p : backends) {
       endpoints +=
@@ -64,7 +85,9 @@ public:
                              endpoints + "]\n" + extra;
     auto loaded = load_config(yaml, "test.yaml");
     EXPECT_TRUE(loaded.value) << (loaded.errors.empty() ? "" : loaded.errors[0]);
-    server_ = std::make_unique<server>(*loaded.value);
+    server_ = resilience_clock != nullptr
+                  ? std::make_unique<server>(*loaded.value, *resilience_clock)
+                  : std::make_unique<server>(*loaded.value);
     const auto ec = server_->start();
     EXPECT_FALSE(ec) << ec.message();
     port_ = server_->listener_ports().at(0);
@@ -375,6 +398,220 @@ TEST(proxy, the_admin_listener_shows_clusters_config_and_readiness) {
                              "tether_pool_connection_create_seconds_count{cluster=\"backend\""}) {
     EXPECT_NE(metrics.find(series), std::string::npos) << series;
   }
+}
+
+// --- retries, budgets, breakers, outlier detection, health checks (issue 6) ---------------------
+
+/// The value of the series whose line starts with `series` (name and labels) in /metrics, or -1.
+double metric(const proxy_fixture& proxy, const std::string& series) {
+  const auto text = run(
+      "curl -sS --max-time 5 http://127.0.0.1:" + std::to_string(proxy.admin_port()) + "/metrics");
+  const auto at = text.find("\n" + series + " ");
+  if (at == std::string::npos) {
+    return -1;
+  }
+  return std::stod(text.substr(at + series.size() + 2));
+}
+
+/// The status line and X-Tether-Reason of a request with curl.
+std::string status_of(const std::string& curl_args) {
+  const auto out = run("curl -sS --max-time 10 -o /dev/null -D - " + curl_args);
+  std::string line = out.substr(0, out.find("\r\n"));
+  if (const auto r = out.find("X-Tether-Reason: "); r != std::string::npos) {
+    line += " (" + out.substr(r + 17, out.find("\r\n", r) - r - 17) + ")";
+  }
+  return line;
+}
+
+TEST(proxy_resilience, a_failed_idempotent_request_is_retried_on_another_host) {
+  http_test_server failing;
+  http_test_server healthy;
+  failing.set_fault(fault::status, -1, 503);
+  proxy_fixture proxy{{failing.port(), healthy.port()},
+                      "    retry: {retry_on: [gateway-error], num_retries: 2}\n"
+                      "    breaker: off\n"};
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_EQ(run("curl -sS --max-time 5 " + proxy.url("/r" + std::to_string(i))), "ok");
+  }
+  // Round robin sends every other request to the failing host first; each of those is retried
+  // once, on the other host (a retry goes to a host not tried yet).
+  EXPECT_EQ(failing.requests(), 5);
+  EXPECT_EQ(healthy.requests(), 10);
+  EXPECT_EQ(metric(proxy, "tether_proxy_retries_total{cluster=\"backend\",reason=\"http_status\"}"),
+            5);
+  EXPECT_EQ(metric(proxy, "tether_proxy_upstream_attempts_total{cluster=\"backend\"}"), 15);
+}
+
+TEST(proxy_resilience, a_post_is_sent_once_unless_it_has_an_idempotency_key) {
+  http_test_server backend;
+  proxy_fixture proxy{{backend.port()},
+                      "    retry: {retry_on: [5xx, reset], num_retries: 3, backoff: {base: 1ms, "
+                      "max: 2ms}}\n"
+                      "    breaker: off\n"};
+  // A 503 to a POST is the answer: forwarded as it is, the POST never sent again.
+  backend.set_fault(fault::status, -1, 503);
+  EXPECT_EQ(status_of("-X POST -d order=1 " + proxy.url("/orders")),
+            "HTTP/1.1 503 Failing On Purpose");
+  EXPECT_EQ(backend.requests_with("POST"), 1);
+  // A reset after the POST was sent: 502, still sent once.
+  backend.set_fault(fault::reset, -1);
+  EXPECT_EQ(status_of("-X POST -d order=2 " + proxy.url("/orders")),
+            "HTTP/1.1 502 Bad Gateway (upstream closed the connection before answering)");
+  EXPECT_EQ(backend.requests_with("POST"), 2);
+  // With an Idempotency-Key the client says a second copy is harmless: 1 + 3 retries.
+  backend.set_fault(fault::status, -1, 503);
+  EXPECT_EQ(status_of("-X POST -H 'Idempotency-Key: k1' -d order=3 " + proxy.url("/orders")),
+            "HTTP/1.1 503 Failing On Purpose");
+  EXPECT_EQ(backend.requests_with("POST"), 6);
+  // A GET with the same policy: retried, then healed on the second try.
+  backend.set_fault(fault::status, 1, 503);
+  EXPECT_EQ(status_of(proxy.url("/again")), "HTTP/1.1 200 OK");
+}
+
+TEST(proxy_resilience, a_killed_backend_during_a_wrk_run_fails_no_idempotent_request) {
+  auto doomed = std::make_unique<http_test_server>();
+  http_test_server survivor;
+  proxy_fixture proxy{{doomed->port(), survivor.port()},
+                      "    retry: {retry_on: [connect-failure, refused, reset, gateway-error], "
+                      "num_retries: 2}\n"};
+  auto load = std::async(std::launch::async,
+                         [&] { return run("wrk -t1 -c8 -d2s " + proxy.url("/") + " 2>&1"); });
+  // Kill one backend once it has served some of the load: its connections close under requests
+  // in flight, and new connections to it are refused.
+  const auto give_up = steady::now() + 5s;
+  while (doomed->requests() < 500 && steady::now() < give_up) {
+    std::this_thread::sleep_for(1ms);
+  }
+  doomed.reset();
+  const auto out = load.get();
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(out, m, std::regex{R"((\d+) requests in)"})) << out;
+  EXPECT_GT(std::stoi(m[1]), 1000) << out;
+  EXPECT_EQ(out.find("Non-2xx"), std::string::npos)
+      << out
+      << run("curl -sS http://127.0.0.1:" + std::to_string(proxy.admin_port()) +
+             "/metrics | grep -E 'overflow|retries_total|errors_total|exhausted'");
+  EXPECT_EQ(out.find("Socket errors"), std::string::npos) << out;
+  EXPECT_GT(metric(proxy, "tether_proxy_retries_total{cluster=\"backend\",reason=\"refused\"}") +
+                metric(proxy, "tether_proxy_retries_total{cluster=\"backend\",reason=\"reset\"}"),
+            0);
+}
+
+TEST(proxy_resilience, a_breaker_opens_half_opens_and_closes_as_configured) {
+  manual_clock clock;
+  http_test_server backend;
+  proxy_fixture proxy{{backend.port()},
+                      "    breaker: {window: 4, minimum_calls: 4, failure_rate_threshold: 50, "
+                      "wait_in_open: 10s, half_open_calls: 2}\n",
+                      false,
+                      &clock};
+  const std::string state = "tether_breaker_state{cluster=\"backend\",endpoint=\"127.0.0.1:" +
+                            std::to_string(backend.port()) + "\",state=";
+  EXPECT_EQ(metric(proxy, state + "\"closed\"}"), 1);
+  backend.set_fault(fault::status, 4, 500);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(status_of(proxy.url("/")), "HTTP/1.1 500 Failing On Purpose");
+  }
+  EXPECT_EQ(metric(proxy, state + "\"open\"}"), 1);
+  // Open: refused at once with a reason, costing the backend nothing.
+  EXPECT_EQ(status_of(proxy.url("/")),
+            "HTTP/1.1 503 Service Unavailable (circuit breaker open for every host)");
+  EXPECT_EQ(backend.requests(), 4);
+  EXPECT_EQ(metric(proxy, "tether_proxy_errors_total{cause=\"circuit_open\"}"), 1);
+  // After the wait in open, the next request is a trial: half-open, then closed after two.
+  clock.advance(10s);
+  EXPECT_EQ(status_of(proxy.url("/")), "HTTP/1.1 200 OK");
+  EXPECT_EQ(metric(proxy, state + "\"half_open\"}"), 1);
+  EXPECT_EQ(status_of(proxy.url("/")), "HTTP/1.1 200 OK");
+  EXPECT_EQ(metric(proxy, state + "\"closed\"}"), 1);
+  EXPECT_EQ(backend.requests(), 6);
+}
+
+TEST(proxy_resilience, outlier_detection_ejects_a_failing_host) {
+  manual_clock clock;
+  http_test_server failing;
+  http_test_server healthy;
+  failing.set_fault(fault::status, -1, 503);
+  proxy_fixture proxy{{failing.port(), healthy.port()},
+                      "    breaker: off\n"
+                      "    outlier_detection: {consecutive_5xx: 3, base_ejection_time: 30s, "
+                      "max_ejection_percent: 50}\n",
+                      false,
+                      &clock};
+  int failures = 0;
+  for (int i = 0; i < 20; ++i) {
+    failures += status_of(proxy.url("/")) != "HTTP/1.1 200 OK" ? 1 : 0;
+  }
+  // Three 5xx in a row eject it: the rest go to the healthy host.
+  EXPECT_EQ(failures, 3);
+  EXPECT_EQ(failing.requests(), 3);
+  EXPECT_EQ(
+      metric(proxy,
+             "tether_proxy_outlier_ejections_total{cluster=\"backend\",endpoint=\"127.0.0.1:" +
+                 std::to_string(failing.port()) + "\"}"),
+      1);
+  const auto clusters = nlohmann::json::parse(
+      run("curl -sS --max-time 5 http://127.0.0.1:" + std::to_string(proxy.admin_port()) +
+          "/clusters"));
+  EXPECT_EQ(clusters["clusters"][0]["hosts"][0]["ejected"], true);
+  EXPECT_EQ(clusters["clusters"][0]["hosts"][1]["ejected"], false);
+}
+
+TEST(proxy_resilience, an_unhealthy_host_gets_no_traffic_until_it_passes_again) {
+  http_test_server sick;
+  http_test_server well;
+  proxy_fixture proxy{{sick.port(), well.port()},
+                      "    health_check: {type: http, path: /health, interval: 20ms, jitter: 0s, "
+                      "timeout: 1s, healthy_threshold: 2, unhealthy_threshold: 2}\n"};
+  const auto health_of = [&](int host) {
+    const auto j = nlohmann::json::parse(run("curl -sS --max-time 5 http://127.0.0.1:" +
+                                             std::to_string(proxy.admin_port()) + "/clusters"));
+    return j["clusters"][0]["hosts"][host]["health"].get<std::string>();
+  };
+  const auto wait_for = [&](int host, const std::string& want) {
+    const auto give_up = steady::now() + 5s;
+    while (health_of(host) != want && steady::now() < give_up) {
+      std::this_thread::sleep_for(5ms);
+    }
+    return health_of(host);
+  };
+  EXPECT_EQ(run("curl -sS --max-time 5 " + proxy.url("/") + " " + proxy.url("/")), "okok");
+  sick.set_fault(fault::status, -1, 503);
+  ASSERT_EQ(wait_for(0, "unhealthy"), "unhealthy");
+  const int before = sick.requests();
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_EQ(run("curl -sS --max-time 5 " + proxy.url("/")), "ok");
+  }
+  // Only health checks reach it now (at most a few in the time the requests took).
+  EXPECT_LT(sick.requests() - before, 10 + 1);
+  EXPECT_EQ(metric(proxy, "tether_proxy_host_healthy{cluster=\"backend\",endpoint=\"127.0.0.1:" +
+                              std::to_string(sick.port()) + "\"}"),
+            0);
+  sick.heal();
+  EXPECT_EQ(wait_for(0, "healthy"), "healthy");
+  EXPECT_GT(
+      metric(proxy, "tether_proxy_health_checks_total{cluster=\"backend\",endpoint=\"127.0.0.1:" +
+                        std::to_string(sick.port()) + "\",result=\"failed\"}"),
+      1);
+}
+
+TEST(proxy_resilience, past_a_cluster_threshold_requests_fail_fast) {
+  http_test_server backend;
+  proxy_fixture proxy{{backend.port()}, "    circuit_breakers: {max_requests: 1}\n"};
+  auto slow = std::async(std::launch::async,
+                         [&] { return run("curl -sS --max-time 5 " + proxy.url("/slow")); });
+  const auto give_up = steady::now() + 5s;
+  while (backend.requests() == 0 && steady::now() < give_up) {
+    std::this_thread::sleep_for(1ms);
+  }
+  EXPECT_EQ(status_of(proxy.url("/")),
+            "HTTP/1.1 503 Service Unavailable (cluster request limit reached)");
+  EXPECT_EQ(slow.get(), "slow");
+  EXPECT_EQ(backend.requests(), 1);
+  EXPECT_EQ(metric(proxy, "tether_proxy_overflow_total{cluster=\"backend\",resource=\"requests\"}"),
+            1);
+  EXPECT_EQ(metric(proxy, "tether_limit_remaining{cluster=\"backend\",resource=\"requests\"}"),
+            1); // max 1, none in flight now
 }
 
 } // namespace
