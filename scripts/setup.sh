@@ -20,6 +20,8 @@ packages=(
   nginx wrk haproxy
   # Node.js runs the published Toxiproxy client against tether chaos (tests/chaos/node)
   nodejs
+  # gnuplot draws the retry storm's report (bench/retry-storm)
+  gnuplot-nox
 )
 
 missing=()

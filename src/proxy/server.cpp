@@ -165,7 +165,8 @@ struct endpoint_state {
 
 struct cluster_state {
   std::vector<endpoint_state> endpoints;
-  std::size_t next = 0; // round robin
+  std::size_t next = 0;  // round robin
+  std::size_t spill = 0; // where the requests of a host whose breaker refuses go
 };
 
 class session;
@@ -219,46 +220,42 @@ struct worker {
         candidates.push_back(i);
       }
     }
+    // The first candidate by the cluster's policy. Round robin moves once per request: a retry
+    // takes the candidate after it without moving the rotation.
     const auto m = candidates.size();
-    const auto try_host = [&](std::size_t index, choice& out) {
-      auto& breaker = hosts[index]->breaker;
-      if (!breaker) {
-        out = {index, {}, true};
-        return true;
-      }
-      if (auto permission = breaker->try_acquire()) {
-        out = {index, permission, true};
-        return true;
-      }
-      return false;
-    };
-    choice out;
-    if (shared.cfg.clusters[c].lb == lb_policy::round_robin) {
-      // The rotation moves once per request: a retry takes the next candidate after it, so
-      // retries do not skew which host the next request starts at.
+    std::size_t pos = 0;
+    switch (shared.cfg.clusters[c].lb) {
+    case lb_policy::round_robin: {
       const bool first_attempt = std::none_of(tried.begin(), tried.end(), [](bool t) { return t; });
-      const auto start = first_attempt ? cl.next++ : cl.next;
-      for (std::size_t k = 0; k < n; ++k) {
-        const auto index = (start + k) % n;
-        if (std::find(candidates.begin(), candidates.end(), index) != candidates.end() &&
-            try_host(index, out)) {
-          return out;
-        }
-      }
-      return {};
+      pos = (first_attempt ? cl.next++ : cl.next) % m;
+      break;
     }
-    std::size_t first = 0;
-    if (shared.cfg.clusters[c].lb == lb_policy::random) {
-      first = static_cast<std::size_t>(random.next() % m);
-    } else {
-      // Least request: two random choices, the one with fewer requests in flight (Envoy's).
+    case lb_policy::random:
+      pos = static_cast<std::size_t>(random.next() % m);
+      break;
+    case lb_policy::least_request: {
+      // Two random choices, the one with fewer requests in flight (Envoy's default).
       const auto a = static_cast<std::size_t>(random.next() % m);
       const auto b = static_cast<std::size_t>(random.next() % m);
-      first = cl.endpoints[candidates[b]].active < cl.endpoints[candidates[a]].active ? b : a;
+      pos = cl.endpoints[candidates[b]].active < cl.endpoints[candidates[a]].active ? b : a;
+      break;
     }
-    for (std::size_t k = 0; k < m; ++k) {
-      if (try_host(candidates[(first + k) % m], out)) {
-        return out;
+    }
+    // A host whose breaker refuses is dropped and the next candidate taken from a rotation of its
+    // own, so that an open host's share spreads evenly over the others instead of landing on its
+    // neighbour.
+    while (!candidates.empty()) {
+      const auto index = candidates[pos];
+      auto& breaker = hosts[index]->breaker;
+      if (!breaker) {
+        return {index, {}, true};
+      }
+      if (auto permission = breaker->try_acquire()) {
+        return {index, permission, true};
+      }
+      candidates.erase(candidates.begin() + static_cast<std::ptrdiff_t>(pos));
+      if (!candidates.empty()) {
+        pos = cl.spill++ % candidates.size();
       }
     }
     return {};
