@@ -566,7 +566,7 @@ TEST(proxy_resilience, an_unhealthy_host_gets_no_traffic_until_it_passes_again) 
   const auto health_of = [&](int host) {
     const auto j = nlohmann::json::parse(run("curl -sS --max-time 5 http://127.0.0.1:" +
                                              std::to_string(proxy.admin_port()) + "/clusters"));
-    return j["clusters"][0]["hosts"][host]["health"].get<std::string>();
+    return j["clusters"][0]["hosts"][static_cast<std::size_t>(host)]["health"].get<std::string>();
   };
   const auto wait_for = [&](int host, const std::string& want) {
     const auto give_up = steady::now() + 5s;
