@@ -112,8 +112,15 @@ tcp_connector::async_connect(std::unique_ptr<tcp_connection>& out) {
   tcp::resolver::results_type endpoints;
   std::error_code address_error;
   const auto address = asio::ip::make_address(host_, address_error);
+  std::vector<tcp::endpoint> cached;
+  if (address_error && addresses_) {
+    cached = addresses_->get();
+  }
   if (!address_error) {
     endpoints = tcp::resolver::results_type::create(tcp::endpoint{address, port_}, host_,
+                                                    std::to_string(port_));
+  } else if (!cached.empty()) {
+    endpoints = tcp::resolver::results_type::create(cached.begin(), cached.end(), host_,
                                                     std::to_string(port_));
   } else {
     tcp::resolver resolver{executor};

@@ -68,6 +68,10 @@ struct endpoint_counters {
   prometheus::Counter* checks_passed = nullptr;
   prometheus::Counter* checks_failed = nullptr;
   prometheus::Counter* ejections = nullptr;
+  // A host given by name: its addresses, resolved every resolve_interval (null for an IP).
+  std::shared_ptr<net::address_cache> addresses;
+  prometheus::Counter* resolved = nullptr;
+  prometheus::Counter* resolve_failed = nullptr;
 
   /// May get requests: not taken out by its health check nor ejected (the breaker is asked
   /// separately, since asking it is what moves it from open to half-open).
@@ -1334,7 +1338,7 @@ struct server::impl {
 
   void register_metrics();
   http::server_response admin_request(const http::server_request& r);
-  void start_health_checks();
+  void start_admin_tasks(); // health checks, DNS lookups, outlier sweeps
   void set_health(std::size_t c, std::size_t e, bool healthy);
 };
 
@@ -1390,6 +1394,50 @@ asio::awaitable<void> health_loop(server::impl* s, std::size_t c, std::size_t e,
   }
 }
 
+// A host given by name is looked up at start and every resolve_interval; new connections use
+// the last answer (a failed lookup keeps it), so they follow DNS changes as connections turn
+// over, and no connection waits for a lookup once the first answer is in.
+asio::awaitable<void> resolve_loop(server::impl* s, std::size_t c, std::size_t e,
+                                   asio::steady_timer* timer) {
+  const auto& cl = s->shared.cfg.clusters[c];
+  const auto& ep = cl.endpoints[e];
+  auto& counters = *s->shared.clusters[c].endpoints[e];
+  asio::ip::tcp::resolver resolver{timer->get_executor()};
+  std::vector<asio::ip::tcp::endpoint> last;
+  for (;;) {
+    auto [ec, results] =
+        co_await resolver.async_resolve(ep.host, std::to_string(ep.port), use_tuple);
+    if (!ec && !results.empty()) {
+      std::vector<asio::ip::tcp::endpoint> now;
+      for (const auto& r : results) {
+        now.push_back(r.endpoint());
+      }
+      if (now != last) {
+        std::string list;
+        for (const auto& a : now) {
+          list += (list.empty() ? "" : ", ") + a.address().to_string();
+        }
+        log_event(s->shared, spdlog::level::info,
+                  cl.name + "/" + counters.name + " resolves to " + list);
+        last = now;
+      }
+      counters.addresses->set(std::move(now));
+      counters.resolved->Increment();
+    } else {
+      counters.resolve_failed->Increment();
+      log_event(s->shared, spdlog::level::warn,
+                cl.name + "/" + counters.name + ": lookup failed (" +
+                    (ec ? net::normalized(ec).message() : std::string{"no address"}) +
+                    "); keeping the last answer");
+    }
+    timer->expires_after(cl.resolve_interval);
+    const auto [waited] = co_await timer->async_wait(use_tuple);
+    if (waited || !s->started) {
+      co_return;
+    }
+  }
+}
+
 // Outlier detection's periodic sweep: hosts whose ejection time is over come back.
 asio::awaitable<void> outlier_loop(server::impl* s, std::size_t c, asio::steady_timer* timer) {
   auto& cc = s->shared.clusters[c];
@@ -1421,13 +1469,19 @@ void server::impl::set_health(std::size_t c, std::size_t e, bool healthy) {
   }
 }
 
-void server::impl::start_health_checks() {
+void server::impl::start_admin_tasks() {
   const auto& cfg = shared.cfg;
   for (std::size_t c = 0; c < cfg.clusters.size(); ++c) {
     const auto& cl = cfg.clusters[c];
     if (shared.clusters[c].detector) {
       timers.push_back(std::make_unique<asio::steady_timer>(admin_io));
       asio::co_spawn(admin_io, outlier_loop(this, c, timers.back().get()), asio::detached);
+    }
+    for (std::size_t e = 0; e < cl.endpoints.size(); ++e) {
+      if (shared.clusters[c].endpoints[e]->addresses) {
+        timers.push_back(std::make_unique<asio::steady_timer>(admin_io));
+        asio::co_spawn(admin_io, resolve_loop(this, c, e, timers.back().get()), asio::detached);
+      }
     }
     if (cl.health_check.kind == health_check_kind::none) {
       continue;
@@ -1475,6 +1529,8 @@ void server::impl::register_metrics() {
       reg.counter("tether_proxy_outlier_ejections_total", "Hosts ejected by outlier detection");
   auto& checks =
       reg.counter("tether_proxy_health_checks_total", "Active health checks of a host, by result");
+  auto& resolutions = reg.counter("tether_proxy_dns_resolutions_total",
+                                  "Lookups of a host given by name, by result");
   for (const auto& c : cfg.clusters) {
     cluster_counters cc;
     const metrics::labels cl{{"cluster", c.name}};
@@ -1507,6 +1563,17 @@ void server::impl::register_metrics() {
       }
       if (cc.detector) {
         ep->outlier = cc.detector->add_host(ep->name);
+      }
+      std::error_code not_ip;
+      (void)asio::ip::make_address(e.host, not_ip);
+      if (not_ip) {
+        ep->addresses = std::make_shared<net::address_cache>();
+        auto ok = hl;
+        ok.emplace("result", "ok");
+        auto bad = hl;
+        bad.emplace("result", "failed");
+        ep->resolved = &resolutions.Add(ok);
+        ep->resolve_failed = &resolutions.Add(bad);
       }
       cc.endpoints.push_back(std::move(ep));
     }
@@ -1594,6 +1661,18 @@ http::server_response server::impl::admin_request(const http::server_request& r)
         }
         hosts.push_back(
             {{"address", cfg.endpoints[e].host + ":" + std::to_string(cfg.endpoints[e].port)},
+             {"addresses",
+              [&] {
+                nlohmann::ordered_json list = nlohmann::ordered_json::array();
+                if (counters.addresses) {
+                  for (const auto& a : counters.addresses->get()) {
+                    list.push_back(a.address().to_string());
+                  }
+                } else {
+                  list.push_back(cfg.endpoints[e].host);
+                }
+                return list;
+              }()},
              {"health", counters.healthy.load() ? "healthy" : "unhealthy"},
              {"ejected", counters.outlier && counters.outlier->ejected()},
              {"breaker", counters.breaker
@@ -1657,7 +1736,8 @@ std::error_code server::start() {
     for (std::size_t c = 0; c < cfg.clusters.size(); ++c) {
       const auto& cl = cfg.clusters[c];
       cluster_state state;
-      for (const auto& ep : cl.endpoints) {
+      for (std::size_t ep_index = 0; ep_index < cl.endpoints.size(); ++ep_index) {
+        const auto& ep = cl.endpoints[ep_index];
         const std::string key = ep.host + ":" + std::to_string(ep.port);
         // The gauges read the pool at scrape time, weakly: a pool can outlive this worker's
         // list only while its io_context winds down.
@@ -1673,6 +1753,9 @@ std::error_code server::start() {
         limits.max_body = 0; // responses are streamed, never held whole
         http::http_connector connector{ep.host, ep.port, cl.tcp, limits};
         connector.limit_connections(&s.shared.clusters[c].limits->connections);
+        if (const auto& addresses = s.shared.clusters[c].endpoints[ep_index]->addresses) {
+          connector.use_addresses(addresses);
+        }
         auto p = upstream_pool::create(w->io.get_executor(), std::move(connector), cl.pool,
                                        coarse_monotonic_clock::instance(), observer);
         *weak = p;
@@ -1725,7 +1808,7 @@ std::error_code server::start() {
   s.admin_work = std::make_shared<asio::executor_work_guard<asio::io_context::executor_type>>(
       s.admin_io.get_executor());
   s.started = true;
-  s.start_health_checks();
+  s.start_admin_tasks();
   s.admin_thread = std::thread{[&s] { s.admin_io.run(); }};
   log_event(s.shared, spdlog::level::info,
             "started: " + std::to_string(s.workers.size()) + " workers, " +

@@ -323,6 +323,46 @@ TEST(proxy, a_bounded_wrk_burst_is_served_without_errors) {
   EXPECT_EQ(out.find("Socket errors"), std::string::npos) << out;
 }
 
+TEST(proxy, a_host_given_by_name_is_resolved_again_every_interval) {
+  http_test_server backend;
+  const std::string yaml = "workers: 2\n"
+                           "listeners: [{port: 0}]\n"
+                           "admin: {port: 0}\n"
+                           "routes: [{cluster: named}]\n"
+                           "clusters:\n"
+                           "  - name: named\n"
+                           "    endpoints: [\"localhost:" +
+                           std::to_string(backend.port()) +
+                           "\"]\n"
+                           "    resolve_interval: 20ms\n";
+  auto loaded = load_config(yaml, "named.yaml");
+  ASSERT_TRUE(loaded.value);
+  server proxy{*loaded.value};
+  ASSERT_FALSE(proxy.start());
+  const std::string admin = "http://127.0.0.1:" + std::to_string(proxy.admin_port());
+  const std::string series = "tether_proxy_dns_resolutions_total{cluster=\"named\",endpoint="
+                             "\"localhost:" +
+                             std::to_string(backend.port()) + "\",result=\"ok\"} ";
+  // Looked up at start and again every 20 ms: wait (bounded) for a third answer.
+  const auto lookups = [&] {
+    const auto text = run("curl -sS --max-time 5 " + admin + "/metrics");
+    const auto at = text.find(series);
+    return at == std::string::npos ? 0.0 : std::stod(text.substr(at + series.size()));
+  };
+  const auto give_up = steady::now() + 5s;
+  while (lookups() < 3 && steady::now() < give_up) {
+    std::this_thread::sleep_for(5ms);
+  }
+  EXPECT_GE(lookups(), 3);
+  const auto clusters = nlohmann::json::parse(run("curl -sS --max-time 5 " + admin + "/clusters"));
+  const auto addresses = clusters["clusters"][0]["hosts"][0]["addresses"].dump();
+  EXPECT_NE(addresses.find("127.0.0.1"), std::string::npos) << addresses;
+  EXPECT_EQ(run("curl -sS --max-time 5 http://127.0.0.1:" +
+                std::to_string(proxy.listener_ports().at(0)) + "/"),
+            "ok");
+  proxy.stop();
+}
+
 TEST(proxy, stopping_lets_requests_in_flight_finish) {
   http_test_server backend;
   proxy_fixture proxy{{backend.port()}};

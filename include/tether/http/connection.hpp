@@ -79,6 +79,11 @@ public:
   /// connecting fails with tether::errc::overloaded before any packet is sent.
   void limit_connections(resilience::resource_limit* limit) noexcept { limit_ = limit; }
 
+  /// See net::tcp_connector::use_addresses.
+  void use_addresses(std::shared_ptr<const net::address_cache> cache) noexcept {
+    tcp_.use_addresses(std::move(cache));
+  }
+
 private:
   net::tcp_connector tcp_;
   parser_limits limits_;

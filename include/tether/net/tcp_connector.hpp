@@ -9,6 +9,7 @@
 #include <asio/ip/tcp.hpp>
 
 #include "tether/core/clock.hpp"
+#include "tether/net/address_cache.hpp"
 
 namespace tether::net {
 
@@ -82,10 +83,17 @@ public:
   [[nodiscard]] const std::string& host() const noexcept { return host_; }
   [[nodiscard]] std::uint16_t port() const noexcept { return port_; }
 
+  /// Connects to the addresses `cache` holds instead of resolving the name for each connection
+  /// (its owner resolves it on a schedule); while the cache is empty, the name is resolved here.
+  void use_addresses(std::shared_ptr<const address_cache> cache) noexcept {
+    addresses_ = std::move(cache);
+  }
+
 private:
   std::string host_;
   std::uint16_t port_;
   tcp_options options_;
+  std::shared_ptr<const address_cache> addresses_;
 };
 
 } // namespace tether::net
