@@ -175,6 +175,33 @@ struct cluster_state {
 
 class session;
 
+/// The hosts a request has tried: a bit each, with no allocation for up to 64 hosts.
+class host_set {
+public:
+  explicit host_set(std::size_t hosts) {
+    if (hosts > 64) {
+      more_.resize(hosts);
+    }
+  }
+  [[nodiscard]] bool has(std::size_t i) const {
+    return i < 64 ? ((bits_ >> i) & 1U) != 0 : more_[i];
+  }
+  void add(std::size_t i) {
+    if (i < 64) {
+      bits_ |= std::uint64_t{1} << i;
+    } else {
+      more_[i] = true;
+    }
+  }
+  [[nodiscard]] bool empty() const {
+    return bits_ == 0 && std::none_of(more_.begin(), more_.end(), [](bool b) { return b; });
+  }
+
+private:
+  std::uint64_t bits_ = 0;
+  std::vector<bool> more_; // hosts 64 and up, when there are that many
+};
+
 struct worker {
   explicit worker(shared_state& s, std::size_t index)
       : shared{s}, id{index}, random{default_random::entropy_seed()} {}
@@ -202,13 +229,13 @@ struct worker {
   /// hosts in service when it has tried them all, and among every host when none is in service
   /// (Envoy's panic routing: better to try than to refuse everything). A host whose breaker
   /// refuses is passed over for the next candidate.
-  choice choose(std::size_t c, const std::vector<bool>& tried) {
+  choice choose(std::size_t c, const host_set& tried) {
     auto& hosts = shared.clusters[c].endpoints;
     auto& cl = clusters[c];
     const auto n = hosts.size();
     candidates.clear();
     for (std::size_t i = 0; i < n; ++i) {
-      if (hosts[i]->in_service() && !tried[i]) {
+      if (hosts[i]->in_service() && !tried.has(i)) {
         candidates.push_back(i);
       }
     }
@@ -230,7 +257,7 @@ struct worker {
     std::size_t pos = 0;
     switch (shared.cfg.clusters[c].lb) {
     case lb_policy::round_robin: {
-      const bool first_attempt = std::none_of(tried.begin(), tried.end(), [](bool t) { return t; });
+      const bool first_attempt = tried.empty();
       pos = (first_attempt ? cl.next++ : cl.next) % m;
       break;
     }
@@ -266,6 +293,34 @@ struct worker {
   }
 
   std::vector<std::size_t> candidates; // choose()'s scratch
+
+  /// Strings for the requests in flight, kept with their capacity when a request ends: no
+  /// allocation per request, and nothing held by idle connections.
+  std::vector<std::string> spare_strings;
+};
+
+/// A string from the worker's spares for as long as it lives.
+class borrowed_string {
+public:
+  explicit borrowed_string(worker& w) : w_{w} {
+    if (!w_.spare_strings.empty()) {
+      s_ = std::move(w_.spare_strings.back());
+      w_.spare_strings.pop_back();
+    }
+    s_.clear();
+  }
+  borrowed_string(const borrowed_string&) = delete;
+  borrowed_string& operator=(const borrowed_string&) = delete;
+  ~borrowed_string() {
+    if (s_.capacity() <= 64 * 1024 && w_.spare_strings.size() < 1024) {
+      w_.spare_strings.push_back(std::move(s_));
+    }
+  }
+  std::string& get() noexcept { return s_; }
+
+private:
+  worker& w_;
+  std::string s_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -784,7 +839,7 @@ private:
     const resilience::request_traits traits{head.method, has_key, rq.consumed};
     resilience::retry_state retry{rc.policy, traits, rq.started, cc.budget.get()};
     resilience::resource_guard retry_slot;
-    std::vector<bool> tried(cc.endpoints.size(), false);
+    host_set tried{cc.endpoints.size()};
 
     // The head that goes upstream: without hop-by-hop fields, with Via and X-Forwarded-*;
     // Expect is answered here (100 Continue) so the client's body flows without a round trip.
@@ -799,7 +854,11 @@ private:
                                                http::header{"X-Forwarded-Proto", "http"}};
     static constexpr std::array<std::string_view, 3> dropped = {"expect", "x-forwarded-for",
                                                                 "x-forwarded-proto"};
-    std::string head_bytes;
+    // The head and what goes upstream are built in strings borrowed from the worker, whose
+    // capacity stays from one request to the next.
+    borrowed_string head_buffer{w_};
+    borrowed_string out_buffer{w_};
+    std::string& head_bytes = head_buffer.get();
     {
       std::vector<http::header> views;
       auto view = head.view(views);
@@ -817,7 +876,7 @@ private:
         co_return co_await refuse(rq, 503, why, "-");
       }
       const auto host = picked.index;
-      tried[host] = true;
+      tried.add(host);
       auto& ep = w_.clusters[ci].endpoints[host];
       auto& ep_counters = *cc.endpoints[host];
       const std::string& endpoint_name = ep_counters.name;
@@ -899,7 +958,8 @@ private:
         const auto upload_deadline = [&] {
           return std::max(attempt_deadline, steady::now() + cluster_cfg.request_timeout / 2);
         };
-        std::string out = head_bytes;
+        std::string& out = out_buffer.get();
+        out.assign(head_bytes);
         if (!body.empty()) {
           if (chunked) {
             http::write_chunk(out, body);
