@@ -226,41 +226,59 @@ struct worker {
 
   /// The endpoint of cluster `c` for an attempt, by the cluster's policy, among the hosts in
   /// service that this request has not tried yet (a retry goes elsewhere when it can); among all
-  /// hosts in service when it has tried them all, and among every host when none is in service
-  /// (Envoy's panic routing: better to try than to refuse everything). A host whose breaker
-  /// refuses is passed over for the next candidate.
+  /// hosts in service it has tried when there is none left or their breakers all refuse, and
+  /// among every host when none is in service (Envoy's panic routing: better to try than to
+  /// refuse everything). A host whose breaker refuses is passed over for the next candidate.
   choice choose(std::size_t c, const host_set& tried) {
     auto& hosts = shared.clusters[c].endpoints;
-    auto& cl = clusters[c];
     const auto n = hosts.size();
+    bool any_in_service = false;
     candidates.clear();
     for (std::size_t i = 0; i < n; ++i) {
-      if (hosts[i]->in_service() && !tried.has(i)) {
-        candidates.push_back(i);
-      }
-    }
-    if (candidates.empty()) {
-      for (std::size_t i = 0; i < n; ++i) {
-        if (hosts[i]->in_service()) {
+      if (hosts[i]->in_service()) {
+        any_in_service = true;
+        if (!tried.has(i)) {
           candidates.push_back(i);
         }
       }
     }
-    if (candidates.empty()) {
-      for (std::size_t i = 0; i < n; ++i) {
+    if (!candidates.empty()) {
+      if (const auto got = pick(c, tried.empty()); got.found) {
+        return got;
+      }
+    }
+    // No untried host, or every untried host's breaker refused: the hosts already tried.
+    candidates.clear();
+    for (std::size_t i = 0; i < n; ++i) {
+      if (hosts[i]->in_service() && tried.has(i)) {
         candidates.push_back(i);
       }
     }
-    // The first candidate by the cluster's policy. Round robin moves once per request: a retry
-    // takes the candidate after it without moving the rotation.
+    if (!candidates.empty()) {
+      if (const auto got = pick(c, false); got.found) {
+        return got;
+      }
+    }
+    if (!any_in_service) {
+      for (std::size_t i = 0; i < n; ++i) {
+        candidates.push_back(i);
+      }
+      return pick(c, tried.empty());
+    }
+    return {};
+  }
+
+  /// The first of `candidates` by the cluster's policy whose breaker permits. Round robin moves
+  /// once per request: a retry takes the candidate after it without moving the rotation.
+  choice pick(std::size_t c, bool first_attempt) {
+    auto& hosts = shared.clusters[c].endpoints;
+    auto& cl = clusters[c];
     const auto m = candidates.size();
     std::size_t pos = 0;
     switch (shared.cfg.clusters[c].lb) {
-    case lb_policy::round_robin: {
-      const bool first_attempt = tried.empty();
+    case lb_policy::round_robin:
       pos = (first_attempt ? cl.next++ : cl.next) % m;
       break;
-    }
     case lb_policy::random:
       pos = static_cast<std::size_t>(random.next() % m);
       break;
@@ -428,8 +446,18 @@ struct watchdog : std::enable_shared_from_this<watchdog> {
   asio::steady_timer* sleeper = nullptr; // a retry's backoff
   bool fired = false;
   bool alive = true;
+  bool aborted = false;
+
+  /// Ends what the session is doing now and whatever it starts later.
+  void abort_now() {
+    set(steady::time_point::min());
+    aborted = true;
+  }
 
   void set(steady::time_point t) {
+    if (aborted) {
+      return; // an abort is for good: no later deadline undoes it
+    }
     deadline = t;
     fired = false;
     if (t < armed) {
@@ -502,6 +530,8 @@ public:
     for (;;) {
       // The next request's head: the idle timeout until its first byte, then the request-header
       // timeout from that byte (a head trickled in byte by byte cannot hold the connection).
+      head_request_ = false; // the last request's; a 408 or 400 below is not an answer to it
+      http10_ = false;
       idle_ = true;
       event ev;
       const auto got = co_await next_event(ev, true);
@@ -556,7 +586,7 @@ public:
   /// are cancelled and its coroutine runs to its end.
   void abort() {
     aborted_ = true;
-    watchdog_->set(steady::time_point::min());
+    watchdog_->abort_now();
   }
 
 private:
@@ -733,20 +763,19 @@ private:
   resilience::retry_decision decide(resilience::retry_state& retry, const retry_config& rc,
                                     const resilience::attempt_outcome& outcome,
                                     cluster_counters& cc, resilience::resource_guard& retry_slot) {
-    if (!cc.budget && !retry_slot && rc.policy.is_retriable(outcome) &&
-        retry.attempts() < rc.policy.max_attempts) {
-      retry_slot = resilience::resource_guard{cc.limits->retries};
-      if (!retry_slot) {
-        cc.overflow[static_cast<std::size_t>(resource::retries)]->Increment();
-        return resilience::retry_decision::give_up(resilience::give_up_reason::not_retriable);
-      }
-    }
     const auto d = retry.decide(outcome, steady::now(), w_.random);
     if (!d.retry) {
       if (d.reason == resilience::give_up_reason::budget_exhausted) {
         cc.budget_exhausted->Increment();
       }
       return d;
+    }
+    if (!cc.budget && !retry_slot) {
+      retry_slot = resilience::resource_guard{cc.limits->retries};
+      if (!retry_slot) {
+        cc.overflow[static_cast<std::size_t>(resource::retries)]->Increment();
+        return resilience::retry_decision::give_up(resilience::give_up_reason::not_retriable);
+      }
     }
     cc.retries[static_cast<std::size_t>(outcome.result)]->Increment();
     return d;
@@ -903,9 +932,6 @@ private:
       }
       ++ep.active;
       ++ep_counters.active;
-      ++ep_counters.requests;
-      ep_counters.attempts->Increment();
-      cc.attempts->Increment();
       struct in_flight {
         endpoint_state& ep;
         endpoint_counters& c;
@@ -926,8 +952,12 @@ private:
       bool response_forwarded = false;
       int status = 0;
       if (acquired.error) {
-        if (acquired.error == errc::pool_timeout || acquired.error == errc::overloaded ||
-            acquired.error == std::errc::operation_canceled) {
+        const auto stats = ep.pool->stats();
+        const bool connecting_to_nothing =
+            acquired.error == errc::pool_timeout && stats.total == 0 && stats.connecting > 0;
+        if (!connecting_to_nothing &&
+            (acquired.error == errc::pool_timeout || acquired.error == errc::overloaded ||
+             acquired.error == std::errc::operation_canceled)) {
           // Not the host's doing: nothing is held against it, and nothing is retried.
           ignore_attempt();
           const bool busy = acquired.error == errc::pool_timeout ||
@@ -939,13 +969,26 @@ private:
           const std::string why = busy ? "upstream pool busy" : "cluster connection limit reached";
           co_return co_await refuse(rq, 503, why, endpoint_name);
         }
+        // A host with no connection whose connect outlasted the wait counts as a connect
+        // failure (nothing was sent): reported against it, and retried elsewhere.
         outcome.result = acquired.error == std::errc::connection_refused
                              ? resilience::attempt_result::refused
                              : resilience::attempt_result::connect_failure;
-        failure = "upstream connect failed: " + acquired.error.message();
+        failure = connecting_to_nothing
+                      ? std::string{"upstream connect failed: no connection in the attempt's time"}
+                      : "upstream connect failed: " + acquired.error.message();
       } else {
+        ++ep_counters.requests;
+        ep_counters.attempts->Increment();
+        cc.attempts->Increment();
         auto lease = std::move(acquired.connection);
         auto& up = *lease;
+        if (aborted_) {
+          // Stopped past the drain time while waiting for the connection.
+          lease.mark_broken();
+          ignore_attempt();
+          co_return false;
+        }
         // The watchdog guards the upstream socket too: a write to an upstream that stops
         // reading, or a response that never comes, ends at the attempt's deadline.
         watchdog_->upstream = &up.socket;
@@ -971,6 +1014,7 @@ private:
           http::write_last_chunk(out);
         }
         bool upstream_ok = true;
+        const bool streamed = !rq.consumed;
         if (!rq.consumed) {
           // The body streams: each piece is written upstream before the next is read.
           co_await send_continue(rq);
@@ -1014,13 +1058,23 @@ private:
         }
         if (!upstream_ok) {
           lease.mark_broken();
-          outcome.result = resilience::attempt_result::reset;
-          failure = "upstream closed the connection";
+          const bool timed_out = watchdog_->fired;
+          outcome.result =
+              timed_out ? resilience::attempt_result::timeout : resilience::attempt_result::reset;
+          failure = timed_out ? "upstream timeout" : "upstream closed the connection";
         } else {
+          // After a streamed upload, the wait for the response starts at its end.
+          const auto response_deadline =
+              streamed
+                  ? std::max(attempt_deadline, steady::now() + (attempt_deadline - attempt_start))
+                  : attempt_deadline;
           const auto r = co_await read_response(rq, up, lease, retry, rc, cc, host,
-                                                picked.permission, attempt_start, attempt_deadline,
+                                                picked.permission, attempt_start, response_deadline,
                                                 cluster_cfg.request_timeout, retry_slot);
           if (r.client_gone) {
+            if (r.status != 0) {
+              observe(cc, r.status, rq.started, head, cluster_cfg.name, endpoint_name);
+            }
             co_return false;
           }
           outcome = r.outcome;
@@ -1034,8 +1088,10 @@ private:
             co_return r.keep;
           }
           if (r.reported) {
-            // A failed response that will be retried (decided at its head).
+            // A failed response that will be retried (decided at its head). The connection
+            // goes back (or away) before the wait, and the watchdog lets go of it first.
             const auto delay = r.delay;
+            watchdog_->upstream = nullptr;
             lease.reset();
             if (!co_await backoff(delay)) {
               count(cause::upstream_timeout);
@@ -1100,6 +1156,7 @@ private:
       co_return !aborted_;
     }
     asio::steady_timer timer{socket_.get_executor(), delay};
+    watchdog_->set(steady::time_point::max()); // the last attempt's deadline is over and done
     watchdog_->sleeper = &timer;
     co_await timer.async_wait(use_tuple);
     watchdog_->sleeper = nullptr;
@@ -1137,6 +1194,11 @@ private:
     bool response_done = false;
     bool response_close = false;
     while (!response_done) {
+      if (aborted_) {
+        lease.mark_broken();
+        end.client_gone = true; // stopped past the drain time: the client connection closes
+        co_return end;
+      }
       watchdog_->set(head_sent ? steady::now() + request_timeout : attempt_deadline);
       auto [ec, n] = co_await up.socket.async_read_some(asio::buffer(up.buffer), use_tuple);
       if (watchdog_->fired) {
@@ -1236,6 +1298,9 @@ private:
         co_return end;
       }
       if (!reply_.empty()) {
+        if (head_sent) {
+          watchdog_->set(steady::now() + request_timeout); // the attempt's deadline is met
+        }
         auto [wec, wn] = co_await asio::async_write(socket_, asio::buffer(reply_), use_tuple);
         if (wec) {
           lease.mark_broken();

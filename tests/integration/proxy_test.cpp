@@ -508,6 +508,20 @@ TEST(proxy_resilience, a_post_is_sent_once_unless_it_has_an_idempotency_key) {
   EXPECT_EQ(status_of(proxy.url("/again")), "HTTP/1.1 200 OK");
 }
 
+TEST(proxy_resilience, a_retry_after_longer_than_the_per_try_timeout_is_honoured) {
+  http_test_server backend;
+  proxy_fixture proxy{{backend.port()},
+                      "    retry: {retry_on: [5xx], num_retries: 1, per_try_timeout: 300ms}\n"
+                      "    breaker: off\n"};
+  // 503 with Retry-After: 1 (second); the per-try timeout of the attempt that got it does not
+  // cut the wait short, and the retry is answered.
+  backend.set_fault(fault::status, 1, 503, "1");
+  const auto started = steady::now();
+  EXPECT_EQ(status_of(proxy.url("/later")), "HTTP/1.1 200 OK");
+  EXPECT_GE(steady::now() - started, 1s);
+  EXPECT_EQ(backend.requests(), 2);
+}
+
 TEST(proxy_resilience, a_killed_backend_during_a_wrk_run_fails_no_idempotent_request) {
   auto doomed = std::make_unique<http_test_server>();
   http_test_server survivor;

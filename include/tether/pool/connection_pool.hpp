@@ -491,13 +491,17 @@ private:
         ec = make_error_code(std::errc::not_connected);
       }
       observer_->on_connect_failed(ec);
-      last_connect_error_ = ec;
-      // One step of backoff per round: connects that were in flight together and fail together
-      // do not compound it. gRPC counts the wait from the start of the failed attempt.
-      if (now >= backoff_until_) {
-        backoff_until_ = std::max(now, started + backoff_.next(random_));
+      // A connector refusing for a limit of its own (tether::errc::overloaded: a proxy
+      // cluster's max_connections) says nothing of the peer: no backoff for it.
+      if (ec != errc::overloaded) {
+        last_connect_error_ = ec;
+        // One step of backoff per round: connects that were in flight together and fail
+        // together do not compound it. gRPC counts the wait from the start of the failed attempt.
+        if (now >= backoff_until_) {
+          backoff_until_ = std::max(now, started + backoff_.next(random_));
+        }
+        housekeeping_timer_.cancel(); // wake up at the end of the backoff, not a period later
       }
-      housekeeping_timer_.cancel(); // wake up at the end of the backoff, not a period later
       // With nothing that could come back, waiting is pointless: tell waiters why now.
       if (all_.empty() && connecting_ == 0) {
         fail_waiters(ec);
