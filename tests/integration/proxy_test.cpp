@@ -641,6 +641,11 @@ TEST(proxy_resilience, an_unhealthy_host_gets_no_traffic_until_it_passes_again) 
   EXPECT_EQ(metric(proxy, "tether_proxy_host_healthy{cluster=\"backend\",endpoint=\"127.0.0.1:" +
                               std::to_string(sick.port()) + "\"}"),
             0);
+  // Its pooled connection (from the two requests before) was closed when it went unhealthy.
+  EXPECT_GE(metric(proxy, "tether_pool_connections_closed_total{cluster=\"backend\",endpoint="
+                          "\"127.0.0.1:" +
+                              std::to_string(sick.port()) + "\",reason=\"evicted\",worker=\"0\"}"),
+            1);
   sick.heal();
   EXPECT_EQ(wait_for(0, "healthy"), "healthy");
   EXPECT_GT(
