@@ -130,8 +130,9 @@ struct cluster_counters {
 /// start, but for the atomics inside.
 struct shared_state {
   config cfg;
-  const clock* resilience_clock = &monotonic_clock::instance(); // breakers, budgets, ejections
-  std::vector<std::size_t> route_cluster;                       // per route: its cluster's index
+  // Breakers, budgets and ejections count in seconds: the coarse clock (a few ns to read) does.
+  const clock* resilience_clock = &coarse_monotonic_clock::instance();
+  std::vector<std::size_t> route_cluster;       // per route: its cluster's index
   std::vector<const retry_config*> route_retry; // per route: its retry policy (or the cluster's)
   metrics::registry registry;
   std::vector<cluster_counters> clusters;
@@ -747,7 +748,9 @@ private:
       ++h.failures;
     }
     if (h.breaker) {
-      const auto took = steady::now() - attempt_start;
+      // The coarse clock is precise enough for a breaker's slow-call rule and costs less.
+      const auto took = std::max(clock::duration::zero(),
+                                 coarse_monotonic_clock::instance().now() - attempt_start);
       failed ? h.breaker->on_failure(p, took) : h.breaker->on_success(p, took);
     }
     if (h.outlier && cc.detector->report(*h.outlier, outcome)) {
@@ -898,6 +901,7 @@ private:
     const bool chunked = framing == http::body_framing::chunked;
 
     for (;;) {
+      const bool first_try = tried.empty();
       const auto picked = w_.choose(ci, tried);
       if (!picked.found) {
         count(cause::circuit_open);
@@ -941,7 +945,7 @@ private:
         }
       } guard{ep, ep_counters};
 
-      const auto attempt_start = steady::now();
+      const auto attempt_start = first_try ? rq.started : steady::now();
       const steady::time_point attempt_deadline = retry.attempt_deadline(attempt_start);
       auto acquired = co_await ep.pool->async_acquire(std::min<clock::duration>(
           cluster_cfg.pool.acquire_timeout,
@@ -1245,7 +1249,9 @@ private:
               continue;
             }
           } else {
-            (void)retry.decide(outcome, steady::now(), w_.random); // feeds the budget
+            if (cc.budget && h->status < 500) {
+              cc.budget->on_result(true); // what retry_state::decide would tell it
+            }
           }
           const bool until_close = h->framing == http::body_framing::until_close;
           const bool keep = rq.client_keep && !until_close;
@@ -1299,7 +1305,8 @@ private:
       }
       if (!reply_.empty()) {
         if (head_sent) {
-          watchdog_->set(steady::now() + request_timeout); // the attempt's deadline is met
+          // The attempt's deadline is met: the rest runs under the request timeout.
+          watchdog_->set(coarse_monotonic_clock::instance().now() + request_timeout);
         }
         auto [wec, wn] = co_await asio::async_write(socket_, asio::buffer(reply_), use_tuple);
         if (wec) {
@@ -1819,7 +1826,7 @@ http::server_response server::impl::admin_request(const http::server_request& r)
   return out;
 }
 
-server::server(config c) : server{std::move(c), monotonic_clock::instance()} {}
+server::server(config c) : server{std::move(c), coarse_monotonic_clock::instance()} {}
 
 server::server(config c, const clock& resilience_clock)
     : impl_{std::make_unique<impl>(std::move(c), resilience_clock)} {}
