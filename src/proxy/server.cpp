@@ -1254,20 +1254,26 @@ private:
             }
           }
           const bool until_close = h->framing == http::body_framing::until_close;
-          const bool keep = rq.client_keep && !until_close;
+          // An HTTP/1.0 client cannot read chunked framing (RFC 9112 7): it gets the body as it
+          // is, without Transfer-Encoding, delimited by the close of the connection.
+          const bool unchunk = http10_ && h->framing == http::body_framing::chunked;
+          const bool keep = rq.client_keep && !until_close && !unchunk;
           std::vector<http::header> rviews;
           auto rview = h->view(rviews);
           const std::array<http::header, 2> rextra = {
               http::header{"Via", "1.1 tether"},
               http::header{"Connection", keep ? "keep-alive" : "close"}};
+          static constexpr std::array<std::string_view, 1> framing_field = {"transfer-encoding"};
           // "Connection: close" when the client must not reuse the connection; "keep-alive"
           // when it may and speaks HTTP/1.0 (which closes unless told otherwise).
           const bool say_connection = !keep || http10_;
           http::write_response_head(reply_, rview,
-                                    {false, std::span{rextra}.first(say_connection ? 2 : 1)});
+                                    {false, std::span{rextra}.first(say_connection ? 2 : 1),
+                                     unchunk ? std::span<const std::string_view>{framing_field}
+                                             : std::span<const std::string_view>{}});
           head_sent = true;
           keep_after_ = keep;
-          chunked_response_ = h->framing == http::body_framing::chunked;
+          chunked_response_ = h->framing == http::body_framing::chunked && !unchunk;
         } else if (auto* piece = std::get_if<body_piece>(&ev)) {
           if (dropping) {
             continue;

@@ -270,6 +270,18 @@ TEST(proxy, keeps_client_and_upstream_connections_in_step) {
   EXPECT_EQ(old.rfind("HTTP/1.1 200 OK"), old.find("HTTP/1.1 200 OK", 1)) << old;
 }
 
+TEST(proxy, a_chunked_response_reaches_an_http10_client_unchunked_and_closed) {
+  http_test_server backend;
+  proxy_fixture proxy{{backend.port()}};
+  // Connection: keep-alive asks to keep the connection; a body whose end only the close can
+  // mark cannot allow it.
+  const auto out = proxy.raw("GET /chunked HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+  EXPECT_EQ(out.rfind("HTTP/1.1 200 OK\r\n", 0), 0U) << out;
+  EXPECT_EQ(out.find("Transfer-Encoding"), std::string::npos) << out;
+  EXPECT_NE(out.find("Connection: close\r\n"), std::string::npos) << out;
+  EXPECT_EQ(out.substr(out.find("\r\n\r\n") + 4), "abbccc") << out;
+}
+
 TEST(proxy, an_unreachable_upstream_is_a_502) {
   std::uint16_t closed_port = 0;
   {
