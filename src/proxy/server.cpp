@@ -420,11 +420,29 @@ using event = std::variant<owned_head, body_piece, message_end>;
 class event_queue final : public http::parser_handler {
 public:
   void on_head(const http::message_head& head) override {
-    events.emplace_back(owned_head::from(head));
+    events_.emplace_back(owned_head::from(head));
   }
-  void on_body(std::string_view piece) override { events.emplace_back(body_piece{piece}); }
-  void on_message_complete() override { events.emplace_back(message_end{}); }
-  std::deque<event> events;
+  void on_body(std::string_view piece) override { events_.emplace_back(body_piece{piece}); }
+  void on_message_complete() override { events_.emplace_back(message_end{}); }
+
+  [[nodiscard]] bool empty() const noexcept { return first_ == events_.size(); }
+  event& front() noexcept { return events_[first_]; }
+  /// Takes the front event off. A vector read from the front, emptied once all is read: its
+  /// capacity stays, so a queue costs no allocation per message (a deque of events this size
+  /// allocates a node for every two).
+  void pop_front() noexcept {
+    if (++first_ == events_.size()) {
+      clear();
+    }
+  }
+  void clear() noexcept {
+    events_.clear();
+    first_ = 0;
+  }
+
+private:
+  std::vector<event> events_;
+  std::size_t first_ = 0;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -597,9 +615,9 @@ private:
   asio::awaitable<wait_result> next_event(event& out, bool waiting_for_head) {
     const auto& d = w_.shared.cfg.downstream;
     for (;;) {
-      if (!events_.events.empty()) {
-        out = std::move(events_.events.front());
-        events_.events.pop_front();
+      if (!events_.empty()) {
+        out = std::move(events_.front());
+        events_.pop_front();
         co_return wait_result::ok;
       }
       if (parser_.error()) {
@@ -1217,13 +1235,13 @@ private:
         }
       }
       const bool failed = (ec && ec != asio::error::eof) || up.parser.error() ||
-                          (ec == asio::error::eof && response.events.empty());
+                          (ec == asio::error::eof && response.empty());
       // Whatever was parsed goes to the client first, in one write per upstream read (head and
       // body together: one segment on the wire for a small response, not two).
       reply_.clear();
-      while (!response.events.empty()) {
-        auto ev = std::move(response.events.front());
-        response.events.pop_front();
+      while (!response.empty()) {
+        auto ev = std::move(response.front());
+        response.pop_front();
         if (auto* h = std::get_if<owned_head>(&ev)) {
           if (h->status >= 100 && h->status < 200) {
             // An interim response (the upstream's 100 Continue, 103 Early Hints): not
@@ -1295,11 +1313,11 @@ private:
           break;
         }
       }
-      if (response_done && (!response.events.empty() || !up.parser.idle())) {
+      if (response_done && (!response.empty() || !up.parser.idle())) {
         // A second response (or part of one) came with the first: the upstream is out of step
         // with its requests. Nothing of it goes to the client; the connection is closed.
         response_close = true;
-        response.events.clear();
+        response.clear();
       }
       if (dropping) {
         // A response skipped for a retry: its connection is kept only if it ended already.
