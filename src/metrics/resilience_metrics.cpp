@@ -3,21 +3,13 @@
 #include <utility>
 
 namespace tether::metrics {
-namespace {
-
-labels with(labels l, const std::string& name, std::string value) {
-  l[name] = std::move(value);
-  return l;
-}
-
-} // namespace
 
 void resilience_series::watch(registry& r, const resilience::circuit_breaker& breaker,
                               const labels& l) {
   for (const auto state : resilience::all_breaker_states) {
     registrations_.push_back(r.callback(
         "tether_breaker_state", "1 for the circuit breaker's current state, 0 for the others",
-        metric_kind::gauge, with(l, "state", std::string{resilience::to_string(state)}),
+        metric_kind::gauge, with_label(l, "state", std::string{resilience::to_string(state)}),
         [&breaker, state] { return breaker.state() == state ? 1.0 : 0.0; }));
   }
   registrations_.push_back(r.callback(
@@ -43,11 +35,11 @@ void resilience_series::watch(registry& r, const resilience::cluster_limits& lim
   for (const auto& [name, limit] : resources) {
     registrations_.push_back(
         r.callback("tether_limit_remaining", "Units of a concurrency limit still free",
-                   metric_kind::gauge, with(l, "resource", name),
+                   metric_kind::gauge, with_label(l, "resource", name),
                    [limit = limit] { return static_cast<double>(limit->remaining()); }));
     registrations_.push_back(r.callback(
         "tether_limit_open", "1 when a concurrency limit is reached", metric_kind::gauge,
-        with(l, "resource", name), [limit = limit] { return limit->open() ? 1.0 : 0.0; }));
+        with_label(l, "resource", name), [limit = limit] { return limit->open() ? 1.0 : 0.0; }));
   }
 }
 

@@ -8,11 +8,6 @@ namespace {
 constexpr std::array<std::string_view, 6> causes{"refused", "timeout",         "unreachable",
                                                  "reset",   "name_resolution", "other"};
 
-metrics::labels with(metrics::labels l, const std::string& name, std::string_view value) {
-  l[name] = std::string{value};
-  return l;
-}
-
 } // namespace
 
 std::string_view pool_metrics::cause_of(std::error_code ec) noexcept {
@@ -54,21 +49,24 @@ pool_metrics::pool_metrics(metrics::registry& registry, const metrics::labels& l
   auto& failures = registry.counter("tether_pool_connect_failures_total",
                                     "Connections that could not be opened, by cause");
   for (std::size_t i = 0; i < causes.size(); ++i) {
-    failures_[i] = &failures.Add(with(labels, "cause", causes[i]));
+    failures_[i] = &failures.Add(metrics::with_label(labels, "cause", causes[i]));
   }
   auto& closed = registry.counter("tether_pool_connections_closed_total",
                                   "Connections the pool closed, by reason");
   for (std::size_t i = 0; i < closed_.size(); ++i) {
-    closed_[i] = &closed.Add(with(labels, "reason", to_string(static_cast<close_reason>(i))));
+    closed_[i] =
+        &closed.Add(metrics::with_label(labels, "reason", to_string(static_cast<close_reason>(i))));
   }
   auto read = [stats](auto field) {
     return [stats, field] { return static_cast<double>(field(stats())); };
   };
   gauges_.push_back(registry.callback("tether_pool_connections", "Open connections by state",
-                                      metrics::metric_kind::gauge, with(labels, "state", "idle"),
+                                      metrics::metric_kind::gauge,
+                                      metrics::with_label(labels, "state", "idle"),
                                       read([](const pool_stats& s) { return s.idle; })));
   gauges_.push_back(registry.callback("tether_pool_connections", "Open connections by state",
-                                      metrics::metric_kind::gauge, with(labels, "state", "active"),
+                                      metrics::metric_kind::gauge,
+                                      metrics::with_label(labels, "state", "active"),
                                       read([](const pool_stats& s) { return s.active; })));
   gauges_.push_back(registry.callback("tether_pool_connections_max", "The pool's max_size",
                                       metrics::metric_kind::gauge, labels,

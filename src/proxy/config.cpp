@@ -64,6 +64,16 @@ std::optional<clock::duration> parse_duration(std::string_view text) noexcept {
 
 namespace {
 
+/// The names of retry_policy conditions in the config (Envoy's spelling where Envoy has one).
+constexpr std::pair<std::string_view, resilience::retry_on> retry_on_names[] = {
+    {"connect-failure", resilience::retry_on::connect_failure},
+    {"refused", resilience::retry_on::refused},
+    {"reset", resilience::retry_on::reset},
+    {"timeout", resilience::retry_on::timeout},
+    {"5xx", resilience::retry_on::status_5xx},
+    {"gateway-error", resilience::retry_on::gateway_error},
+    {"retriable-status-codes", resilience::retry_on::retriable_status_codes}};
+
 /// Walks the YAML tree and records every problem with where it is; values that are wrong keep
 /// their default so the walk goes on and reports the rest.
 class reader {
@@ -287,19 +297,11 @@ void read_retry(reader& r, const YAML::Node& n, retry_config& c, const std::stri
   if (const auto on = n["retry_on"]; on && r.is_sequence(on, what + ".retry_on")) {
     using resilience::retry_on;
     p.conditions = retry_on::none;
-    static constexpr std::pair<std::string_view, retry_on> names[] = {
-        {"connect-failure", retry_on::connect_failure},
-        {"refused", retry_on::refused},
-        {"reset", retry_on::reset},
-        {"timeout", retry_on::timeout},
-        {"5xx", retry_on::status_5xx},
-        {"gateway-error", retry_on::gateway_error},
-        {"retriable-status-codes", retry_on::retriable_status_codes}};
     for (const auto& e : on) {
-      const auto* found = std::find_if(std::begin(names), std::end(names), [&](const auto& kv) {
-        return e.IsScalar() && kv.first == e.Scalar();
-      });
-      if (found == std::end(names)) {
+      const auto* found =
+          std::find_if(std::begin(retry_on_names), std::end(retry_on_names),
+                       [&](const auto& kv) { return e.IsScalar() && kv.first == e.Scalar(); });
+      if (found == std::end(retry_on_names)) {
         r.error(e, what + ".retry_on: expected connect-failure, refused, reset, timeout, 5xx, "
                           "gateway-error or retriable-status-codes");
         continue;
@@ -722,15 +724,7 @@ std::string to_json(const config& c) {
   const auto retry_json = [&](const retry_config& r) {
     using resilience::retry_on;
     json on = json::array();
-    static constexpr std::pair<std::string_view, retry_on> names[] = {
-        {"connect-failure", retry_on::connect_failure},
-        {"refused", retry_on::refused},
-        {"reset", retry_on::reset},
-        {"timeout", retry_on::timeout},
-        {"5xx", retry_on::status_5xx},
-        {"gateway-error", retry_on::gateway_error},
-        {"retriable-status-codes", retry_on::retriable_status_codes}};
-    for (const auto& [name, flag] : names) {
+    for (const auto& [name, flag] : retry_on_names) {
       if (resilience::has(r.policy.conditions, flag)) {
         on.push_back(name);
       }

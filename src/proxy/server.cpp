@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <deque>
 #include <future>
 #include <map>
 #include <mutex>
@@ -122,7 +121,6 @@ struct cluster_counters {
   std::array<prometheus::Counter*, retry_reason_names.size()> retries{};
   prometheus::Counter* budget_exhausted = nullptr;
   std::array<prometheus::Counter*, resource_names.size()> overflow{};
-  prometheus::Counter* attempts = nullptr;
   metrics::resilience_series series;
 };
 
@@ -971,8 +969,6 @@ private:
       pending.release();
       resilience::attempt_outcome outcome;
       std::string failure; // why, when the attempt ended without a response
-      bool response_forwarded = false;
-      int status = 0;
       if (acquired.error) {
         const auto stats = ep.pool->stats();
         const bool connecting_to_nothing =
@@ -1002,7 +998,6 @@ private:
       } else {
         ++ep_counters.requests;
         ep_counters.attempts->Increment();
-        cc.attempts->Increment();
         auto lease = std::move(acquired.connection);
         auto& up = *lease;
         if (aborted_) {
@@ -1101,12 +1096,10 @@ private:
           }
           outcome = r.outcome;
           failure = r.failure;
-          response_forwarded = r.forwarded;
-          status = r.status;
           if (r.forwarded) {
             // Reported and decided at its head already.
             lease.reset();
-            observe(cc, status, rq.started, head, cluster_cfg.name, endpoint_name);
+            observe(cc, r.status, rq.started, head, cluster_cfg.name, endpoint_name);
             co_return r.keep;
           }
           if (r.reported) {
@@ -1142,8 +1135,6 @@ private:
         }
         continue;
       }
-      (void)response_forwarded;
-      (void)status;
       const bool timed_out = outcome.result == resilience::attempt_result::timeout;
       const bool connect = outcome.request_not_sent();
       count(malformed ? cause::bad_response
@@ -1673,8 +1664,6 @@ void server::impl::register_metrics() {
                                 "Responses to clients by cluster and status class");
   auto& attempts = reg.counter("tether_proxy_upstream_requests_total",
                                "Attempts sent upstream (first tries and retries), by host");
-  auto& cluster_attempts = reg.counter("tether_proxy_upstream_attempts_total",
-                                       "Attempts sent upstream (first tries and retries)");
   auto& retries =
       reg.counter("tether_proxy_retries_total", "Retries, by the outcome of the attempt retried");
   auto& exhausted = reg.counter("tether_proxy_retry_budget_exhausted_total",
@@ -1706,12 +1695,8 @@ void server::impl::register_metrics() {
       const metrics::labels hl{{"cluster", c.name}, {"endpoint", ep->name}};
       ep->attempts = &attempts.Add(hl);
       ep->ejections = &ejections.Add(hl);
-      auto passed = hl;
-      passed.emplace("result", "passed");
-      auto failed = hl;
-      failed.emplace("result", "failed");
-      ep->checks_passed = &checks.Add(passed);
-      ep->checks_failed = &checks.Add(failed);
+      ep->checks_passed = &checks.Add(metrics::with_label(hl, "result", "passed"));
+      ep->checks_failed = &checks.Add(metrics::with_label(hl, "result", "failed"));
       if (c.breaker.enabled) {
         ep->breaker = std::make_unique<resilience::circuit_breaker>(c.name + "/" + ep->name,
                                                                     c.breaker.options, rclock);
@@ -1724,12 +1709,8 @@ void server::impl::register_metrics() {
       (void)asio::ip::make_address(e.host, not_ip);
       if (not_ip) {
         ep->addresses = std::make_shared<net::address_cache>();
-        auto ok = hl;
-        ok.emplace("result", "ok");
-        auto bad = hl;
-        bad.emplace("result", "failed");
-        ep->resolved = &resolutions.Add(ok);
-        ep->resolve_failed = &resolutions.Add(bad);
+        ep->resolved = &resolutions.Add(metrics::with_label(hl, "result", "ok"));
+        ep->resolve_failed = &resolutions.Add(metrics::with_label(hl, "result", "failed"));
       }
       cc.endpoints.push_back(std::move(ep));
     }
@@ -1743,7 +1724,6 @@ void server::impl::register_metrics() {
       cc.overflow[i] = &overflow.Add({{"cluster", c.name}, {"resource", resource_names[i]}});
     }
     cc.budget_exhausted = &exhausted.Add(cl);
-    cc.attempts = &cluster_attempts.Add(cl);
     cc.duration = &reg.histogram_series("tether_proxy_request_duration_seconds",
                                         "From a request's head to the end of its response",
                                         {{"cluster", c.name}});

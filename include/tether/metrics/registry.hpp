@@ -5,6 +5,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <prometheus/counter.h>
@@ -19,6 +20,12 @@ namespace tether::metrics {
 
 /// Label names to values.
 using labels = std::map<std::string, std::string>;
+
+/// `l` with one more label (or `name` set to `value`).
+[[nodiscard]] inline labels with_label(labels l, const std::string& name, std::string_view value) {
+  l[name] = std::string{value};
+  return l;
+}
 
 /// What a metric is, for name checks and exposition.
 enum class metric_kind { counter, gauge, histogram };
