@@ -168,16 +168,19 @@ struct parser::state {
   std::error_code local;
 
   // Head scanning state (see scan_head).
-  bool prev_cr = false;
-  int line = 0;
-  bool line_start = true;
-  bool prev_space = false;
-  int start_spaces = 0;
-  int status_digits = 0;
-  bool seen_colon = false;
-  std::size_t start_line_bytes = 0;
-  std::size_t header_section_bytes = 0;
-  std::size_t version_chars = 0;
+  struct head_scan {
+    bool prev_cr = false;
+    int line = 0;
+    bool line_start = true;
+    bool prev_space = false;
+    int start_spaces = 0;
+    int status_digits = 0;
+    bool seen_colon = false;
+    std::size_t start_line_bytes = 0;
+    std::size_t header_section_bytes = 0;
+    std::size_t version_chars = 0;
+  };
+  head_scan scan;
 
   // Chunk framing, checked byte by byte (http-parser lets a space after the size, and anything
   // in extensions, through). The data bytes are skipped: on_body accounts for them.
@@ -440,100 +443,124 @@ struct parser::state {
     reset_scan();
   }
 
-  void reset_scan() {
-    version_chars = 0;
-    start_line_bytes = 0;
-    header_section_bytes = 0;
-    prev_cr = false;
-    line = 0;
-    line_start = true;
-    prev_space = false;
-    start_spaces = 0;
-    status_digits = 0;
-  }
+  void reset_scan() { scan = {}; }
 
   // What http-parser lets through in the head and tether does not: a bare CR or LF (every LF
   // must follow a CR, every CR be followed by LF), a line that starts with whitespace (obsolete
   // folding, or space after the start line), and a start line with more than one space between
   // its parts or a status code that is not three digits. Streaming: the head may come in pieces.
   errc scan_head(const char* begin, const char* end) {
+    // The scan runs on copies: the bytes read are chars, which may alias any member, so state
+    // kept in members would be stored and reloaded for every byte.
+    head_scan st = scan;
+    const errc e = scan_bytes(st, begin, end);
+    scan = st;
+    return e;
+  }
+
+  [[gnu::always_inline]] errc scan_bytes(head_scan& st, const char* begin, const char* end) const {
+    const auto kind = k;
+    const auto max_request_line = limits.max_request_line;
+    const auto max_header_bytes = limits.max_header_bytes;
+    const auto max_header_count = limits.max_header_count;
     for (const char* c = begin; c != end; ++c) {
+      if (st.line > 0 && st.seen_colon && !st.line_start && !st.prev_cr) {
+        // In a field value only CR and LF are of interest here (on_header_value checks the
+        // other bytes): skip to the next one, counting what was passed over. The limit is the
+        // only error a skipped byte could have given, and it is checked before any later one.
+        const char* stop = c;
+        while (stop != end && *stop != '\r' && *stop != '\n') {
+          ++stop;
+        }
+        st.header_section_bytes += static_cast<std::size_t>(stop - c);
+        if (st.header_section_bytes > max_header_bytes) {
+          return errc::headers_too_large;
+        }
+        c = stop;
+        if (c == end) {
+          break;
+        }
+      }
       const char ch = *c;
       // The limits, counted here byte by byte so that where the reads split cannot change which
       // error a message gets.
-      if (line == 0) {
-        if (++start_line_bytes > limits.max_request_line) {
+      if (st.line == 0) {
+        if (++st.start_line_bytes > max_request_line) {
           return errc::target_too_long;
         }
-      } else if (++header_section_bytes > limits.max_header_bytes) {
+      } else if (++st.header_section_bytes > max_header_bytes) {
         return errc::headers_too_large;
       }
-      if (line_start && line > 0 && ch != '\r' &&
-          static_cast<std::size_t>(line) > limits.max_header_count) {
+      if (st.line_start && st.line > 0 && ch != '\r' &&
+          static_cast<std::size_t>(st.line) > max_header_count) {
         return errc::too_many_headers;
       }
       if (ch == '\n') {
-        if (!prev_cr) {
+        if (!st.prev_cr) {
           return errc::bare_line_ending;
         }
-        prev_cr = false;
+        st.prev_cr = false;
         // Empty lines before a request line are allowed (RFC 9112 2.2): still line 0.
-        if (line > 0 || !line_start) {
-          ++line;
+        if (st.line > 0 || !st.line_start) {
+          ++st.line;
         }
-        line_start = true;
+        st.line_start = true;
         continue;
       }
-      if (prev_cr) {
+      if (st.prev_cr) {
         return errc::bare_line_ending;
       }
       if (ch == '\r') {
-        prev_cr = true;
-        if (line == 0 && line_start) {
+        st.prev_cr = true;
+        if (st.line == 0 && st.line_start) {
           continue; // an empty line before the start line
         }
-        line_start = false;
-        if (line == 0 && k == parser::kind::response && start_spaces == 1 && status_digits != 3) {
+        st.line_start = false;
+        if (st.line == 0 && kind == parser::kind::response && st.start_spaces == 1 &&
+            st.status_digits != 3) {
           return errc::invalid_status_line;
         }
         continue;
       }
-      if (line_start && line > 0 && (ch == ' ' || ch == '\t')) {
-        return line == 1 ? errc::malformed : errc::obsolete_line_folding;
+      if (st.line_start && st.line > 0 && (ch == ' ' || ch == '\t')) {
+        return st.line == 1 ? errc::malformed : errc::obsolete_line_folding;
       }
-      if (line_start) {
-        seen_colon = false;
+      if (st.line_start) {
+        st.seen_colon = false;
       }
-      line_start = false;
-      if (line > 0 && !seen_colon) {
+      st.line_start = false;
+      if (st.line > 0 && !st.seen_colon) {
         if (ch == ':') {
-          seen_colon = true;
+          st.seen_colon = true;
         } else if (ch == ' ' || ch == '\t') {
           return errc::invalid_header; // whitespace between field name and colon
         }
       }
-      if (line == 0) {
+      if (st.line == 0) {
         // The protocol name is "HTTP/" exactly: first on a status line, third on a request line.
-        const bool at_version = k == parser::kind::response ? start_spaces == 0 : start_spaces == 2;
-        if (at_version && version_chars < 5) {
-          if (ch != "HTTP/"[version_chars]) {
-            return k == parser::kind::request ? errc::bad_request_line : errc::invalid_status_line;
+        const bool at_version =
+            kind == parser::kind::response ? st.start_spaces == 0 : st.start_spaces == 2;
+        if (at_version && st.version_chars < 5) {
+          if (ch != "HTTP/"[st.version_chars]) {
+            return kind == parser::kind::request ? errc::bad_request_line
+                                                 : errc::invalid_status_line;
           }
-          ++version_chars;
+          ++st.version_chars;
         }
-        const bool in_reason = k == parser::kind::response && start_spaces >= 2;
+        const bool in_reason = kind == parser::kind::response && st.start_spaces >= 2;
         if (ch == ' ' && !in_reason) {
-          if (prev_space) {
-            return k == parser::kind::request ? errc::bad_request_line : errc::invalid_status_line;
+          if (st.prev_space) {
+            return kind == parser::kind::request ? errc::bad_request_line
+                                                 : errc::invalid_status_line;
           }
-          if (k == parser::kind::response && start_spaces == 1 && status_digits != 3) {
+          if (kind == parser::kind::response && st.start_spaces == 1 && st.status_digits != 3) {
             return errc::invalid_status_line;
           }
-          ++start_spaces;
-        } else if (k == parser::kind::response && start_spaces == 1) {
-          ++status_digits;
+          ++st.start_spaces;
+        } else if (kind == parser::kind::response && st.start_spaces == 1) {
+          ++st.status_digits;
         }
-        prev_space = ch == ' ';
+        st.prev_space = ch == ' ';
       }
     }
     return errc{};
@@ -849,7 +876,7 @@ std::size_t parser::feed(std::string_view data, parser_handler& handler) {
         }
         // The head's last byte (its final LF) is the one http-parser stopped on: it must follow
         // a CR, and be a LF.
-        if (!s.prev_cr || pos + n >= data.size() || data[pos + n] != '\n') {
+        if (!s.scan.prev_cr || pos + n >= data.size() || data[pos + n] != '\n') {
           error_ = errc::bare_line_ending;
           return pos + n;
         }
