@@ -34,9 +34,37 @@ bool named_by_connection(std::string_view name, const message_head& head) noexce
   return false;
 }
 
+// is_hop_by_hop, told whether the head has a Connection field at all (most requests through a
+// proxy do not, and looking for one per field made writing a head quadratic).
+bool hop_by_hop(std::string_view name, const message_head& head, bool tunnel,
+                bool has_connection) noexcept {
+  static constexpr std::array<std::string_view, 7> always{
+      "connection",          "keep-alive", "proxy-connection", "proxy-authenticate",
+      "proxy-authorization", "te",         "trailer"};
+  for (const auto n : always) {
+    if (iequals(name, n)) {
+      return true;
+    }
+  }
+  if (iequals(name, "upgrade")) {
+    return !tunnel;
+  }
+  if (!has_connection) {
+    return false;
+  }
+  // Framing fields stay even if a sender lists them in Connection: dropping them would change
+  // where the body ends.
+  if (iequals(name, "content-length") || iequals(name, "transfer-encoding") ||
+      iequals(name, "host")) {
+    return false;
+  }
+  return named_by_connection(name, head);
+}
+
 void write_fields(std::string& out, const message_head& head, const serialize_options& options) {
+  const bool has_connection = head.find("connection") != nullptr;
   for (const auto& h : head.headers) {
-    if (is_hop_by_hop(h.name, head, options.tunnel) ||
+    if (hop_by_hop(h.name, head, options.tunnel, has_connection) ||
         std::any_of(options.drop.begin(), options.drop.end(),
                     [&](std::string_view d) { return detail::iequals(h.name, d); })) {
       continue;
@@ -55,24 +83,7 @@ void write_fields(std::string& out, const message_head& head, const serialize_op
 } // namespace
 
 bool is_hop_by_hop(std::string_view name, const message_head& head, bool tunnel) noexcept {
-  static constexpr std::array<std::string_view, 7> always{
-      "connection",          "keep-alive", "proxy-connection", "proxy-authenticate",
-      "proxy-authorization", "te",         "trailer"};
-  for (const auto n : always) {
-    if (iequals(name, n)) {
-      return true;
-    }
-  }
-  if (iequals(name, "upgrade")) {
-    return !tunnel;
-  }
-  // Framing fields stay even if a sender lists them in Connection: dropping them would change
-  // where the body ends.
-  if (iequals(name, "content-length") || iequals(name, "transfer-encoding") ||
-      iequals(name, "host")) {
-    return false;
-  }
-  return named_by_connection(name, head);
+  return hop_by_hop(name, head, tunnel, head.find("connection") != nullptr);
 }
 
 void write_request_head(std::string& out, const message_head& head,
