@@ -6,6 +6,7 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <ostream>
 #include <set>
 #include <thread>
@@ -43,13 +44,6 @@ namespace {
 constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
 using steady = std::chrono::steady_clock;
 using upstream_pool = pool::connection_pool<http::http_connector>;
-
-std::string lower(std::string_view s) {
-  std::string out{s};
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Counters shared by the workers (atomics only), read by /clusters and /metrics.
@@ -159,6 +153,103 @@ void log_event(shared_state& s, spdlog::level::level_enum level, std::string_vie
 }
 
 // ---------------------------------------------------------------------------------------------
+// Message heads copied out of the parser (its views die with the read buffer's next fill).
+
+/// A head whose strings all view one buffer of its own. Heads are reused through a worker's
+/// head_pool, so once warm a message costs no allocation: the buffer and the field list keep
+/// their capacity. Never moved while in use (held by pointer), so the views stay valid.
+struct owned_head {
+  std::string bytes; // what the views below point into
+  std::string_view method;
+  std::string_view target;
+  int status = 0;
+  std::string_view reason;
+  int version_major = 1;
+  int version_minor = 1;
+  std::vector<http::header> fields;
+  http::body_framing framing = http::body_framing::none;
+  std::uint64_t content_length = 0;
+  bool keep_alive = true;
+  bool upgrade = false;
+
+  void assign(const http::message_head& h) {
+    std::size_t size = h.method.size() + h.target.size() + h.reason.size();
+    for (const auto& f : h.headers) {
+      size += f.name.size() + f.value.size();
+    }
+    bytes.clear();
+    bytes.reserve(size); // every append below fits: no view is moved by a reallocation
+    const auto keep = [this](std::string_view v) {
+      const auto at = bytes.size();
+      bytes.append(v);
+      return std::string_view{bytes.data() + at, v.size()};
+    };
+    method = keep(h.method);
+    target = keep(h.target);
+    reason = keep(h.reason);
+    fields.clear();
+    for (const auto& f : h.headers) {
+      const auto name = keep(f.name);
+      fields.push_back({name, keep(f.value)});
+    }
+    status = h.status;
+    version_major = h.version_major;
+    version_minor = h.version_minor;
+    framing = h.framing;
+    content_length = h.content_length;
+    keep_alive = h.keep_alive;
+    upgrade = h.upgrade;
+  }
+
+  /// A message_head viewing this one (for the serializer).
+  [[nodiscard]] http::message_head view() const {
+    http::message_head h;
+    h.method = method;
+    h.target = target;
+    h.status = status;
+    h.reason = reason;
+    h.version_major = version_major;
+    h.version_minor = version_minor;
+    h.headers = fields;
+    h.framing = framing;
+    h.content_length = content_length;
+    h.keep_alive = keep_alive;
+    h.upgrade = upgrade;
+    return h;
+  }
+
+  /// The value of the first field named `name` (case-insensitive), if any.
+  [[nodiscard]] std::optional<std::string_view> find(std::string_view name) const {
+    for (const auto& f : fields) {
+      if (iequals(f.name, name)) {
+        return f.value;
+      }
+    }
+    return std::nullopt;
+  }
+};
+
+/// A worker's spare heads. Declared before the worker's io_context, so it outlives every
+/// coroutine frame that holds a head (frames still pending at a hard stop die with the context).
+struct head_pool {
+  std::vector<std::unique_ptr<owned_head>> spare;
+};
+
+/// Gives a head back to its pool when its holder is done with it (a big one is freed instead:
+/// one large head must not pin its memory for good).
+struct head_return {
+  head_pool* pool = nullptr;
+  void operator()(owned_head* h) const noexcept {
+    if (pool != nullptr && h->bytes.capacity() <= 16 * 1024 && pool->spare.size() < 1024) {
+      pool->spare.emplace_back(h);
+      return;
+    }
+    delete h; // NOLINT(cppcoreguidelines-owning-memory): a unique_ptr's deleter
+  }
+};
+using head_ptr = std::unique_ptr<owned_head, head_return>;
+
+// ---------------------------------------------------------------------------------------------
 // One worker: its thread, listeners, upstream pools.
 
 struct endpoint_state {
@@ -207,6 +298,11 @@ struct worker {
 
   shared_state& shared;
   std::size_t id;
+  /// Strings for the requests in flight, kept with their capacity when a request ends: no
+  /// allocation per request, and nothing held by idle connections. Like `heads`, declared
+  /// before `io`: frames still pending at a hard stop give theirs back when `io` goes.
+  std::vector<std::string> spare_strings;
+  head_pool heads;
   asio::io_context io{1};
   std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors;
   std::vector<cluster_state> clusters;
@@ -310,10 +406,6 @@ struct worker {
   }
 
   std::vector<std::size_t> candidates; // choose()'s scratch
-
-  /// Strings for the requests in flight, kept with their capacity when a request ends: no
-  /// allocation per request, and nothing held by idle connections.
-  std::vector<std::string> spare_strings;
 };
 
 /// A string from the worker's spares for as long as it lives.
@@ -340,72 +432,6 @@ private:
   std::string s_;
 };
 
-// ---------------------------------------------------------------------------------------------
-// A request head copied out of the parser (its views die with the read buffer's next fill).
-
-struct owned_head {
-  std::string method;
-  std::string target;
-  int status = 0;
-  std::string reason;
-  int version_major = 1;
-  int version_minor = 1;
-  std::vector<std::pair<std::string, std::string>> fields;
-  http::body_framing framing = http::body_framing::none;
-  std::uint64_t content_length = 0;
-  bool keep_alive = true;
-  bool upgrade = false;
-
-  static owned_head from(const http::message_head& h) {
-    owned_head o;
-    o.method = h.method;
-    o.target = h.target;
-    o.status = h.status;
-    o.reason = h.reason;
-    o.version_major = h.version_major;
-    o.version_minor = h.version_minor;
-    o.fields.reserve(h.headers.size());
-    for (const auto& f : h.headers) {
-      o.fields.emplace_back(std::string{f.name}, std::string{f.value});
-    }
-    o.framing = h.framing;
-    o.content_length = h.content_length;
-    o.keep_alive = h.keep_alive;
-    o.upgrade = h.upgrade;
-    return o;
-  }
-
-  /// A message_head viewing this copy (for the serializer); `views` holds its header views.
-  http::message_head view(std::vector<http::header>& views) const {
-    views.clear();
-    for (const auto& [n, v] : fields) {
-      views.push_back({n, v});
-    }
-    http::message_head h;
-    h.method = method;
-    h.target = target;
-    h.status = status;
-    h.reason = reason;
-    h.version_major = version_major;
-    h.version_minor = version_minor;
-    h.headers = views;
-    h.framing = framing;
-    h.content_length = content_length;
-    h.keep_alive = keep_alive;
-    h.upgrade = upgrade;
-    return h;
-  }
-
-  [[nodiscard]] const std::string* find(std::string_view name) const {
-    for (const auto& [n, v] : fields) {
-      if (iequals(n, name)) {
-        return &v;
-      }
-    }
-    return nullptr;
-  }
-};
-
 /// What the parser found, in order: a head, body pieces (views into the read buffer) and the end
 /// of a message. The buffer is not read into again until every event of it has been handled, so
 /// the views stay valid; several messages may be queued (pipelining).
@@ -413,12 +439,22 @@ struct body_piece {
   std::string_view data;
 };
 struct message_end {};
-using event = std::variant<owned_head, body_piece, message_end>;
+using event = std::variant<head_ptr, body_piece, message_end>;
 
 class event_queue final : public http::parser_handler {
 public:
+  explicit event_queue(head_pool& heads) : heads_{&heads} {}
+
   void on_head(const http::message_head& head) override {
-    events_.emplace_back(owned_head::from(head));
+    head_ptr h{nullptr, head_return{heads_}};
+    if (heads_->spare.empty()) {
+      h.reset(new owned_head); // NOLINT(cppcoreguidelines-owning-memory): held by head_ptr
+    } else {
+      h.reset(heads_->spare.back().release());
+      heads_->spare.pop_back();
+    }
+    h->assign(head);
+    events_.emplace_back(std::move(h));
   }
   void on_body(std::string_view piece) override { events_.emplace_back(body_piece{piece}); }
   void on_message_complete() override { events_.emplace_back(message_end{}); }
@@ -439,6 +475,7 @@ public:
   }
 
 private:
+  head_pool* heads_;
   std::vector<event> events_;
   std::size_t first_ = 0;
 };
@@ -517,7 +554,8 @@ class session {
 public:
   session(worker& w, asio::ip::tcp::socket s)
       : w_{w}, socket_{std::move(s)}, watchdog_{std::make_shared<watchdog>(socket_.get_executor())},
-        parser_{http::parser::kind::request, w.shared.cfg.downstream.limits} {
+        parser_{http::parser::kind::request, w.shared.cfg.downstream.limits}, events_{w.heads},
+        response_events_{w.heads} {
     watchdog_->client = &socket_;
     std::error_code ec;
     const auto peer = socket_.remote_endpoint(ec);
@@ -567,7 +605,7 @@ public:
         break;
       }
       head_started_ = false;
-      auto* head = std::get_if<owned_head>(&ev);
+      auto* head = std::get_if<head_ptr>(&ev);
       if (head == nullptr) {
         break; // cannot happen: the parser starts every message with its head
       }
@@ -697,14 +735,15 @@ private:
 
   // Finds the route for a request: the first whose host and path prefix match.
   std::optional<std::size_t> route(const owned_head& h) const {
-    std::string host;
-    if (const auto* v = h.find("host")) {
-      host = lower(*v);
-      if (const auto colon = host.rfind(':');
-          colon != std::string::npos && host.find(']') == std::string::npos) {
-        host.resize(colon);
-      } else if (host.starts_with('[')) {
+    // The host without its port (and an IPv6 literal without its brackets); routes compare it
+    // case-insensitively, so it is not copied or lowered.
+    std::string_view host;
+    if (const auto v = h.find("host")) {
+      host = *v;
+      if (host.starts_with('[')) {
         host = host.substr(1, host.find(']') - 1);
+      } else if (const auto colon = host.rfind(':'); colon != std::string_view::npos) {
+        host = host.substr(0, colon);
       }
     }
     const std::string_view path = std::string_view{h.target}.substr(0, h.target.find('?'));
@@ -720,7 +759,8 @@ private:
 
   /// The request being handled, for the replies and logs of its end.
   struct request_context {
-    owned_head head;
+    head_ptr owner; // the head, for as long as the request is handled
+    [[nodiscard]] const owned_head& head() const noexcept { return *owner; }
     steady::time_point started;
     bool client_keep = true;
     bool expects_continue = false; // an HTTP/1.1 client waits for 100 Continue before its body
@@ -740,9 +780,9 @@ private:
                         co_await drain_request_body());
     co_await reply_error(status, why, !(clean && rq.client_keep));
     if (rq.counters != nullptr) {
-      observe(*rq.counters, status, rq.started, rq.head, rq.cluster, upstream);
+      observe(*rq.counters, status, rq.started, rq.head(), rq.cluster, upstream);
     } else {
-      access_line(status, steady::now() - rq.started, rq.head, rq.cluster, upstream);
+      access_line(status, steady::now() - rq.started, rq.head(), rq.cluster, upstream);
     }
     co_return clean&& rq.client_keep;
   }
@@ -779,7 +819,7 @@ private:
   // a retry holds one unit of the cluster's max_retries for the rest of the request; with one,
   // the budget is the limit and max_retries is not applied (Envoy's rule: a budget overrides the
   // retry threshold, which at 3 would refuse retries any busy cluster needs when a host dies).
-  resilience::retry_decision decide(resilience::retry_state& retry, const retry_config& rc,
+  resilience::retry_decision decide(resilience::retry_state& retry,
                                     const resilience::attempt_outcome& outcome,
                                     cluster_counters& cc, resilience::resource_guard& retry_slot) {
     const auto d = retry.decide(outcome, steady::now(), w_.random);
@@ -801,17 +841,17 @@ private:
   }
 
   // Proxies one request. Returns whether the downstream connection may carry another.
-  asio::awaitable<bool> handle(owned_head head_in, bool last) {
+  asio::awaitable<bool> handle(head_ptr head_in, bool last) {
     request_context rq;
-    rq.head = std::move(head_in);
+    rq.owner = std::move(head_in);
     rq.started = steady::now();
-    const auto& head = rq.head;
+    const auto& head = rq.head();
     rq.client_keep = head.keep_alive && !last;
     head_request_ = head.method == "HEAD";
     http10_ = head.version_major == 1 && head.version_minor == 0;
-    const auto* expect = head.find("expect");
+    const auto expect = head.find("expect");
     // 100 Continue is for HTTP/1.1 clients only (RFC 9110 15.2).
-    rq.expects_continue = expect != nullptr && iequals(*expect, "100-continue") && !http10_;
+    rq.expects_continue = expect && iequals(*expect, "100-continue") && !http10_;
     if (http10_ && head.framing == http::body_framing::chunked) {
       // Chunked framing in HTTP/1.0 is faulty (RFC 9112 6.1): an upstream reading it as 1.0
       // would take the chunks for another request.
@@ -828,7 +868,7 @@ private:
     const auto route_index = route(head);
     if (!route_index) {
       count(cause::no_route);
-      const std::string why = "no route for " + head.target;
+      const std::string why = "no route for " + std::string{head.target};
       co_return co_await refuse(rq, 404, why, "-");
     }
     auto& shared = w_.shared;
@@ -860,7 +900,7 @@ private:
     }
     // A body that a retry may need is read whole first, up to the buffer limit; past it the
     // rest is streamed and the request is not sent twice.
-    const bool has_key = head.find("idempotency-key") != nullptr;
+    const bool has_key = head.find("idempotency-key").has_value();
     const bool may_resend = has_key || resilience::is_idempotent_method(head.method);
     using resilience::retry_on;
     const bool retries_after_send =
@@ -892,8 +932,8 @@ private:
     // The head that goes upstream: without hop-by-hop fields, with Via and X-Forwarded-*;
     // Expect is answered here (100 Continue) so the client's body flows without a round trip.
     std::string forwarded_for = client_ip_;
-    if (const auto* prior = head.find("x-forwarded-for")) {
-      forwarded_for = *prior + ", " + client_ip_;
+    if (const auto prior = head.find("x-forwarded-for")) {
+      forwarded_for = std::string{*prior} + ", " + client_ip_;
     }
     const std::string via =
         std::to_string(head.version_major) + "." + std::to_string(head.version_minor) + " tether";
@@ -908,8 +948,7 @@ private:
     borrowed_string out_buffer{w_};
     std::string& head_bytes = head_buffer.get();
     {
-      std::vector<http::header> views;
-      auto view = head.view(views);
+      auto view = head.view();
       view.version_major = 1; // an intermediary sends its own version (RFC 9110 6.2)
       view.version_minor = 1;
       http::write_request_head(head_bytes, view, {false, extra, dropped});
@@ -1123,11 +1162,11 @@ private:
       const bool malformed = outcome.result == resilience::attempt_result::http_status;
       const auto decision =
           malformed ? resilience::retry_decision::give_up(resilience::give_up_reason::not_retriable)
-                    : decide(retry, rc, outcome, cc, retry_slot);
+                    : decide(retry, outcome, cc, retry_slot);
       if (decision.retry) {
         log_event(shared, spdlog::level::debug,
-                  "retrying " + head.method + " " + head.target + " after " + endpoint_name + ": " +
-                      failure);
+                  "retrying " + std::string{head.method} + " " + std::string{head.target} +
+                      " after " + endpoint_name + ": " + failure);
         if (!co_await backoff(decision.delay)) {
           count(cause::upstream_timeout);
           const std::string why = "upstream timeout";
@@ -1141,8 +1180,8 @@ private:
                       : (timed_out ? cause::upstream_timeout
                                    : (connect ? cause::connect_failure : cause::upstream_reset)));
       log_event(shared, spdlog::level::debug,
-                std::to_string(timed_out ? 504 : 502) + " for " + head.method + " " + head.target +
-                    ": " + endpoint_name + ": " + failure);
+                std::to_string(timed_out ? 504 : 502) + " for " + std::string{head.method} + " " +
+                    std::string{head.target} + ": " + endpoint_name + ": " + failure);
       if (connect) {
         co_return co_await refuse(rq, 502, failure, endpoint_name);
       }
@@ -1198,10 +1237,11 @@ private:
                 steady::time_point attempt_start, steady::time_point attempt_deadline,
                 clock::duration request_timeout, resilience::resource_guard& retry_slot) {
     response_end end;
-    if (rq.head.method == "HEAD") {
+    if (rq.head().method == "HEAD") {
       up.parser.expect_head_response();
     }
-    event_queue response;
+    auto& response = response_events_;
+    response.clear();
     bool head_sent = false;
     bool dropping = false; // a failed response being skipped for a retry
     bool response_done = false;
@@ -1233,7 +1273,8 @@ private:
       while (!response.empty()) {
         auto ev = std::move(response.front());
         response.pop_front();
-        if (auto* h = std::get_if<owned_head>(&ev)) {
+        if (auto* held = std::get_if<head_ptr>(&ev)) {
+          const owned_head* h = held->get();
           if (h->status >= 100 && h->status < 200) {
             // An interim response (the upstream's 100 Continue, 103 Early Hints): not
             // forwarded; its end is skipped with it.
@@ -1243,13 +1284,13 @@ private:
           end.status = h->status;
           response_close = response_close || !h->keep_alive;
           std::optional<clock::duration> retry_after;
-          if (const auto* v = h->find("retry-after")) {
+          if (const auto v = h->find("retry-after")) {
             retry_after = http::parse_retry_after(*v, std::chrono::system_clock::now());
           }
           const auto outcome = resilience::attempt_outcome::from_status(h->status, retry_after);
           report(cc, host, permission, outcome, attempt_start);
           if (rc.policy.is_retriable(outcome)) {
-            const auto decision = decide(retry, rc, outcome, cc, retry_slot);
+            const auto decision = decide(retry, outcome, cc, retry_slot);
             if (decision.retry) {
               dropping = true;
               end.reported = true;
@@ -1267,8 +1308,7 @@ private:
           // is, without Transfer-Encoding, delimited by the close of the connection.
           const bool unchunk = http10_ && h->framing == http::body_framing::chunked;
           const bool keep = rq.client_keep && !until_close && !unchunk;
-          std::vector<http::header> rviews;
-          auto rview = h->view(rviews);
+          const auto rview = h->view();
           const std::array<http::header, 2> rextra = {
               http::header{"Via", "1.1 tether"},
               http::header{"Connection", keep ? "keep-alive" : "close"}};
@@ -1395,7 +1435,8 @@ private:
   asio::ip::tcp::socket socket_;
   std::shared_ptr<watchdog> watchdog_;
   http::parser parser_;
-  event_queue events_;
+  event_queue events_;          // the client's requests, parsed
+  event_queue response_events_; // the response being read, parsed
   static constexpr std::size_t read_size = 16 * 1024;
   std::unique_ptr<std::array<char, read_size>> buffer_; // only while a large request is read
   std::array<char, 2048> small_{};
