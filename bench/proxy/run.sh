@@ -6,7 +6,12 @@
 # idle keep-alive client connections open. Writes results.md and results.json to the output
 # directory (default build/bench-proxy) and prints the table.
 #
-#   bench/proxy/run.sh [seconds=10] [connections=50] [idle=10000] [outdir]
+#   bench/proxy/run.sh [seconds=10] [connections=50] [idle=10000] [outdir] [rounds=3]
+#
+# The proxies are measured in turn, `rounds` times over (tether, HAProxy, nginx, tether, ...),
+# and the table gives each one's median round: on two shared cores one run varies by 5-10 %,
+# more than the differences being measured, and a slow spell of the machine then falls on
+# every proxy alike instead of on one. Memory is measured in the first round.
 #
 # HAProxy sizes its descriptor table for two per connection (client and server side) and, by
 # default, refuses to start when maxconn * 2 is over the open-file limit (20,000, hard, on this
@@ -20,6 +25,7 @@ seconds=${1:-10}
 connections=${2:-50}
 idle=${3:-10000}
 out=${4:-build/bench-proxy}
+rounds=${5:-3}
 mkdir -p "$out"
 work=$(mktemp -d)
 pids=()
@@ -46,13 +52,13 @@ wait_port() {
   echo "nothing listens on $1" >&2
   return 1
 }
-# CPU seconds (user + system) of a process and its children still running (nginx's worker).
+# CPU seconds, user and system, of a process and its children still running (nginx's worker).
 cpu_of() {
-  local total=0 p
+  local user=0 sys=0 p
   for p in $1 $(pgrep -P "$1" || true); do
-    total=$(awk -v t="$total" '{ print t + $14 + $15 }' "/proc/$p/stat")
+    read -r user sys < <(awk -v u="$user" -v s="$sys" '{ print u + $14, s + $15 }' "/proc/$p/stat")
   done
-  echo "scale=4; $total / $(getconf CLK_TCK)" | bc
+  echo "$(echo "scale=4; $user / $(getconf CLK_TCK)" | bc) $(echo "scale=4; $sys / $(getconf CLK_TCK)" | bc)"
 }
 # Resident memory in KiB of a process and its children.
 rss_of() {
@@ -139,9 +145,11 @@ EOF
 versions="tether $($tether --version | awk '{print $2}'), $(haproxy -v | head -1 | awk '{print "HAProxy " $3}'), $(nginx -v 2>&1 | sed 's|nginx version: nginx/|nginx |')"
 echo "backend: nginx on 127.0.0.1:$backend_port; wrk -t1 -c$connections -d${seconds}s; $idle idle connections"
 echo "$versions"
-json_rows=()
-md_rows=()
-for proxy in tether haproxy nginx; do
+# One measurement of one proxy, into $line: "rps p50 p99 user_us sys_us rss rss_idle idle errors".
+# (Not run in a subshell, so the proxy's pid reaches the cleanup list.)
+measure() {
+  local proxy=$1 with_idle=$2 port pid url body result requests rps p50 p99 errors
+  local u0 s0 u1 s1 rss_before rss_idle=0 count=0 ready
   port=$(free_port)
   "start_$proxy" "$port"
   pid=$!
@@ -151,37 +159,72 @@ for proxy in tether haproxy nginx; do
   body=$(curl -s "$url")
   [[ $body == "hello from the backend" ]] || { echo "$proxy does not proxy: '$body'"; exit 1; }
   wrk -t1 -c"$connections" -d2s "$url" > /dev/null # warm up: connections made, pools filled
-  cpu_before=$(cpu_of "$pid")
+  read -r u0 s0 < <(cpu_of "$pid")
   result=$(wrk -t1 -c"$connections" -d"${seconds}s" --latency "$url")
-  cpu_after=$(cpu_of "$pid")
+  read -r u1 s1 < <(cpu_of "$pid")
   requests=$(echo "$result" | awk '/requests in/ { print $1 }')
   rps=$(echo "$result" | awk '/Requests\/sec/ { print $2 }')
   p50=$(echo "$result" | awk '$1 == "50%" { print $2 }')
   p99=$(echo "$result" | awk '$1 == "99%" { print $2 }')
-  errors=$(echo "$result" | awk '/Non-2xx|Socket errors/ { print }')
-  cpu_us=$(echo "scale=2; ($cpu_after - $cpu_before) * 1000000 / $requests" | bc)
+  errors=$(echo "$result" | awk '/Non-2xx|Socket errors/ { printf "%s;", $0 }' | tr ' ' '_')
   rss_before=$(rss_of "$pid")
-  # 10,000 idle keep-alive clients, each after one request.
-  coproc holder { python3 bench/proxy/idle_connections.py 127.0.0.1 "$port" "$idle" /hello; }
-  read -r ready count <&"${holder[0]}"
-  rss_idle=$(rss_of "$pid")
-  exec {holder[1]}>&-
-  wait "$holder_PID" 2> /dev/null || true
+  if [[ $with_idle == 1 ]]; then
+    # 10,000 idle keep-alive clients, each after one request.
+    coproc holder { python3 bench/proxy/idle_connections.py 127.0.0.1 "$port" "$idle" /hello; }
+    read -r ready count <&"${holder[0]}"
+    rss_idle=$(rss_of "$pid")
+    exec {holder[1]}>&-
+    wait "$holder_PID" 2> /dev/null || true
+  fi
   kill "$pid"
   wait "$pid" 2> /dev/null || true
-  echo "$proxy: $rps req/s, p50 $p50, p99 $p99, ${cpu_us} us CPU/request, RSS ${rss_before} KiB -> ${rss_idle} KiB with $count idle connections ${errors:+(wrk: $errors)}"
-  md_rows+=("| $proxy | $rps | $p50 | $p99 | $cpu_us | $((rss_before / 1024)) | $((rss_idle / 1024)) |")
-  json_rows+=("{\"proxy\":\"$proxy\",\"requests_per_second\":$rps,\"p50\":\"$p50\",\"p99\":\"$p99\",\"cpu_us_per_request\":$cpu_us,\"rss_kib\":$rss_before,\"rss_kib_with_idle\":$rss_idle,\"idle_connections\":$count}")
+  line="$rps $p50 $p99 $(echo "scale=2; ($u1 - $u0) * 1000000 / $requests" | bc) $(echo "scale=2; ($s1 - $s0) * 1000000 / $requests" | bc) $rss_before $rss_idle $count ${errors:--}"
+}
+
+declare -A runs
+for round in $(seq 1 "$rounds"); do
+  for proxy in tether haproxy nginx; do
+    measure "$proxy" "$([[ $round == 1 ]] && echo 1 || echo 0)"
+    runs[$proxy,$round]=$line
+    read -r rps p50 p99 user sys rss rss_idle count errors <<< "$line"
+    echo "round $round $proxy: $rps req/s, p50 $p50, p99 $p99, $(echo "$user + $sys" | bc) us CPU/request (user $user, system $sys)${errors/#-/}"
+    if [[ $round == 1 ]]; then
+      runs[$proxy,rss]=$rss
+      runs[$proxy,rss_idle]=$rss_idle
+      runs[$proxy,idle]=$count
+      echo "  RSS $rss KiB -> $rss_idle KiB with $count idle connections"
+    fi
+  done
+done
+
+# Each proxy's median round by CPU per request (its other figures from the same round).
+json_rows=()
+md_rows=()
+for proxy in tether haproxy nginx; do
+  median=$(for round in $(seq 1 "$rounds"); do
+    read -r rps p50 p99 user sys rest <<< "${runs[$proxy,$round]}"
+    echo "$(echo "$user + $sys" | bc) $round"
+  done | sort -n | awk -v m=$(((rounds + 1) / 2)) 'NR == m { print $2 }')
+  read -r rps p50 p99 user sys rest <<< "${runs[$proxy,$median]}"
+  cpu=$(echo "$user + $sys" | bc)
+  all=$(for round in $(seq 1 "$rounds"); do
+    read -r r_rps r_p50 r_p99 r_user r_sys rest <<< "${runs[$proxy,$round]}"
+    echo "$r_user + $r_sys" | bc
+  done | paste -sd, -)
+  rss=${runs[$proxy,rss]}
+  rss_idle=${runs[$proxy,rss_idle]}
+  md_rows+=("| $proxy | $rps | $p50 | $p99 | $cpu ($user + $sys) | $all | $((rss / 1024)) | $((rss_idle / 1024)) |")
+  json_rows+=("{\"proxy\":\"$proxy\",\"requests_per_second\":$rps,\"p50\":\"$p50\",\"p99\":\"$p99\",\"cpu_us_per_request\":$cpu,\"user_us_per_request\":$user,\"system_us_per_request\":$sys,\"cpu_us_per_request_rounds\":[$all],\"rss_kib\":$rss,\"rss_kib_with_idle\":$rss_idle,\"idle_connections\":${runs[$proxy,idle]}}")
 done
 
 {
-  echo "Versions: $versions. Backend: nginx, 1 worker. Load: wrk -t1 -c$connections -d${seconds}s."
+  echo "Versions: $versions. Backend: nginx, 1 worker. Load: wrk -t1 -c$connections -d${seconds}s, $rounds rounds; each proxy's median round."
   echo
-  echo "| proxy | requests/s | p50 | p99 | CPU us/request | RSS MiB | RSS MiB, $idle idle conns |"
-  echo "|---|---:|---:|---:|---:|---:|---:|"
+  echo "| proxy | requests/s | p50 | p99 | CPU us/request (user + system) | CPU us/request, every round | RSS MiB | RSS MiB, $idle idle conns |"
+  echo "|---|---:|---:|---:|---:|---|---:|---:|"
   printf '%s\n' "${md_rows[@]}"
 } > "$out/results.md"
-(IFS=,; echo "{\"seconds\":$seconds,\"connections\":$connections,\"idle\":$idle,\"results\":[${json_rows[*]}]}") > "$out/results.json"
+(IFS=,; echo "{\"seconds\":$seconds,\"connections\":$connections,\"idle\":$idle,\"rounds\":$rounds,\"results\":[${json_rows[*]}]}") > "$out/results.json"
 echo
 cat "$out/results.md"
 echo
