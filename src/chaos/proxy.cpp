@@ -21,6 +21,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "tether/net/close_on_exec.hpp"
 #include "tether/net/tcp_connector.hpp"
 
 namespace tether::chaos {
@@ -84,6 +85,7 @@ public:
       self->close(false);
       co_return;
     }
+    net::close_on_exec(self->upstream());
     std::error_code ignored;
     self->upstream().set_option(asio::ip::tcp::no_delay{true}, ignored);
     self->client().set_option(asio::ip::tcp::no_delay{true}, ignored);
@@ -651,6 +653,7 @@ std::error_code proxy::start() {
   const asio::ip::tcp::endpoint endpoint{address, port};
   acceptor_.open(endpoint.protocol(), ec);
   if (!ec) {
+    net::close_on_exec(acceptor_);
     acceptor_.set_option(asio::socket_base::reuse_address{true}, ec);
   }
   if (!ec) {
@@ -681,6 +684,7 @@ void proxy::accept() {
           }
           return;
         }
+        net::close_on_exec(socket);
         std::string host;
         std::uint16_t port = 0;
         auto l = std::make_shared<link>(self, std::move(socket));

@@ -12,6 +12,7 @@
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 
+#include "tether/net/close_on_exec.hpp"
 #include "tether/net/tcp_connector.hpp"
 
 #include "text.hpp"
@@ -201,6 +202,7 @@ asio::awaitable<void> accept_loop(std::shared_ptr<small_server::state> s) {
       }
       continue; // EMFILE and friends: keep serving the connections already open
     }
+    net::close_on_exec(socket);
     std::error_code ignored;
     socket.set_option(asio::ip::tcp::no_delay{true}, ignored);
     asio::co_spawn(s->acceptor.get_executor(), serve(s, std::move(socket)), asio::detached);
@@ -230,6 +232,7 @@ std::error_code small_server::listen(const std::string& address, std::uint16_t p
   const asio::ip::tcp::endpoint endpoint{ip, port};
   s_->acceptor.open(endpoint.protocol(), ec);
   if (!ec) {
+    net::close_on_exec(s_->acceptor);
     s_->acceptor.set_option(asio::socket_base::reuse_address{true}, ec);
   }
   if (!ec) {

@@ -1,5 +1,7 @@
 #include "tether/net/tcp_connector.hpp"
 
+#include "tether/net/close_on_exec.hpp"
+
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -53,6 +55,7 @@ void tcp_options::validate() const {
 }
 
 std::error_code apply_socket_options(tcp::socket& socket, const tcp_options& options) {
+  close_on_exec(socket); // after the connect: Asio's range connect reopens the socket per address
   std::error_code ec;
   socket.set_option(tcp::no_delay{options.no_delay}, ec);
   if (ec) {

@@ -34,6 +34,7 @@
 #include "tether/http/server.hpp"
 #include "tether/metrics/histogram.hpp"
 #include "tether/metrics/resilience_metrics.hpp"
+#include "tether/net/close_on_exec.hpp"
 #include "tether/pool/connection_pool.hpp"
 #include "tether/pool/pool_metrics.hpp"
 
@@ -1468,6 +1469,7 @@ asio::awaitable<void> accept_loop(worker* w, asio::ip::tcp::acceptor* acceptor) 
       }
       continue; // EMFILE and the like: keep serving the connections already open
     }
+    net::close_on_exec(socket);
     std::error_code ignored;
     socket.set_option(asio::ip::tcp::no_delay{true}, ignored);
     asio::co_spawn(w->io, serve(w, std::move(socket)), asio::detached);
@@ -1483,6 +1485,7 @@ std::error_code open_listener(asio::ip::tcp::acceptor& a, const std::string& add
   }
   a.open(endpoint.protocol(), ec);
   if (!ec) {
+    net::close_on_exec(a);
     a.set_option(asio::socket_base::reuse_address{true}, ec);
   }
   if (!ec && reuse_port) {

@@ -12,7 +12,10 @@
 
 #include <cstdio>
 #include <future>
+#include <map>
 #include <regex>
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include <asio/executor_work_guard.hpp>
@@ -35,8 +38,8 @@ using steady = std::chrono::steady_clock;
 
 /// Runs a shell command and returns its standard output. The child gets none of this process's
 /// other descriptors: a client started while a test server holds a connection must not keep that
-/// connection open after the server closes it (popen would pass them on, since Asio's sockets
-/// are not close-on-exec).
+/// connection open after the server closes it (popen would pass them on: the test servers' Asio
+/// sockets are not close-on-exec; tether's own are, see a_child_process_inherits_none_...).
 std::string run(const std::string& command) {
   int out_pipe[2];
   if (::pipe2(out_pipe, O_CLOEXEC) != 0) {
@@ -118,6 +121,94 @@ private:
   std::unique_ptr<server> server_;
   std::uint16_t port_ = 0;
 };
+
+/// The inodes of the sockets a child inherits when it execs without closing anything (as a
+/// health check script or any child a library user starts would).
+std::set<std::string> sockets_a_child_inherits() {
+  int out_pipe[2];
+  if (::pipe2(out_pipe, O_CLOEXEC) != 0) {
+    return {};
+  }
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ::dup2(out_pipe[1], 1);
+    ::execl("/bin/ls", "ls", "-l", "/proc/self/fd", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::close(out_pipe[1]);
+  std::string listing;
+  char buf[4096];
+  ssize_t n = 0;
+  while ((n = ::read(out_pipe[0], buf, sizeof buf)) > 0) {
+    listing.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(out_pipe[0]);
+  ::waitpid(child, nullptr, 0);
+  std::set<std::string> inodes;
+  const std::regex socket_link{R"(socket:\[(\d+)\])"};
+  for (std::sregex_iterator it{listing.begin(), listing.end(), socket_link}, end; it != end; ++it) {
+    inodes.insert((*it)[1]);
+  }
+  return inodes;
+}
+
+/// This machine's IPv4 TCP sockets: inode to (local port, remote port), from /proc/net/tcp.
+std::map<std::string, std::pair<int, int>> tcp_sockets() {
+  std::map<std::string, std::pair<int, int>> out;
+  std::ifstream in{"/proc/net/tcp"};
+  std::string line;
+  std::getline(in, line); // the column names
+  while (std::getline(in, line)) {
+    std::istringstream fields{line};
+    std::string slot, local, remote, state, queues, timer, retransmits, uid, timeout, inode;
+    fields >> slot >> local >> remote >> state >> queues >> timer >> retransmits >> uid >>
+        timeout >> inode;
+    const auto port = [](const std::string& a) {
+      return std::stoi(a.substr(a.find(':') + 1), nullptr, 16);
+    };
+    out[inode] = {port(local), port(remote)};
+  }
+  return out;
+}
+
+TEST(proxy, a_child_process_inherits_none_of_its_sockets) {
+  http_test_server backend;
+  proxy_fixture proxy{{backend.port()}};
+  // A request served over a connection left open: the proxy now holds its listener, the admin
+  // listener, the accepted connection and a pooled upstream connection.
+  asio::io_context io;
+  asio::ip::tcp::socket client{io};
+  client.connect({asio::ip::make_address("127.0.0.1"), proxy.port()});
+  const std::string request = "GET /kept HTTP/1.1\r\nHost: x\r\n\r\n";
+  asio::write(client, asio::buffer(request));
+  std::string response;
+  while (response.find("\r\n\r\nok") == std::string::npos) {
+    char buf[512];
+    std::error_code ec;
+    const auto n = client.read_some(asio::buffer(buf), ec);
+    ASSERT_FALSE(ec) << ec.message();
+    response.append(buf, n);
+  }
+
+  const auto sockets = tcp_sockets();
+  const auto proxys = [&](const std::pair<int, int>& ports) {
+    return ports.first == proxy.port() || ports.first == proxy.admin_port() ||
+           ports.second == backend.port();
+  };
+  // The check below means something only if the proxy's sockets are there to be found: the
+  // two listeners, the accepted connection and the upstream one.
+  EXPECT_GE(std::count_if(sockets.begin(), sockets.end(),
+                          [&](const auto& entry) { return proxys(entry.second); }),
+            4);
+  for (const auto& inode : sockets_a_child_inherits()) {
+    const auto found = sockets.find(inode);
+    if (found != sockets.end()) {
+      EXPECT_FALSE(proxys(found->second))
+          << "a child inherited the proxy's socket with local port " << found->second.first
+          << " and remote port " << found->second.second;
+    }
+  }
+}
 
 TEST(proxy, forwards_requests_over_few_upstream_connections) {
   http_test_server backend;

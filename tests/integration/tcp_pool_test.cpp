@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
@@ -77,6 +79,8 @@ TEST(tcp_connector, connects_and_sets_the_socket_options) {
   EXPECT_EQ(get_int(*r.connection, IPPROTO_TCP, TCP_KEEPINTVL), 7);
   EXPECT_EQ(get_int(*r.connection, IPPROTO_TCP, TCP_KEEPCNT), 3);
   EXPECT_EQ(get_int(*r.connection, IPPROTO_TCP, TCP_USER_TIMEOUT), 15000);
+  // Close-on-exec: a child the application starts does not hold the connection open.
+  EXPECT_NE(::fcntl(r.connection->socket.native_handle(), F_GETFD) & FD_CLOEXEC, 0);
   EXPECT_EQ(peek_peer(r.connection->socket), peer_state::open);
 }
 
