@@ -5,9 +5,12 @@
 #include <memory>
 #include <set>
 #include <system_error>
+#include <vector>
 
 #include <asio/awaitable.hpp>
+#include <asio/experimental/as_tuple.hpp>
 #include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
 
@@ -28,9 +31,20 @@ struct fake_connector_state {
   int closed = 0;
   int validations = 0;
   bool validate_result = true;
-  std::deque<std::error_code> failures; ///< the next connects fail with these, in order
-  bool suspend_on_connect = false;      ///< connects complete on a later turn of the loop
-  std::set<fake_connection*> live;      ///< connections opened and not closed
+  std::deque<std::error_code> failures;  ///< the next connects fail with these, in order
+  bool suspend_on_connect = false;       ///< connects complete on a later turn of the loop
+  bool hold_validations = false;         ///< validations wait until release_validations()
+  std::vector<asio::steady_timer*> held; ///< the validations waiting
+  std::set<fake_connection*> live;       ///< connections opened and not closed
+
+  /// Lets every held validation finish (on the next turn of their loop).
+  void release_validations() {
+    hold_validations = false;
+    for (auto* t : held) {
+      t->cancel();
+    }
+    held.clear();
+  }
 };
 
 /// A connector for pool unit tests: connects at once (or fails as scripted), counts everything.
@@ -57,6 +71,12 @@ public:
 
   asio::awaitable<bool> async_validate(fake_connection& c) {
     ++state_->validations;
+    if (state_->hold_validations) {
+      asio::steady_timer gate{co_await asio::this_coro::executor,
+                              asio::steady_timer::time_point::max()};
+      state_->held.push_back(&gate);
+      co_await gate.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+    }
     co_return c.alive && state_->validate_result;
   }
 

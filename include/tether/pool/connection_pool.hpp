@@ -230,9 +230,10 @@ public:
     co_await asio::co_spawn(executor_, close_on(this->shared_from_this()), asio::use_awaitable);
   }
 
-  /// Closes every idle connection now and every leased one when it comes back; the pool stays
-  /// open and makes new connections on demand (its peer was taken out of service and may come
-  /// back). Call on the pool's executor.
+  /// Closes every idle connection now, every leased one when it comes back, and one being probed
+  /// or validated when that ends (it is not lent or kept); the pool stays open and makes new
+  /// connections on demand (its peer was taken out of service and may come back). Call on the
+  /// pool's executor.
   void evict_all() {
     while (!idle_.empty()) {
       entry* e = idle_.back();
@@ -312,8 +313,10 @@ private:
         e->current = entry::state::probing;
         move_idle_to_active();
         const bool valid = co_await connector_.async_validate(*e->connection);
-        if (!valid || state_ != pool_state::open) {
-          close_active(e, valid ? close_reason::pool_closed : close_reason::validation_failed);
+        if (!valid || state_ != pool_state::open || e->evict) {
+          // Evicted while it was being validated: its host went out of service.
+          close_active(e, !valid ? close_reason::validation_failed
+                                 : (e->evict ? close_reason::evicted : close_reason::pool_closed));
           drained_check();
           if (state_ != pool_state::open) {
             co_return acquire_result{make_error_code(errc::pool_closed), {}};
@@ -700,8 +703,11 @@ private:
 
   static asio::awaitable<void> probe(std::shared_ptr<connection_pool> self, entry* e) {
     const bool alive = co_await self->connector_.async_validate(*e->connection);
-    if (!alive || self->state_ != pool_state::open) {
-      self->close_active(e, alive ? close_reason::pool_closed : close_reason::keepalive_failed);
+    if (!alive || self->state_ != pool_state::open || e->evict) {
+      // Evicted during the probe (evict_all closes only the idle ones it finds): closed too.
+      self->close_active(e, !alive
+                                ? close_reason::keepalive_failed
+                                : (e->evict ? close_reason::evicted : close_reason::pool_closed));
       self->maybe_connect();
       self->drained_check();
       co_return;

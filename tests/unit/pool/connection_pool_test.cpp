@@ -323,6 +323,43 @@ TEST_F(pool_test, keepalive_probes_idle_connections_and_drops_dead_ones) {
   EXPECT_EQ(observer->closed, std::vector<close_reason>{close_reason::keepalive_failed});
 }
 
+TEST_F(pool_test, a_connection_probed_while_the_pool_is_evicted_is_closed_not_kept) {
+  options.max_size = 1;
+  options.keepalive_interval = 2min;
+  options.max_lifetime = 0s;
+  auto p = make();
+  ASSERT_TRUE(run_until(io, [&] { return p->stats().idle == 1; }));
+  state->hold_validations = true;
+  clock.advance(2min);
+  ASSERT_TRUE(run_until(io, [&] { return state->held.size() == 1; })); // the probe is under way
+  p->evict_all(); // its host was taken out of service meanwhile
+  state->release_validations();
+  ASSERT_TRUE(run_until(io, [&] { return state->closed == 1; }));
+  EXPECT_EQ(observer->closed, std::vector<close_reason>{close_reason::evicted});
+  auto a = acquire_now(p);
+  ASSERT_FALSE(a.error);
+  EXPECT_EQ(a.connection->id, 2) << "a fresh connection, not the evicted one";
+}
+
+TEST_F(pool_test, a_connection_validated_for_a_borrower_while_the_pool_is_evicted_is_not_lent) {
+  options.max_size = 1;
+  options.min_idle = 0;
+  options.validate_on_borrow = true;
+  auto p = make();
+  acquire_now(p); // made and given back
+  settle();
+  clock.advance(1s); // past the 500 ms bypass window: the next borrow validates it
+  state->hold_validations = true;
+  auto slot = acquire(p);
+  ASSERT_TRUE(run_until(io, [&] { return state->held.size() == 1; }));
+  p->evict_all();
+  state->release_validations();
+  ASSERT_TRUE(run_until(io, [&] { return slot->has_value(); }));
+  ASSERT_FALSE((*slot)->error) << (*slot)->error.message();
+  EXPECT_EQ((*slot)->connection->id, 2) << "a fresh connection, not the evicted one";
+  EXPECT_EQ(observer->closed, std::vector<close_reason>{close_reason::evicted});
+}
+
 TEST_F(pool_test, validation_on_borrow_discards_connections_that_fail_it) {
   options.max_size = 2;
   options.min_idle = 0;
