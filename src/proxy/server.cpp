@@ -58,6 +58,7 @@ struct endpoint_counters {
   std::unique_ptr<resilience::circuit_breaker> breaker; // null: breaker off
   std::shared_ptr<resilience::outlier_host> outlier;    // null: outlier detection off
   std::atomic<bool> healthy{true};                      // the active health check's verdict
+  std::atomic<bool> checked{true}; // false until a health-checked host's first verdict
   prometheus::Counter* attempts = nullptr;
   prometheus::Counter* checks_passed = nullptr;
   prometheus::Counter* checks_failed = nullptr;
@@ -1538,7 +1539,9 @@ namespace {
 // Active health checks of one host: every interval (plus up to `jitter`, so checks of many hosts
 // spread out) an HTTP GET of the path or a TCP connect, within the timeout. After
 // unhealthy_threshold failures in a row the host is out of service; after healthy_threshold
-// passes in a row it is back. Hosts start in service, and the first check runs at once.
+// passes in a row it is back. A host starts out of service and unchecked: the first check runs at
+// once, and its one verdict decides (a single pass puts it in service, as in Envoy). A pass also
+// brings back a host that outlier detection ejected (Envoy's default as well).
 asio::awaitable<void> health_loop(server::impl* s, std::size_t c, std::size_t e,
                                   asio::steady_timer* timer, std::shared_ptr<http::client> client) {
   const auto& cl = s->shared.cfg.clusters[c];
@@ -1568,10 +1571,18 @@ asio::awaitable<void> health_loop(server::impl* s, std::size_t c, std::size_t e,
     passes = passed ? passes + 1 : 0;
     failures = passed ? 0 : failures + 1;
     const bool healthy = counters.healthy.load();
-    if (healthy && failures >= hc.unhealthy_threshold) {
+    if (!counters.checked.load()) {
+      counters.checked = true;
+      s->set_health(c, e, passed);
+    } else if (healthy && failures >= hc.unhealthy_threshold) {
       s->set_health(c, e, false);
     } else if (!healthy && passes >= hc.healthy_threshold) {
       s->set_health(c, e, true);
+    }
+    if (passed && counters.outlier &&
+        s->shared.clusters[c].detector->on_health_check_passed(*counters.outlier)) {
+      log_event(s->shared, spdlog::level::info,
+                "health check passed: outlier detection returned " + counters.name + " to service");
     }
     auto wait = hc.interval;
     if (hc.jitter > clock::duration::zero()) {
@@ -1652,7 +1663,7 @@ void server::impl::set_health(std::size_t c, std::size_t e, bool healthy) {
   counters.healthy = healthy;
   log_event(shared, healthy ? spdlog::level::info : spdlog::level::warn,
             "health check: " + shared.cfg.clusters[c].name + "/" + counters.name +
-                (healthy ? " is healthy again" : " is unhealthy: no traffic, connections closed"));
+                (healthy ? " is healthy" : " is unhealthy: no traffic, connections closed"));
   if (!healthy) {
     for (auto& w : workers) {
       asio::post(w->io, [pool = w->clusters[c].endpoints[e].pool] { pool->evict_all(); });
@@ -1736,6 +1747,12 @@ void server::impl::register_metrics() {
     for (const auto& e : c.endpoints) {
       auto ep = std::make_unique<endpoint_counters>();
       ep->name = e.host + ":" + std::to_string(e.port);
+      if (c.health_check.kind != health_check_kind::none) {
+        // Out of service until its first check passes, as Envoy does: traffic goes to hosts
+        // known to answer (and to all while none is, by panic routing).
+        ep->healthy = false;
+        ep->checked = false;
+      }
       const metrics::labels hl{{"cluster", c.name}, {"endpoint", ep->name}};
       ep->attempts = &attempts.Add(hl);
       ep->ejections = &ejections.Add(hl);
@@ -1776,7 +1793,8 @@ void server::impl::register_metrics() {
   for (std::size_t c = 0; c < cfg.clusters.size(); ++c) {
     for (const auto& ep : shared.clusters[c].endpoints) {
       shared.callbacks.push_back(reg.callback(
-          "tether_proxy_host_healthy", "1 while a host passes its health checks (or has none)",
+          "tether_proxy_host_healthy",
+          "1 while a host passes its health checks (or has none); 0 until its first check passes",
           metrics::metric_kind::gauge, {{"cluster", cfg.clusters[c].name}, {"endpoint", ep->name}},
           [e = ep.get()] { return e->healthy.load() ? 1.0 : 0.0; }));
     }
@@ -1853,7 +1871,9 @@ http::server_response server::impl::admin_request(const http::server_request& r)
                 }
                 return list;
               }()},
-             {"health", counters.healthy.load() ? "healthy" : "unhealthy"},
+             {"health", !counters.checked.load()
+                            ? "unchecked"
+                            : (counters.healthy.load() ? "healthy" : "unhealthy")},
              {"ejected", counters.outlier && counters.outlier->ejected()},
              {"breaker", counters.breaker
                              ? std::string{resilience::to_string(counters.breaker->state())}

@@ -145,6 +145,22 @@ std::vector<std::shared_ptr<outlier_host>> outlier_detector::on_interval() {
   return returned;
 }
 
+bool outlier_detector::on_health_check_passed(outlier_host& host) {
+  {
+    const std::lock_guard lock{mutex_};
+    if (!host.ejected()) {
+      return false;
+    }
+    host.ejected_.store(false, std::memory_order_release);
+    host.unejected_at_ = clock_.now();
+    --ejected_;
+  }
+  if (listener_) {
+    listener_(host, false);
+  }
+  return true;
+}
+
 std::size_t outlier_detector::host_count() const {
   const std::lock_guard lock{mutex_};
   return hosts_.size();

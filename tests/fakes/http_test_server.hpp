@@ -1,5 +1,6 @@
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -70,6 +71,11 @@ public:
   /// Connections accepted.
   [[nodiscard]] int connections() const noexcept { return connections_.load(); }
   /// Requests with this method.
+  /// Requests for this target.
+  [[nodiscard]] int requests_to(const std::string& target) const {
+    const std::lock_guard lock{mutex_};
+    return static_cast<int>(std::count(targets_.begin(), targets_.end(), target));
+  }
   [[nodiscard]] int requests_with(const std::string& method) const {
     const std::lock_guard lock{mutex_};
     int n = 0;
@@ -171,6 +177,7 @@ private:
         {
           const std::lock_guard lock{self->mutex_};
           self->methods_.push_back(req.method);
+          self->targets_.push_back(req.target);
         }
         int status = 0;
         std::string retry_after;
@@ -248,6 +255,7 @@ private:
   std::atomic<int> connections_{0};
   mutable std::mutex mutex_;
   std::vector<std::string> methods_;
+  std::vector<std::string> targets_;
   fault fault_ = fault::none;
   int fault_left_ = 0;
   int status_ = 503;

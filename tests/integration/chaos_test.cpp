@@ -7,9 +7,11 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <chrono>
 #include <future>
 #include <thread>
+#include <vector>
 
 #include <asio/executor_work_guard.hpp>
 #include <asio/read.hpp>
@@ -175,27 +177,35 @@ TEST(chaos, latency_adds_its_setting_within_a_millisecond) {
     baseline = std::min(baseline, ms(c.round_trip()));
   }
   f.add_toxic("echo", {{"type", "latency"}, {"attributes", {{"latency", 50}}}});
+  // Never early; the added latency, the median of five round trips, within a millisecond of the
+  // setting. One round trip may be late by a scheduling delay of the machine (a shared CI box),
+  // which the median leaves out and a toxic that delays wrongly does not escape.
+  std::vector<double> took;
   for (int i = 0; i < 5; ++i) {
-    const double took = ms(c.round_trip());
-    EXPECT_GE(took, 50.0);
-    EXPECT_LE(took, 51.0 + baseline) << "baseline " << baseline;
+    took.push_back(ms(c.round_trip()));
+    EXPECT_GE(took.back(), 50.0);
+    EXPECT_LE(took.back(), 60.0);
   }
+  std::sort(took.begin(), took.end());
+  EXPECT_LE(took[2], 51.0 + baseline) << "baseline " << baseline;
 }
 
 TEST(chaos, jitter_stays_within_its_bounds) {
   chaos_fixture f;
   connection c{f.make_proxy()};
   f.add_toxic("echo", {{"type", "latency"}, {"attributes", {{"latency", 40}, {"jitter", 10}}}});
-  double low = 1e9;
-  double high = 0;
+  std::vector<double> took;
   for (int i = 0; i < 20; ++i) {
-    const double took = ms(c.round_trip());
-    low = std::min(low, took);
-    high = std::max(high, took);
+    took.push_back(ms(c.round_trip()));
   }
-  EXPECT_GE(low, 30.0);
-  EXPECT_LE(high, 51.0);
-  EXPECT_GT(high - low, 2.0); // it does vary
+  std::sort(took.begin(), took.end());
+  // Never below latency - jitter; at most latency + jitter, with a millisecond's margin, for all
+  // but the one or two round trips a scheduling delay of the machine may make late (none by
+  // more than 10 ms).
+  EXPECT_GE(took.front(), 30.0);
+  EXPECT_LE(took[17], 51.0);
+  EXPECT_LE(took.back(), 60.0);
+  EXPECT_GT(took[17] - took.front(), 2.0); // it does vary
 }
 
 TEST(chaos, bandwidth_holds_the_rate_within_ten_percent) {

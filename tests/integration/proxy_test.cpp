@@ -770,6 +770,83 @@ TEST(proxy_resilience, an_unhealthy_host_gets_no_traffic_until_it_passes_again) 
       1);
 }
 
+/// A host's field in /clusters (its index in the cluster's endpoint list).
+std::string host_field(const proxy_fixture& proxy, int host, const std::string& field) {
+  const auto j = nlohmann::json::parse(run("curl -sS --max-time 5 http://127.0.0.1:" +
+                                           std::to_string(proxy.admin_port()) + "/clusters"));
+  return j["clusters"][0]["hosts"][static_cast<std::size_t>(host)][field].dump();
+}
+
+/// Waits (5 s bound) for a host's field in /clusters to read `want`; returns what it read last.
+std::string wait_for_field(const proxy_fixture& proxy, int host, const std::string& field,
+                           const std::string& want) {
+  const auto give_up = steady::now() + 5s;
+  while (host_field(proxy, host, field) != want && steady::now() < give_up) {
+    std::this_thread::sleep_for(5ms);
+  }
+  return host_field(proxy, host, field);
+}
+
+TEST(proxy_resilience, a_health_checked_host_gets_traffic_once_its_first_check_passes) {
+  http_test_server slow;
+  http_test_server quick;
+  slow.set_fault(fault::stall, 1); // its first request, the first health check, never answered
+  proxy_fixture proxy{{slow.port(), quick.port()},
+                      "    health_check: {type: http, path: /health, interval: 20ms, jitter: 0s, "
+                      "timeout: 1s, healthy_threshold: 2, unhealthy_threshold: 2}\n"};
+  ASSERT_EQ(wait_for_field(proxy, 1, "health", "\"healthy\""), "\"healthy\"");
+  ASSERT_EQ(host_field(proxy, 0, "health"), "\"unchecked\"");
+  EXPECT_EQ(metric(proxy, "tether_proxy_host_healthy{cluster=\"backend\",endpoint=\"127.0.0.1:" +
+                              std::to_string(slow.port()) + "\"}"),
+            0);
+  // Until its check says anything, the unchecked host gets none of the traffic.
+  EXPECT_EQ(run("curl -sS --max-time 5 " + proxy.url("/a") + " " + proxy.url("/b") + " " +
+                proxy.url("/c") + " " + proxy.url("/d")),
+            "okokokok");
+  EXPECT_EQ(quick.requests_to("/a") + quick.requests_to("/b") + quick.requests_to("/c") +
+                quick.requests_to("/d"),
+            4);
+  // The stalled check times out (a failure), the next ones pass: in service after two.
+  EXPECT_EQ(wait_for_field(proxy, 0, "health", "\"healthy\""), "\"healthy\"");
+  EXPECT_GE(metric(proxy, "tether_proxy_health_checks_total{cluster=\"backend\",endpoint="
+                          "\"127.0.0.1:" +
+                              std::to_string(slow.port()) + "\",result=\"failed\"}"),
+            1);
+}
+
+TEST(proxy_resilience, a_passing_health_check_brings_back_an_ejected_host) {
+  manual_clock clock; // the ejection's own 300 s never run out in this test
+  http_test_server flaky;
+  http_test_server steady_host;
+  proxy_fixture proxy{{flaky.port(), steady_host.port()},
+                      "    breaker: off\n"
+                      "    outlier_detection: {consecutive_5xx: 3, base_ejection_time: 300s, "
+                      "max_ejection_percent: 50}\n"
+                      "    health_check: {type: http, path: /health, interval: 20ms, jitter: 0s, "
+                      "timeout: 1s, healthy_threshold: 1, unhealthy_threshold: 1000}\n",
+                      false,
+                      &clock};
+  ASSERT_EQ(wait_for_field(proxy, 0, "health", "\"healthy\""), "\"healthy\"");
+  ASSERT_EQ(wait_for_field(proxy, 1, "health", "\"healthy\""), "\"healthy\"");
+  flaky.set_fault(fault::status, -1, 503); // its health checks fail too, below the threshold
+  const std::string ejections =
+      "tether_proxy_outlier_ejections_total{cluster=\"backend\",endpoint=\"127.0.0.1:" +
+      std::to_string(flaky.port()) + "\"}";
+  for (int i = 0; i < 20 && metric(proxy, ejections) < 1; ++i) {
+    run("curl -sS --max-time 5 " + proxy.url("/"));
+  }
+  ASSERT_EQ(metric(proxy, ejections), 1);
+  ASSERT_EQ(host_field(proxy, 0, "ejected"), "true");
+  flaky.heal();
+  // The next check passes and brings it back, 300 s before its ejection would end.
+  EXPECT_EQ(wait_for_field(proxy, 0, "ejected", "false"), "false");
+  const int before = flaky.requests_to("/back");
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(run("curl -sS --max-time 5 " + proxy.url("/back")), "ok");
+  }
+  EXPECT_EQ(flaky.requests_to("/back") - before, 2) << "round robin over both hosts again";
+}
+
 TEST(proxy_resilience, past_a_cluster_threshold_requests_fail_fast) {
   http_test_server backend;
   proxy_fixture proxy{{backend.port()}, "    circuit_breakers: {max_requests: 1}\n"};

@@ -85,6 +85,12 @@ public:
   /// The periodic sweep, every `interval`. Returns the hosts brought back.
   std::vector<std::shared_ptr<outlier_host>> on_interval();
 
+  /// An active health check of `host` passed: an ejected host comes back now rather than at the
+  /// end of its ejection time (Envoy's successful_active_health_check_uneject_host). Its
+  /// multiplier stays, so a host that fails again is ejected for longer. Returns whether it was
+  /// ejected.
+  bool on_health_check_passed(outlier_host& host);
+
   /// Sets the listener. Set it before the detector is shared between threads.
   void set_listener(listener l) { listener_ = std::move(l); }
 

@@ -41,6 +41,33 @@ TEST_F(outlier_test, ejects_after_consecutive_5xx) {
   EXPECT_EQ(events, (std::vector<std::pair<std::string, bool>>{{"10.0.0.1:80", true}}));
 }
 
+TEST_F(outlier_test, a_passing_health_check_brings_an_ejected_host_back_at_once) {
+  auto d = make(10);
+  auto& h = *handles[0];
+  EXPECT_FALSE(d->on_health_check_passed(h)) << "not ejected: nothing to do";
+  for (int i = 0; i < 5; ++i) {
+    d->report(h, s500);
+  }
+  ASSERT_TRUE(h.ejected());
+  EXPECT_TRUE(d->on_health_check_passed(h));
+  EXPECT_FALSE(h.ejected());
+  EXPECT_EQ(d->ejected_count(), 0U);
+  EXPECT_EQ(events, (std::vector<std::pair<std::string, bool>>{{"10.0.0.1:80", true},
+                                                                {"10.0.0.1:80", false}}));
+  // Its multiplier stays: failing again, it is out for twice the base time.
+  EXPECT_EQ(h.ejection_multiplier(), 1U);
+  for (int i = 0; i < 5; ++i) {
+    d->report(h, s500);
+  }
+  ASSERT_TRUE(h.ejected());
+  EXPECT_EQ(h.ejection_multiplier(), 2U);
+  EXPECT_TRUE(d->on_interval().empty());
+  clock.advance(d->ejection_time(1));
+  EXPECT_TRUE(d->on_interval().empty()) << "out for the longer time";
+  clock.advance(d->ejection_time(1));
+  EXPECT_EQ(d->on_interval().size(), 1U);
+}
+
 TEST_F(outlier_test, a_success_breaks_the_streak) {
   auto d = make(10);
   auto& h = *handles[0];
