@@ -937,8 +937,8 @@ private:
     if (const auto prior = head.find("x-forwarded-for")) {
       forwarded_for = std::string{*prior} + ", " + client_ip_;
     }
-    const std::string via =
-        std::to_string(head.version_major) + "." + std::to_string(head.version_minor) + " tether";
+    // The parser takes HTTP/1.0 and 1.1 only.
+    const std::string_view via = head.version_minor == 0 ? "1.0 tether" : "1.1 tether";
     const std::array<http::header, 3> extra = {http::header{"Via", via},
                                                http::header{"X-Forwarded-For", forwarded_for},
                                                http::header{"X-Forwarded-Proto", "http"}};
