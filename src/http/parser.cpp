@@ -5,6 +5,7 @@
 #include <http_parser.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <mutex>
 #include <utility>
@@ -138,6 +139,21 @@ struct piece {
   std::uint32_t len = 0;
   bool spilled = false;
 };
+
+namespace {
+
+// The bytes the head scan stops at inside a field line: in its value, and in its name.
+constexpr std::array<bool, 256> stop_table(std::string_view bytes) {
+  std::array<bool, 256> t{};
+  for (const char b : bytes) {
+    t[static_cast<unsigned char>(b)] = true;
+  }
+  return t;
+}
+constexpr auto value_stops = stop_table("\r\n");
+constexpr auto name_stops = stop_table("\r\n: \t");
+
+} // namespace
 
 struct parser::state {
   enum class pause_reason : std::uint8_t { none, head, message };
@@ -464,12 +480,14 @@ struct parser::state {
     const auto max_header_bytes = limits.max_header_bytes;
     const auto max_header_count = limits.max_header_count;
     for (const char* c = begin; c != end; ++c) {
-      if (st.line > 0 && st.seen_colon && !st.line_start && !st.prev_cr) {
-        // In a field value only CR and LF are of interest here (on_header_value checks the
-        // other bytes): skip to the next one, counting what was passed over. The limit is the
+      if (st.line > 0 && !st.line_start && !st.prev_cr) {
+        // Inside a field line only a few bytes are of interest here: in the name the colon,
+        // whitespace and line ends; in the value only CR and LF (on_header_value checks the
+        // other bytes). Skip to the next one, counting what was passed over. The limit is the
         // only error a skipped byte could have given, and it is checked before any later one.
+        const auto& stops = st.seen_colon ? value_stops : name_stops;
         const char* stop = c;
-        while (stop != end && *stop != '\r' && *stop != '\n') {
+        while (stop != end && !stops[static_cast<unsigned char>(*stop)]) {
           ++stop;
         }
         st.header_section_bytes += static_cast<std::size_t>(stop - c);
