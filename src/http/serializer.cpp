@@ -4,7 +4,6 @@
 
 #include "text.hpp"
 
-#include <array>
 #include <cstdio>
 
 namespace tether::http {
@@ -38,16 +37,44 @@ bool named_by_connection(std::string_view name, const message_head& head) noexce
 // proxy do not, and looking for one per field made writing a head quadratic).
 bool hop_by_hop(std::string_view name, const message_head& head, bool tunnel,
                 bool has_connection) noexcept {
-  static constexpr std::array<std::string_view, 7> always{
-      "connection",          "keep-alive", "proxy-connection", "proxy-authenticate",
-      "proxy-authorization", "te",         "trailer"};
-  for (const auto n : always) {
-    if (iequals(name, n)) {
+  // By length first: called for every field of every head forwarded, most of them not one of
+  // these (RFC 9110 7.6.1, and Proxy-Connection, Keep-Alive from RFC 2068).
+  switch (name.size()) {
+  case 2:
+    if (iequals(name, "te")) {
       return true;
     }
-  }
-  if (iequals(name, "upgrade")) {
-    return !tunnel;
+    break;
+  case 7:
+    if (iequals(name, "trailer")) {
+      return true;
+    }
+    if (iequals(name, "upgrade")) {
+      return !tunnel;
+    }
+    break;
+  case 10:
+    if (iequals(name, "connection") || iequals(name, "keep-alive")) {
+      return true;
+    }
+    break;
+  case 16:
+    if (iequals(name, "proxy-connection")) {
+      return true;
+    }
+    break;
+  case 18:
+    if (iequals(name, "proxy-authenticate")) {
+      return true;
+    }
+    break;
+  case 19:
+    if (iequals(name, "proxy-authorization")) {
+      return true;
+    }
+    break;
+  default:
+    break;
   }
   if (!has_connection) {
     return false;
