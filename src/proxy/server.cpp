@@ -671,7 +671,9 @@ private:
       if (waiting_for_head && parser_.idle()) {
         buffer_.reset(); // between requests: nothing in it is needed any more
       }
-      const auto now = steady::now();
+      // Deadlines of seconds: the coarse clock (the same clock, a tick behind at most, read
+      // without the TSC) is precise enough for them, here and for the header deadline below.
+      const auto now = coarse_monotonic_clock::instance().now();
       steady::time_point deadline = now + d.idle_timeout;
       if (waiting_for_head && head_started_) {
         deadline = head_deadline_;
@@ -691,7 +693,7 @@ private:
       }
       if (waiting_for_head && !head_started_) {
         head_started_ = true;
-        head_deadline_ = steady::now() + d.request_header_timeout;
+        head_deadline_ = coarse_monotonic_clock::instance().now() + d.request_header_timeout;
       }
       if (!buffer_ && n == room) {
         buffer_ = std::make_unique<std::array<char, read_size>>(); // more is coming
