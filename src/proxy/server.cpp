@@ -242,7 +242,9 @@ struct head_pool {
 struct head_return {
   head_pool* pool = nullptr;
   void operator()(owned_head* h) const noexcept {
-    if (pool != nullptr && h->bytes.capacity() <= 16 * 1024 && pool->spare.size() < 1024) {
+    // A few hundred cover the requests a worker has in flight; past that a burst's heads are
+    // freed rather than kept for good.
+    if (pool != nullptr && h->bytes.capacity() <= 16 * 1024 && pool->spare.size() < 256) {
       pool->spare.emplace_back(h);
       return;
     }
@@ -304,6 +306,7 @@ struct worker {
   /// allocation per request, and nothing held by idle connections. Like `heads`, declared
   /// before `io`: frames still pending at a hard stop give theirs back when `io` goes.
   std::vector<std::string> spare_strings;
+  std::size_t spare_bytes = 0; // their capacity, in all
   head_pool heads;
   asio::io_context io{1};
   std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors;
@@ -417,13 +420,17 @@ public:
     if (!w_.spare_strings.empty()) {
       s_ = std::move(w_.spare_strings.back());
       w_.spare_strings.pop_back();
+      w_.spare_bytes -= s_.capacity();
     }
     s_.clear();
   }
   borrowed_string(const borrowed_string&) = delete;
   borrowed_string& operator=(const borrowed_string&) = delete;
   ~borrowed_string() {
-    if (s_.capacity() <= 64 * 1024 && w_.spare_strings.size() < 1024) {
+    // Kept up to 1 MiB in all: enough for the worker's usual requests in flight, while a burst
+    // of large responses does not leave its buffers behind.
+    if (s_.capacity() <= 64 * 1024 && w_.spare_bytes + s_.capacity() <= 1024 * 1024) {
+      w_.spare_bytes += s_.capacity();
       w_.spare_strings.push_back(std::move(s_));
     }
   }
@@ -474,6 +481,14 @@ public:
   void clear() noexcept {
     events_.clear();
     first_ = 0;
+  }
+  /// Between messages: lets go of the room a long message's pieces made (a chunked body of
+  /// small chunks queues one event each), so an idle connection does not keep it.
+  void trim() noexcept {
+    if (empty() && events_.capacity() > 16) {
+      std::vector<event>{}.swap(events_);
+      first_ = 0;
+    }
   }
 
 private:
@@ -619,6 +634,8 @@ public:
       if (!keep) {
         break;
       }
+      events_.trim();
+      response_events_.trim();
     }
     std::error_code ignored;
     socket_.shutdown(asio::socket_base::shutdown_send, ignored);
@@ -1246,6 +1263,10 @@ private:
     }
     auto& response = response_events_;
     response.clear();
+    // What goes to the client after each upstream read, in a string borrowed from the worker:
+    // a long response grows it to the read size, which an idle connection should not keep.
+    borrowed_string reply_buffer{w_};
+    std::string& reply = reply_buffer.get();
     bool head_sent = false;
     bool dropping = false; // a failed response being skipped for a retry
     bool response_done = false;
@@ -1273,7 +1294,7 @@ private:
                           (ec == asio::error::eof && response.empty());
       // Whatever was parsed goes to the client first, in one write per upstream read (head and
       // body together: one segment on the wire for a small response, not two).
-      reply_.clear();
+      reply.clear();
       while (!response.empty()) {
         auto ev = std::move(response.front());
         response.pop_front();
@@ -1320,7 +1341,7 @@ private:
           // "Connection: close" when the client must not reuse the connection; "keep-alive"
           // when it may and speaks HTTP/1.0 (which closes unless told otherwise).
           const bool say_connection = !keep || http10_;
-          http::write_response_head(reply_, rview,
+          http::write_response_head(reply, rview,
                                     {false, std::span{rextra}.first(say_connection ? 2 : 1),
                                      unchunk ? std::span<const std::string_view>{framing_field}
                                              : std::span<const std::string_view>{}});
@@ -1332,9 +1353,9 @@ private:
             continue;
           }
           if (chunked_response_) {
-            http::write_chunk(reply_, piece->data);
+            http::write_chunk(reply, piece->data);
           } else {
-            reply_.append(piece->data);
+            reply.append(piece->data);
           }
         } else {
           if (skip_interim_end_) {
@@ -1342,7 +1363,7 @@ private:
             continue;
           }
           if (chunked_response_ && !dropping) {
-            http::write_last_chunk(reply_);
+            http::write_last_chunk(reply);
           }
           response_done = true;
           break;
@@ -1362,12 +1383,12 @@ private:
         }
         co_return end;
       }
-      if (!reply_.empty()) {
+      if (!reply.empty()) {
         if (head_sent) {
           // The attempt's deadline is met: the rest runs under the request timeout.
           watchdog_->set(coarse_monotonic_clock::instance().now() + request_timeout);
         }
-        auto [wec, wn] = co_await asio::async_write(socket_, asio::buffer(reply_), use_tuple);
+        auto [wec, wn] = co_await asio::async_write(socket_, asio::buffer(reply), use_tuple);
         if (wec) {
           lease.mark_broken();
           count(cause::downstream_reset);
@@ -1454,7 +1475,6 @@ private:
   bool head_request_ = false; // the request being answered is a HEAD
   bool aborted_ = false;
   bool http10_ = false; // ... and came as HTTP/1.0
-  std::string reply_;   // what goes to the client after one upstream read
   bool skip_interim_end_ = false;
 };
 
