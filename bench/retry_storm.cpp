@@ -79,8 +79,9 @@ struct series {
 class backend {
 public:
   backend(asio::io_context& io, int capacity, int seconds, const std::atomic<steady::rep>& start)
-      : acceptor_{io, {asio::ip::make_address("127.0.0.1"), 0}}, capacity_{capacity}, start_{start},
-        arrivals{seconds}, served{seconds}, refused{seconds} {
+      : arrivals{seconds}, served{seconds}, refused{seconds},
+        acceptor_{io, {asio::ip::make_address("127.0.0.1"), 0}}, capacity_{capacity}, start_{
+                                                                                          start} {
     tokens_ = burst();
     refilled_ = steady::now();
     asio::co_spawn(io, accept_loop(), asio::detached);
@@ -342,7 +343,7 @@ int run(const options& o) {
     all_offered += off;
     all_ok += k;
     good[static_cast<std::size_t>(s)] =
-        off > 0 && k >= 0.99 * static_cast<double>(off) &&
+        off > 0 && static_cast<double>(k) >= 0.99 * static_cast<double>(off) &&
         static_cast<double>(attempts) <= 1.1 * static_cast<double>(off);
     if (csv) {
       csv << s << ',' << off << ',' << k << ',' << attempts << ',' << backends[0]->arrivals.at(s)

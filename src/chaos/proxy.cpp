@@ -76,16 +76,29 @@ public:
         co_await resolver.async_resolve(host, std::to_string(port), use_tuple);
     std::error_code ec = resolve_error;
     if (!ec) {
-      auto [connect_error, ignored] =
-          co_await asio::async_connect(self->upstream(), endpoints, use_tuple);
-      ec = connect_error;
+      // Each address in turn on a socket opened close-on-exec (Asio's range connect would
+      // reopen it per address without the flag).
+      ec = asio::error::not_found;
+      for (const auto& entry : endpoints) {
+        const asio::ip::tcp::endpoint target = entry.endpoint();
+        std::error_code ignored;
+        self->upstream().close(ignored);
+        ec = net::open_close_on_exec(self->upstream(), target.protocol());
+        if (ec) {
+          continue;
+        }
+        auto [connect_error] = co_await self->upstream().async_connect(target, use_tuple);
+        ec = connect_error;
+        if (!ec || self->closed_) {
+          break;
+        }
+      }
     }
     if (ec || self->closed_) {
       // Toxiproxy's answer to an upstream that cannot be reached: the client is hung up on.
       self->close(false);
       co_return;
     }
-    net::close_on_exec(self->upstream());
     std::error_code ignored;
     self->upstream().set_option(asio::ip::tcp::no_delay{true}, ignored);
     self->client().set_option(asio::ip::tcp::no_delay{true}, ignored);

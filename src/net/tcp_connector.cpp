@@ -54,8 +54,17 @@ void tcp_options::validate() const {
   }
 }
 
+std::error_code open_close_on_exec(tcp::socket& socket, const tcp& protocol) {
+  std::error_code ec;
+  socket.open(protocol, ec);
+  if (!ec) {
+    close_on_exec(socket);
+  }
+  return ec;
+}
+
 std::error_code apply_socket_options(tcp::socket& socket, const tcp_options& options) {
-  close_on_exec(socket); // after the connect: Asio's range connect reopens the socket per address
+  close_on_exec(socket); // for sockets tether did not open itself
   std::error_code ec;
   socket.set_option(tcp::no_delay{options.no_delay}, ec);
   if (ec) {
@@ -139,14 +148,31 @@ tcp_connector::async_connect(std::unique_ptr<tcp_connection>& out) {
     endpoints = std::move(results);
   }
 
+  // Each address in turn, as Asio's range connect would try them, but on a socket marked
+  // close-on-exec before it connects (the range connect reopens the socket per address without
+  // the flag, so a child started meanwhile would inherit a connection about to be made).
   tcp::socket socket{executor};
-  auto connected = co_await (asio::async_connect(socket, endpoints, use_tuple) ||
-                             deadline.async_wait(use_tuple));
-  if (connected.index() == 1) {
-    co_return make_error_code(std::errc::timed_out);
+  std::error_code failed = asio::error::not_found; // no address at all
+  for (const auto& entry : endpoints) {
+    const tcp::endpoint target = entry.endpoint();
+    std::error_code ignored;
+    socket.close(ignored);
+    if (const auto opened = open_close_on_exec(socket, target.protocol()); opened) {
+      failed = opened;
+      continue;
+    }
+    auto attempt =
+        co_await (socket.async_connect(target, use_tuple) || deadline.async_wait(use_tuple));
+    if (attempt.index() == 1) {
+      co_return make_error_code(std::errc::timed_out);
+    }
+    failed = std::get<0>(std::get<0>(attempt));
+    if (!failed) {
+      break;
+    }
   }
-  if (auto [ec, endpoint] = std::get<0>(connected); ec) {
-    co_return normalized(ec);
+  if (failed) {
+    co_return normalized(failed);
   }
   if (auto ec = apply_socket_options(socket, options_)) {
     co_return normalized(ec);

@@ -308,11 +308,11 @@ struct worker {
   std::vector<std::string> spare_strings;
   std::size_t spare_bytes = 0; // their capacity, in all
   head_pool heads;
+  std::set<session*> sessions; // before `io` too: a session's destructor leaves it
   asio::io_context io{1};
   std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors;
   std::vector<cluster_state> clusters;
   std::vector<std::shared_ptr<pool::pool_metrics>> pool_observers;
-  std::set<session*> sessions;
   default_random random;
   std::thread thread;
   std::shared_ptr<asio::executor_work_guard<asio::io_context::executor_type>> work;

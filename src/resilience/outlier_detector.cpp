@@ -148,8 +148,8 @@ std::vector<std::shared_ptr<outlier_host>> outlier_detector::on_interval() {
 bool outlier_detector::on_health_check_passed(outlier_host& host) {
   {
     const std::lock_guard lock{mutex_};
-    if (!host.ejected()) {
-      return false;
+    if (host.removed_ || !host.ejected()) {
+      return false; // a removed host was taken off the ejected count already
     }
     host.ejected_.store(false, std::memory_order_release);
     host.unejected_at_ = clock_.now();

@@ -40,6 +40,10 @@ struct tcp_connection {
 /// Applies `options` to a connected socket. Returns the first setsockopt error.
 std::error_code apply_socket_options(asio::ip::tcp::socket& socket, const tcp_options& options);
 
+/// Opens `socket` for `protocol` marked close-on-exec, so that no child started while it
+/// connects inherits it (Asio opens sockets without SOCK_CLOEXEC).
+std::error_code open_close_on_exec(asio::ip::tcp::socket& socket, const asio::ip::tcp& protocol);
+
 /// What a peek at an idle connection found.
 enum class peer_state {
   open,       ///< nothing to read: the peer is (as far as we can tell) still there
