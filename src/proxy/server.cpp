@@ -1857,10 +1857,21 @@ http::server_response server::impl::admin_request(const http::server_request& r)
     out.content_type = "text/plain; version=0.0.4";
     out.body = shared.registry.expose();
   } else if (path == "/ready") {
-    const bool ready = started && !shared.draining.load();
+    // As Envoy's initialization: not ready until every health-checked host has had its first
+    // verdict (within its check timeout), so an orchestrator sends no traffic while the proxy
+    // knows of only some of its hosts.
+    bool checked = true;
+    for (const auto& cc : shared.clusters) {
+      for (const auto& ep : cc.endpoints) {
+        checked = checked && ep->checked.load();
+      }
+    }
+    const bool draining = shared.draining.load();
+    const bool ready = started && !draining && checked;
     out.status = ready ? 200 : 503;
     out.content_type = "text/plain";
-    out.body = ready ? "ready\n" : "draining\n";
+    out.body = ready ? "ready\n"
+                     : (draining ? "draining\n" : "initializing: first health checks pending\n");
   } else if (path == "/config") {
     out.body = to_json(shared.cfg);
   } else if (path == "/clusters") {

@@ -796,6 +796,9 @@ TEST(proxy_resilience, a_health_checked_host_gets_traffic_once_its_first_check_p
                       "timeout: 1s, healthy_threshold: 2, unhealthy_threshold: 2}\n"};
   ASSERT_EQ(wait_for_field(proxy, 1, "health", "\"healthy\""), "\"healthy\"");
   ASSERT_EQ(host_field(proxy, 0, "health"), "\"unchecked\"");
+  const std::string ready = "curl -s --max-time 5 -w ' %{http_code}' http://127.0.0.1:" +
+                            std::to_string(proxy.admin_port()) + "/ready";
+  EXPECT_EQ(run(ready), "initializing: first health checks pending\n 503");
   EXPECT_EQ(metric(proxy, "tether_proxy_host_healthy{cluster=\"backend\",endpoint=\"127.0.0.1:" +
                               std::to_string(slow.port()) + "\"}"),
             0);
@@ -808,6 +811,7 @@ TEST(proxy_resilience, a_health_checked_host_gets_traffic_once_its_first_check_p
             4);
   // The stalled check times out (a failure), the next ones pass: in service after two.
   EXPECT_EQ(wait_for_field(proxy, 0, "health", "\"healthy\""), "\"healthy\"");
+  EXPECT_EQ(run(ready), "ready\n 200");
   EXPECT_GE(metric(proxy, "tether_proxy_health_checks_total{cluster=\"backend\",endpoint="
                           "\"127.0.0.1:" +
                               std::to_string(slow.port()) + "\",result=\"failed\"}"),
