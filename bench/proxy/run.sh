@@ -13,10 +13,7 @@
 # more than the differences being measured, and a slow spell of the machine then falls on
 # every proxy alike instead of on one. Memory is measured in the first round.
 #
-# HAProxy sizes its descriptor table for two per connection (client and server side) and, by
-# default, refuses to start when maxconn * 2 is over the open-file limit (20,000, hard, on this
-# machine). Idle clients hold one descriptor each, so it runs with `no strict-limits` (it warns
-# and starts) and maxconn just above the idle count.
+# HAProxy runs with maxconn just above the idle count and `no strict-limits` (see common.sh).
 #
 # Everything listens on 127.0.0.1; every process started here is stopped by its pid.
 set -euo pipefail
@@ -27,31 +24,8 @@ idle=${3:-10000}
 out=${4:-build/bench-proxy}
 rounds=${5:-3}
 mkdir -p "$out"
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2> /dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2> /dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source bench/proxy/common.sh
 
-tether=build/release/apps/tether/tether
-if [[ ! -x $tether ]]; then
-  cmake --preset release > /dev/null
-  cmake --build --preset release --target tether > /dev/null
-fi
-ulimit -n 65536 2> /dev/null || ulimit -n "$(ulimit -Hn)"
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 1 500); do
-    (exec 3<> "/dev/tcp/127.0.0.1/$1") 2> /dev/null && return 0
-    sleep 0.01
-  done
-  echo "nothing listens on $1" >&2
-  return 1
-}
 # CPU seconds, user and system, of a process and its children still running (nginx's worker).
 cpu_of() {
   local user=0 sys=0 p
@@ -60,68 +34,11 @@ cpu_of() {
   done
   echo "$(echo "scale=4; $user / $(getconf CLK_TCK)" | bc) $(echo "scale=4; $sys / $(getconf CLK_TCK)" | bc)"
 }
-# Resident memory in KiB of a process and its children.
-rss_of() {
-  local total=0 p
-  for p in $1 $(pgrep -P "$1" || true); do
-    total=$((total + $(awk '/VmRSS/ { print $2 }' "/proc/$p/status")))
-  done
-  echo "$total"
-}
 
 # The backend: nginx, one worker, answering /hello.
 backend_port=$(free_port)
-mkdir -p "$work/backend"
-cat > "$work/backend/nginx.conf" << EOF
-daemon off; worker_processes 1; pid $work/backend/nginx.pid; error_log $work/backend/error.log;
-events { worker_connections 4096; }
-http {
-  access_log off; keepalive_requests 1000000; keepalive_timeout 300s;
-  client_body_temp_path $work/backend/b; proxy_temp_path $work/backend/p;
-  fastcgi_temp_path $work/backend/f; uwsgi_temp_path $work/backend/u; scgi_temp_path $work/backend/s;
-  server { listen 127.0.0.1:$backend_port; location / { return 200 "hello from the backend\n"; } }
-}
-EOF
-nginx -p "$work/backend" -c "$work/backend/nginx.conf" -e "$work/backend/error.log" &
-pids+=($!)
-wait_port "$backend_port"
+start_backend_nginx "$backend_port"
 
-start_tether() {
-  cat > "$work/tether.yaml" << EOF
-workers: 1
-listeners: [{name: bench, address: 127.0.0.1, port: $1}]
-admin: {address: 127.0.0.1, port: $(free_port)}
-downstream: {idle_timeout: 300s, max_requests_per_connection: 0}
-routes: [{path_prefix: /, cluster: backend}]
-clusters:
-  - name: backend
-    endpoints: ["127.0.0.1:$backend_port"]
-    pool: {max_size: 128, idle_timeout: 60s}
-EOF
-  "$tether" proxy -c "$work/tether.yaml" > "$work/tether.log" 2>&1 &
-}
-start_haproxy() {
-  cat > "$work/haproxy.cfg" << EOF
-global
-  nbthread 1
-  maxconn $((idle + 100))
-  no strict-limits
-defaults
-  mode http
-  option http-keep-alive
-  http-reuse always
-  timeout connect 5s
-  timeout client 300s
-  timeout server 300s
-  timeout http-keep-alive 300s
-frontend bench
-  bind 127.0.0.1:$1
-  default_backend backend
-backend backend
-  server b 127.0.0.1:$backend_port maxconn 128
-EOF
-  haproxy -db -q -f "$work/haproxy.cfg" &
-}
 start_nginx() {
   mkdir -p "$work/nginx"
   cat > "$work/nginx/nginx.conf" << EOF
@@ -151,7 +68,7 @@ measure() {
   local proxy=$1 with_idle=$2 port pid url body result requests rps p50 p99 errors
   local u0 s0 u1 s1 rss_before rss_idle=0 count=0 ready
   port=$(free_port)
-  "start_$proxy" "$port"
+  "start_$proxy" "$port" "$backend_port" "$((idle + 100))"
   pid=$!
   pids+=("$pid")
   wait_port "$port"

@@ -40,7 +40,9 @@ using steady = std::chrono::steady_clock;
 /// other descriptors: a client started while a test server holds a connection must not keep that
 /// connection open after the server closes it (popen would pass them on: the test servers' Asio
 /// sockets are not close-on-exec; tether's own are, see a_child_process_inherits_none_...).
-std::string run(const std::string& command) {
+/// With `inherit`, the child gets every descriptor not marked close-on-exec, as a plain fork
+/// and exec would pass them.
+std::string run(const std::string& command, bool inherit = false) {
   int out_pipe[2];
   if (::pipe2(out_pipe, O_CLOEXEC) != 0) {
     return {};
@@ -48,7 +50,9 @@ std::string run(const std::string& command) {
   const pid_t child = ::fork();
   if (child == 0) {
     ::dup2(out_pipe[1], 1);
-    ::close_range(3, ~0U, 0);
+    if (!inherit) {
+      ::close_range(3, ~0U, 0);
+    }
     ::execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
     ::_exit(127);
   }
@@ -125,25 +129,7 @@ private:
 /// The inodes of the sockets a child inherits when it execs without closing anything (as a
 /// health check script or any child a library user starts would).
 std::set<std::string> sockets_a_child_inherits() {
-  int out_pipe[2];
-  if (::pipe2(out_pipe, O_CLOEXEC) != 0) {
-    return {};
-  }
-  const pid_t child = ::fork();
-  if (child == 0) {
-    ::dup2(out_pipe[1], 1);
-    ::execl("/bin/ls", "ls", "-l", "/proc/self/fd", static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
-  ::close(out_pipe[1]);
-  std::string listing;
-  char buf[4096];
-  ssize_t n = 0;
-  while ((n = ::read(out_pipe[0], buf, sizeof buf)) > 0) {
-    listing.append(buf, static_cast<std::size_t>(n));
-  }
-  ::close(out_pipe[0]);
-  ::waitpid(child, nullptr, 0);
+  const std::string listing = run("ls -l /proc/self/fd", true);
   std::set<std::string> inodes;
   const std::regex socket_link{R"(socket:\[(\d+)\])"};
   for (std::sregex_iterator it{listing.begin(), listing.end(), socket_link}, end; it != end; ++it) {

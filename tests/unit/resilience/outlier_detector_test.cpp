@@ -53,7 +53,7 @@ TEST_F(outlier_test, a_passing_health_check_brings_an_ejected_host_back_at_once)
   EXPECT_FALSE(h.ejected());
   EXPECT_EQ(d->ejected_count(), 0U);
   EXPECT_EQ(events, (std::vector<std::pair<std::string, bool>>{{"10.0.0.1:80", true},
-                                                                {"10.0.0.1:80", false}}));
+                                                               {"10.0.0.1:80", false}}));
   // Its multiplier stays: failing again, it is out for twice the base time.
   EXPECT_EQ(h.ejection_multiplier(), 1U);
   for (int i = 0; i < 5; ++i) {
