@@ -7,7 +7,9 @@
 #include "tether/chaos/server.hpp"
 #include "tether/core/random.hpp"
 #include "tether/demo/retry_storm_demo.hpp"
-#include "tether/proxy/server.hpp"
+#include "tether/proxy/config.hpp"
+
+#include "proxy_command.hpp"
 
 #ifndef TETHER_VERSION
 #define TETHER_VERSION "unknown"
@@ -118,7 +120,7 @@ int main(int argc, char** argv) {
       if (proxy_workers != 0) {
         config.workers = proxy_workers;
       }
-      return tether::proxy::run(config, std::cout, std::cerr, {builtin});
+      return tether::app::run_proxy(config, std::cout, std::cerr, {builtin});
     }
     if (chaos->parsed()) {
       if (chaos_seed_option->count() > 0) {

@@ -21,7 +21,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include "tether/net/close_on_exec.hpp"
+#include "tether/net/listener.hpp"
 #include "tether/net/tcp_connector.hpp"
 
 namespace tether::chaos {
@@ -663,22 +663,8 @@ std::error_code proxy::start() {
   if (ec) {
     return std::make_error_code(std::errc::invalid_argument);
   }
-  const asio::ip::tcp::endpoint endpoint{address, port};
-  acceptor_.open(endpoint.protocol(), ec);
-  if (!ec) {
-    net::close_on_exec(acceptor_);
-    acceptor_.set_option(asio::socket_base::reuse_address{true}, ec);
-  }
-  if (!ec) {
-    acceptor_.bind(endpoint, ec);
-  }
-  if (!ec) {
-    acceptor_.listen(asio::socket_base::max_listen_connections, ec);
-  }
-  if (ec) {
-    std::error_code ignored;
-    acceptor_.close(ignored);
-    return net::normalized(ec);
+  if (ec = net::open_listener(acceptor_, {address, port}); ec) {
+    return ec;
   }
   const auto bound = acceptor_.local_endpoint();
   const auto shown = bound.address().is_v6() ? "[" + bound.address().to_string() + "]"
@@ -689,26 +675,25 @@ std::error_code proxy::start() {
 }
 
 void proxy::accept() {
-  acceptor_.async_accept(
-      [self = shared_from_this()](std::error_code ec, asio::ip::tcp::socket socket) {
-        if (ec) {
-          if (ec != asio::error::operation_aborted && self->acceptor_.is_open()) {
-            self->accept();
-          }
-          return;
-        }
-        net::close_on_exec(socket);
-        std::string host;
-        std::uint16_t port = 0;
-        auto l = std::make_shared<link>(self, std::move(socket));
-        if (split_host_port(self->config_.upstream, host, port)) {
-          self->links_.insert(l);
-          asio::co_spawn(self->executor_, link::run(l, host, port), asio::detached);
-        } else {
-          l->close(false);
-        }
-        self->accept();
-      });
+  // The loop's function keeps the proxy alive until its acceptor closes.
+  asio::co_spawn(executor_,
+                 net::accept_loop(acceptor_,
+                                  [self = shared_from_this()](asio::ip::tcp::socket socket) {
+                                    self->serve(std::move(socket));
+                                  }),
+                 asio::detached);
+}
+
+void proxy::serve(asio::ip::tcp::socket socket) {
+  std::string host;
+  std::uint16_t port = 0;
+  auto l = std::make_shared<link>(shared_from_this(), std::move(socket));
+  if (split_host_port(config_.upstream, host, port)) {
+    links_.insert(l);
+    asio::co_spawn(executor_, link::run(l, host, port), asio::detached);
+  } else {
+    l->close(false);
+  }
 }
 
 void proxy::stop() {

@@ -12,7 +12,7 @@
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 
-#include "tether/net/close_on_exec.hpp"
+#include "tether/net/listener.hpp"
 #include "tether/net/tcp_connector.hpp"
 
 #include "text.hpp"
@@ -193,22 +193,6 @@ asio::awaitable<void> serve(std::shared_ptr<small_server::state> s, asio::ip::tc
   socket.close(ignored);
 }
 
-asio::awaitable<void> accept_loop(std::shared_ptr<small_server::state> s) {
-  for (;;) {
-    auto [ec, socket] = co_await s->acceptor.async_accept(use_tuple);
-    if (ec) {
-      if (s->stopped || ec == asio::error::operation_aborted) {
-        co_return;
-      }
-      continue; // EMFILE and friends: keep serving the connections already open
-    }
-    net::close_on_exec(socket);
-    std::error_code ignored;
-    socket.set_option(asio::ip::tcp::no_delay{true}, ignored);
-    asio::co_spawn(s->acceptor.get_executor(), serve(s, std::move(socket)), asio::detached);
-  }
-}
-
 } // namespace
 
 std::shared_ptr<small_server> small_server::create(asio::io_context::executor_type executor,
@@ -229,25 +213,19 @@ std::error_code small_server::listen(const std::string& address, std::uint16_t p
   if (ec) {
     return ec;
   }
-  const asio::ip::tcp::endpoint endpoint{ip, port};
-  s_->acceptor.open(endpoint.protocol(), ec);
-  if (!ec) {
-    net::close_on_exec(s_->acceptor);
-    s_->acceptor.set_option(asio::socket_base::reuse_address{true}, ec);
-  }
-  if (!ec) {
-    s_->acceptor.bind(endpoint, ec);
-  }
-  if (!ec) {
-    s_->acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  }
-  if (ec) {
-    std::error_code ignored;
-    s_->acceptor.close(ignored);
-    return net::normalized(ec);
+  if (ec = net::open_listener(s_->acceptor, {ip, port}); ec) {
+    return ec;
   }
   port_ = s_->acceptor.local_endpoint().port();
-  asio::co_spawn(executor_, accept_loop(s_), asio::detached);
+  // net's accept loop, which pauses instead of spinning when descriptors run out; spawned from
+  // here, not awaited with a lambda made in the co_await (g++ 12 destroys those twice).
+  asio::co_spawn(executor_,
+                 net::accept_loop(s_->acceptor,
+                                  [s = s_](asio::ip::tcp::socket socket) {
+                                    asio::co_spawn(s->acceptor.get_executor(),
+                                                   serve(s, std::move(socket)), asio::detached);
+                                  }),
+                 asio::detached);
   return {};
 }
 

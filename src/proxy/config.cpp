@@ -517,13 +517,14 @@ void read_config(reader& r, const YAML::Node& root, config& c) {
       if (!r.is_map(n, "a listener")) {
         continue;
       }
-      r.known_keys(n, {"name", "address", "port"}, "a listener");
+      r.known_keys(n, {"name", "address", "port", "reuse_port"}, "a listener");
       r.string(n, "name", l.name, "listener");
       r.address(n, "address", l.address, "listener '" + l.name + "'");
       if (!n["port"]) {
         r.error(n, "listener '" + l.name + "' needs a port");
       }
       r.integer(n, "port", l.port, 0, 65535, "listener '" + l.name + "'");
+      r.boolean(n, "reuse_port", l.reuse_port, "listener '" + l.name + "'");
       if (l.name.empty()) {
         l.name = l.address + ":" + std::to_string(l.port);
       }
@@ -719,7 +720,8 @@ std::string to_json(const config& c) {
   };
   json listeners = json::array();
   for (const auto& l : c.listeners) {
-    listeners.push_back({{"name", l.name}, {"address", l.address}, {"port", l.port}});
+    listeners.push_back(
+        {{"name", l.name}, {"address", l.address}, {"port", l.port}, {"reuse_port", l.reuse_port}});
   }
   const auto retry_json = [&](const retry_config& r) {
     using resilience::retry_on;

@@ -7,7 +7,6 @@
 #include <map>
 #include <mutex>
 #include <optional>
-#include <ostream>
 #include <set>
 #include <thread>
 #include <variant>
@@ -17,7 +16,6 @@
 #include <asio/executor_work_guard.hpp>
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/ip/tcp.hpp>
-#include <asio/signal_set.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
@@ -34,7 +32,7 @@
 #include "tether/http/server.hpp"
 #include "tether/metrics/histogram.hpp"
 #include "tether/metrics/resilience_metrics.hpp"
-#include "tether/net/close_on_exec.hpp"
+#include "tether/net/listener.hpp"
 #include "tether/pool/connection_pool.hpp"
 #include "tether/pool/pool_metrics.hpp"
 
@@ -74,6 +72,9 @@ struct endpoint_counters {
     return healthy.load(std::memory_order_relaxed) && (!outlier || !outlier->ejected());
   }
 };
+
+/// The status the access log gives a request whose client went away before its answer (nginx's).
+constexpr int client_closed_request = 499;
 
 enum class response_class : std::uint8_t { c1xx, c2xx, c3xx, c4xx, c5xx, count_ };
 constexpr std::array<const char*, 5> class_names = {"1xx", "2xx", "3xx", "4xx", "5xx"};
@@ -132,6 +133,7 @@ struct shared_state {
   std::vector<cluster_counters> clusters;
   std::array<prometheus::Counter*, static_cast<std::size_t>(cause::count_)> causes{};
   prometheus::Counter* downstream_opened = nullptr;
+  std::array<prometheus::Counter*, 3> accept_failures{}; // by net::accept_failure
   std::atomic<std::int64_t> downstream_active{0};
   std::vector<metrics::callback_registration> callbacks;
   std::atomic<bool> draining{false};
@@ -609,15 +611,23 @@ public:
       const auto got = co_await next_event(ev, true);
       idle_ = false;
       if (got != wait_result::ok) {
+        // No head to answer: the request line is not known, but the answer is logged all the
+        // same (a client that only ever gets 400s should show in the access log).
+        int status = 0;
         if (got == wait_result::timeout && head_started_) {
           count(cause::header_timeout);
           const std::string why = "request header timeout";
-          co_await reply_error(408, why, true);
+          status = 408;
+          co_await reply_error(status, why, true);
         } else if (got == wait_result::bad_input) {
           count(cause::bad_request);
           const auto e = static_cast<http::errc>(parser_.error().value());
           const std::string why = parser_.error().message();
-          co_await reply_error(http::status_of(e), why, true);
+          status = http::status_of(e);
+          co_await reply_error(status, why, true);
+        }
+        if (status != 0) {
+          access_line(status, steady::now() - head_first_byte_, "-", "-", "-", "-");
         }
         break;
       }
@@ -710,7 +720,8 @@ private:
       }
       if (waiting_for_head && !head_started_) {
         head_started_ = true;
-        head_deadline_ = coarse_monotonic_clock::instance().now() + d.request_header_timeout;
+        head_first_byte_ = coarse_monotonic_clock::instance().now();
+        head_deadline_ = head_first_byte_ + d.request_header_timeout;
       }
       if (!buffer_ && n == room) {
         buffer_ = std::make_unique<std::array<char, read_size>>(); // more is coming
@@ -800,12 +811,26 @@ private:
         rq.consumed || (rq.client_keep && !(rq.expects_continue && !rq.continue_sent) &&
                         co_await drain_request_body());
     co_await reply_error(status, why, !(clean && rq.client_keep));
+    log_answer(rq, status, upstream);
+    co_return clean&& rq.client_keep;
+  }
+
+  // Answers a request with an error and closes the connection (the request cannot be read to
+  // its end, or the connection is not fit for another).
+  asio::awaitable<bool> reject(request_context& rq, int status, const std::string& why) {
+    co_await reply_error(status, why, true);
+    log_answer(rq, status, "-");
+    co_return false;
+  }
+
+  // Counts and logs how a request was answered.
+  void log_answer(request_context& rq, int status, std::string_view upstream) {
     if (rq.counters != nullptr) {
       observe(*rq.counters, status, rq.started, rq.head(), rq.cluster, upstream);
     } else {
-      access_line(status, steady::now() - rq.started, rq.head(), rq.cluster, upstream);
+      access_line(status, steady::now() - rq.started, rq.head().method, rq.head().target,
+                  rq.cluster, upstream);
     }
-    co_return clean&& rq.client_keep;
   }
 
   asio::awaitable<void> send_continue(request_context& rq) {
@@ -877,14 +902,12 @@ private:
       // Chunked framing in HTTP/1.0 is faulty (RFC 9112 6.1): an upstream reading it as 1.0
       // would take the chunks for another request.
       const std::string why = "Transfer-Encoding in an HTTP/1.0 request";
-      co_await reply_error(400, why, true);
-      co_return false;
+      co_return co_await reject(rq, 400, why);
     }
     if (head.upgrade) {
       // Upgrade and CONNECT tunnels are recognised by the codec; the proxy does not tunnel yet.
       const std::string why = "upgrade and CONNECT are not supported";
-      co_await reply_error(501, why, true);
-      co_return false;
+      co_return co_await reject(rq, 501, why);
     }
     const auto route_index = route(head);
     if (!route_index) {
@@ -935,7 +958,7 @@ private:
       while (body.size() <= rc.buffer_limit) {
         event ev;
         if (co_await next_event(ev, false) != wait_result::ok) {
-          co_return co_await client_failed();
+          co_return co_await client_failed(rq);
         }
         if (auto* piece = std::get_if<body_piece>(&ev)) {
           body.append(piece->data);
@@ -1125,7 +1148,7 @@ private:
             // The client went away (or sent garbage) mid-body: the upstream has half a request.
             lease.mark_broken();
             ignore_attempt();
-            co_return co_await client_failed();
+            co_return co_await client_failed(rq);
           }
         }
         if (upstream_ok && !out.empty()) {
@@ -1212,13 +1235,20 @@ private:
     }
   }
 
-  // The client went away or sent garbage mid-body.
-  asio::awaitable<bool> client_failed() {
+  // The client went away or sent garbage mid-body. A client that went away is logged with
+  // nginx's 499 (client closed request): there is no one to answer, but the request happened.
+  asio::awaitable<bool> client_failed(request_context& rq) {
     count(parser_.error() ? cause::bad_request : cause::downstream_reset);
+    int status = client_closed_request;
     if (parser_.error()) {
       const auto e = static_cast<http::errc>(parser_.error().value());
       const std::string why = parser_.error().message();
-      co_await reply_error(http::status_of(e), why, true);
+      status = http::status_of(e);
+      co_await reply_error(status, why, true);
+      log_answer(rq, status, "-");
+    } else {
+      access_line(status, steady::now() - rq.started, rq.head().method, rq.head().target,
+                  rq.cluster, "-");
     }
     co_return false;
   }
@@ -1435,11 +1465,11 @@ private:
     c.responses[cls]->Increment();
     const auto took = steady::now() - started;
     c.duration->observe(took);
-    access_line(status, took, head, cluster, upstream);
+    access_line(status, took, head.method, head.target, cluster, upstream);
   }
 
-  void access_line(int status, steady::duration took, const owned_head& head,
-                   std::string_view cluster, std::string_view upstream) {
+  void access_line(int status, steady::duration took, std::string_view method,
+                   std::string_view target, std::string_view cluster, std::string_view upstream) {
     auto& s = w_.shared;
     if (!s.access) {
       return;
@@ -1448,11 +1478,11 @@ private:
     if (s.json_logs) {
       s.access->info(
           R"("client":{},"method":{},"target":{},"status":{},"duration_ms":{:.3f},"cluster":{},"upstream":{})",
-          json_string(client_ip_), json_string(head.method), json_string(head.target), status, ms,
+          json_string(client_ip_), json_string(method), json_string(target), status, ms,
           json_string(cluster), json_string(upstream));
     } else {
-      s.access->info("{} \"{} {}\" {} {:.3f}ms cluster={} upstream={}", client_ip_, head.method,
-                     head.target, status, ms, cluster, upstream);
+      s.access->info("{} \"{} {}\" {} {:.3f}ms cluster={} upstream={}", client_ip_, method, target,
+                     status, ms, cluster, upstream);
     }
   }
 
@@ -1466,6 +1496,7 @@ private:
   std::unique_ptr<std::array<char, read_size>> buffer_; // only while a large request is read
   std::array<char, 2048> small_{};
   std::string client_ip_;
+  steady::time_point head_first_byte_{}; // of the head being read
   steady::time_point head_deadline_{};
   bool head_started_ = false;
   bool idle_ = false;
@@ -1481,49 +1512,6 @@ private:
 asio::awaitable<void> serve(worker* w, asio::ip::tcp::socket socket) {
   session s{*w, std::move(socket)};
   co_await s.run();
-}
-
-asio::awaitable<void> accept_loop(worker* w, asio::ip::tcp::acceptor* acceptor) {
-  for (;;) {
-    auto [ec, socket] = co_await acceptor->async_accept(use_tuple);
-    if (ec) {
-      if (!acceptor->is_open() || ec == asio::error::operation_aborted) {
-        co_return;
-      }
-      continue; // EMFILE and the like: keep serving the connections already open
-    }
-    net::close_on_exec(socket);
-    std::error_code ignored;
-    socket.set_option(asio::ip::tcp::no_delay{true}, ignored);
-    asio::co_spawn(w->io, serve(w, std::move(socket)), asio::detached);
-  }
-}
-
-std::error_code open_listener(asio::ip::tcp::acceptor& a, const std::string& address,
-                              std::uint16_t port, bool reuse_port) {
-  std::error_code ec;
-  const asio::ip::tcp::endpoint endpoint{asio::ip::make_address(address, ec), port};
-  if (ec) {
-    return ec;
-  }
-  a.open(endpoint.protocol(), ec);
-  if (!ec) {
-    net::close_on_exec(a);
-    a.set_option(asio::socket_base::reuse_address{true}, ec);
-  }
-  if (!ec && reuse_port) {
-    const int one = 1;
-    if (::setsockopt(a.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
-      ec = {errno, std::system_category()};
-    }
-  }
-  if (!ec) {
-    a.bind(endpoint, ec);
-  }
-  if (!ec) {
-    a.listen(asio::socket_base::max_listen_connections, ec);
-  }
-  return net::normalized(ec);
 }
 
 } // namespace
@@ -1544,6 +1532,7 @@ struct server::impl {
   std::shared_ptr<http::small_server> admin;
   std::thread admin_thread;
   std::atomic<bool> started{false}; // read by the admin thread
+  std::string failure;              // why start() failed
 
   // Health checks and outlier sweeps run on the admin thread; their timers, to stop them.
   std::vector<std::unique_ptr<asio::steady_timer>> timers;
@@ -1554,6 +1543,7 @@ struct server::impl {
   http::server_response admin_request(const http::server_request& r);
   void start_admin_tasks(); // health checks, DNS lookups, outlier sweeps
   void set_health(std::size_t c, std::size_t e, bool healthy);
+  net::accept_hooks accept_hooks(const asio::ip::tcp::acceptor& acceptor);
 };
 
 namespace {
@@ -1662,6 +1652,20 @@ asio::awaitable<void> resolve_loop(server::impl* s, std::size_t c, std::size_t e
   }
 }
 
+// The access log's lines are written by spdlog's thread as they come, through a stdio buffer:
+// without a flush, a quiet proxy's last lines would sit there for minutes, and a crash would
+// lose them. Once a second bounds both.
+asio::awaitable<void> access_log_flush_loop(server::impl* s, asio::steady_timer* timer) {
+  for (;;) {
+    timer->expires_after(std::chrono::seconds{1});
+    const auto [ec] = co_await timer->async_wait(use_tuple);
+    if (ec || !s->started) {
+      co_return;
+    }
+    s->shared.access->flush(); // queued behind the lines before it, written by spdlog's thread
+  }
+}
+
 // Outlier detection's periodic sweep: hosts whose ejection time is over come back.
 asio::awaitable<void> outlier_loop(server::impl* s, std::size_t c, asio::steady_timer* timer) {
   auto& cc = s->shared.clusters[c];
@@ -1693,8 +1697,34 @@ void server::impl::set_health(std::size_t c, std::size_t e, bool healthy) {
   }
 }
 
+net::accept_hooks server::impl::accept_hooks(const asio::ip::tcp::acceptor& acceptor) {
+  std::error_code ec;
+  const auto local = acceptor.local_endpoint(ec);
+  const std::string where = local.address().to_string() + ":" + std::to_string(local.port());
+  net::accept_hooks hooks;
+  hooks.on_failure = [s = &shared](net::accept_failure f) {
+    s->accept_failures[static_cast<std::size_t>(f)]->Increment();
+  };
+  hooks.on_pause = [s = &shared, where](std::error_code why) {
+    log_event(*s, spdlog::level::err,
+              "cannot accept connections on " + where + ": " + why.message() +
+                  "; accepting paused (10 ms, doubling up to 1 s) until it works again, "
+                  "connections already open are served");
+  };
+  hooks.on_resume = [s = &shared, where](std::uint64_t failures) {
+    log_event(*s, spdlog::level::warn,
+              "accepting connections on " + where + " again, after " + std::to_string(failures) +
+                  " failed attempts");
+  };
+  return hooks;
+}
+
 void server::impl::start_admin_tasks() {
   const auto& cfg = shared.cfg;
+  if (shared.access) {
+    timers.push_back(std::make_unique<asio::steady_timer>(admin_io));
+    asio::co_spawn(admin_io, access_log_flush_loop(this, timers.back().get()), asio::detached);
+  }
   for (std::size_t c = 0; c < cfg.clusters.size(); ++c) {
     const auto& cl = cfg.clusters[c];
     if (shared.clusters[c].detector) {
@@ -1835,6 +1865,14 @@ void server::impl::register_metrics() {
   for (std::size_t i = 0; i < cause_names.size(); ++i) {
     shared.causes[i] = &causes.Add({{"cause", cause_names[i]}});
   }
+  auto& accept_failures =
+      reg.counter("tether_proxy_accept_failures_total",
+                  "Client connections that could not be accepted, by cause (descriptors: out of "
+                  "file descriptors, memory, other)");
+  for (std::size_t i = 0; i < shared.accept_failures.size(); ++i) {
+    shared.accept_failures[i] =
+        &accept_failures.Add({{"cause", net::to_string(static_cast<net::accept_failure>(i))}});
+  }
   shared.downstream_opened = &reg.counter("tether_proxy_downstream_connections_opened_total",
                                           "Client connections accepted")
                                   .Add({});
@@ -1952,7 +1990,9 @@ std::error_code server::start() {
     if (std::FILE* probe = std::fopen(cfg.log.access_log.c_str(), "a")) {
       std::fclose(probe);
     } else {
-      return {errno, std::system_category()};
+      const std::error_code ec{errno, std::system_category()};
+      s.failure = "cannot open the access log " + cfg.log.access_log + ": " + ec.message();
+      return ec;
     }
     s.shared.access_threads = std::make_shared<spdlog::details::thread_pool>(8192, 1);
     s.shared.access = std::make_shared<spdlog::async_logger>(
@@ -2000,19 +2040,39 @@ std::error_code server::start() {
     s.workers.push_back(std::move(w));
   }
   // Listeners: every worker binds the same address and port (SO_REUSEPORT; the kernel spreads
-  // connections across them). A port 0 is resolved by the first worker's bind.
+  // connections across them). A port 0 is resolved by the first worker's bind, which also makes
+  // sure no other process listens there unless the listener says to share the port.
+  const auto unbind = [&s] {
+    for (auto& w : s.workers) {
+      w->acceptors.clear();
+    }
+  };
   for (const auto& l : cfg.listeners) {
     std::uint16_t port = l.port;
+    std::error_code ec;
+    const auto address = asio::ip::make_address(l.address, ec);
     for (auto& w : s.workers) {
-      auto a = std::make_unique<asio::ip::tcp::acceptor>(w->io);
-      if (const auto ec = open_listener(*a, l.address, port, true)) {
-        for (auto& ww : s.workers) {
-          ww->acceptors.clear();
-        }
-        return ec;
+      if (ec) {
+        break;
       }
-      port = a->local_endpoint().port();
-      w->acceptors.push_back(std::move(a));
+      auto a = std::make_unique<asio::ip::tcp::acceptor>(w->io);
+      const bool first = w == s.workers.front();
+      ec = net::open_listener(*a, {address, port}, {true, first && !l.reuse_port});
+      if (!ec) {
+        port = a->local_endpoint().port();
+        w->acceptors.push_back(std::move(a));
+      }
+    }
+    if (ec) {
+      unbind();
+      s.failure = "cannot listen on " + l.address + ":" + std::to_string(l.port) + " (listener '" +
+                  l.name + "'): " + ec.message();
+      if (ec == std::errc::address_in_use) {
+        s.failure += l.reuse_port ? " by a socket that does not share it"
+                                  : "; another process listens there (a listener's "
+                                    "`reuse_port: true` shares a port on purpose)";
+      }
+      return ec;
     }
     s.ports.push_back(port);
   }
@@ -2020,9 +2080,9 @@ std::error_code server::start() {
       s.admin_io.get_executor(),
       [impl = impl_.get()](const http::server_request& r) { return impl->admin_request(r); });
   if (const auto ec = s.admin->listen(cfg.admin.address, cfg.admin.port)) {
-    for (auto& w : s.workers) {
-      w->acceptors.clear();
-    }
+    unbind();
+    s.failure = "cannot listen on " + cfg.admin.address + ":" + std::to_string(cfg.admin.port) +
+                " (the admin listener): " + ec.message();
     return ec;
   }
   for (auto& w : s.workers) {
@@ -2032,7 +2092,14 @@ std::error_code server::start() {
       }
     }
     for (auto& a : w->acceptors) {
-      asio::co_spawn(w->io, accept_loop(w.get(), a.get()), asio::detached);
+      asio::co_spawn(w->io,
+                     net::accept_loop(
+                         *a,
+                         [raw = w.get()](asio::ip::tcp::socket socket) {
+                           asio::co_spawn(raw->io, serve(raw, std::move(socket)), asio::detached);
+                         },
+                         s.accept_hooks(*a)),
+                     asio::detached);
     }
     w->work = std::make_shared<asio::executor_work_guard<asio::io_context::executor_type>>(
         w->io.get_executor());
@@ -2122,6 +2189,10 @@ void server::stop() {
   log_event(s.shared, spdlog::level::info, "stopped");
 }
 
+const std::string& server::start_failure() const noexcept {
+  return impl_->failure;
+}
+
 std::vector<std::uint16_t> server::listener_ports() const {
   return impl_->ports;
 }
@@ -2133,97 +2204,6 @@ const config& server::running_config() const noexcept {
 }
 metrics::registry& server::registry() noexcept {
   return impl_->shared.registry;
-}
-
-// ---------------------------------------------------------------------------------------------
-
-namespace {
-
-/// The default config's upstreams: two small HTTP servers that answer every request with who
-/// they are, so `tether proxy` with no config shows its round robin at once.
-class demo_upstreams {
-public:
-  std::error_code start() {
-    for (int i = 0; i < 2; ++i) {
-      const std::string name = "demo upstream " + std::to_string(i + 1);
-      auto s =
-          http::small_server::create(io_.get_executor(), [name](const http::server_request& r) {
-            http::server_response out;
-            out.content_type = "text/plain";
-            out.body = "hello from " + name + ": " + r.method + " " + r.target + "\n";
-            return out;
-          });
-      if (const auto ec = s->listen("127.0.0.1", static_cast<std::uint16_t>(8081 + i))) {
-        return ec;
-      }
-      servers_.push_back(std::move(s));
-    }
-    thread_ = std::thread{[this] { io_.run(); }};
-    return {};
-  }
-  ~demo_upstreams() {
-    if (thread_.joinable()) {
-      asio::post(io_, [this] {
-        for (auto& s : servers_) {
-          s->stop();
-        }
-      });
-      work_.reset();
-      io_.stop();
-      thread_.join();
-    }
-  }
-
-private:
-  asio::io_context io_{1};
-  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_{
-      io_.get_executor()};
-  std::vector<std::shared_ptr<http::small_server>> servers_;
-  std::thread thread_;
-};
-
-} // namespace
-
-int run(const config& c, std::ostream& out, std::ostream& err, const run_options& options) {
-  // Signals are blocked before any thread starts, so only the wait below sees them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-
-  std::unique_ptr<demo_upstreams> demo;
-  if (options.demo_upstreams) {
-    demo = std::make_unique<demo_upstreams>();
-    if (const auto ec = demo->start()) {
-      err << "tether proxy: cannot start the demo upstreams on 127.0.0.1:8081-8082: "
-          << ec.message() << '\n';
-      return 1;
-    }
-    out << "tether proxy: demo upstreams on 127.0.0.1:8081 and 127.0.0.1:8082\n";
-  }
-  server proxy{c};
-  if (const auto ec = proxy.start()) {
-    err << "tether proxy: cannot listen: " << ec.message() << '\n';
-    return 1;
-  }
-  const auto ports = proxy.listener_ports();
-  for (std::size_t i = 0; i < ports.size(); ++i) {
-    out << "tether proxy: send requests to http://" << c.listeners[i].address << ':' << ports[i]
-        << "/\n";
-  }
-  out << "tether proxy: metrics on http://" << c.admin.address << ':' << proxy.admin_port()
-      << "/metrics (also /ready, /clusters, /config)\n";
-  out << "tether proxy: " << (c.workers != 0 ? c.workers : std::thread::hardware_concurrency())
-      << " workers; Ctrl-C or SIGTERM drains and stops" << std::endl;
-  int received = 0;
-  sigwait(&signals, &received);
-  out << "tether proxy: " << (received == SIGINT ? "SIGINT" : "SIGTERM") << ": draining (up to "
-      << std::chrono::duration_cast<std::chrono::milliseconds>(c.drain_timeout).count() << " ms)"
-      << std::endl;
-  proxy.stop();
-  out << "tether proxy: stopped" << std::endl;
-  return 0;
 }
 
 } // namespace tether::proxy

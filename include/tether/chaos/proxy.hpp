@@ -72,6 +72,7 @@ public:
 
 private:
   void accept();
+  void serve(asio::ip::tcp::socket socket);
   void toxics_changed();
   void close_links();
 

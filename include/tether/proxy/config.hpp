@@ -27,6 +27,10 @@ struct listener_config {
   std::string name;
   std::string address = "127.0.0.1";
   std::uint16_t port = 0;
+  /// Let other processes listen on this port too (SO_REUSEPORT; the kernel splits connections
+  /// between them). Off, a port another process listens on is refused at start, so that a
+  /// second tether started by mistake does not silently take part of the traffic.
+  bool reuse_port = false;
 };
 
 /// When the proxy tries a request again, and how (a route's, or its cluster's default).

@@ -1,8 +1,8 @@
 #pragma once
 
 #include <cstdint>
-#include <iosfwd>
 #include <memory>
+#include <string>
 #include <system_error>
 #include <vector>
 
@@ -14,7 +14,7 @@ namespace tether::proxy {
 /// `tether proxy` as a library object: workers (one io_context thread each, SO_REUSEPORT
 /// listeners, their own upstream pools: nothing shared on the data path but atomics), and the
 /// admin listener (/metrics, /ready, /clusters, /config) on a thread of its own. Tests start it
-/// in-process; `run()` wraps it with signals.
+/// in-process; the `tether proxy` command wraps it with signals.
 class server {
 public:
   explicit server(config c);
@@ -26,8 +26,13 @@ public:
   ~server();
 
   /// Binds every listener and the admin listener, then starts the threads. Nothing is left bound
-  /// on failure; the error says which address could not be bound.
+  /// on failure, and start_failure() says what could not be done and where. A listener whose
+  /// port another socket listens on is refused (unless its `reuse_port` shares it on purpose).
   std::error_code start();
+
+  /// After a failed start(): what failed, with the address ("listener 'main' on
+  /// 127.0.0.1:8080: Address already in use ..."); empty otherwise.
+  [[nodiscard]] const std::string& start_failure() const noexcept;
 
   /// Graceful stop: listeners close, idle connections close, requests in flight get up to the
   /// drain timeout to finish, then everything closes. Blocks until done.
@@ -44,15 +49,5 @@ public:
 private:
   std::unique_ptr<impl> impl_;
 };
-
-/// What run() does besides the proxy.
-struct run_options {
-  /// Start the built-in demo upstreams (127.0.0.1:8081 and :8082) first: the default config's.
-  bool demo_upstreams = false;
-};
-
-/// Runs the proxy until SIGINT or SIGTERM, then drains and returns 0; 1 when it cannot start
-/// (the reason goes to `err`). Prints where to send requests and where the metrics are.
-int run(const config& c, std::ostream& out, std::ostream& err, const run_options& options = {});
 
 } // namespace tether::proxy
