@@ -56,6 +56,20 @@ public:
       return "data after a message that closes the connection";
     case errc::malformed:
       return "malformed HTTP/1.1 message";
+    case errc::invalid_target:
+      return "invalid request-target (a control byte, a space, or a form its method does not take)";
+    case errc::version_not_supported:
+      return "HTTP version not supported on an HTTP/1.1 connection";
+    case errc::unsupported_transfer_coding:
+      return "transfer coding not supported (only chunked is)";
+    case errc::missing_host:
+      return "no Host field in an HTTP/1.1 request";
+    case errc::duplicate_host:
+      return "more than one Host field";
+    case errc::invalid_host:
+      return "invalid Host field (not host[:port])";
+    case errc::host_mismatch:
+      return "the Host field does not match the request-target's authority";
     }
     return "unknown tether.http error " + std::to_string(value);
   }
@@ -117,6 +131,10 @@ int status_of(errc e) noexcept {
     return 413;
   case errc::invalid_status_line:
     return 502;
+  case errc::version_not_supported:
+    return 505;
+  case errc::unsupported_transfer_coding:
+    return 501;
   default:
     return 400;
   }
@@ -180,6 +198,7 @@ struct parser::state {
   bool skip_body = false;
   bool closing = false;  // the last message said the connection closes after it
   bool upgraded = false; // the bytes from here on are a tunnel
+  bool tunnel_upgrades = true;
   pause_reason paused = pause_reason::none;
   std::error_code local;
 
@@ -538,6 +557,11 @@ struct parser::state {
             st.status_digits != 3) {
           return errc::invalid_status_line;
         }
+        // A request line without its version (HTTP/0.9's "GET /"): http-parser would wait for
+        // header lines that never come, until the header timeout. Refused at its end instead.
+        if (st.line == 0 && kind == parser::kind::request && st.version_chars < 5) {
+          return errc::bad_request_line;
+        }
         continue;
       }
       if (st.line_start && st.line > 0 && (ch == ' ' || ch == '\t')) {
@@ -610,6 +634,7 @@ struct parser::state {
     }
     bool chunked_last = false;
     bool any = false;
+    std::size_t transfer_codings = 0;
     for (const header* transfer_encoding : transfer_encodings) {
       // A comma-separated list of tokens with optional whitespace (SP, HTAB) only; chunked may
       // appear once, last. Anything else is how smuggling attempts hide.
@@ -622,6 +647,7 @@ struct parser::state {
           return;
         }
         any = true;
+        ++transfer_codings;
         chunked_last = iequals(item, "chunked");
         if (comma == std::string_view::npos) {
           break;
@@ -633,10 +659,31 @@ struct parser::state {
       fail(errc::invalid_transfer_encoding);
       return;
     }
-    // HTTP/1.0 and 1.1 only: anything else is not ours to guess at.
-    if (p.http_major != 1 || p.http_minor > 1) {
-      fail(k == parser::kind::request ? errc::bad_request_line : errc::invalid_status_line);
+    // A request whose body is in another coding too (gzip, chunked) could be forwarded only by
+    // passing on what tether cannot read: 501, as RFC 9112 6.1 advises for a coding it does not
+    // understand. (A response's codings are the client's business: they are passed on.)
+    if (k == parser::kind::request && transfer_codings > 1) {
+      fail(errc::unsupported_transfer_coding);
       return;
+    }
+    // HTTP/1.x only. A higher minor version is read as the highest this parser implements,
+    // HTTP/1.1 (RFC 9110 2.5); another major version cannot be on an HTTP/1.1 connection.
+    if (p.http_major != 1) {
+      fail(k == parser::kind::response ? errc::invalid_status_line
+           : p.http_major >= 2         ? errc::version_not_supported
+                                       : errc::bad_request_line);
+      return;
+    }
+    // The request-target, byte by byte: http-parser lets a TAB and a form feed through inside
+    // it; a control byte, space or DEL is never part of one (RFC 9112 3.2, RFC 3986).
+    if (k == parser::kind::request) {
+      for (const char c : view(url)) {
+        const auto b = static_cast<unsigned char>(c);
+        if (b <= 0x20 || b == 0x7F) {
+          fail(errc::invalid_target);
+          return;
+        }
+      }
     }
     if (k == parser::kind::response && (p.status_code < 100 || p.status_code > 999)) {
       fail(errc::invalid_status_line);
@@ -644,8 +691,8 @@ struct parser::state {
     }
 
     message_head head;
-    head.version_major = p.http_major;
-    head.version_minor = p.http_minor;
+    head.version_major = 1;
+    head.version_minor = std::min<int>(p.http_minor, 1);
     head.headers = views;
     if (k == parser::kind::request) {
       head.method = http_method_str(static_cast<http_method>(p.method));
@@ -763,6 +810,9 @@ struct parser::state {
   }
   static int on_headers_complete(http_parser* p) {
     auto& s = of(p);
+    if (!s.tunnel_upgrades && s.k == parser::kind::request && p->method != HTTP_CONNECT) {
+      p->upgrade = 0; // read on as HTTP: http-parser looks at it only after this callback
+    }
     // Stop here, so feed() can check the head's bytes before anyone sees the head.
     s.paused = pause_reason::head;
     http_parser_pause(p, 1);
@@ -822,6 +872,10 @@ parser::~parser() = default;
 
 bool parser::idle() const noexcept {
   return !s_->in_message;
+}
+
+void parser::tunnel_upgrades(bool tunnel) noexcept {
+  s_->tunnel_upgrades = tunnel;
 }
 
 bool parser::upgraded() const noexcept {

@@ -28,6 +28,7 @@
 #include "tether/core/random.hpp"
 #include "tether/core/text.hpp"
 #include "tether/http/connection.hpp"
+#include "tether/http/request_target.hpp"
 #include "tether/http/serializer.hpp"
 #include "tether/http/server.hpp"
 #include "tether/metrics/histogram.hpp"
@@ -575,6 +576,7 @@ public:
       : w_{w}, socket_{std::move(s)}, watchdog_{std::make_shared<watchdog>(socket_.get_executor())},
         parser_{http::parser::kind::request, w.shared.cfg.downstream.limits}, events_{w.heads},
         response_events_{w.heads} {
+    parser_.tunnel_upgrades(false); // until tunnels exist, an Upgrade is ignored (RFC 9110 7.8)
     watchdog_->client = &socket_;
     std::error_code ec;
     const auto peer = socket_.remote_endpoint(ec);
@@ -766,23 +768,25 @@ private:
   }
 
   // Finds the route for a request: the first whose host and path prefix match.
-  std::optional<std::size_t> route(const owned_head& h) const {
-    // The host without its port (and an IPv6 literal without its brackets); routes compare it
-    // case-insensitively, so it is not copied or lowered.
-    std::string_view host;
-    if (const auto v = h.find("host")) {
-      host = *v;
-      if (host.starts_with('[')) {
-        host = host.substr(1, host.find(']') - 1);
-      } else if (const auto colon = host.rfind(':'); colon != std::string_view::npos) {
-        host = host.substr(0, colon);
-      }
+  // Finds the route for a request: the first whose host and path prefix match. `authority` is
+  // what the request is for (http::check_host); the asterisk-form ("OPTIONS *", about the server
+  // as a whole) goes where its host's catch-all path "/" goes.
+  std::optional<std::size_t> route(std::string_view authority,
+                                   const http::request_target& target) const {
+    // Routes compare the host case-insensitively, so it is not copied or lowered.
+    const std::string_view host = http::host_of(authority);
+    std::string_view path = target.form == http::target_form::asterisk
+                                ? std::string_view{"/"}
+                                : target.path_and_query.substr(0, target.path_and_query.find('?'));
+    if (path.empty()) {
+      path = "/"; // an absolute-form target without a path
     }
-    const std::string_view path = std::string_view{h.target}.substr(0, h.target.find('?'));
     const auto& routes = w_.shared.cfg.routes;
     for (std::size_t i = 0; i < routes.size(); ++i) {
       const auto& r = routes[i];
-      if ((r.host == "*" || iequals(r.host, host)) && path.starts_with(r.path_prefix)) {
+      if ((r.host == "*" || iequals(r.host, host)) &&
+          (target.form == http::target_form::asterisk ? r.path_prefix == "/"
+                                                      : path.starts_with(r.path_prefix))) {
         return i;
       }
     }
@@ -904,12 +908,23 @@ private:
       const std::string why = "Transfer-Encoding in an HTTP/1.0 request";
       co_return co_await reject(rq, 400, why);
     }
-    if (head.upgrade) {
-      // Upgrade and CONNECT tunnels are recognised by the codec; the proxy does not tunnel yet.
-      const std::string why = "upgrade and CONNECT are not supported";
+    // What the request is for: its target's form and the Host rules (RFC 9112 3.2), checked
+    // before it goes anywhere. A request broken this way is not read further: 400, and close.
+    http::request_target target;
+    std::string_view authority;
+    if (auto ec = http::read_request_target(head.method, head.target, target);
+        ec || (ec = http::check_host(head.fields, head.version_minor, target, authority))) {
+      count(cause::bad_request);
+      const std::string why = ec.message();
+      co_return co_await reject(rq, 400, why);
+    }
+    if (target.form == http::target_form::authority) {
+      // CONNECT is recognised by the codec; the proxy does not tunnel yet. An Upgrade it does
+      // not do is ignored instead (the parser reads on; the serializer drops the field).
+      const std::string why = "CONNECT is not supported";
       co_return co_await reject(rq, 501, why);
     }
-    const auto route_index = route(head);
+    const auto route_index = route(authority, target);
     if (!route_index) {
       count(cause::no_route);
       const std::string why = "no route for " + std::string{head.target};
@@ -975,27 +990,48 @@ private:
 
     // The head that goes upstream: without hop-by-hop fields, with Via and X-Forwarded-*;
     // Expect is answered here (100 Continue) so the client's body flows without a round trip.
+    // An absolute-form target goes as its origin-form, with a Host made from its authority (RFC
+    // 9112 3.2.2: a proxy MUST replace the Host); an HTTP/1.0 request without a Host gets the
+    // upstream's, since HTTP/1.1 requires one.
     std::string forwarded_for = client_ip_;
     if (const auto prior = head.find("x-forwarded-for")) {
       forwarded_for = std::string{*prior} + ", " + client_ip_;
     }
-    // The parser takes HTTP/1.0 and 1.1 only.
+    const bool host_from_upstream = authority.empty();
+    const bool rewrite_host = target.form == http::target_form::absolute || host_from_upstream;
+    std::string origin_form;
+    if (target.form == http::target_form::absolute) {
+      origin_form = target.path_and_query.starts_with('/')
+                        ? std::string{target.path_and_query}
+                        : "/" + std::string{target.path_and_query};
+    }
+    // The parser reads any HTTP/1.x as 1.0 or 1.1.
     const std::string_view via = head.version_minor == 0 ? "1.0 tether" : "1.1 tether";
-    const std::array<http::header, 3> extra = {http::header{"Via", via},
-                                               http::header{"X-Forwarded-For", forwarded_for},
-                                               http::header{"X-Forwarded-Proto", "http"}};
-    static constexpr std::array<std::string_view, 3> dropped = {"expect", "x-forwarded-for",
-                                                                "x-forwarded-proto"};
+    std::array<http::header, 4> extra = {
+        http::header{"Via", via}, http::header{"X-Forwarded-For", forwarded_for},
+        http::header{"X-Forwarded-Proto", "http"}, http::header{"Host", authority}};
+    static constexpr std::array<std::string_view, 4> dropped = {"expect", "x-forwarded-for",
+                                                                "x-forwarded-proto", "host"};
     // The head and what goes upstream are built in strings borrowed from the worker, whose
     // capacity stays from one request to the next.
     borrowed_string head_buffer{w_};
     borrowed_string out_buffer{w_};
     std::string& head_bytes = head_buffer.get();
-    {
+    const auto write_head = [&](std::string_view host_field) {
+      head_bytes.clear();
       auto view = head.view();
       view.version_major = 1; // an intermediary sends its own version (RFC 9110 6.2)
       view.version_minor = 1;
-      http::write_request_head(head_bytes, view, {false, extra, dropped});
+      if (!origin_form.empty()) {
+        view.target = origin_form;
+      }
+      extra[3].value = host_field;
+      http::write_request_head(head_bytes, view,
+                               {false, std::span{extra}.first(rewrite_host ? 4 : 3),
+                                std::span{dropped}.first(rewrite_host ? 4 : 3)});
+    };
+    if (!host_from_upstream) {
+      write_head(authority);
     }
     const bool chunked = framing == http::body_framing::chunked;
 
@@ -1012,6 +1048,9 @@ private:
       auto& ep = w_.clusters[ci].endpoints[host];
       auto& ep_counters = *cc.endpoints[host];
       const std::string& endpoint_name = ep_counters.name;
+      if (host_from_upstream) {
+        write_head(endpoint_name);
+      }
       const auto ignore_attempt = [&] {
         if (ep_counters.breaker) {
           ep_counters.breaker->on_ignored(picked.permission);
@@ -1330,10 +1369,23 @@ private:
         response.pop_front();
         if (auto* held = std::get_if<head_ptr>(&ev)) {
           const owned_head* h = held->get();
+          if (h->status == 101) {
+            // A switch of protocols the request did not ask for (no Upgrade goes upstream): the
+            // upstream is out of step with the request. 502 now rather than a wait for a
+            // final response that will not come.
+            lease.mark_broken();
+            end.outcome = resilience::attempt_outcome::from_status(502);
+            end.failure = "upstream switched protocols (101) unasked";
+            co_return end;
+          }
           if (h->status >= 100 && h->status < 200) {
-            // An interim response (the upstream's 100 Continue, 103 Early Hints): not
-            // forwarded; its end is skipped with it.
+            // An interim response (100 Continue, 103 Early Hints) goes to the client: a proxy
+            // MUST forward 1xx (RFC 9110 15.2), but not to an HTTP/1.0 client, which cannot
+            // take one, nor a 100 when the proxy sent its own already. Its end is skipped.
             skip_interim_end_ = true;
+            if (!http10_ && !(h->status == 100 && rq.continue_sent)) {
+              http::write_response_head(reply, h->view());
+            }
             continue;
           }
           end.status = h->status;
@@ -1367,14 +1419,20 @@ private:
           const std::array<http::header, 2> rextra = {
               http::header{"Via", "1.1 tether"},
               http::header{"Connection", keep ? "keep-alive" : "close"}};
-          static constexpr std::array<std::string_view, 1> framing_field = {"transfer-encoding"};
+          // Framing fields that must not go to the client: a 204 has neither Content-Length
+          // nor Transfer-Encoding, a 304 no Transfer-Encoding (RFC 9110 8.6, RFC 9112 6.1), and
+          // an unchunked body no Transfer-Encoding.
+          static constexpr std::array<std::string_view, 2> framing_fields = {"transfer-encoding",
+                                                                             "content-length"};
+          const std::size_t drop_framing = h->status == 204              ? 2
+                                           : h->status == 304 || unchunk ? 1
+                                                                         : 0;
           // "Connection: close" when the client must not reuse the connection; "keep-alive"
           // when it may and speaks HTTP/1.0 (which closes unless told otherwise).
           const bool say_connection = !keep || http10_;
           http::write_response_head(reply, rview,
                                     {false, std::span{rextra}.first(say_connection ? 2 : 1),
-                                     unchunk ? std::span<const std::string_view>{framing_field}
-                                             : std::span<const std::string_view>{}});
+                                     std::span{framing_fields}.first(drop_framing)});
           head_sent = true;
           keep_after_ = keep;
           chunked_response_ = h->framing == http::body_framing::chunked && !unchunk;
@@ -1888,6 +1946,7 @@ http::server_response server::impl::admin_request(const http::server_request& r)
   if (r.method != "GET") {
     out.status = 405;
     out.content_type = "text/plain";
+    out.headers.push_back({"Allow", "GET"}); // RFC 9110 15.5.6: a 405 MUST say what is allowed
     out.body = "only GET\n";
     return out;
   }

@@ -34,6 +34,11 @@ namespace tether::testing {
 ///   /headers   200 with the request's header fields, one "name: value" line each
 ///   /slow      200 after 300 ms
 ///   /double    two responses to one request (a server out of step with its requests)
+///   /early-hints  103 Early Hints with a Link field, then 200 "ok"
+///   /switch    101 Switching Protocols, asked for or not, then nothing
+///   /no-content          204 with Transfer-Encoding: chunked (which a 204 must not have)
+///   /no-content-length   204 with Content-Length: 0 (which a 204 must not have either)
+///   /not-modified        304 with Transfer-Encoding: chunked and an ETag
 ///   anything   200 "ok"
 /// unless a fault is set, which takes over the next requests:
 ///   status     answers `status` (with Retry-After when set), keeps the connection
@@ -221,6 +226,23 @@ private:
           } else if (req.target == "/double") {
             reply = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none"
                     "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo";
+          } else if (req.target == "/early-hints") {
+            reply = "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+                    "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+          } else if (req.target == "/switch") {
+            const std::string switched = "HTTP/1.1 101 Switching Protocols\r\n"
+                                         "Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+            co_await asio::async_write(socket, asio::buffer(switched), tuple);
+            asio::steady_timer forever{socket.get_executor(), std::chrono::hours{1}};
+            co_await forever.async_wait(tuple);
+            co_return;
+          } else if (req.target == "/no-content") {
+            reply = "HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n";
+          } else if (req.target == "/no-content-length") {
+            reply = "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n";
+          } else if (req.target == "/not-modified") {
+            reply = "HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\n"
+                    "Transfer-Encoding: chunked\r\n\r\n";
           } else if (req.target == "/slow") {
             asio::steady_timer wait{socket.get_executor(), std::chrono::milliseconds{300}};
             co_await wait.async_wait(tuple);

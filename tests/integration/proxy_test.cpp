@@ -26,6 +26,7 @@
 
 #include "http_test_server.hpp"
 #include "nginx_server.hpp"
+#include "proxy_fixture.hpp"
 #include "tether/http/client.hpp"
 
 namespace tether::proxy {
@@ -35,96 +36,8 @@ using namespace std::chrono_literals;
 using testing::http_test_server;
 using fault = http_test_server::fault;
 using steady = std::chrono::steady_clock;
-
-/// Runs a shell command and returns its standard output. The child gets none of this process's
-/// other descriptors: a client started while a test server holds a connection must not keep that
-/// connection open after the server closes it (popen would pass them on: the test servers' Asio
-/// sockets are not close-on-exec; tether's own are, see a_child_process_inherits_none_...).
-/// With `inherit`, the child gets every descriptor not marked close-on-exec, as a plain fork
-/// and exec would pass them.
-std::string run(const std::string& command, bool inherit = false) {
-  int out_pipe[2];
-  if (::pipe2(out_pipe, O_CLOEXEC) != 0) {
-    return {};
-  }
-  const pid_t child = ::fork();
-  if (child == 0) {
-    ::dup2(out_pipe[1], 1);
-    if (!inherit) {
-      ::close_range(3, ~0U, 0);
-    }
-    ::execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
-  ::close(out_pipe[1]);
-  std::string out;
-  char buf[4096];
-  ssize_t n = 0;
-  while ((n = ::read(out_pipe[0], buf, sizeof buf)) > 0) {
-    out.append(buf, static_cast<std::size_t>(n));
-  }
-  ::close(out_pipe[0]);
-  int status = 0;
-  ::waitpid(child, &status, 0);
-  return out;
-}
-
-/// A proxy with one worker, a listener and an admin listener on kernel-chosen ports, and a
-/// cluster "backend" of the given endpoints; `/api/` routes to "backend", anything else too
-/// unless `api_only`.
-class proxy_fixture {
-public:
-  explicit proxy_fixture(const std::vector<std::uint16_t>& backends, const std::string& extra = "",
-                         bool api_only = false, const clock* resilience_clock = nullptr) {
-    std::string endpoints;
-    for (const auto p : backends) {
-      endpoints +=
-          (endpoints.empty() ? "" : ", ") + std::string{"\"127.0.0.1:"} + std::to_string(p) + "\"";
-    }
-    const std::string yaml = "workers: 1\n"
-                             "drain_timeout: 5s\n"
-                             "listeners: [{name: main, address: 127.0.0.1, port: 0}]\n"
-                             "admin: {address: 127.0.0.1, port: 0}\n"
-                             "routes:\n  - {path_prefix: " +
-                             std::string{api_only ? "/api/" : "/"} +
-                             ", cluster: backend}\n"
-                             "clusters:\n  - name: backend\n    endpoints: [" +
-                             endpoints + "]\n" + extra;
-    auto loaded = load_config(yaml, "test.yaml");
-    EXPECT_TRUE(loaded.value) << (loaded.errors.empty() ? "" : loaded.errors[0]);
-    server_ = resilience_clock != nullptr
-                  ? std::make_unique<server>(*loaded.value, *resilience_clock)
-                  : std::make_unique<server>(*loaded.value);
-    const auto ec = server_->start();
-    EXPECT_FALSE(ec) << ec.message();
-    port_ = server_->listener_ports().at(0);
-  }
-
-  [[nodiscard]] std::uint16_t port() const { return port_; }
-  [[nodiscard]] std::uint16_t admin_port() const { return server_->admin_port(); }
-  [[nodiscard]] std::string url(const std::string& path) const {
-    return "http://127.0.0.1:" + std::to_string(port_) + path;
-  }
-  server& get() { return *server_; }
-
-  /// Sends raw bytes, reads until the proxy closes (5 s bound).
-  std::string raw(const std::string& bytes) const {
-    asio::io_context io;
-    asio::ip::tcp::socket s{io};
-    s.connect({asio::ip::make_address("127.0.0.1"), port_});
-    timeval tv{5, 0};
-    ::setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    asio::write(s, asio::buffer(bytes));
-    std::string out;
-    std::error_code ec;
-    asio::read(s, asio::dynamic_buffer(out), ec);
-    return out;
-  }
-
-private:
-  std::unique_ptr<server> server_;
-  std::uint16_t port_ = 0;
-};
+using testing::proxy_fixture;
+using testing::run;
 
 /// The inodes of the sockets a child inherits when it execs without closing anything (as a
 /// health check script or any child a library user starts would).

@@ -21,11 +21,18 @@ enum class errc {
   content_length_with_transfer_encoding, ///< 400: both framing headers (request smuggling)
   invalid_content_length,                ///< 400: not a number, or several that differ
   invalid_transfer_encoding,             ///< 400: obfuscated, or chunked not last in a request
-  invalid_chunk,       ///< 400: bad chunk size (overflow, sign, underscore) or framing
-  invalid_status_line, ///< 502 (upstream): malformed status line
-  unexpected_eof,      ///< the peer closed in the middle of a message
-  data_after_close,    ///< 400: bytes after a message that closes the connection
-  malformed,           ///< 400: any other violation of HTTP/1.1 syntax
+  invalid_chunk,         ///< 400: bad chunk size (overflow, sign, underscore) or framing
+  invalid_status_line,   ///< 502 (upstream): malformed status line
+  unexpected_eof,        ///< the peer closed in the middle of a message
+  data_after_close,      ///< 400: bytes after a message that closes the connection
+  malformed,             ///< 400: any other violation of HTTP/1.1 syntax
+  invalid_target,        ///< 400: a control byte or space in the request-target, or a wrong form
+  version_not_supported, ///< 505: HTTP/2 or later on an HTTP/1.1 connection
+  unsupported_transfer_coding, ///< 501: a request body in a coding besides chunked (gzip, chunked)
+  missing_host,                ///< 400: an HTTP/1.1 request without Host (RFC 9112 3.2)
+  duplicate_host,              ///< 400: more than one Host field
+  invalid_host,                ///< 400: a Host that is not uri-host [":" port]
+  host_mismatch,               ///< 400: Host disagrees with an absolute-form target's authority
 };
 
 /// The category of tether::http::errc; its name is "tether.http".
@@ -35,7 +42,7 @@ enum class errc {
   return {static_cast<int>(e), error_category()};
 }
 
-/// The status a server answers a request rejected for `e` with (400, 413, 414, 431, 501).
+/// The status a server answers a request rejected for `e` with (400, 413, 414, 431, 501, 505).
 [[nodiscard]] int status_of(errc e) noexcept;
 
 } // namespace tether::http

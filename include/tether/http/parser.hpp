@@ -95,6 +95,11 @@ public:
   /// For responses: the next response answers a HEAD request (so it has no body).
   void expect_head_response() noexcept { head_response_ = true; }
 
+  /// For requests: whether a request with Upgrade starts a tunnel after it (the default), or is
+  /// an ordinary request whose Upgrade a server that does not switch protocols ignores (RFC
+  /// 9110 7.8), the connection going on with the next request. CONNECT always starts one.
+  void tunnel_upgrades(bool tunnel) noexcept;
+
   [[nodiscard]] std::error_code error() const noexcept { return error_; }
   /// True between messages (nothing of a message read yet).
   [[nodiscard]] bool idle() const noexcept;

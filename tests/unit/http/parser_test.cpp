@@ -150,7 +150,10 @@ TEST(http_parser, refuses_what_lets_one_request_hide_in_another) {
       {"GET / HTTP/1.1\nHost: a\r\n\r\n", errc::bare_line_ending},
       {"GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n", errc::bare_line_ending},
       {"GET  / HTTP/1.1\r\n\r\n", errc::bad_request_line},
-      {"GET / HTTP/1.2\r\n\r\n", errc::bad_request_line},
+      {"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+       errc::unsupported_transfer_coding},
+      {"GET /a\tb HTTP/1.1\r\n\r\n", errc::invalid_target},
+      {"GET /a\fb HTTP/1.1\r\n\r\n", errc::invalid_target},
       {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n", errc::invalid_chunk},
       {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1_0\r\n", errc::invalid_chunk},
       {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5 \r\nhello\r\n", errc::invalid_chunk},
@@ -163,6 +166,73 @@ TEST(http_parser, refuses_what_lets_one_request_hide_in_another) {
   // The NUL case needs its length spelled out.
   const std::string with_nul{"GET / HTTP/1.1\r\nHost: a\0z\r\n\r\n", 29};
   EXPECT_EQ(request_error(with_nul), make_error_code(errc::invalid_header));
+}
+
+TEST(http_parser, reads_a_higher_minor_version_as_1_1_and_refuses_other_majors) {
+  // RFC 9110 2.5: a higher minor version is processed as the highest one implemented.
+  parser p{parser::kind::request};
+  std::vector<int> minors;
+  struct versions final : parser_handler {
+    std::vector<int>* minors;
+    void on_head(const message_head& h) override { minors->push_back(h.version_minor); }
+    void on_body(std::string_view) override {}
+    void on_message_complete() override {}
+  } v;
+  v.minors = &minors;
+  p.feed("GET / HTTP/1.2\r\n\r\nGET / HTTP/1.9\r\n\r\n", v);
+  EXPECT_FALSE(p.error());
+  EXPECT_EQ(minors, (std::vector<int>{1, 1}));
+  EXPECT_EQ(request_error("GET / HTTP/2.0\r\n\r\n"), make_error_code(errc::version_not_supported));
+  EXPECT_EQ(status_of(errc::version_not_supported), 505);
+  EXPECT_EQ(request_error("GET / HTTP/0.9\r\n\r\n"), make_error_code(errc::bad_request_line));
+}
+
+TEST(http_parser, refuses_an_http09_request_line_at_its_end) {
+  // "GET /" and CRLF: http-parser would wait for header lines until the header timeout.
+  EXPECT_EQ(request_error("GET /\r\n"), make_error_code(errc::bad_request_line));
+  EXPECT_EQ(request_error("GET /\r"), make_error_code(errc::bad_request_line));
+  parser p{parser::kind::request};
+  recorder r;
+  EXPECT_EQ(parse(p, r, "GET /\r\n", 1), make_error_code(errc::bad_request_line));
+}
+
+TEST(http_parser, a_transfer_coding_besides_chunked_is_not_implemented) {
+  EXPECT_EQ(request_error("POST / HTTP/1.1\r\nTransfer-Encoding: deflate\r\n"
+                          "Transfer-Encoding: chunked\r\n\r\n"),
+            make_error_code(errc::unsupported_transfer_coding));
+  EXPECT_EQ(status_of(errc::unsupported_transfer_coding), 501);
+  // A response's codings are passed on: the parser takes them.
+  parser p{parser::kind::response};
+  recorder r;
+  EXPECT_FALSE(parse(p, r,
+                     "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+                     "1\r\nx\r\n0\r\n\r\n"));
+  EXPECT_EQ(r.messages.at(0).body, "x");
+}
+
+TEST(http_parser, an_upgrade_it_does_not_tunnel_is_an_ordinary_request) {
+  const std::string two = "GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                          "Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n"
+                          "GET /next HTTP/1.1\r\nHost: a\r\n\r\n";
+  parser ignoring{parser::kind::request};
+  ignoring.tunnel_upgrades(false);
+  recorder r;
+  EXPECT_FALSE(parse(ignoring, r, two));
+  EXPECT_FALSE(ignoring.upgraded());
+  ASSERT_EQ(r.messages.size(), 2U);
+  EXPECT_EQ(r.messages[1].target, "/next");
+  // By default the bytes after an Upgrade request are the tunnel's.
+  parser tunneling{parser::kind::request};
+  recorder t;
+  EXPECT_FALSE(parse(tunneling, t, two));
+  EXPECT_TRUE(tunneling.upgraded());
+  EXPECT_EQ(t.messages.size(), 1U);
+  // CONNECT is a tunnel either way.
+  parser connect{parser::kind::request};
+  connect.tunnel_upgrades(false);
+  recorder c;
+  EXPECT_FALSE(parse(connect, c, "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\nbytes"));
+  EXPECT_TRUE(connect.upgraded());
 }
 
 TEST(http_parser, the_end_of_a_chunked_body_cannot_hide_a_request) {

@@ -1,0 +1,235 @@
+// RFC 9112 and RFC 9110 as tether proxy applies them to what it reads and forwards: each MUST a
+// proxy can check, with its section, against raw requests, curl, and tether's test server
+// behind (docs/proxy.md lists them). Under ASan+UBSan and TSan as well.
+#include "tether/proxy/server.hpp"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "http_test_server.hpp"
+#include "proxy_fixture.hpp"
+
+namespace tether::proxy {
+namespace {
+
+using testing::http_test_server;
+using testing::proxy_fixture;
+using testing::run;
+
+bool starts_with(const std::string& s, const std::string& prefix) {
+  return s.rfind(prefix, 0) == 0;
+}
+
+// The head of the response that begins `text` (up to its blank line).
+std::string head_of(const std::string& text) {
+  return text.substr(0, text.find("\r\n\r\n") + 2);
+}
+
+// RFC 9112 3.2: "A server MUST respond with a 400 (Bad Request) status code to any HTTP/1.1
+// request message that lacks a Host header field and to any request message that contains
+// more than one Host header field line or a Host header field with an invalid field value."
+TEST(proxy_rfc9112, host_rules_3_2) {
+  http_test_server backend;
+  proxy_fixture proxy{{backend.port()}};
+  const std::string bad_hosts[] = {
+      "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", // two Host fields
+      "GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n", // two, even equal, even in 1.0
+      "GET / HTTP/1.1\r\nAccept: */*\r\n\r\n",        // HTTP/1.1 without Host
+      "GET / HTTP/1.1\r\nHost: \r\n\r\n",             // empty
+      "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",          // not host[:port]
+      "GET / HTTP/1.1\r\nHost: user@a\r\n\r\n",       // userinfo
+      "GET / HTTP/1.1\r\nHost: a:http\r\n\r\n",       // bad port
+      "GET / HTTP/1.1\r\nHost: a:65536\r\n\r\n",      // port out of range
+      "GET / HTTP/1.1\r\nHost: a b\r\n\r\n",          // space
+  };
+  for (const auto& request : bad_hosts) {
+    const auto out = proxy.raw(request);
+    EXPECT_TRUE(starts_with(out, "HTTP/1.1 400 Bad Request\r\n")) << request << "\n" << out;
+    EXPECT_NE(out.find("Host"), std::string::npos) << out; // the reason names the field
+  }
+  EXPECT_EQ(backend.requests(), 0);
+}
+
+// RFC 9112 3.2: HTTP/1.0 may omit Host, but an HTTP/1.1 request (what goes upstream) must have
+// one: the upstream's host and port are used, as nginx's proxy_pass does.
+TEST(proxy_rfc9112, an_http10_request_without_host_goes_upstream_with_one) {
+  http_test_server backend;
+  proxy_fixture proxy{{backend.port()}};
+  const auto out = proxy.raw("GET /headers HTTP/1.0\r\n\r\n");
+  EXPECT_TRUE(starts_with(out, "HTTP/1.1 200 OK\r\n")) << out;
+  EXPECT_NE(out.find("Host: 127.0.0.1:" + std::to_string(backend.port()) + "\n"), std::string::npos)
+      << out;
+}
+
+// RFC 9112 3.2.2: "a server MUST accept the absolute-form in requests"; "A proxy that forwards
+// such a request MUST generate a new Host field value based on the received request-target
+// rather than forward the received Host field value." RFC 9112 3.2.1: toward an origin server
+// the target goes in origin-form. tether routes on the target's authority, and refuses a Host
+// naming another host (stricter than the RFC: see docs/proxy.md).
+TEST(proxy_rfc9112, absolute_form_is_routed_on_its_authority_3_2_2) {
+  http_test_server backend;
+  const auto yaml = "workers: 1\n"
+                    "listeners: [{name: main, address: 127.0.0.1, port: 0}]\n"
+                    "admin: {address: 127.0.0.1, port: 0}\n"
+                    "routes: [{host: api.example, path_prefix: /, cluster: backend}]\n"
+                    "clusters: [{name: backend, endpoints: [\"127.0.0.1:" +
+                    std::to_string(backend.port()) + "\"]}]\n";
+  proxy_fixture proxy{yaml, nullptr};
+  auto out = proxy.raw("GET http://api.example/headers HTTP/1.1\r\nHost: api.example\r\n"
+                       "Connection: close\r\n\r\n");
+  EXPECT_TRUE(starts_with(out, "HTTP/1.1 200 OK\r\n")) << out;
+  EXPECT_NE(out.find("Host: api.example\n"), std::string::npos) << out;
+  EXPECT_EQ(backend.requests_to("/headers"), 1); // origin-form upstream
+
+  // Case and the default port do not make another authority; no path is "/".
+  out = proxy.raw("GET HTTP://API.Example:80 HTTP/1.1\r\nHost: api.example\r\n"
+                  "Connection: close\r\n\r\n");
+  EXPECT_TRUE(starts_with(out, "HTTP/1.1 200 OK\r\n")) << out;
+  EXPECT_EQ(backend.requests_to("/"), 1);
+
+  // Routed on the authority, not on the Host: a Host naming another host is refused.
+  out = proxy.raw("GET http://api.example/ HTTP/1.1\r\nHost: admin.internal\r\n\r\n");
+  EXPECT_TRUE(starts_with(out, "HTTP/1.1 400 Bad Request\r\n")) << out;
+  // Origin-form with a host no route has: 404.
+  out = proxy.raw("GET / HTTP/1.1\r\nHost: other.example\r\nConnection: close\r\n\r\n");
+  EXPECT_TRUE(starts_with(out, "HTTP/1.1 404 Not Found\r\n")) << out;
+  // userinfo in the target (RFC 9110 4.2.4), another scheme, a target that is no form at all.
+  for (const std::string target : {"http://user@api.example/", "ftp://api.example/", "relative"}) {
+    out = proxy.raw("GET " + target + " HTTP/1.1\r\nHost: api.example\r\n\r\n");
+    EXPECT_TRUE(starts_with(out, "HTTP/1.1 400 Bad Request\r\n")) << target << ": " << out;
+  }
+  EXPECT_EQ(backend.requests(), 2);
+}
+
+// RFC 9112 3.2.4: the asterisk-form is for OPTIONS only, and is forwarded as is.
+TEST(proxy_rfc9112, options_asterisk_is_forwarded_3_2_4) {
+  http_test_server backend;
+  proxy_fixture proxy{{backend.port()}};
+  auto out = proxy.raw("OPTIONS * HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  EXPECT_TRUE(starts_with(out, "HTTP/1.1 200 OK\r\n")) << out;
+  EXPECT_EQ(backend.requests_to("*"), 1);
+  out = proxy.raw("GET * HTTP/1.1\r\nHost: a\r\n\r\n");
+  EXPECT_TRUE(starts_with(out, "HTTP/1.1 400 Bad Request\r\n")) << out;
+  EXPECT_EQ(backend.requests(), 1);
+}
+
+// RFC 9112 3: the request line. A request-target holds no whitespace or control byte (3.2);
+// HTTP/0.9's line without a version is refused at once, not after the header timeout; a higher
+// HTTP/1 minor version is read as 1.1 (RFC 9110 2.5); HTTP/2 on this connection is 505.
+TEST(proxy_rfc9112, request_line_3) {
+  http_test_server backend;
+  proxy_fixture proxy{{backend.port()}};
+  for (const std::string bad : {"GET /a\tb HTTP/1.1\r\nHost: a\r\n\r\n",
+                                "GET /a\fb HTTP/1.1\r\nHost: a\r\n\r\n", "GET /\r\n"}) {
+    const auto out = proxy.raw(bad);
+    EXPECT_TRUE(starts_with(out, "HTTP/1.1 400 Bad Request\r\n")) << out;
+  }
+  auto out = proxy.raw("GET /v HTTP/1.2\r\nHost: a\r\nConnection: close\r\n\r\n");
+  EXPECT_TRUE(starts_with(out, "HTTP/1.1 200 OK\r\n")) << out;
+  EXPECT_EQ(backend.requests_to("/v"), 1);
+  out = proxy.raw("GET / HTTP/2.0\r\nHost: a\r\n\r\n");
+  EXPECT_TRUE(starts_with(out, "HTTP/1.1 505 HTTP Version Not Supported\r\n")) << out;
+  EXPECT_EQ(backend.requests(), 1);
+}
+
+// RFC 9112 6.1: "A server that receives a request message with a transfer coding it does not
+// understand SHOULD respond with 501 (Not Implemented)."
+TEST(proxy_rfc9112, a_transfer_coding_besides_chunked_is_501_6_1) {
+  http_test_server backend;
+  proxy_fixture proxy{{backend.port()}};
+  const auto out = proxy.raw("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n"
+                             "\r\n1\r\nx\r\n0\r\n\r\n");
+  EXPECT_TRUE(starts_with(out, "HTTP/1.1 501 Not Implemented\r\n")) << out;
+  EXPECT_EQ(backend.requests(), 0);
+}
+
+// RFC 9110 7.8: "A server MAY ignore a received Upgrade header field if it wishes to continue
+// using the current protocol on that connection." Until tether tunnels, it does: curl --http2
+// (h2c upgrade) and a WebSocket upgrade are answered over HTTP/1.1, and neither the Upgrade nor
+// what Connection names goes upstream (7.6.1). CONNECT is 501.
+TEST(proxy_rfc9110, an_upgrade_it_does_not_do_is_ignored_7_8) {
+  http_test_server backend;
+  proxy_fixture proxy{{backend.port()}};
+  const auto out = run("curl -sS --max-time 5 --http2 -w ' %{http_code} %{http_version}' " +
+                       proxy.url("/headers"));
+  EXPECT_NE(out.find(" 200 1.1"), std::string::npos) << out;
+  EXPECT_EQ(out.find("Upgrade"), std::string::npos) << out;
+  EXPECT_EQ(out.find("HTTP2-Settings"), std::string::npos) << out;
+
+  const auto ws = proxy.raw("GET /headers HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\n"
+                            "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                            "GET /after HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  EXPECT_TRUE(starts_with(ws, "HTTP/1.1 200 OK\r\n")) << ws;
+  EXPECT_EQ(ws.find("websocket"), std::string::npos) << ws;
+  EXPECT_EQ(backend.requests_to("/after"), 1) << "the bytes after it are the next request";
+
+  const auto connect =
+      proxy.raw("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n");
+  EXPECT_TRUE(starts_with(connect, "HTTP/1.1 501 Not Implemented\r\n")) << connect;
+}
+
+// RFC 9110 15.2: "A proxy MUST forward 1xx responses unless the proxy itself requested the
+// generation of the 1xx response", and "A server MUST NOT send a 1xx response to an HTTP/1.0
+// client". A 101 the request did not ask for is the upstream out of step: 502 at once.
+TEST(proxy_rfc9110, interim_responses_are_forwarded_15_2) {
+  http_test_server backend;
+  proxy_fixture proxy{{backend.port()}};
+  auto out = proxy.raw("GET /early-hints HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  EXPECT_TRUE(starts_with(out, "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n"))
+      << out;
+  EXPECT_NE(out.find("\r\n\r\nHTTP/1.1 200 OK\r\n"), std::string::npos) << out;
+  EXPECT_TRUE(out.ends_with("\r\n\r\nok")) << out;
+
+  out = proxy.raw("GET /early-hints HTTP/1.0\r\nHost: a\r\n\r\n");
+  EXPECT_TRUE(starts_with(out, "HTTP/1.1 200 OK\r\n")) << out;
+  EXPECT_EQ(out.find("103"), std::string::npos) << out;
+
+  out = proxy.raw("GET /switch HTTP/1.1\r\nHost: a\r\n\r\n");
+  EXPECT_TRUE(starts_with(out, "HTTP/1.1 502 Bad Gateway\r\n")) << out;
+  EXPECT_NE(out.find("101"), std::string::npos) << out;
+}
+
+// RFC 9110 8.6: "A server MUST NOT send a Content-Length header field in any response with a
+// status code of 1xx (Informational) or 204 (No Content)." RFC 9112 6.1: "A server MUST NOT
+// send a Transfer-Encoding header field in any response with a status code of 1xx
+// (Informational) or 204 (No Content)"; a 304 has no body, so no Transfer-Encoding either.
+// A proxy forwarding one as received would pass the upstream's mistake on.
+TEST(proxy_rfc9110, a_204_or_304_goes_without_framing_fields_8_6) {
+  http_test_server backend;
+  proxy_fixture proxy{{backend.port()}};
+  const auto out = proxy.raw("GET /no-content HTTP/1.1\r\nHost: a\r\n\r\n"
+                             "GET /no-content-length HTTP/1.1\r\nHost: a\r\n\r\n"
+                             "GET /not-modified HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  std::vector<std::string> heads;
+  for (auto at = out.find("HTTP/1.1 "); at != std::string::npos;
+       at = out.find("HTTP/1.1 ", at + 1)) {
+    heads.push_back(head_of(out.substr(at)));
+  }
+  ASSERT_EQ(heads.size(), 3U) << out;
+  EXPECT_TRUE(starts_with(heads[0], "HTTP/1.1 204")) << heads[0];
+  EXPECT_TRUE(starts_with(heads[1], "HTTP/1.1 204")) << heads[1];
+  EXPECT_TRUE(starts_with(heads[2], "HTTP/1.1 304")) << heads[2];
+  for (const auto& head : heads) {
+    EXPECT_EQ(head.find("Transfer-Encoding"), std::string::npos) << head;
+  }
+  EXPECT_EQ(heads[0].find("Content-Length"), std::string::npos) << heads[0];
+  EXPECT_EQ(heads[1].find("Content-Length"), std::string::npos) << heads[1];
+  EXPECT_NE(heads[2].find("ETag: \"v1\""), std::string::npos) << heads[2];
+}
+
+// RFC 9110 15.5.6: "The origin server MUST generate an Allow header field in a 405 response
+// containing a list of the target resource's currently supported methods."
+TEST(proxy_rfc9110, the_admin_listener_405_says_allow_15_5_6) {
+  http_test_server backend;
+  proxy_fixture proxy{{backend.port()}};
+  const auto out = testing::raw_exchange(
+      proxy.admin_port(), "POST /metrics HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n"
+                          "Connection: close\r\n\r\n");
+  EXPECT_TRUE(starts_with(out, "HTTP/1.1 405 Method Not Allowed\r\n")) << out;
+  EXPECT_NE(head_of(out).find("Allow: GET\r\n"), std::string::npos) << out;
+}
+
+} // namespace
+} // namespace tether::proxy
