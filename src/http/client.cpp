@@ -744,10 +744,9 @@ asio::awaitable<client_result> client::request_here(request r) {
 
     const auto now = clock_.now();
     if (h.breaker) {
-      const bool failed =
-          outcome.result != resilience::attempt_result::http_status || outcome.status >= 500;
-      failed ? h.breaker->on_failure(permission, now - attempt_start)
-             : h.breaker->on_success(permission, now - attempt_start);
+      resilience::is_breaker_failure(outcome, options_.breaker->failures)
+          ? h.breaker->on_failure(permission, now - attempt_start)
+          : h.breaker->on_success(permission, now - attempt_start);
     }
     if (error.category() == error_category()) {
       // A malformed response: the server is broken in a way a retry will not mend.

@@ -365,10 +365,10 @@ void read_resilience(reader& r, const YAML::Node& n, cluster_config& c, const st
     if (reader::is_off(v)) {
       c.breaker.enabled = false;
     } else if (r.is_map(v, what + " (or off)")) {
-      r.known_keys(
-          v,
-          {"failure_rate_threshold", "window", "minimum_calls", "wait_in_open", "half_open_calls"},
-          what);
+      r.known_keys(v,
+                   {"failure_rate_threshold", "window", "minimum_calls", "wait_in_open",
+                    "half_open_calls", "failures"},
+                   what);
       auto& o = c.breaker.options;
       double threshold = o.failure_rate_threshold;
       r.number(v, "failure_rate_threshold", threshold, 1.0, 100.0, what);
@@ -377,6 +377,17 @@ void read_resilience(reader& r, const YAML::Node& n, cluster_config& c, const st
       r.integer(v, "minimum_calls", o.minimum_calls, 1, 100000, what);
       r.duration(v, "wait_in_open", o.wait_in_open, what);
       r.integer(v, "half_open_calls", o.permitted_calls_in_half_open, 1, 100000, what);
+      if (const auto f = v["failures"]) {
+        const auto name = f.IsScalar() ? f.Scalar() : std::string{};
+        if (name == "gateway-error") {
+          o.failures = resilience::breaker_failures::gateway_errors;
+        } else if (name == "5xx") {
+          o.failures = resilience::breaker_failures::all_5xx;
+        } else {
+          r.error(f, what + ".failures must be gateway-error (connect failures, resets, timeouts, "
+                            "502-504: the default) or 5xx (every 5xx, 500 included)");
+        }
+      }
       try {
         o.validate();
       } catch (const std::invalid_argument& e) {
@@ -497,7 +508,35 @@ void read_cluster(reader& r, const YAML::Node& n, cluster_config& c, const std::
   c.retry.policy.overall_timeout = c.request_timeout;
 }
 
+// yaml-cpp keeps every pair of a mapping but looks a key up by its first: a key written twice
+// would silently lose its second value. YAML forbids it (1.2, 3.2.1.1); every one is an error.
+void check_unique_keys(reader& r, const YAML::Node& n) {
+  if (n.IsMap()) {
+    std::vector<std::pair<std::string, YAML::Mark>> seen;
+    for (auto it = n.begin(); it != n.end(); ++it) {
+      if (it->first.IsScalar()) {
+        const auto& key = it->first.Scalar();
+        const auto first =
+            std::find_if(seen.begin(), seen.end(), [&](const auto& s) { return s.first == key; });
+        if (first != seen.end()) {
+          r.error(it->first, "duplicate key '" + key + "' (first at line " +
+                                 std::to_string(first->second.line + 1) +
+                                 "); each key may appear once in a mapping");
+        } else {
+          seen.emplace_back(key, it->first.Mark());
+        }
+      }
+      check_unique_keys(r, it->second);
+    }
+  } else if (n.IsSequence()) {
+    for (const auto& item : n) {
+      check_unique_keys(r, item);
+    }
+  }
+}
+
 void read_config(reader& r, const YAML::Node& root, config& c) {
+  check_unique_keys(r, root);
   if (!r.is_map(root, "the configuration")) {
     return;
   }
@@ -781,12 +820,16 @@ std::string to_json(const config& c) {
                                {"max_requests", cl.limits.max_requests},
                                {"max_retries", cl.limits.max_retries}};
     const auto& b = cl.breaker.options;
-    out["breaker"] = cl.breaker.enabled ? json{{"failure_rate_threshold", b.failure_rate_threshold},
-                                               {"window", b.window_size},
-                                               {"minimum_calls", b.minimum_calls},
-                                               {"wait_in_open_ms", ms(b.wait_in_open)},
-                                               {"half_open_calls", b.permitted_calls_in_half_open}}
-                                        : json("off");
+    out["breaker"] =
+        cl.breaker.enabled
+            ? json{{"failure_rate_threshold", b.failure_rate_threshold},
+                   {"window", b.window_size},
+                   {"minimum_calls", b.minimum_calls},
+                   {"wait_in_open_ms", ms(b.wait_in_open)},
+                   {"half_open_calls", b.permitted_calls_in_half_open},
+                   {"failures",
+                    b.failures == resilience::breaker_failures::all_5xx ? "5xx" : "gateway-error"}}
+            : json("off");
     if (const auto& o = cl.outlier_detection) {
       out["outlier_detection"] = {{"consecutive_5xx", o->consecutive_5xx},
                                   {"consecutive_gateway_failure", o->consecutive_gateway_failure},

@@ -55,8 +55,9 @@ struct endpoint_counters {
   std::atomic<std::uint64_t> failures{0}; // connect failures, resets, timeouts, 5xx
   // Resilience state of the host, shared by every worker.
   std::unique_ptr<resilience::circuit_breaker> breaker; // null: breaker off
-  std::shared_ptr<resilience::outlier_host> outlier;    // null: outlier detection off
-  std::atomic<bool> healthy{true};                      // the active health check's verdict
+  resilience::breaker_failures breaker_failures = resilience::breaker_failures::gateway_errors;
+  std::shared_ptr<resilience::outlier_host> outlier; // null: outlier detection off
+  std::atomic<bool> healthy{true};                   // the active health check's verdict
   std::atomic<bool> checked{true}; // false until a health-checked host's first verdict
   prometheus::Counter* attempts = nullptr;
   prometheus::Counter* checks_passed = nullptr;
@@ -849,15 +850,15 @@ private:
   void report(cluster_counters& cc, std::size_t host, resilience::circuit_breaker::permission p,
               const resilience::attempt_outcome& outcome, steady::time_point attempt_start) {
     auto& h = *cc.endpoints[host];
-    const bool failed = outcome.is_5xx();
-    if (failed) {
+    if (outcome.is_5xx()) {
       ++h.failures;
     }
     if (h.breaker) {
       // The coarse clock is precise enough for a breaker's slow-call rule and costs less.
       const auto took = std::max(clock::duration::zero(),
                                  coarse_monotonic_clock::instance().now() - attempt_start);
-      failed ? h.breaker->on_failure(p, took) : h.breaker->on_success(p, took);
+      resilience::is_breaker_failure(outcome, h.breaker_failures) ? h.breaker->on_failure(p, took)
+                                                                  : h.breaker->on_success(p, took);
     }
     if (h.outlier && cc.detector->report(*h.outlier, outcome)) {
       h.ejections->Increment();
@@ -1871,6 +1872,7 @@ void server::impl::register_metrics() {
       if (c.breaker.enabled) {
         ep->breaker = std::make_unique<resilience::circuit_breaker>(c.name + "/" + ep->name,
                                                                     c.breaker.options, rclock);
+        ep->breaker_failures = c.breaker.options.failures;
         cc.series.watch(reg, *ep->breaker, hl);
       }
       if (cc.detector) {

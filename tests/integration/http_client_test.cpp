@@ -332,9 +332,34 @@ TEST(http_client, the_retry_budget_caps_retries) {
       << text;
 }
 
-TEST(http_client, the_breaker_opens_fails_fast_half_opens_and_closes) {
+TEST(http_client, a_500_is_not_a_breaker_failure_unless_asked) {
+  // A 500 is most often about the request, not the host (resilience::breaker_failures).
   http_test_server server;
   server.set_fault(fault::status, -1, 500);
+  manual_clock clock;
+  auto options = fast_retries(retry_on::none, 1);
+  resilience::circuit_breaker_options breaker;
+  breaker.window_size = 4;
+  breaker.minimum_calls = 4;
+  options.breaker = breaker;
+  client_fixture c{options, nullptr, clock};
+  for (int i = 0; i < 6; ++i) {
+    EXPECT_EQ(c.get(server.port(), "/").response.status, 500);
+  }
+  EXPECT_EQ(c.stats(server.port()).breaker, resilience::breaker_state::closed);
+
+  breaker.failures = resilience::breaker_failures::all_5xx;
+  options.breaker = breaker;
+  client_fixture counting{options, nullptr, clock};
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(counting.get(server.port(), "/").response.status, 500);
+  }
+  EXPECT_EQ(counting.stats(server.port()).breaker, resilience::breaker_state::open);
+}
+
+TEST(http_client, the_breaker_opens_fails_fast_half_opens_and_closes) {
+  http_test_server server;
+  server.set_fault(fault::status, -1, 503);
   manual_clock clock;
   auto options = fast_retries(retry_on::none, 1);
   resilience::circuit_breaker_options breaker;
@@ -346,7 +371,7 @@ TEST(http_client, the_breaker_opens_fails_fast_half_opens_and_closes) {
   metrics::registry registry;
   client_fixture c{options, &registry, clock};
   for (int i = 0; i < 4; ++i) {
-    EXPECT_EQ(c.get(server.port(), "/").response.status, 500);
+    EXPECT_EQ(c.get(server.port(), "/").response.status, 503);
   }
   EXPECT_EQ(c.stats(server.port()).breaker, resilience::breaker_state::open);
   auto refused = c.get(server.port(), "/");

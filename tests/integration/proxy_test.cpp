@@ -570,9 +570,9 @@ TEST(proxy_resilience, a_breaker_opens_half_opens_and_closes_as_configured) {
   const std::string state = "tether_breaker_state{cluster=\"backend\",endpoint=\"127.0.0.1:" +
                             std::to_string(backend.port()) + "\",state=";
   EXPECT_EQ(metric(proxy, state + "\"closed\"}"), 1);
-  backend.set_fault(fault::status, 4, 500);
+  backend.set_fault(fault::status, 4, 503);
   for (int i = 0; i < 4; ++i) {
-    EXPECT_EQ(status_of(proxy.url("/")), "HTTP/1.1 500 Failing On Purpose");
+    EXPECT_EQ(status_of(proxy.url("/")), "HTTP/1.1 503 Failing On Purpose");
   }
   EXPECT_EQ(metric(proxy, state + "\"open\"}"), 1);
   // Open: refused at once with a reason, costing the backend nothing.
@@ -587,6 +587,31 @@ TEST(proxy_resilience, a_breaker_opens_half_opens_and_closes_as_configured) {
   EXPECT_EQ(status_of(proxy.url("/")), "HTTP/1.1 200 OK");
   EXPECT_EQ(metric(proxy, state + "\"closed\"}"), 1);
   EXPECT_EQ(backend.requests(), 6);
+}
+
+TEST(proxy_resilience, one_client_hitting_a_url_that_answers_500_does_not_open_the_breaker) {
+  // A 500 is most often about the request: by default the breaker counts what says the host is
+  // sick (connect failures, resets, timeouts, 502-504), so one client's requests to a broken URL
+  // do not take the host from everyone. `failures: 5xx` counts it on purpose.
+  http_test_server backend;
+  proxy_fixture proxy{{backend.port()}};
+  const std::string state = "tether_breaker_state{cluster=\"backend\",endpoint=\"127.0.0.1:" +
+                            std::to_string(backend.port()) + "\",state=";
+  backend.set_fault(fault::status, 30, 500);
+  for (int i = 0; i < 30; ++i) {
+    ASSERT_EQ(status_of(proxy.url("/broken")), "HTTP/1.1 500 Failing On Purpose") << i;
+  }
+  EXPECT_EQ(metric(proxy, state + "\"closed\"}"), 1);
+  EXPECT_EQ(status_of(proxy.url("/fine")), "HTTP/1.1 200 OK");
+
+  http_test_server counted;
+  proxy_fixture opted_in{{counted.port()}, "    breaker: {failures: 5xx}\n"};
+  counted.set_fault(fault::status, 30, 500);
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_EQ(status_of(opted_in.url("/broken")), "HTTP/1.1 500 Failing On Purpose") << i;
+  }
+  EXPECT_EQ(status_of(opted_in.url("/fine")),
+            "HTTP/1.1 503 Service Unavailable (circuit breaker open for every host)");
 }
 
 TEST(proxy_resilience, outlier_detection_ejects_a_failing_host) {

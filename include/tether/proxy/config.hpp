@@ -55,7 +55,9 @@ struct route_config {
 
 /// A failure-rate breaker per upstream host (resilience4j's semantics): a host failing at least
 /// `failure_rate_threshold` percent of its recent attempts gets no requests for `wait_in_open`,
-/// then a few trial requests decide. Failures: connect errors, resets, timeouts, 5xx.
+/// then a few trial requests decide. Failures: connect errors, resets, timeouts, 502, 503 and 504
+/// (options.failures: `5xx` counts 500 and the rest too; a 500 is most often about the request,
+/// and one client's requests to a broken URL must not take a healthy host from everyone).
 struct host_breaker_config {
   bool enabled = true;
   resilience::circuit_breaker_options options = defaults();

@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "tether/core/clock.hpp"
+#include "tether/resilience/outcome.hpp"
 #include "tether/resilience/sliding_window.hpp"
 
 namespace tether::resilience {
@@ -51,6 +52,8 @@ struct circuit_breaker_options {
   clock::duration max_wait_in_open = 0s; ///< cap on the growing wait; 0: no cap
   std::uint32_t permitted_calls_in_half_open = 10;
   clock::duration max_wait_in_half_open = 0s; ///< > 0: reopen if trials take longer; 0: wait
+  /// What the breaker's callers record as a failure (see is_breaker_failure).
+  breaker_failures failures = breaker_failures::gateway_errors;
 
   /// Throws std::invalid_argument naming the field when a value is out of range.
   void validate() const;

@@ -53,6 +53,21 @@ struct attempt_outcome {
   }
 };
 
+/// Which outcomes a circuit breaker records as failures of the host (resilience4j's
+/// recordResult). A 500 is most often about the request (a bug its input hits), not the host: a
+/// breaker that counts it lets one client's requests to one broken URL take a healthy host away
+/// from everyone. So the default counts only what says the host itself is in trouble.
+enum class breaker_failures : std::uint8_t {
+  gateway_errors, ///< connect failures, resets, timeouts, 502, 503, 504 (the default)
+  all_5xx,        ///< those and every other 5xx, 500 included
+};
+
+/// Whether `outcome` is a failure under `rule`.
+[[nodiscard]] inline bool is_breaker_failure(const attempt_outcome& outcome,
+                                             breaker_failures rule) noexcept {
+  return rule == breaker_failures::all_5xx ? outcome.is_5xx() : outcome.is_gateway_error();
+}
+
 /// A short lower-case name of the result ("connect_failure", ...), for logs and metric labels.
 [[nodiscard]] std::string_view to_string(attempt_result result) noexcept;
 

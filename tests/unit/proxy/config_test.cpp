@@ -192,6 +192,33 @@ TEST(proxy_config, syntax_errors_and_missing_sections_are_located) {
   EXPECT_TRUE(has(unreadable, "/nonexistent/tether.yaml: cannot be read"));
 }
 
+TEST(proxy_config, a_key_written_twice_is_an_error_not_a_silent_choice) {
+  const auto r = load_config(R"(workers: 1
+listeners: [{name: a, address: 127.0.0.1, port: 8080, port: 9090}]
+routes: [{path_prefix: /, cluster: web}]
+clusters:
+  - name: web
+    endpoints: ["10.0.0.1:80"]
+    request_timeout: 5s
+    request_timeout: 50s
+workers: 4
+)",
+                             "dup.yaml");
+  EXPECT_FALSE(r.value);
+  const char* expected[] = {
+      "dup.yaml:2:55: duplicate key 'port' (first at line 2); each key may appear once in a "
+      "mapping",
+      "dup.yaml:8:5: duplicate key 'request_timeout' (first at line 7); each key may appear once "
+      "in a mapping",
+      "dup.yaml:9:1: duplicate key 'workers' (first at line 1); each key may appear once in a "
+      "mapping",
+  };
+  for (const char* e : expected) {
+    EXPECT_TRUE(has(r, e)) << "missing: " << e << "\ngot:\n" << all(r);
+  }
+  EXPECT_EQ(r.errors.size(), 3U) << all(r);
+}
+
 TEST(proxy_config, durations_need_a_unit) {
   EXPECT_EQ(parse_duration("250ms"), clock::duration{250ms});
   EXPECT_EQ(parse_duration("2s"), clock::duration{2s});
