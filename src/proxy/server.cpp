@@ -119,6 +119,7 @@ struct cluster_counters {
   std::unique_ptr<resilience::outlier_detector> detector;    // null: no outlier detection
   std::array<prometheus::Counter*, retry_reason_names.size()> retries{};
   prometheus::Counter* budget_exhausted = nullptr;
+  prometheus::Counter* stale_resends = nullptr; // requests sent again after a stale connection
   std::array<prometheus::Counter*, resource_names.size()> overflow{};
   metrics::resilience_series series;
 };
@@ -989,8 +990,7 @@ private:
     resilience::resource_guard retry_slot;
     host_set tried{cc.endpoints.size()};
 
-    // The head that goes upstream: without hop-by-hop fields, with Via and X-Forwarded-*;
-    // Expect is answered here (100 Continue) so the client's body flows without a round trip.
+    // The head that goes upstream: without hop-by-hop fields, with Via and X-Forwarded-*.
     // An absolute-form target goes as its origin-form, with a Host made from its authority (RFC
     // 9112 3.2.2: a proxy MUST replace the Host); an HTTP/1.0 request without a Host gets the
     // upstream's, since HTTP/1.1 requires one.
@@ -1011,8 +1011,18 @@ private:
     std::array<http::header, 4> extra = {
         http::header{"Via", via}, http::header{"X-Forwarded-For", forwarded_for},
         http::header{"X-Forwarded-Proto", "http"}, http::header{"Host", authority}};
-    static constexpr std::array<std::string_view, 4> dropped = {"expect", "x-forwarded-for",
-                                                                "x-forwarded-proto", "host"};
+    // Expect: 100-continue goes upstream with a body that streams, so that the upstream says
+    // whether it wants the body (a 401 or 413 then costs no upload) and its 100 reaches the
+    // client; a body read whole here first was answered 100 by the proxy already.
+    const bool forward_expect = rq.expects_continue && !rq.continue_sent && !rq.consumed;
+    std::array<std::string_view, 4> dropped = {"x-forwarded-for", "x-forwarded-proto"};
+    std::size_t drop_count = 2;
+    if (rewrite_host) {
+      dropped[drop_count++] = "host";
+    }
+    if (!forward_expect) {
+      dropped[drop_count++] = "expect";
+    }
     // The head and what goes upstream are built in strings borrowed from the worker, whose
     // capacity stays from one request to the next.
     borrowed_string head_buffer{w_};
@@ -1029,16 +1039,18 @@ private:
       extra[3].value = host_field;
       http::write_request_head(head_bytes, view,
                                {false, std::span{extra}.first(rewrite_host ? 4 : 3),
-                                std::span{dropped}.first(rewrite_host ? 4 : 3)});
+                                std::span{dropped}.first(drop_count)});
     };
     if (!host_from_upstream) {
       write_head(authority);
     }
     const bool chunked = framing == http::body_framing::chunked;
 
+    bool stale_resent = false;
+    std::optional<worker::choice> again; // the host to send to again, with its permission
     for (;;) {
       const bool first_try = tried.empty();
-      const auto picked = w_.choose(ci, tried);
+      const auto picked = again ? *std::exchange(again, std::nullopt) : w_.choose(ci, tried);
       if (!picked.found) {
         count(cause::circuit_open);
         const std::string why = "circuit breaker open for every host";
@@ -1123,6 +1135,7 @@ private:
         ep_counters.attempts->Increment();
         auto lease = std::move(acquired.connection);
         auto& up = *lease;
+        const bool reused = up.responses > 0;
         if (aborted_) {
           // Stopped past the drain time while waiting for the connection.
           lease.mark_broken();
@@ -1136,11 +1149,10 @@ private:
           watchdog& w;
           ~unguard() { w.upstream = nullptr; }
         } unguard_upstream{*watchdog_};
-        // Writing the request: the response's own deadline while that is not near (one timer
-        // setting for a small request), later the request timeout from each write (an upload).
-        const auto upload_deadline = [&] {
-          return std::max(attempt_deadline, steady::now() + cluster_cfg.request_timeout / 2);
-        };
+        if (head.method == "HEAD") {
+          up.parser.expect_head_response();
+        }
+        const bool whole_before = rq.consumed; // the body (if any) is here to be sent again
         std::string& out = out_buffer.get();
         out.assign(head_bytes);
         if (!body.empty()) {
@@ -1153,64 +1165,45 @@ private:
         if (rq.consumed && chunked) {
           http::write_last_chunk(out);
         }
-        bool upstream_ok = true;
-        const bool streamed = !rq.consumed;
-        if (!rq.consumed) {
-          // The body streams: each piece is written upstream before the next is read.
-          co_await send_continue(rq);
-          bool client_ok = true;
-          while (upstream_ok && !rq.consumed) {
-            event ev;
-            if (co_await next_event(ev, false) != wait_result::ok) {
-              client_ok = false;
-              break;
-            }
-            if (auto* piece = std::get_if<body_piece>(&ev)) {
-              if (chunked) {
-                http::write_chunk(out, piece->data);
-              } else {
-                out.append(piece->data);
-              }
-            } else if (std::holds_alternative<message_end>(ev)) {
-              if (chunked) {
-                http::write_last_chunk(out);
-              }
-              rq.consumed = true;
-            }
-            if (out.size() >= 16 * 1024 || rq.consumed) {
-              watchdog_->set(upload_deadline());
-              auto [ec, n] = co_await asio::async_write(up.socket, asio::buffer(out), use_tuple);
-              upstream_ok = !ec && !watchdog_->fired;
-              out.clear();
-            }
-          }
-          if (!client_ok) {
-            // The client went away (or sent garbage) mid-body: the upstream has half a request.
-            lease.mark_broken();
-            ignore_attempt();
-            co_return co_await client_failed(rq);
-          }
-        }
-        if (upstream_ok && !out.empty()) {
-          watchdog_->set(upload_deadline());
-          auto [ec, n] = co_await asio::async_write(up.socket, asio::buffer(out), use_tuple);
-          upstream_ok = !ec && !watchdog_->fired;
-        }
-        if (!upstream_ok) {
+        // The upstream is watched while a body streams; a body read whole (at most
+        // buffer_limit) goes in one write the socket buffers take.
+        const upload plan{out,          chunked,          forward_expect,
+                          !rq.consumed, attempt_deadline, cluster_cfg.request_timeout};
+        const auto sent = co_await send_request(rq, up, plan);
+        if (sent.client_failed) {
+          // The client went away (or sent garbage) mid-body: the upstream has half a request.
           lease.mark_broken();
-          const bool timed_out = watchdog_->fired;
-          outcome.result =
-              timed_out ? resilience::attempt_result::timeout : resilience::attempt_result::reset;
-          failure = timed_out ? "upstream timeout" : "upstream closed the connection";
+          ignore_attempt();
+          co_return co_await client_failed(rq);
+        }
+        if (!sent.complete) {
+          // The upstream has part of the request: it is out of step, and so is the client,
+          // whose body was not all read.
+          lease.mark_broken();
+          rq.client_keep = false;
+        }
+        if (sent.timed_out) {
+          outcome.result = resilience::attempt_result::timeout;
+          failure = "upstream timeout";
         } else {
-          // After a streamed upload, the wait for the response starts at its end.
+          // The response: what the upload's watch queued first, then the rest. After a streamed
+          // upload, the wait for its head starts at the upload's end.
           const auto response_deadline =
-              streamed
-                  ? std::max(attempt_deadline, steady::now() + (attempt_deadline - attempt_start))
-                  : attempt_deadline;
-          const auto r = co_await read_response(rq, up, lease, retry, rc, cc, host,
-                                                picked.permission, attempt_start, response_deadline,
-                                                cluster_cfg.request_timeout, retry_slot);
+              whole_before
+                  ? attempt_deadline
+                  : std::max(attempt_deadline, steady::now() + (attempt_deadline - attempt_start));
+          attempt_exchange at{up,
+                              lease,
+                              retry,
+                              rc,
+                              cc,
+                              host,
+                              picked.permission,
+                              attempt_start,
+                              response_deadline,
+                              cluster_cfg.request_timeout,
+                              retry_slot};
+          const auto r = co_await read_response(rq, at, sent.first_read);
           if (r.client_gone) {
             if (r.status != 0) {
               observe(cc, r.status, rq.started, head, cluster_cfg.name, endpoint_name);
@@ -1236,6 +1229,22 @@ private:
               const std::string why = "upstream timeout";
               co_return co_await refuse(rq, 504, why, endpoint_name);
             }
+            continue;
+          }
+          // A kept-alive connection the upstream closed while it sat idle fails before any byte
+          // of response: the request was not processed, but may have been received, so only a
+          // request that may be sent twice, and whose body is here whole, goes again on
+          // another connection to the same host (as Go's and Chromium's clients do, and
+          // tether's own). Once per request; not a retry, and nothing held against the host.
+          if (reused && !r.bytes_read && outcome.result == resilience::attempt_result::reset &&
+              may_resend && whole_before && !stale_resent) {
+            stale_resent = true;
+            lease.mark_broken();
+            cc.stale_resends->Increment();
+            log_event(shared, spdlog::level::debug,
+                      "sending " + std::string{head.method} + " " + std::string{head.target} +
+                          " again: " + endpoint_name + " closed a kept-alive connection");
+            again = picked;
             continue;
           }
         }
@@ -1306,6 +1315,201 @@ private:
     co_return !aborted_;
   }
 
+  /// What send_request sends: the head and whatever of the body is here already (`bytes`), then
+  /// the rest of the body as the client sends it.
+  struct upload {
+    std::string& bytes;
+    bool chunked = false;        // the body is re-framed in chunks
+    bool forward_expect = false; // Expect went upstream: its 100 (or refusal) comes from there
+    bool streams = false;        // some of the body is still to come from the client
+    steady::time_point attempt_deadline;
+    clock::duration request_timeout;
+  };
+
+  /// How sending a request ended.
+  struct send_end {
+    bool complete = false;      // the whole request went upstream
+    bool client_failed = false; // the client went away or sent garbage mid-body
+    bool timed_out = false;     // the attempt's deadline passed while sending
+    /// For read_response: the upstream was read while the body went up, and this ended that
+    /// read (an error or EOF; no error: a response's head is queued). Empty: read afresh.
+    std::optional<std::error_code> first_read;
+  };
+
+  /// What watch_upstream found, shared with send_request (one thread: no locks).
+  struct upstream_watch {
+    explicit upstream_watch(const asio::any_io_executor& ex)
+        : ended{ex, steady::time_point::max()} {}
+    asio::steady_timer ended; // cancelled when the watch ends, to wake send_request
+    bool done = false;
+    bool stop = false;       // the request is sent: the watch ends
+    bool final_head = false; // a final response's head is queued in response_events_
+    bool cut = false;        // ... and the upload is cut short for it (or for the read's end)
+    std::optional<std::error_code> read_end; // the read that ended the watch, EOF included
+  };
+
+  // Sends the request: its head and buffered body at once, or the body streamed as the client
+  // sends it, each piece written before the next is read. While a body goes up, the upstream
+  // is read too (watch_upstream), as RFC 9112 9.3 asks of a sender: an upstream that answers
+  // early and stops reading (a 401, a 413) cuts the upload short instead of leaving it to hang
+  // until the timeout, and its 100 Continue reaches a client whose Expect went upstream.
+  asio::awaitable<send_end> send_request(request_context& rq, http::http_connection& up,
+                                         const upload& plan) {
+    send_end end;
+    upstream_watch watch{socket_.get_executor()};
+    if (plan.streams) {
+      asio::co_spawn(socket_.get_executor(), watch_upstream(&up, &watch, &rq),
+                     [this, &watch](const std::exception_ptr& e) {
+                       if (e) {
+                         log_event(w_.shared, spdlog::level::err,
+                                   "the upstream watch of an upload failed; the upload goes on "
+                                   "unwatched");
+                       }
+                       watch.done = true;
+                       watch.ended.cancel();
+                     });
+    }
+    bool upstream_ok = true;
+    if (!rq.consumed) {
+      if (!plan.forward_expect) {
+        co_await send_continue(rq);
+      }
+      // The head goes at once unless some of the body is here to go with it: a client whose
+      // Expect went upstream sends nothing before the upstream's 100.
+      if (events_.empty()) {
+        upstream_ok = co_await write_upstream(up, plan);
+      }
+      while (upstream_ok && !rq.consumed && !watch.cut) {
+        event ev;
+        if (co_await next_event(ev, false) != wait_result::ok) {
+          end.client_failed = !watch.cut && !watchdog_->fired;
+          break;
+        }
+        if (auto* piece = std::get_if<body_piece>(&ev)) {
+          if (plan.chunked) {
+            http::write_chunk(plan.bytes, piece->data);
+          } else {
+            plan.bytes.append(piece->data);
+          }
+        } else if (std::holds_alternative<message_end>(ev)) {
+          if (plan.chunked) {
+            http::write_last_chunk(plan.bytes);
+          }
+          rq.consumed = true;
+        }
+        if (plan.bytes.size() >= 16 * 1024 || rq.consumed) {
+          upstream_ok = co_await write_upstream(up, plan);
+        }
+      }
+    }
+    if (upstream_ok && !end.client_failed && !watch.cut && !plan.bytes.empty()) {
+      upstream_ok = co_await write_upstream(up, plan);
+    }
+    end.complete = upstream_ok && !end.client_failed && !watch.cut && rq.consumed;
+    end.timed_out = watchdog_->fired;
+    if (plan.streams && !watch.done) {
+      // The request is sent (or not, for good): the watch's read is the one operation left on
+      // the upstream socket. What it read is queued; what it did not stays in the socket.
+      watch.stop = true;
+      std::error_code ignored;
+      up.socket.cancel(ignored);
+      co_await watch.ended.async_wait(use_tuple);
+    }
+    if (watch.final_head) {
+      end.first_read = std::error_code{};
+    } else if (watch.read_end) {
+      end.first_read = watch.read_end;
+    }
+    co_return end;
+  }
+
+  // Writes what `plan` holds upstream and empties it; false when that failed or the attempt's
+  // deadline passed. While the response's own deadline is not near that is the limit (one timer
+  // setting for a small request); later, the request timeout from each write (an upload).
+  asio::awaitable<bool> write_upstream(http::http_connection& up, const upload& plan) {
+    watchdog_->set(std::max(plan.attempt_deadline, steady::now() + plan.request_timeout / 2));
+    auto [ec, n] = co_await asio::async_write(up.socket, asio::buffer(plan.bytes), use_tuple);
+    plan.bytes.clear();
+    co_return !ec && !watchdog_->fired;
+  }
+
+  // Reads the upstream while the request's body goes up (see send_request). Interim responses
+  // go to the client at once; a final response's head is left queued for read_response, and
+  // when it is an error, says the connection closes, or the read fails, the upload is cut short
+  // (the client read or upstream write it waits on is cancelled). A final 2xx or 3xx does not
+  // cut it: some servers answer before they have read a body they still want.
+  asio::awaitable<void> watch_upstream(http::http_connection* up, upstream_watch* watch,
+                                       request_context* rq) {
+    auto& response = response_events_;
+    response.clear();
+    borrowed_string interim_buffer{w_};
+    std::string& interim = interim_buffer.get();
+    bool cut = false;
+    while (!watch->stop) {
+      auto [ec, n] = co_await up->socket.async_read_some(asio::buffer(up->buffer), use_tuple);
+      if (watch->stop && ec == asio::error::operation_aborted) {
+        break; // the request is sent
+      }
+      if (ec) {
+        watch->read_end = ec; // EOF, a reset, or the watchdog's cancel (it fired: a timeout)
+        cut = !watchdog_->fired;
+        break;
+      }
+      if (up->parser.feed({up->buffer.data(), n}, response) != n || up->parser.error()) {
+        watch->read_end = std::error_code{}; // read_response finds the parser's error
+        cut = true;
+        break;
+      }
+      interim.clear();
+      while (!response.empty()) {
+        auto* held = std::get_if<head_ptr>(&response.front());
+        if (held == nullptr) {
+          response.pop_front(); // the end of an interim response (a body follows only a final)
+          continue;
+        }
+        const owned_head& h = **held;
+        if (h.status >= 200 || h.status == 101) {
+          watch->final_head = true;
+          cut = h.status >= 400 || h.status == 101 || !h.keep_alive;
+          break;
+        }
+        if (!http10_ && !(h.status == 100 && rq->continue_sent)) {
+          http::write_response_head(interim, h.view());
+          rq->continue_sent = rq->continue_sent || h.status == 100;
+        }
+        response.pop_front();
+      }
+      if (!interim.empty()) {
+        // A failed write shows on the client's next read; the upload's own read sees it.
+        co_await asio::async_write(socket_, asio::buffer(interim), use_tuple);
+      }
+      if (watch->final_head) {
+        break;
+      }
+    }
+    if (cut && !watch->stop) {
+      watch->cut = true;
+      std::error_code ignored;
+      socket_.cancel(ignored);    // the client read the upload waits on, if it does
+      up->socket.cancel(ignored); // or its upstream write
+    }
+  }
+
+  /// One attempt at a host, as read_response needs it: where to report and decide.
+  struct attempt_exchange {
+    http::http_connection& up;
+    upstream_pool::lease& lease;
+    resilience::retry_state& retry;
+    const retry_config& rc;
+    cluster_counters& cc;
+    std::size_t host;
+    resilience::circuit_breaker::permission permission;
+    steady::time_point start;
+    steady::time_point deadline; // for the response's head
+    clock::duration request_timeout;
+    resilience::resource_guard& retry_slot;
+  };
+
   /// How reading an upstream's response ended.
   struct response_end {
     bool forwarded = false;   // the response went to the client (whole, or cut short)
@@ -1316,23 +1520,23 @@ private:
     int status = 0;
     resilience::attempt_outcome outcome{};
     std::string failure;
+    bool bytes_read = false; // any byte of a response came
   };
 
   // Reads the response to an attempt: its head within the attempt's deadline, then its body
   // streamed, each piece written to the client before the next is read. At the head, a failed
   // response is either forwarded or, when the retry policy takes it, dropped for another try.
-  asio::awaitable<response_end>
-  read_response(request_context& rq, http::http_connection& up, upstream_pool::lease& lease,
-                resilience::retry_state& retry, const retry_config& rc, cluster_counters& cc,
-                std::size_t host, resilience::circuit_breaker::permission permission,
-                steady::time_point attempt_start, steady::time_point attempt_deadline,
-                clock::duration request_timeout, resilience::resource_guard& retry_slot) {
+  // `first_read`: the upload's watch read the upstream already, and this ended its read (what
+  // it parsed is queued).
+  asio::awaitable<response_end> read_response(request_context& rq, const attempt_exchange& at,
+                                              std::optional<std::error_code> first_read) {
     response_end end;
-    if (rq.head().method == "HEAD") {
-      up.parser.expect_head_response();
-    }
+    auto& up = at.up;
+    auto& lease = at.lease;
     auto& response = response_events_;
-    response.clear();
+    if (!first_read) {
+      response.clear();
+    }
     // What goes to the client after each upstream read, in a string borrowed from the worker:
     // a long response grows it to the read size, which an idle connection should not keep.
     borrowed_string reply_buffer{w_};
@@ -1347,14 +1551,24 @@ private:
         end.client_gone = true; // stopped past the drain time: the client connection closes
         co_return end;
       }
-      watchdog_->set(head_sent ? steady::now() + request_timeout : attempt_deadline);
-      auto [ec, n] = co_await up.socket.async_read_some(asio::buffer(up.buffer), use_tuple);
-      if (watchdog_->fired) {
-        ec = make_error_code(std::errc::timed_out);
+      std::error_code ec;
+      std::size_t n = 0;
+      if (first_read) {
+        ec = *std::exchange(first_read, std::nullopt);
+      } else {
+        watchdog_->set(head_sent ? steady::now() + at.request_timeout : at.deadline);
+        auto [read_ec, read] =
+            co_await up.socket.async_read_some(asio::buffer(up.buffer), use_tuple);
+        ec = read_ec;
+        n = read;
+        if (watchdog_->fired) {
+          ec = make_error_code(std::errc::timed_out);
+        }
       }
+      end.bytes_read = end.bytes_read || n > 0 || !response.empty();
       if (ec == asio::error::eof) {
         up.parser.finish(response);
-      } else if (!ec) {
+      } else if (!ec && n > 0) {
         const auto used = up.parser.feed({up.buffer.data(), n}, response);
         if (used != n) {
           response_close = true; // bytes after the response: the connection is out of step
@@ -1396,9 +1610,9 @@ private:
             retry_after = http::parse_retry_after(*v, std::chrono::system_clock::now());
           }
           const auto outcome = resilience::attempt_outcome::from_status(h->status, retry_after);
-          report(cc, host, permission, outcome, attempt_start);
-          if (rc.policy.is_retriable(outcome)) {
-            const auto decision = decide(retry, outcome, cc, retry_slot);
+          report(at.cc, at.host, at.permission, outcome, at.start);
+          if (at.rc.policy.is_retriable(outcome)) {
+            const auto decision = decide(at.retry, outcome, at.cc, at.retry_slot);
             if (decision.retry) {
               dropping = true;
               end.reported = true;
@@ -1407,8 +1621,8 @@ private:
               continue;
             }
           } else {
-            if (cc.budget && h->status < 500) {
-              cc.budget->on_result(true); // what retry_state::decide would tell it
+            if (at.cc.budget && h->status < 500) {
+              at.cc.budget->on_result(true); // what retry_state::decide would tell it
             }
           }
           const bool until_close = h->framing == http::body_framing::until_close;
@@ -1466,6 +1680,7 @@ private:
       }
       if (dropping) {
         // A response skipped for a retry: its connection is kept only if it ended already.
+        up.responses += response_done ? 1 : 0;
         up.reusable = response_done && !response_close && up.parser.idle();
         if (!up.reusable) {
           lease.mark_broken();
@@ -1475,7 +1690,7 @@ private:
       if (!reply.empty()) {
         if (head_sent) {
           // The attempt's deadline is met: the rest runs under the request timeout.
-          watchdog_->set(coarse_monotonic_clock::instance().now() + request_timeout);
+          watchdog_->set(coarse_monotonic_clock::instance().now() + at.request_timeout);
         }
         auto [wec, wn] = co_await asio::async_write(socket_, asio::buffer(reply), use_tuple);
         if (wec) {
@@ -1512,6 +1727,7 @@ private:
         co_return end;
       }
     }
+    ++up.responses;
     up.reusable = !response_close && up.parser.idle();
     end.forwarded = true;
     end.keep = keep_after_;
@@ -1834,6 +2050,10 @@ void server::impl::register_metrics() {
       reg.counter("tether_proxy_retries_total", "Retries, by the outcome of the attempt retried");
   auto& exhausted = reg.counter("tether_proxy_retry_budget_exhausted_total",
                                 "Retries the cluster's retry budget refused");
+  auto& stale = reg.counter(
+      "tether_proxy_stale_connection_resends_total",
+      "Requests sent again on another connection because the upstream closed a kept-alive one "
+      "before answering (not retries: nothing was processed)");
   auto& overflow = reg.counter("tether_proxy_overflow_total",
                                "Requests or retries refused by a cluster threshold");
   auto& ejections =
@@ -1897,6 +2117,7 @@ void server::impl::register_metrics() {
       cc.overflow[i] = &overflow.Add({{"cluster", c.name}, {"resource", resource_names[i]}});
     }
     cc.budget_exhausted = &exhausted.Add(cl);
+    cc.stale_resends = &stale.Add(cl);
     cc.duration = &reg.histogram_series("tether_proxy_request_duration_seconds",
                                         "From a request's head to the end of its response",
                                         {{"cluster", c.name}});

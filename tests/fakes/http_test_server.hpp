@@ -8,6 +8,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <asio/co_spawn.hpp>
@@ -36,6 +37,8 @@ namespace tether::testing {
 ///   /double    two responses to one request (a server out of step with its requests)
 ///   /early-hints  103 Early Hints with a Link field, then 200 "ok"
 ///   /switch    101 Switching Protocols, asked for or not, then nothing
+///   /reject-early  401 as soon as the head is read; the body is never read
+/// A request with Expect: 100-continue gets its 100 once the head is read.
 ///   /no-content          204 with Transfer-Encoding: chunked (which a 204 must not have)
 ///   /no-content-length   204 with Content-Length: 0 (which a 204 must not have either)
 ///   /not-modified        304 with Transfer-Encoding: chunked and an ETag
@@ -112,6 +115,10 @@ private:
   class collector final : public http::parser_handler {
   public:
     void on_head(const http::message_head& head) override {
+      // Said at the head, before any of the body: a 100 Continue owed, or an early answer.
+      const auto* expect = head.find("expect");
+      continue_owed = expect != nullptr && expect->value == "100-continue";
+      reject_early = head.target == "/reject-early";
       current_.method = head.method;
       current_.target = head.target;
       current_.headers.clear();
@@ -123,6 +130,8 @@ private:
     void on_body(std::string_view piece) override { current_.body.append(piece); }
     void on_message_complete() override { done.push_back(std::move(current_)); }
     std::vector<incoming> done;
+    bool continue_owed = false;
+    bool reject_early = false;
 
   private:
     incoming current_;
@@ -174,6 +183,19 @@ private:
             "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
         co_await asio::async_write(socket, asio::buffer(reply), tuple);
         co_return;
+      }
+      if (requests.reject_early) {
+        // Answers before the body and never reads it, as a server refusing an upload does.
+        ++self->requests_;
+        const std::string reply = "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n";
+        co_await asio::async_write(socket, asio::buffer(reply), tuple);
+        asio::steady_timer forever{socket.get_executor(), std::chrono::hours{1}};
+        co_await forever.async_wait(tuple);
+        co_return;
+      }
+      if (std::exchange(requests.continue_owed, false)) {
+        const std::string go_on = "HTTP/1.1 100 Continue\r\n\r\n";
+        co_await asio::async_write(socket, asio::buffer(go_on), tuple);
       }
       auto done = std::move(requests.done);
       requests.done.clear();

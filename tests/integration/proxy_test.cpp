@@ -614,6 +614,82 @@ TEST(proxy_resilience, one_client_hitting_a_url_that_answers_500_does_not_open_t
             "HTTP/1.1 503 Service Unavailable (circuit breaker open for every host)");
 }
 
+TEST(proxy_resilience, a_request_on_a_connection_the_upstream_closed_is_sent_again_once) {
+  // The kept-alive race: the upstream closes an idle connection just as a request is sent on
+  // it, before any byte of response. An idempotent request goes again on a new connection (not
+  // a retry: the default policy retries connect failures only); a POST is never sent twice.
+  http_test_server backend;
+  proxy_fixture proxy{{backend.port()}};
+  ASSERT_EQ(status_of(proxy.url("/first")), "HTTP/1.1 200 OK"); // a connection is now pooled
+  backend.set_fault(fault::drop_reused, 1);
+  EXPECT_EQ(status_of(proxy.url("/again")), "HTTP/1.1 200 OK");
+  EXPECT_EQ(backend.requests_to("/again"), 2); // received on the closed one, then answered
+  EXPECT_EQ(backend.connections(), 2);
+  EXPECT_EQ(metric(proxy, "tether_proxy_stale_connection_resends_total{cluster=\"backend\"}"), 1);
+  EXPECT_EQ(metric(proxy, "tether_proxy_retries_total{cluster=\"backend\",reason=\"reset\"}"), 0);
+
+  backend.set_fault(fault::drop_reused, 1);
+  const auto post = status_of("-X POST -d x " + proxy.url("/post"));
+  EXPECT_EQ(post.substr(0, 21), "HTTP/1.1 502 Bad Gate") << post;
+  EXPECT_EQ(backend.requests_with("POST"), 1);
+}
+
+TEST(proxy, an_early_answer_stops_the_upload) {
+  // RFC 9112 9.3: a sender watches for a response while it sends the body. A backend that
+  // answers 401 at once and stops reading: the client gets the 401 at once, not a 504 at the
+  // request timeout with megabytes uploaded for nothing.
+  http_test_server backend;
+  proxy_fixture proxy{{backend.port()}, "    request_timeout: 30s\n"};
+  const auto script = "import socket, threading\n"
+                      "s = socket.create_connection(('127.0.0.1', " +
+                      std::to_string(proxy.port()) +
+                      "))\n"
+                      "s.sendall(b'POST /reject-early HTTP/1.1\\r\\nHost: a\\r\\n"
+                      "Content-Length: 20971520\\r\\n\\r\\n')\n"
+                      "def up():\n"
+                      "    try:\n"
+                      "        for _ in range(320): s.sendall(b'x' * 65536)\n"
+                      "    except OSError: pass\n"
+                      "threading.Thread(target=up, daemon=True).start()\n"
+                      "s.settimeout(10)\n"
+                      "got = b''\n"
+                      "try:\n"
+                      "    while b'\\r\\n\\r\\n' not in got:\n"
+                      "        d = s.recv(4096)\n"
+                      "        if not d: break\n"
+                      "        got += d\n"
+                      "except OSError as e: print(e)\n"
+                      "print(got.split(b'\\r\\n')[0].decode())\n";
+  const auto out = run("python3 -c \"" + script + "\"");
+  EXPECT_EQ(out, "HTTP/1.1 401 Unauthorized\n");
+  EXPECT_EQ(backend.requests_to("/reject-early"), 0); // answered at its head, never completed
+}
+
+TEST(proxy, an_expectation_goes_upstream_so_a_refused_body_is_never_sent) {
+  // Expect: 100-continue is forwarded with a streamed body: the upstream's 100 reaches the
+  // client, and a refusal (nginx's 413 past client_max_body_size, a 401) costs no upload.
+  testing::nginx_server nginx{"    location = /upload { client_max_body_size 1k; return 200; }\n"};
+  http_test_server backend;
+  proxy_fixture to_nginx{{nginx.port()}};
+  proxy_fixture to_backend{{backend.port()}};
+  char name[] = "/tmp/tether-upload-XXXXXX";
+  const int fd = ::mkstemp(name);
+  ASSERT_EQ(::ftruncate(fd, 20 * 1024 * 1024), 0);
+  ::close(fd);
+  const auto upload = [&](const std::string& url) {
+    return run("curl -sS --max-time 10 -H 'Expect: 100-continue' --data-binary @" +
+               std::string{name} + " -o /dev/null -w '%{http_code} %{size_upload}' " + url);
+  };
+  EXPECT_EQ(upload(to_nginx.url("/upload")), "413 0");
+  EXPECT_EQ(upload(to_backend.url("/reject-early")), "401 0");
+  // An upstream that says 100: the body flows through, echoed back whole.
+  const auto echoed =
+      run("curl -sS --max-time 10 -H 'Expect: 100-continue' --data-binary @" + std::string{name} +
+          " -o /dev/null -w '%{http_code} %{size_download}' " + to_backend.url("/echo"));
+  ::unlink(name);
+  EXPECT_EQ(echoed, "200 20971520");
+}
+
 TEST(proxy_resilience, outlier_detection_ejects_a_failing_host) {
   manual_clock clock;
   http_test_server failing;
