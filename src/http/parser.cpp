@@ -750,6 +750,11 @@ struct parser::state {
     if (head.framing == body_framing::until_close) {
       head.keep_alive = false; // the body ends when the connection does
     }
+    // RFC 9112 6.1: an HTTP/1.0 message with Transfer-Encoding is treated as faulty framing:
+    // the connection closes after it, whatever else it says.
+    if (p.http_minor == 0 && any) {
+      head.keep_alive = false;
+    }
     chunk = head.framing == body_framing::chunked ? chunk_state::head_lf : chunk_state::off;
     closing = !head.keep_alive;
     in_head = false;

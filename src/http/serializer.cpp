@@ -5,6 +5,7 @@
 #include "text.hpp"
 
 #include <cstdio>
+#include <ctime>
 
 namespace tether::http {
 namespace {
@@ -125,6 +126,17 @@ void write_response_head(std::string& out, const message_head& head,
   out.append(head.version_minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ");
   out.append(std::to_string(head.status)).append(" ").append(head.reason).append("\r\n");
   write_fields(out, head, options);
+}
+
+std::string http_date(std::chrono::system_clock::time_point t) {
+  const std::time_t seconds = std::chrono::system_clock::to_time_t(t);
+  std::tm utc{};
+  ::gmtime_r(&seconds, &utc);
+  char text[32];
+  // %a and %b are the C locale's English names, which IMF-fixdate requires; the process never
+  // sets another locale.
+  const auto n = std::strftime(text, sizeof text, "%a, %d %b %Y %H:%M:%S GMT", &utc);
+  return {text, n};
 }
 
 void write_chunk(std::string& out, std::string_view data) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <charconv>
 #include <future>
 #include <map>
 #include <mutex>
@@ -74,6 +75,14 @@ struct endpoint_counters {
     return healthy.load(std::memory_order_relaxed) && (!outlier || !outlier->ejected());
   }
 };
+
+/// Passes through tether a request may have made (its Via entries "tether") before it is taken
+/// for a loop. A chain of sidecar, edge and sidecar is three.
+constexpr std::size_t max_tether_hops = 10;
+
+/// The Allow field of an answer the proxy gives as a request's final recipient.
+constexpr std::string_view allowed_methods =
+    "Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH\r\n";
 
 /// The status the access log gives a request whose client went away before its answer (nginx's).
 constexpr int client_closed_request = 499;
@@ -503,6 +512,118 @@ private:
 };
 
 // ---------------------------------------------------------------------------------------------
+// A request's head as it goes upstream.
+
+/// How many times a request went through tether already: its Via entries received by "tether"
+/// (RFC 9110 7.6.3: Via = #( received-protocol RWS received-by [ RWS comment ] )).
+std::size_t tether_hops(const owned_head& head) {
+  std::size_t hops = 0;
+  for (const auto& f : head.fields) {
+    if (!iequals(f.name, "via")) {
+      continue;
+    }
+    std::string_view rest = f.value;
+    for (;;) {
+      const auto comma = rest.find(',');
+      auto entry = rest.substr(0, comma);
+      entry.remove_prefix(std::min(entry.find_first_not_of(" \t"), entry.size()));
+      if (const auto space = entry.find(' '); space != std::string_view::npos) {
+        const auto by = entry.substr(space + 1);
+        hops += by.substr(0, by.find(' ')) == "tether" ? 1 : 0;
+      }
+      if (comma == std::string_view::npos) {
+        break;
+      }
+      rest.remove_prefix(comma + 1);
+    }
+  }
+  return hops;
+}
+
+/// The head a request goes upstream with (RFC 9110 7.6): without hop-by-hop fields; with Via and
+/// X-Forwarded-For and -Proto; an absolute-form target in origin-form with a Host made from its
+/// authority (RFC 9112 3.2.2: a proxy MUST replace the Host); an HTTP/1.0 request without Host
+/// given the upstream's, since HTTP/1.1 requires one; Max-Forwards one less (RFC 9110 7.6.2);
+/// Expect only when it is forwarded. Views into the request's head: it lives as long as that.
+class upstream_head {
+public:
+  upstream_head(const owned_head& head, const http::request_target& target,
+                std::string_view authority, std::string_view client_ip, bool forward_expect,
+                std::optional<std::uint64_t> max_forwards)
+      : head_{head}, authority_{authority}, forwarded_for_{client_ip} {
+    if (const auto prior = head.find("x-forwarded-for")) {
+      forwarded_for_ = std::string{*prior} + ", " + std::string{client_ip};
+    }
+    if (target.form == http::target_form::absolute) {
+      origin_form_ = target.path_and_query.starts_with('/')
+                         ? std::string{target.path_and_query}
+                         : "/" + std::string{target.path_and_query};
+    }
+    // The parser reads any HTTP/1.x as 1.0 or 1.1: the Via says which.
+    add({"Via", head.version_minor == 0 ? "1.0 tether" : "1.1 tether"});
+    add({"X-Forwarded-For", forwarded_for_}, "x-forwarded-for");
+    add({"X-Forwarded-Proto", "http"}, "x-forwarded-proto");
+    if (max_forwards) {
+      max_forwards_ = std::to_string(*max_forwards);
+      add({"Max-Forwards", max_forwards_}, "max-forwards");
+    }
+    if (target.form == http::target_form::absolute || authority.empty()) {
+      host_slot_ = extra_count_;
+      add({"Host", authority}, "host");
+    }
+    if (!forward_expect) {
+      dropped_[drop_count_++] = "expect";
+    }
+  }
+  upstream_head(const upstream_head&) = delete;
+  upstream_head& operator=(const upstream_head&) = delete;
+
+  /// The request has no Host of its own: each attempt's head names its upstream.
+  [[nodiscard]] bool needs_upstream_host() const noexcept { return authority_.empty(); }
+
+  /// Writes the head into `out` (emptied first); `upstream` is the Host when the request has
+  /// none.
+  void write(std::string& out, std::string_view upstream) const {
+    out.clear();
+    auto view = head_.view();
+    view.version_major = 1; // an intermediary sends its own version (RFC 9110 6.2)
+    view.version_minor = 1;
+    if (!origin_form_.empty()) {
+      view.target = origin_form_;
+    }
+    auto extra = extra_;
+    if (host_slot_ != no_slot && authority_.empty()) {
+      extra[host_slot_].value = upstream;
+    }
+    http::write_request_head(
+        out, view,
+        {false, std::span{extra}.first(extra_count_), std::span{dropped_}.first(drop_count_)});
+  }
+
+private:
+  static constexpr std::size_t no_slot = 8;
+
+  // A field added after the request's own, and the received one it replaces (if any).
+  void add(http::header field, std::string_view replaces = {}) {
+    extra_[extra_count_++] = field;
+    if (!replaces.empty()) {
+      dropped_[drop_count_++] = replaces;
+    }
+  }
+
+  const owned_head& head_;
+  std::string_view authority_;
+  std::string forwarded_for_;
+  std::string origin_form_;
+  std::string max_forwards_;
+  std::array<http::header, 5> extra_{};
+  std::size_t extra_count_ = 0;
+  std::size_t host_slot_ = no_slot;
+  std::array<std::string_view, 5> dropped_{};
+  std::size_t drop_count_ = 0;
+};
+
+// ---------------------------------------------------------------------------------------------
 // A downstream connection.
 
 enum class wait_result : std::uint8_t { ok, eof, timeout, error, bad_input };
@@ -752,11 +873,16 @@ private:
 
   // Takes the reason by reference to a named string: g++ 12 destroys temporaries made inside a
   // co_await expression twice (seen as a double free), so callers name their reason first.
-  asio::awaitable<void> reply_error(int status, const std::string& reason, bool close) {
+  asio::awaitable<void> reply_error(int status, const std::string& reason, bool close,
+                                    std::string_view fields = {}) {
+    // The proxy answers as an origin server would: with a Date (RFC 9110 6.6.1), its reason in
+    // X-Tether-Reason and the body, and `fields` (an Allow, ...).
     std::string out = "HTTP/1.1 " + std::to_string(status) + " " +
                       std::string{http::reason_phrase(status)} +
+                      "\r\nDate: " + http::http_date(std::chrono::system_clock::now()) +
                       "\r\nContent-Type: text/plain\r\nX-Tether-Reason: " + std::string{reason} +
                       "\r\nContent-Length: " + std::to_string(reason.size() + 1) + "\r\n";
+    out += fields;
     if (close) {
       out += "Connection: close\r\n";
     } else if (http10_) {
@@ -769,7 +895,6 @@ private:
     co_await asio::async_write(socket_, asio::buffer(out), use_tuple);
   }
 
-  // Finds the route for a request: the first whose host and path prefix match.
   // Finds the route for a request: the first whose host and path prefix match. `authority` is
   // what the request is for (http::check_host); the asterisk-form ("OPTIONS *", about the server
   // as a whole) goes where its host's catch-all path "/" goes.
@@ -811,12 +936,12 @@ private:
   // Answers a request the proxy does not forward, before any of its body went anywhere: the rest
   // of the body is read and dropped, so the connection can carry the next request.
   asio::awaitable<bool> refuse(request_context& rq, int status, const std::string& why,
-                               std::string_view upstream) {
+                               std::string_view upstream, std::string_view fields = {}) {
     // A client still waiting for 100 Continue sends no body: answer now, and close.
     const bool clean =
         rq.consumed || (rq.client_keep && !(rq.expects_continue && !rq.continue_sent) &&
                         co_await drain_request_body());
-    co_await reply_error(status, why, !(clean && rq.client_keep));
+    co_await reply_error(status, why, !(clean && rq.client_keep), fields);
     log_answer(rq, status, upstream);
     co_return clean&& rq.client_keep;
   }
@@ -926,6 +1051,38 @@ private:
       const std::string why = "CONNECT is not supported";
       co_return co_await reject(rq, 501, why);
     }
+    // RFC 9110 7.3: an intermediary MUST NOT forward a message to itself unless it is protected
+    // from a loop. A request that went through tether this often already is taken for one (a
+    // route that leads back to the proxy): 508, rather than a connection per pass until the
+    // descriptors run out.
+    if (tether_hops(head) >= max_tether_hops) {
+      count(cause::bad_request);
+      const std::string why = "request loop: it went through tether " +
+                              std::to_string(max_tether_hops) + " times (see its Via)";
+      co_return co_await refuse(rq, 508, why, "-");
+    }
+    // RFC 9110 7.6.2: an OPTIONS or TRACE request with Max-Forwards 0 is answered here, as its
+    // final recipient; with more, it goes on with one less. TRACE is not echoed (a response
+    // showing a request's credentials to a script is what cross-site tracing abuses).
+    std::optional<std::uint64_t> max_forwards;
+    if (head.method == "OPTIONS" || head.method == "TRACE") {
+      if (const auto v = head.find("max-forwards")) {
+        std::uint64_t n = 0;
+        const auto [end, ec] = std::from_chars(v->data(), v->data() + v->size(), n);
+        if (ec != std::errc{} || end != v->data() + v->size()) {
+          count(cause::bad_request);
+          const std::string why = "invalid Max-Forwards (a number of hops)";
+          co_return co_await reject(rq, 400, why);
+        }
+        if (n == 0) {
+          const bool options = head.method == "OPTIONS";
+          const std::string why = options ? "answered by tether: Max-Forwards is 0"
+                                          : "TRACE is not echoed: Max-Forwards is 0";
+          co_return co_await refuse(rq, options ? 200 : 405, why, "-", allowed_methods);
+        }
+        max_forwards = n - 1;
+      }
+    }
     const auto route_index = route(authority, target);
     if (!route_index) {
       count(cause::no_route);
@@ -990,59 +1147,18 @@ private:
     resilience::resource_guard retry_slot;
     host_set tried{cc.endpoints.size()};
 
-    // The head that goes upstream: without hop-by-hop fields, with Via and X-Forwarded-*.
-    // An absolute-form target goes as its origin-form, with a Host made from its authority (RFC
-    // 9112 3.2.2: a proxy MUST replace the Host); an HTTP/1.0 request without a Host gets the
-    // upstream's, since HTTP/1.1 requires one.
-    std::string forwarded_for = client_ip_;
-    if (const auto prior = head.find("x-forwarded-for")) {
-      forwarded_for = std::string{*prior} + ", " + client_ip_;
-    }
-    const bool host_from_upstream = authority.empty();
-    const bool rewrite_host = target.form == http::target_form::absolute || host_from_upstream;
-    std::string origin_form;
-    if (target.form == http::target_form::absolute) {
-      origin_form = target.path_and_query.starts_with('/')
-                        ? std::string{target.path_and_query}
-                        : "/" + std::string{target.path_and_query};
-    }
-    // The parser reads any HTTP/1.x as 1.0 or 1.1.
-    const std::string_view via = head.version_minor == 0 ? "1.0 tether" : "1.1 tether";
-    std::array<http::header, 4> extra = {
-        http::header{"Via", via}, http::header{"X-Forwarded-For", forwarded_for},
-        http::header{"X-Forwarded-Proto", "http"}, http::header{"Host", authority}};
     // Expect: 100-continue goes upstream with a body that streams, so that the upstream says
     // whether it wants the body (a 401 or 413 then costs no upload) and its 100 reaches the
     // client; a body read whole here first was answered 100 by the proxy already.
     const bool forward_expect = rq.expects_continue && !rq.continue_sent && !rq.consumed;
-    std::array<std::string_view, 4> dropped = {"x-forwarded-for", "x-forwarded-proto"};
-    std::size_t drop_count = 2;
-    if (rewrite_host) {
-      dropped[drop_count++] = "host";
-    }
-    if (!forward_expect) {
-      dropped[drop_count++] = "expect";
-    }
+    const upstream_head head_out{head, target, authority, client_ip_, forward_expect, max_forwards};
     // The head and what goes upstream are built in strings borrowed from the worker, whose
     // capacity stays from one request to the next.
     borrowed_string head_buffer{w_};
     borrowed_string out_buffer{w_};
     std::string& head_bytes = head_buffer.get();
-    const auto write_head = [&](std::string_view host_field) {
-      head_bytes.clear();
-      auto view = head.view();
-      view.version_major = 1; // an intermediary sends its own version (RFC 9110 6.2)
-      view.version_minor = 1;
-      if (!origin_form.empty()) {
-        view.target = origin_form;
-      }
-      extra[3].value = host_field;
-      http::write_request_head(head_bytes, view,
-                               {false, std::span{extra}.first(rewrite_host ? 4 : 3),
-                                std::span{dropped}.first(drop_count)});
-    };
-    if (!host_from_upstream) {
-      write_head(authority);
+    if (!head_out.needs_upstream_host()) {
+      head_out.write(head_bytes, {});
     }
     const bool chunked = framing == http::body_framing::chunked;
 
@@ -1061,8 +1177,8 @@ private:
       auto& ep = w_.clusters[ci].endpoints[host];
       auto& ep_counters = *cc.endpoints[host];
       const std::string& endpoint_name = ep_counters.name;
-      if (host_from_upstream) {
-        write_head(endpoint_name);
+      if (head_out.needs_upstream_host()) {
+        head_out.write(head_bytes, endpoint_name);
       }
       const auto ignore_attempt = [&] {
         if (ep_counters.breaker) {
@@ -1423,6 +1539,20 @@ private:
     co_return end;
   }
 
+  // Appends an interim response (100 Continue, 103 Early Hints) for the client: a proxy MUST
+  // forward 1xx (RFC 9110 15.2), but not to an HTTP/1.0 client, which cannot take one, nor a
+  // 100 when the proxy sent its own already. With tether's own version and Via (6.2, 7.6.3).
+  void forward_interim(std::string& out, const owned_head& h, request_context& rq) const {
+    if (http10_ || (h.status == 100 && rq.continue_sent)) {
+      return;
+    }
+    rq.continue_sent = rq.continue_sent || h.status == 100;
+    auto view = h.view();
+    view.version_minor = 1;
+    static constexpr std::array<http::header, 1> via = {http::header{"Via", "1.1 tether"}};
+    http::write_response_head(out, view, {false, via});
+  }
+
   // Writes what `plan` holds upstream and empties it; false when that failed or the attempt's
   // deadline passed. While the response's own deadline is not near that is the limit (one timer
   // setting for a small request); later, the request timeout from each write (an upload).
@@ -1473,10 +1603,7 @@ private:
           cut = h.status >= 400 || h.status == 101 || !h.keep_alive;
           break;
         }
-        if (!http10_ && !(h.status == 100 && rq->continue_sent)) {
-          http::write_response_head(interim, h.view());
-          rq->continue_sent = rq->continue_sent || h.status == 100;
-        }
+        forward_interim(interim, h, *rq);
         response.pop_front();
       }
       if (!interim.empty()) {
@@ -1594,13 +1721,10 @@ private:
             co_return end;
           }
           if (h->status >= 100 && h->status < 200) {
-            // An interim response (100 Continue, 103 Early Hints) goes to the client: a proxy
-            // MUST forward 1xx (RFC 9110 15.2), but not to an HTTP/1.0 client, which cannot
-            // take one, nor a 100 when the proxy sent its own already. Its end is skipped.
+            // An interim response (100 Continue, 103 Early Hints) goes to the client (see
+            // forward_interim). Its end is skipped.
             skip_interim_end_ = true;
-            if (!http10_ && !(h->status == 100 && rq.continue_sent)) {
-              http::write_response_head(reply, h->view());
-            }
+            forward_interim(reply, *h, rq);
             continue;
           }
           end.status = h->status;
@@ -1630,7 +1754,11 @@ private:
           // is, without Transfer-Encoding, delimited by the close of the connection.
           const bool unchunk = http10_ && h->framing == http::body_framing::chunked;
           const bool keep = rq.client_keep && !until_close && !unchunk;
-          const auto rview = h->view();
+          // tether's own version, whatever the upstream's (RFC 9110 6.2: an intermediary MUST
+          // send its own): an HTTP/1.0 upstream's answer reaches the client as 1.1.
+          auto rview = h->view();
+          rview.version_major = 1;
+          rview.version_minor = 1;
           const std::array<http::header, 2> rextra = {
               http::header{"Via", "1.1 tether"},
               http::header{"Connection", keep ? "keep-alive" : "close"}};

@@ -38,6 +38,11 @@ namespace tether::testing {
 ///   /early-hints  103 Early Hints with a Link field, then 200 "ok"
 ///   /switch    101 Switching Protocols, asked for or not, then nothing
 ///   /reject-early  401 as soon as the head is read; the body is never read
+///   /space-before-colon, /folded, /nul   a response with that defect in a field
+///   /http10-chunked   HTTP/1.0 with Transfer-Encoding: chunked and Connection: keep-alive
+///   /http10    HTTP/1.0 200 with a Content-Length, then closes
+///   /truncated 200 with Content-Length: 10 and 4 bytes of body, then closes
+///   /hop-by-hop  200 with Connection: X-Internal, X-Internal and Keep-Alive fields
 /// A request with Expect: 100-continue gets its 100 once the head is read.
 ///   /no-content          204 with Transfer-Encoding: chunked (which a 204 must not have)
 ///   /no-content-length   204 with Content-Length: 0 (which a 204 must not have either)
@@ -258,6 +263,25 @@ private:
             asio::steady_timer forever{socket.get_executor(), std::chrono::hours{1}};
             co_await forever.async_wait(tuple);
             co_return;
+          } else if (req.target == "/space-before-colon") {
+            reply = "HTTP/1.1 200 OK\r\nX-A : 1\r\nContent-Length: 2\r\n\r\nok";
+          } else if (req.target == "/folded") {
+            reply = "HTTP/1.1 200 OK\r\nX-A: 1\r\n 2\r\nContent-Length: 2\r\n\r\nok";
+          } else if (req.target == "/nul") {
+            reply = std::string{"HTTP/1.1 200 OK\r\nX-A: a\0b\r\nContent-Length: 2\r\n\r\nok", 50};
+          } else if (req.target == "/http10-chunked") {
+            reply =
+                "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n"
+                "2\r\nok\r\n0\r\n\r\n";
+          } else if (req.target == "/http10") {
+            reply = "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok";
+            close_after = true;
+          } else if (req.target == "/truncated") {
+            reply = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf";
+            close_after = true;
+          } else if (req.target == "/hop-by-hop") {
+            reply = "HTTP/1.1 200 OK\r\nConnection: X-Internal\r\nX-Internal: secret\r\n"
+                    "Keep-Alive: timeout=5\r\nContent-Length: 2\r\n\r\nok";
           } else if (req.target == "/no-content") {
             reply = "HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n";
           } else if (req.target == "/no-content-length") {

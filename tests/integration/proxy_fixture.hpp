@@ -64,8 +64,10 @@ inline std::string run(const std::string& command, bool inherit = false) {
 }
 
 /// Sends raw bytes to 127.0.0.1:`port` and reads until the peer closes, or until 5 s have
-/// passed in all (plain sockets: Asio's blocking reads wait on past SO_RCVTIMEO).
-inline std::string raw_exchange(std::uint16_t port, const std::string& bytes) {
+/// passed in all (plain sockets: Asio's blocking reads wait on past SO_RCVTIMEO). `closed`, if
+/// given, says whether the peer closed.
+inline std::string raw_exchange(std::uint16_t port, const std::string& bytes,
+                                bool* closed = nullptr) {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in to{};
   to.sin_family = AF_INET;
@@ -88,6 +90,9 @@ inline std::string raw_exchange(std::uint16_t port, const std::string& bytes) {
     char buf[4096];
     const auto n = ::recv(fd, buf, sizeof buf, 0);
     if (n <= 0) {
+      if (closed != nullptr) {
+        *closed = true;
+      }
       break;
     }
     out.append(buf, static_cast<std::size_t>(n));
@@ -146,8 +151,8 @@ public:
   server& get() { return *server_; }
 
   /// Sends raw bytes, reads until the proxy closes (5 s bound).
-  [[nodiscard]] std::string raw(const std::string& bytes) const {
-    return raw_exchange(port_, bytes);
+  [[nodiscard]] std::string raw(const std::string& bytes, bool* closed = nullptr) const {
+    return raw_exchange(port_, bytes, closed);
   }
 
 private:

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -142,7 +143,218 @@ TEST(proxy_rfc9112, a_transfer_coding_besides_chunked_is_501_6_1) {
   const auto out = proxy.raw("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n"
                              "\r\n1\r\nx\r\n0\r\n\r\n");
   EXPECT_TRUE(starts_with(out, "HTTP/1.1 501 Not Implemented\r\n")) << out;
+  // "If a Transfer-Encoding header field is present in a request and the chunked transfer
+  // coding is not the final encoding, ... the server MUST respond with the 400 (Bad Request)
+  // status code and then close the connection."
+  bool closed = false;
+  const auto last = proxy.raw("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n"
+                              "\r\n1\r\nx\r\n0\r\n\r\nGET /next HTTP/1.1\r\nHost: a\r\n\r\n",
+                              &closed);
+  EXPECT_TRUE(starts_with(last, "HTTP/1.1 400 Bad Request\r\n")) << last;
+  EXPECT_TRUE(closed);
   EXPECT_EQ(backend.requests(), 0);
+}
+
+// RFC 9112 6.1: "A server or client that receives an HTTP/1.0 message containing a
+// Transfer-Encoding header field MUST treat the message as if the framing is faulty, even if a
+// Content-Length is present, and close the connection after processing the message."
+TEST(proxy_rfc9112, an_http10_message_with_transfer_encoding_closes_its_connection_6_1) {
+  http_test_server backend;
+  proxy_fixture proxy{{backend.port()}};
+  EXPECT_EQ(run("curl -sS --max-time 5 " + proxy.url("/http10-chunked") + " " +
+                proxy.url("/http10-chunked")),
+            "okok");
+  EXPECT_EQ(backend.connections(), 2); // despite its Connection: keep-alive
+  const auto request = proxy.raw("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                 "1\r\nx\r\n0\r\n\r\n");
+  EXPECT_TRUE(starts_with(request, "HTTP/1.1 400 Bad Request\r\n")) << request;
+  EXPECT_EQ(backend.requests(), 2);
+}
+
+// RFC 9112 5.1: "A proxy MUST remove any such whitespace [between a field name and its colon]
+// from a response message before forwarding"; 5.2: a proxy receiving obs-fold in a response
+// "MUST either discard the message and replace it with a 502 (Bad Gateway) response ... or
+// replace each received obs-fold with one or more SP"; RFC 9110 5.5: "a recipient of CR, LF,
+// or NUL within a field value MUST either reject the message or replace each of those
+// characters with SP". tether rejects all three with 502 (stricter than 5.1, which lets a proxy
+// repair the message: a response that breaks the grammar is not guessed at, as HAProxy does).
+TEST(proxy_rfc9112, a_response_field_that_breaks_the_grammar_is_a_502_5) {
+  http_test_server backend;
+  proxy_fixture proxy{{backend.port()}};
+  for (const std::string path : {"/space-before-colon", "/folded", "/nul", "/garbage"}) {
+    const auto out = proxy.raw("GET " + path + " HTTP/1.1\r\nHost: a\r\n\r\n");
+    EXPECT_TRUE(starts_with(out, "HTTP/1.1 502 Bad Gateway\r\n")) << path << ": " << out;
+    EXPECT_NE(out.find("malformed response"), std::string::npos) << out;
+  }
+}
+
+// RFC 9112 6.3: "If the sender closes the connection or the recipient times out before the
+// indicated number of octets are received, the recipient MUST consider the message to be
+// incomplete and close the connection." The client, which has the head already, learns it
+// by the close.
+TEST(proxy_rfc9112, a_response_cut_short_closes_the_client_connection_6_3) {
+  http_test_server backend;
+  proxy_fixture proxy{{backend.port()}};
+  bool closed = false;
+  const auto out = proxy.raw("GET /truncated HTTP/1.1\r\nHost: a\r\n\r\n", &closed);
+  EXPECT_TRUE(starts_with(out, "HTTP/1.1 200 OK\r\n")) << out;
+  EXPECT_TRUE(out.ends_with("\r\n\r\nhalf")) << out;
+  EXPECT_TRUE(closed);
+}
+
+// RFC 9112 9.6: "A server that receives a "close" connection option MUST initiate closure of
+// the connection after it sends the final response to the request that contained the "close"
+// connection option. ... The server MUST NOT process any further requests received on that
+// connection." And a response with "close" ends that upstream connection (a client "MUST
+// cease sending requests on that connection").
+TEST(proxy_rfc9112, connection_close_ends_the_connection_9_6) {
+  http_test_server backend;
+  proxy_fixture proxy{{backend.port()}};
+  bool closed = false;
+  const auto out = proxy.raw("GET /a HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+                             "GET /b HTTP/1.1\r\nHost: a\r\n\r\n",
+                             &closed);
+  EXPECT_TRUE(starts_with(out, "HTTP/1.1 200 OK\r\n")) << out;
+  EXPECT_NE(head_of(out).find("Connection: close\r\n"), std::string::npos) << out;
+  EXPECT_EQ(out.find("HTTP/1.1", 1), std::string::npos) << "one response only: " << out;
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(backend.requests_to("/b"), 0);
+
+  EXPECT_EQ(run("curl -sS --max-time 5 " + proxy.url("/close") + " " + proxy.url("/c")), "okok");
+  EXPECT_EQ(backend.connections(), 2); // the upstream's close was honoured
+}
+
+// RFC 9110 7.6.1: "Intermediaries MUST parse a received Connection header field before a
+// message is forwarded and, for each connection-option in this field, remove any header or
+// trailer field(s) from the message with the same name as the connection-option, and then
+// remove the Connection header field itself". 7.6.3: "A proxy MUST send an appropriate Via
+// header field ... in each message that it forwards". 6.2: "Intermediaries ... MUST send their
+// own HTTP-version in forwarded messages".
+TEST(proxy_rfc9110, a_response_loses_its_hop_by_hop_fields_and_gains_via_7_6) {
+  http_test_server backend;
+  proxy_fixture proxy{{backend.port()}};
+  auto out = proxy.raw("GET /hop-by-hop HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  const auto head = head_of(out);
+  EXPECT_TRUE(starts_with(head, "HTTP/1.1 200 OK\r\n")) << head;
+  EXPECT_EQ(head.find("X-Internal"), std::string::npos) << head;
+  EXPECT_EQ(head.find("Keep-Alive"), std::string::npos) << head;
+  EXPECT_NE(head.find("Via: 1.1 tether\r\n"), std::string::npos) << head;
+  // An HTTP/1.0 upstream's answer goes out in tether's own version.
+  out = proxy.raw("GET /http10 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  EXPECT_TRUE(starts_with(out, "HTTP/1.1 200 OK\r\n")) << out;
+  // Interim responses too.
+  out = proxy.raw("GET /early-hints HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  EXPECT_NE(head_of(out).find("Via: 1.1 tether\r\n"), std::string::npos) << out;
+}
+
+// RFC 9110 7.6.2: "Each intermediary that receives a TRACE or OPTIONS request containing a
+// Max-Forwards header field MUST check and update its value prior to forwarding the request.
+// If the received value is zero (0), the intermediary MUST NOT forward the request; instead,
+// the intermediary MUST respond as the final recipient."
+TEST(proxy_rfc9110, max_forwards_7_6_2) {
+  http_test_server backend;
+  proxy_fixture proxy{{backend.port()}};
+  auto out = proxy.raw("OPTIONS * HTTP/1.1\r\nHost: a\r\nMax-Forwards: 0\r\n"
+                       "Connection: close\r\n\r\n");
+  EXPECT_TRUE(starts_with(out, "HTTP/1.1 200 OK\r\n")) << out;
+  EXPECT_NE(head_of(out).find("Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH\r\n"),
+            std::string::npos)
+      << out;
+  out = proxy.raw("TRACE / HTTP/1.1\r\nHost: a\r\nMax-Forwards: 0\r\nConnection: close\r\n\r\n");
+  EXPECT_TRUE(starts_with(out, "HTTP/1.1 405 Method Not Allowed\r\n")) << out;
+  EXPECT_EQ(backend.requests(), 0);
+  out = proxy.raw("OPTIONS /headers HTTP/1.1\r\nHost: a\r\nMax-Forwards: 5\r\n"
+                  "Connection: close\r\n\r\n");
+  EXPECT_NE(out.find("Max-Forwards: 4\n"), std::string::npos) << out;
+  EXPECT_EQ(out.find("Max-Forwards: 5"), std::string::npos) << out;
+  out = proxy.raw("GET /headers HTTP/1.1\r\nHost: a\r\nMax-Forwards: 0\r\n"
+                  "Connection: close\r\n\r\n");
+  EXPECT_NE(out.find("Max-Forwards: 0\n"), std::string::npos) << "only OPTIONS and TRACE: " << out;
+  out = proxy.raw("OPTIONS / HTTP/1.1\r\nHost: a\r\nMax-Forwards: many\r\n\r\n");
+  EXPECT_TRUE(starts_with(out, "HTTP/1.1 400 Bad Request\r\n")) << out;
+}
+
+// RFC 9110 7.3: "An intermediary MUST NOT forward a message to itself unless it is protected
+// from an infinite request loop." A cluster whose endpoint is the proxy's own listener.
+TEST(proxy_rfc9110, a_request_loop_ends_with_508_7_3) {
+  const std::uint16_t port = [] {
+    asio::io_context io;
+    asio::ip::tcp::acceptor a{io, {asio::ip::make_address("127.0.0.1"), 0}};
+    return a.local_endpoint().port();
+  }();
+  const auto yaml = "workers: 1\n"
+                    "listeners: [{name: main, address: 127.0.0.1, port: " +
+                    std::to_string(port) +
+                    "}]\n"
+                    "admin: {address: 127.0.0.1, port: 0}\n"
+                    "routes: [{path_prefix: /, cluster: self}]\n"
+                    "clusters: [{name: self, endpoints: [\"127.0.0.1:" +
+                    std::to_string(port) + "\"]}]\n";
+  proxy_fixture proxy{yaml, nullptr};
+  const auto out = proxy.raw("GET /loop HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  EXPECT_TRUE(starts_with(out, "HTTP/1.1 508 Loop Detected\r\n")) << out;
+  EXPECT_NE(out.find("request loop"), std::string::npos) << out;
+}
+
+// RFC 9110 6.6.1: "An origin server with a clock ... MUST generate a Date header field in all
+// 2xx, 3xx, and 4xx responses": the answers the proxy gives itself carry one.
+TEST(proxy_rfc9110, the_proxys_own_answers_carry_a_date_6_6_1) {
+  http_test_server backend;
+  const auto yaml = proxy_fixture::yaml_for({backend.port()}, "", true);
+  proxy_fixture proxy{yaml, nullptr};
+  const auto out = proxy.raw("GET /elsewhere HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  EXPECT_TRUE(starts_with(out, "HTTP/1.1 404 Not Found\r\n")) << out;
+  const std::regex date{
+      R"(\r\nDate: (Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d\d:\d\d:\d\d GMT\r\n)"};
+  EXPECT_TRUE(std::regex_search(head_of(out), date)) << out;
+}
+
+// RFC 9110 7.7: "A proxy MUST NOT modify the "absolute-path" and "query" parts of the received
+// target URI when forwarding it to the next inbound server except as required by that
+// forwarding protocol." 5.3: "A proxy MUST NOT change the order of these field line values
+// when forwarding a message" (fields of one name).
+TEST(proxy_rfc9110, the_target_and_the_order_of_fields_are_kept_7_7_and_5_3) {
+  http_test_server backend;
+  proxy_fixture proxy{{backend.port()}};
+  const std::string target = "/a/../b/%2e%2E/c;p?x=%2F&y=1&y=2";
+  auto out = proxy.raw("GET " + target + " HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  EXPECT_TRUE(starts_with(out, "HTTP/1.1 200 OK\r\n")) << out;
+  EXPECT_EQ(backend.requests_to(target), 1);
+  out = proxy.raw("GET /headers HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nX-B: 2\r\nX-A: 3\r\n"
+                  "Connection: close\r\n\r\n");
+  EXPECT_NE(out.find("X-A: 1\nX-B: 2\nX-A: 3\n"), std::string::npos) << out;
+}
+
+// RFC 9110 4.1: "A server that receives a request-target longer than any URI it wishes to parse
+// MUST respond with a 414 (URI Too Long)"; 5.4: "A server that receives a request header field
+// line, field value, or set of fields larger than it wishes to process MUST respond with an
+// appropriate 4xx (Client Error) status code" (431).
+TEST(proxy_rfc9110, limits_are_answered_414_and_431_4_1_and_5_4) {
+  http_test_server backend;
+  proxy_fixture proxy{{backend.port()}};
+  auto out = proxy.raw("GET /" + std::string(9000, 'a') + " HTTP/1.1\r\nHost: a\r\n\r\n");
+  EXPECT_TRUE(starts_with(out, "HTTP/1.1 414 URI Too Long\r\n")) << out.substr(0, 100);
+  std::string many = "GET / HTTP/1.1\r\nHost: a\r\n";
+  for (int i = 0; i < 101; ++i) {
+    many += "X-" + std::to_string(i) + ": v\r\n";
+  }
+  out = proxy.raw(many + "\r\n");
+  EXPECT_TRUE(starts_with(out, "HTTP/1.1 431 Request Header Fields Too Large\r\n")) << out;
+  out = proxy.raw("GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + std::string(40000, 'b') + "\r\n\r\n");
+  EXPECT_TRUE(starts_with(out, "HTTP/1.1 431 Request Header Fields Too Large\r\n")) << out;
+  EXPECT_EQ(backend.requests(), 0);
+}
+
+// RFC 9110 10.1.1: "A server that receives a 100-continue expectation in an HTTP/1.0 request
+// MUST ignore that expectation."
+TEST(proxy_rfc9110, an_expectation_in_http10_is_ignored_10_1_1) {
+  http_test_server backend;
+  proxy_fixture proxy{{backend.port()}};
+  const auto out = proxy.raw("POST /headers HTTP/1.0\r\nHost: a\r\nExpect: 100-continue\r\n"
+                             "Content-Length: 2\r\n\r\nok");
+  EXPECT_TRUE(starts_with(out, "HTTP/1.1 200 OK\r\n")) << out;
+  EXPECT_EQ(out.find("100 Continue"), std::string::npos) << out;
+  EXPECT_EQ(out.find("Expect"), std::string::npos) << out;
 }
 
 // RFC 9110 7.8: "A server MAY ignore a received Upgrade header field if it wishes to continue

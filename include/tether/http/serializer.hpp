@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <span>
 #include <string>
 #include <string_view>
@@ -35,6 +36,9 @@ void write_request_head(std::string& out, const message_head& head,
 /// Appends the status line and header section of `head` to `out`, without hop-by-hop fields.
 void write_response_head(std::string& out, const message_head& head,
                          const serialize_options& options = {});
+
+/// A Date field's value for `t`: IMF-fixdate, "Sun, 06 Nov 1994 08:49:37 GMT" (RFC 9110 5.6.7).
+[[nodiscard]] std::string http_date(std::chrono::system_clock::time_point t);
 
 /// Appends one chunk of a chunked body (nothing for an empty piece: that would end the body).
 void write_chunk(std::string& out, std::string_view data);
