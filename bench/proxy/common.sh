@@ -70,8 +70,11 @@ clusters:
     endpoints: ["127.0.0.1:$2"]
     pool: {max_size: 128, idle_timeout: 60s}
 CONF
-  "$tether" proxy -c "$work/tether.yaml" > "$work/tether.log" 2>&1 &
+  "${4:-$tether}" proxy -c "$work/tether.yaml" > "$work/tether.log" 2>&1 &
 }
+# TETHER_OLD=path: an older build measured beside the current one, as the proxy "tether_old".
+tether_old=${TETHER_OLD:-}
+start_tether_old() { start_tether "$1" "$2" "${3:-}" "$tether_old"; }
 # HAProxy sizes its descriptor table for two per connection (client and server side) and, by
 # default, refuses to start when maxconn * 2 is over the open-file limit (20,000, hard, on this
 # machine). Idle clients hold one descriptor each, so it runs with `no strict-limits` (it warns

@@ -7,6 +7,7 @@
 # directory (default build/bench-proxy) and prints the table.
 #
 #   bench/proxy/run.sh [seconds=10] [connections=50] [idle=10000] [outdir] [rounds=3]
+#   TETHER=path (the build measured), TETHER_OLD=path (an older build beside it, "tether_old")
 #
 # The proxies are measured in turn, `rounds` times over (tether, HAProxy, nginx, tether, ...),
 # and the table gives each one's median round: on two shared cores one run varies by 5-10 %,
@@ -98,9 +99,13 @@ measure() {
   line="$rps $p50 $p99 $(echo "scale=2; ($u1 - $u0) * 1000000 / $requests" | bc) $(echo "scale=2; ($s1 - $s0) * 1000000 / $requests" | bc) $rss_before $rss_idle $count ${errors:--}"
 }
 
+proxies=(tether haproxy nginx)
+if [[ -n $tether_old ]]; then
+  proxies=(tether tether_old haproxy nginx)
+fi
 declare -A runs
 for round in $(seq 1 "$rounds"); do
-  for proxy in tether haproxy nginx; do
+  for proxy in "${proxies[@]}"; do
     measure "$proxy" "$([[ $round == 1 ]] && echo 1 || echo 0)"
     runs[$proxy,$round]=$line
     read -r rps p50 p99 user sys rss rss_idle count errors <<< "$line"
@@ -117,7 +122,7 @@ done
 # Each proxy's median round by CPU per request (its other figures from the same round).
 json_rows=()
 md_rows=()
-for proxy in tether haproxy nginx; do
+for proxy in "${proxies[@]}"; do
   median=$(for round in $(seq 1 "$rounds"); do
     read -r rps p50 p99 user sys rest <<< "${runs[$proxy,$round]}"
     echo "$(echo "$user + $sys" | bc) $round"

@@ -589,6 +589,12 @@ struct parser::state {
           }
           ++st.version_chars;
         }
+        // The request-target: http-parser lets a TAB and a form feed through inside it; a
+        // control byte or DEL is never part of one (RFC 9112 3.2, RFC 3986).
+        if (kind == parser::kind::request && st.start_spaces == 1 &&
+            (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7F)) {
+          return errc::invalid_target;
+        }
         const bool in_reason = kind == parser::kind::response && st.start_spaces >= 2;
         if (ch == ' ' && !in_reason) {
           if (st.prev_space) {
@@ -674,17 +680,7 @@ struct parser::state {
                                        : errc::bad_request_line);
       return;
     }
-    // The request-target, byte by byte: http-parser lets a TAB and a form feed through inside
-    // it; a control byte, space or DEL is never part of one (RFC 9112 3.2, RFC 3986).
-    if (k == parser::kind::request) {
-      for (const char c : view(url)) {
-        const auto b = static_cast<unsigned char>(c);
-        if (b <= 0x20 || b == 0x7F) {
-          fail(errc::invalid_target);
-          return;
-        }
-      }
-    }
+
     if (k == parser::kind::response && (p.status_code < 100 || p.status_code > 999)) {
       fail(errc::invalid_status_line);
       return;

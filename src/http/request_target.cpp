@@ -1,6 +1,7 @@
 #include "tether/http/request_target.hpp"
 
 #include <algorithm>
+#include <array>
 
 #include "text.hpp"
 
@@ -18,28 +19,25 @@ bool is_digit(char c) noexcept {
 bool is_hex(char c) noexcept {
   return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
-// unreserved and sub-delims (RFC 3986 2.2, 2.3): what a reg-name takes besides "%XX".
-bool is_name_char(char c) noexcept {
-  return is_alpha(c) || is_digit(c) || c == '-' || c == '.' || c == '_' || c == '~' || c == '!' ||
-         c == '$' || c == '&' || c == '\'' || c == '(' || c == ')' || c == '*' || c == '+' ||
-         c == ',' || c == ';' || c == '=';
-}
+// unreserved and sub-delims (RFC 3986 2.2, 2.3): what a reg-name takes besides "%XX". A table:
+// every request's Host goes through it.
+constexpr std::array<bool, 256> name_chars = [] {
+  std::array<bool, 256> t{};
+  for (int c = 'a'; c <= 'z'; ++c) {
+    t[static_cast<unsigned char>(c)] = true;
+    t[static_cast<unsigned char>(c - 'a' + 'A')] = true;
+  }
+  for (int c = '0'; c <= '9'; ++c) {
+    t[static_cast<unsigned char>(c)] = true;
+  }
+  for (const char c : std::string_view{"-._~!$&'()*+,;="}) {
+    t[static_cast<unsigned char>(c)] = true;
+  }
+  return t;
+}();
 
-bool valid_reg_name(std::string_view name) noexcept {
-  if (name.empty()) {
-    return false;
-  }
-  for (std::size_t i = 0; i < name.size(); ++i) {
-    if (name[i] == '%') {
-      if (i + 2 >= name.size() || !is_hex(name[i + 1]) || !is_hex(name[i + 2])) {
-        return false;
-      }
-      i += 2;
-    } else if (!is_name_char(name[i])) {
-      return false;
-    }
-  }
-  return true;
+bool is_name_char(char c) noexcept {
+  return name_chars[static_cast<unsigned char>(c)];
 }
 
 // An IPv6 (or IPvFuture) literal between brackets: hex digits, colons and dots, at least one
@@ -51,11 +49,14 @@ bool valid_ip_literal(std::string_view inside) noexcept {
 }
 
 bool valid_port(std::string_view port) noexcept {
-  if (port.size() > 5 || !std::all_of(port.begin(), port.end(), is_digit)) {
+  if (port.size() > 5) {
     return false;
   }
   unsigned value = 0;
   for (const char c : port) {
+    if (!is_digit(c)) {
+      return false;
+    }
     value = value * 10 + static_cast<unsigned>(c - '0');
   }
   return value <= 65535;
@@ -80,17 +81,36 @@ bool is_valid_authority(std::string_view value) noexcept {
   if (value.empty()) {
     return false;
   }
-  std::string_view host;
-  std::string_view port;
-  split(value, host, port);
-  // After the host only ":" and a port may come.
-  if (host.size() < value.size() && value[host.size()] != ':') {
-    return false;
+  std::size_t i = 0;
+  if (value.front() == '[') {
+    const auto close = value.find(']');
+    if (close == std::string_view::npos || !valid_ip_literal(value.substr(1, close - 1))) {
+      return false;
+    }
+    i = close + 1;
+  } else {
+    // One pass over a reg-name or IPv4 address (every request's Host comes through here).
+    for (; i < value.size() && value[i] != ':'; ++i) {
+      if (value[i] == '%') {
+        if (i + 2 >= value.size() || !is_hex(value[i + 1]) || !is_hex(value[i + 2])) {
+          return false;
+        }
+        i += 2;
+      } else if (!is_name_char(value[i])) {
+        return false;
+      }
+    }
+    if (i == 0) {
+      return false;
+    }
   }
-  const bool host_ok = host.starts_with('[') ? host.size() >= 2 && host.ends_with(']') &&
-                                                   valid_ip_literal(host.substr(1, host.size() - 2))
-                                             : valid_reg_name(host);
-  return host_ok && valid_port(port);
+  if (i == value.size()) {
+    return true;
+  }
+  if (value[i] != ':') {
+    return false; // after the host only ":" and a port may come
+  }
+  return valid_port(value.substr(i + 1));
 }
 
 std::string_view host_of(std::string_view authority) noexcept {
@@ -159,36 +179,47 @@ std::error_code read_request_target(std::string_view method, std::string_view ta
                                            : make_error_code(errc::invalid_target);
 }
 
-std::error_code check_host(std::span<const header> fields, int version_minor,
-                           const request_target& target, std::string_view& authority) {
-  const header* host = nullptr;
+host_fields find_host(std::span<const header> fields) noexcept {
+  host_fields host;
   for (const auto& f : fields) {
-    if (iequals(f.name, "host")) {
-      if (host != nullptr) {
-        return make_error_code(errc::duplicate_host);
+    if (f.name.size() == 4 && iequals(f.name, "host")) {
+      if (host.count++ == 0) {
+        host.value = f.value;
       }
-      host = &f;
     }
   }
-  if (host == nullptr) {
+  return host;
+}
+
+std::error_code check_host(const host_fields& host, int version_minor, const request_target& target,
+                           std::string_view& authority) {
+  if (host.count > 1) {
+    return make_error_code(errc::duplicate_host);
+  }
+  if (host.count == 0) {
     if (version_minor >= 1) {
       return make_error_code(errc::missing_host);
     }
     authority = target.authority; // HTTP/1.0 without Host: what the target says, if anything
     return {};
   }
-  if (!is_valid_authority(host->value)) {
+  if (!is_valid_authority(host.value)) {
     return make_error_code(errc::invalid_host);
   }
   if (target.form == target_form::absolute || target.form == target_form::authority) {
-    if (!same_authority(host->value, target.authority, target.scheme)) {
+    if (!same_authority(host.value, target.authority, target.scheme)) {
       return make_error_code(errc::host_mismatch);
     }
     authority = target.authority;
     return {};
   }
-  authority = host->value;
+  authority = host.value;
   return {};
+}
+
+std::error_code check_host(std::span<const header> fields, int version_minor,
+                           const request_target& target, std::string_view& authority) {
+  return check_host(find_host(fields), version_minor, target, authority);
 }
 
 } // namespace tether::http

@@ -183,6 +183,8 @@ struct owned_head {
   int version_major = 1;
   int version_minor = 1;
   std::vector<http::header> fields;
+  http::host_fields host; // its Host fields (a request's)
+  bool has_via = false;   // it has a Via field
   http::body_framing framing = http::body_framing::none;
   std::uint64_t content_length = 0;
   bool keep_alive = true;
@@ -204,9 +206,19 @@ struct owned_head {
     target = keep(h.target);
     reason = keep(h.reason);
     fields.clear();
+    host = {};
+    has_via = false;
     for (const auto& f : h.headers) {
       const auto name = keep(f.name);
       fields.push_back({name, keep(f.value)});
+      // The fields every request is checked for, noted in the one pass over them.
+      if (name.size() == 4 && iequals(name, "host")) {
+        if (host.count++ == 0) {
+          host.value = fields.back().value;
+        }
+      } else if (name.size() == 3 && iequals(name, "via")) {
+        has_via = true;
+      }
     }
     status = h.status;
     version_major = h.version_major;
@@ -591,13 +603,14 @@ public:
     if (!origin_form_.empty()) {
       view.target = origin_form_;
     }
-    auto extra = extra_;
-    if (host_slot_ != no_slot && authority_.empty()) {
+    const auto dropped = std::span{dropped_}.first(drop_count_);
+    if (authority_.empty()) {
+      auto extra = extra_; // the upstream's name as the Host of this attempt
       extra[host_slot_].value = upstream;
+      http::write_request_head(out, view, {false, std::span{extra}.first(extra_count_), dropped});
+    } else {
+      http::write_request_head(out, view, {false, std::span{extra_}.first(extra_count_), dropped});
     }
-    http::write_request_head(
-        out, view,
-        {false, std::span{extra}.first(extra_count_), std::span{dropped_}.first(drop_count_)});
   }
 
 private:
@@ -1040,7 +1053,7 @@ private:
     http::request_target target;
     std::string_view authority;
     if (auto ec = http::read_request_target(head.method, head.target, target);
-        ec || (ec = http::check_host(head.fields, head.version_minor, target, authority))) {
+        ec || (ec = http::check_host(head.host, head.version_minor, target, authority))) {
       count(cause::bad_request);
       const std::string why = ec.message();
       co_return co_await reject(rq, 400, why);
@@ -1055,7 +1068,7 @@ private:
     // from a loop. A request that went through tether this often already is taken for one (a
     // route that leads back to the proxy): 508, rather than a connection per pass until the
     // descriptors run out.
-    if (tether_hops(head) >= max_tether_hops) {
+    if (head.has_via && tether_hops(head) >= max_tether_hops) {
       count(cause::bad_request);
       const std::string why = "request loop: it went through tether " +
                               std::to_string(max_tether_hops) + " times (see its Via)";
@@ -1285,7 +1298,18 @@ private:
         // buffer_limit) goes in one write the socket buffers take.
         const upload plan{out,          chunked,          forward_expect,
                           !rq.consumed, attempt_deadline, cluster_cfg.request_timeout};
-        const auto sent = co_await send_request(rq, up, plan);
+        send_end sent;
+        if (plan.streams) {
+          sent = co_await stream_request(rq, up, plan);
+        } else {
+          // The whole request is here: one write, under the response's deadline while that is
+          // not near (one timer setting), else the request timeout.
+          watchdog_->set(
+              std::max(attempt_deadline, steady::now() + cluster_cfg.request_timeout / 2));
+          auto [ec, n] = co_await asio::async_write(up.socket, asio::buffer(out), use_tuple);
+          sent.timed_out = watchdog_->fired;
+          sent.complete = !ec && !sent.timed_out;
+        }
         if (sent.client_failed) {
           // The client went away (or sent garbage) mid-body: the upstream has half a request.
           lease.mark_broken();
@@ -1431,8 +1455,8 @@ private:
     co_return !aborted_;
   }
 
-  /// What send_request sends: the head and whatever of the body is here already (`bytes`), then
-  /// the rest of the body as the client sends it.
+  /// What a request sends: the head and whatever of the body is here already (`bytes`), then
+  /// (when it streams) the rest of the body as the client sends it.
   struct upload {
     std::string& bytes;
     bool chunked = false;        // the body is re-framed in chunks
@@ -1442,7 +1466,7 @@ private:
     clock::duration request_timeout;
   };
 
-  /// How sending a request ended.
+  /// How sending a request ended (stream_request, or the one write of a whole request).
   struct send_end {
     bool complete = false;      // the whole request went upstream
     bool client_failed = false; // the client went away or sent garbage mid-body
@@ -1452,11 +1476,11 @@ private:
     std::optional<std::error_code> first_read;
   };
 
-  /// What watch_upstream found, shared with send_request (one thread: no locks).
+  /// What watch_upstream found, shared with stream_request (one thread: no locks).
   struct upstream_watch {
     explicit upstream_watch(const asio::any_io_executor& ex)
         : ended{ex, steady::time_point::max()} {}
-    asio::steady_timer ended; // cancelled when the watch ends, to wake send_request
+    asio::steady_timer ended; // cancelled when the watch ends, to wake stream_request
     bool done = false;
     bool stop = false;       // the request is sent: the watch ends
     bool final_head = false; // a final response's head is queued in response_events_
@@ -1464,66 +1488,59 @@ private:
     std::optional<std::error_code> read_end; // the read that ended the watch, EOF included
   };
 
-  // Sends the request: its head and buffered body at once, or the body streamed as the client
-  // sends it, each piece written before the next is read. While a body goes up, the upstream
-  // is read too (watch_upstream), as RFC 9112 9.3 asks of a sender: an upstream that answers
-  // early and stops reading (a 401, a 413) cuts the upload short instead of leaving it to hang
-  // until the timeout, and its 100 Continue reaches a client whose Expect went upstream.
-  asio::awaitable<send_end> send_request(request_context& rq, http::http_connection& up,
-                                         const upload& plan) {
+  // Sends a request whose body streams: each piece the client sends is written upstream before
+  // the next is read. Meanwhile the upstream is read too (watch_upstream), as RFC 9112 9.3 asks
+  // of a sender: an upstream that answers early and stops reading (a 401, a 413) cuts the upload
+  // short instead of leaving it to hang until the timeout, and its 100 Continue reaches a client
+  // whose Expect went upstream. (A request that is here whole goes in one write: handle().)
+  asio::awaitable<send_end> stream_request(request_context& rq, http::http_connection& up,
+                                           const upload& plan) {
     send_end end;
     upstream_watch watch{socket_.get_executor()};
-    if (plan.streams) {
-      asio::co_spawn(socket_.get_executor(), watch_upstream(&up, &watch, &rq),
-                     [this, &watch](const std::exception_ptr& e) {
-                       if (e) {
-                         log_event(w_.shared, spdlog::level::err,
-                                   "the upstream watch of an upload failed; the upload goes on "
-                                   "unwatched");
-                       }
-                       watch.done = true;
-                       watch.ended.cancel();
-                     });
+    asio::co_spawn(socket_.get_executor(), watch_upstream(&up, &watch, &rq),
+                   [this, &watch](const std::exception_ptr& e) {
+                     if (e) {
+                       log_event(w_.shared, spdlog::level::err,
+                                 "the upstream watch of an upload failed; the upload goes on "
+                                 "unwatched");
+                     }
+                     watch.done = true;
+                     watch.ended.cancel();
+                   });
+    if (!plan.forward_expect) {
+      co_await send_continue(rq);
     }
+    // The head goes at once unless some of the body is here to go with it: a client whose
+    // Expect went upstream sends nothing before the upstream's 100.
     bool upstream_ok = true;
-    if (!rq.consumed) {
-      if (!plan.forward_expect) {
-        co_await send_continue(rq);
+    if (events_.empty()) {
+      upstream_ok = co_await write_upstream(up, plan);
+    }
+    while (upstream_ok && !rq.consumed && !watch.cut) {
+      event ev;
+      if (co_await next_event(ev, false) != wait_result::ok) {
+        end.client_failed = !watch.cut && !watchdog_->fired;
+        break;
       }
-      // The head goes at once unless some of the body is here to go with it: a client whose
-      // Expect went upstream sends nothing before the upstream's 100.
-      if (events_.empty()) {
+      if (auto* piece = std::get_if<body_piece>(&ev)) {
+        if (plan.chunked) {
+          http::write_chunk(plan.bytes, piece->data);
+        } else {
+          plan.bytes.append(piece->data);
+        }
+      } else if (std::holds_alternative<message_end>(ev)) {
+        if (plan.chunked) {
+          http::write_last_chunk(plan.bytes);
+        }
+        rq.consumed = true;
+      }
+      if (plan.bytes.size() >= 16 * 1024 || rq.consumed) {
         upstream_ok = co_await write_upstream(up, plan);
       }
-      while (upstream_ok && !rq.consumed && !watch.cut) {
-        event ev;
-        if (co_await next_event(ev, false) != wait_result::ok) {
-          end.client_failed = !watch.cut && !watchdog_->fired;
-          break;
-        }
-        if (auto* piece = std::get_if<body_piece>(&ev)) {
-          if (plan.chunked) {
-            http::write_chunk(plan.bytes, piece->data);
-          } else {
-            plan.bytes.append(piece->data);
-          }
-        } else if (std::holds_alternative<message_end>(ev)) {
-          if (plan.chunked) {
-            http::write_last_chunk(plan.bytes);
-          }
-          rq.consumed = true;
-        }
-        if (plan.bytes.size() >= 16 * 1024 || rq.consumed) {
-          upstream_ok = co_await write_upstream(up, plan);
-        }
-      }
-    }
-    if (upstream_ok && !end.client_failed && !watch.cut && !plan.bytes.empty()) {
-      upstream_ok = co_await write_upstream(up, plan);
     }
     end.complete = upstream_ok && !end.client_failed && !watch.cut && rq.consumed;
     end.timed_out = watchdog_->fired;
-    if (plan.streams && !watch.done) {
+    if (!watch.done) {
       // The request is sent (or not, for good): the watch's read is the one operation left on
       // the upstream socket. What it read is queued; what it did not stays in the socket.
       watch.stop = true;
@@ -1563,7 +1580,7 @@ private:
     co_return !ec && !watchdog_->fired;
   }
 
-  // Reads the upstream while the request's body goes up (see send_request). Interim responses
+  // Reads the upstream while the request's body goes up (see stream_request). Interim responses
   // go to the client at once; a final response's head is left queued for read_response, and
   // when it is an error, says the connection closes, or the read fails, the upload is cut short
   // (the client read or upstream write it waits on is cancelled). A final 2xx or 3xx does not

@@ -57,6 +57,19 @@ struct request_target {
 [[nodiscard]] std::error_code check_host(std::span<const header> fields, int version_minor,
                                          const request_target& target, std::string_view& authority);
 
+/// A request's Host fields: how many, and the first one's value.
+struct host_fields {
+  std::size_t count = 0;
+  std::string_view value;
+};
+
+/// The Host fields among `fields`.
+[[nodiscard]] host_fields find_host(std::span<const header> fields) noexcept;
+
+/// check_host on Host fields found already (a server that scans a head's fields once).
+[[nodiscard]] std::error_code check_host(const host_fields& host, int version_minor,
+                                         const request_target& target, std::string_view& authority);
+
 /// The host of an authority, without its port, and an IPv6 literal without its brackets.
 [[nodiscard]] std::string_view host_of(std::string_view authority) noexcept;
 
