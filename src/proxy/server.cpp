@@ -1496,6 +1496,11 @@ private:
   asio::awaitable<send_end> stream_request(request_context& rq, http::http_connection& up,
                                            const upload& plan) {
     send_end end;
+    // The proxy's own 100 Continue first, before the watch may write interim responses to the
+    // client: one writer at a time on its socket.
+    if (!plan.forward_expect) {
+      co_await send_continue(rq);
+    }
     upstream_watch watch{socket_.get_executor()};
     asio::co_spawn(socket_.get_executor(), watch_upstream(&up, &watch, &rq),
                    [this, &watch](const std::exception_ptr& e) {
@@ -1507,9 +1512,6 @@ private:
                      watch.done = true;
                      watch.ended.cancel();
                    });
-    if (!plan.forward_expect) {
-      co_await send_continue(rq);
-    }
     // The head goes at once unless some of the body is here to go with it: a client whose
     // Expect went upstream sends nothing before the upstream's 100.
     bool upstream_ok = true;
