@@ -1,7 +1,8 @@
-// Fuzzes tether's HTTP/1.1 parser (requests and responses). The first byte picks the kind and
-// how the input is split across feeds; the rest is the bytes a peer sent. Each input is parsed
-// twice, whole and split into pieces each in a fresh buffer, and both parses must agree on
-// everything (error, heads, bodies): a header view that outlived its feed, or a check that
+// Fuzzes tether's HTTP/1.1 parser (requests and responses), and what a server reads of a
+// request's head next (its target's form, its Host rules: request_target.hpp). The first byte picks
+// the kind and how the input is split across feeds; the rest is the bytes a peer sent. Each input
+// is parsed twice, whole and split into pieces each in a fresh buffer, and both parses must agree
+// on everything (error, heads, bodies): a header view that outlived its feed, or a check that
 // depends on where a read ended, shows up as a difference or as an ASan report.
 #include <cstddef>
 #include <cstdint>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "tether/http/parser.hpp"
+#include "tether/http/request_target.hpp"
 
 namespace {
 
@@ -26,6 +28,17 @@ struct transcript final : parser_handler {
     }
     log += "F" + std::to_string(static_cast<int>(h.framing)) + " L" +
            std::to_string(h.content_length) + " K" + std::to_string(h.keep_alive) + "\n";
+    if (!h.method.empty()) {
+      request_target target;
+      std::string_view authority;
+      auto ec = read_request_target(h.method, h.target, target);
+      if (!ec) {
+        ec = check_host(h.headers, h.version_minor, target, authority);
+      }
+      log += "T" + std::to_string(static_cast<int>(target.form)) + " " + std::string{authority} +
+             " " + std::string{host_of(authority)} + " " + std::string{target.path_and_query} +
+             " " + ec.message() + "\n";
+    }
   }
   void on_body(std::string_view piece) override { log += piece; }
   void on_message_complete() override { log += "\nC\n"; }
