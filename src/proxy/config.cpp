@@ -15,18 +15,6 @@
 
 namespace tether::proxy {
 
-std::string_view to_string(lb_policy p) noexcept {
-  switch (p) {
-  case lb_policy::round_robin:
-    return "round_robin";
-  case lb_policy::least_request:
-    return "least_request";
-  case lb_policy::random:
-    return "random";
-  }
-  return "round_robin";
-}
-
 const cluster_config* config::find_cluster(std::string_view name) const noexcept {
   for (const auto& c : clusters) {
     if (c.name == name) {

@@ -37,6 +37,7 @@
 #include "tether/net/listener.hpp"
 #include "tether/pool/connection_pool.hpp"
 #include "tether/pool/pool_metrics.hpp"
+#include "tether/upstream/balancer.hpp"
 
 namespace tether::proxy {
 
@@ -288,39 +289,27 @@ struct endpoint_state {
 };
 
 struct cluster_state {
+  explicit cluster_state(upstream::lb_policy policy) : balancer{policy} {}
   std::vector<endpoint_state> endpoints;
-  std::size_t next = 0;  // round robin
-  std::size_t spill = 0; // where the requests of a host whose breaker refuses go
+  upstream::balancer balancer; // this worker's rotation over the cluster's hosts
+};
+
+/// A cluster's hosts as a worker's balancer sees them: shared health, ejection and breakers,
+/// and this worker's requests in flight.
+struct worker_hosts {
+  const std::vector<std::unique_ptr<endpoint_counters>>& shared;
+  const std::vector<endpoint_state>& local;
+
+  [[nodiscard]] std::size_t size() const noexcept { return shared.size(); }
+  [[nodiscard]] bool in_service(std::size_t i) const noexcept { return shared[i]->in_service(); }
+  [[nodiscard]] std::uint32_t active(std::size_t i) const noexcept { return local[i].active; }
+  resilience::circuit_breaker::permission permit(std::size_t i) {
+    const auto& breaker = shared[i]->breaker;
+    return breaker ? breaker->try_acquire() : resilience::circuit_breaker::permission{0, true};
+  }
 };
 
 class session;
-
-/// The hosts a request has tried: a bit each, with no allocation for up to 64 hosts.
-class host_set {
-public:
-  explicit host_set(std::size_t hosts) {
-    if (hosts > 64) {
-      more_.resize(hosts);
-    }
-  }
-  [[nodiscard]] bool has(std::size_t i) const {
-    return i < 64 ? ((bits_ >> i) & 1U) != 0 : more_[i];
-  }
-  void add(std::size_t i) {
-    if (i < 64) {
-      bits_ |= std::uint64_t{1} << i;
-    } else {
-      more_[i] = true;
-    }
-  }
-  [[nodiscard]] bool empty() const {
-    return bits_ == 0 && std::none_of(more_.begin(), more_.end(), [](bool b) { return b; });
-  }
-
-private:
-  std::uint64_t bits_ = 0;
-  std::vector<bool> more_; // hosts 64 and up, when there are that many
-};
 
 struct worker {
   explicit worker(shared_state& s, std::size_t index)
@@ -343,100 +332,11 @@ struct worker {
   std::thread thread;
   std::shared_ptr<asio::executor_work_guard<asio::io_context::executor_type>> work;
 
-  /// What choose() found: an endpoint with its breaker's permission, or none.
-  struct choice {
-    std::size_t index = 0;
-    resilience::circuit_breaker::permission permission{};
-    bool found = false;
-  };
-
-  /// The endpoint of cluster `c` for an attempt, by the cluster's policy, among the hosts in
-  /// service that this request has not tried yet (a retry goes elsewhere when it can); among all
-  /// hosts in service it has tried when there is none left or their breakers all refuse, and
-  /// among every host when none is in service (Envoy's panic routing: better to try than to
-  /// refuse everything). A host whose breaker refuses is passed over for the next candidate.
-  choice choose(std::size_t c, const host_set& tried) {
-    auto& hosts = shared.clusters[c].endpoints;
-    const auto n = hosts.size();
-    bool any_in_service = false;
-    candidates.clear();
-    for (std::size_t i = 0; i < n; ++i) {
-      if (hosts[i]->in_service()) {
-        any_in_service = true;
-        if (!tried.has(i)) {
-          candidates.push_back(i);
-        }
-      }
-    }
-    if (!candidates.empty()) {
-      if (const auto got = pick(c, tried.empty()); got.found) {
-        return got;
-      }
-    }
-    // No untried host, or every untried host's breaker refused: the hosts already tried.
-    candidates.clear();
-    for (std::size_t i = 0; i < n; ++i) {
-      if (hosts[i]->in_service() && tried.has(i)) {
-        candidates.push_back(i);
-      }
-    }
-    if (!candidates.empty()) {
-      if (const auto got = pick(c, false); got.found) {
-        return got;
-      }
-    }
-    if (!any_in_service) {
-      for (std::size_t i = 0; i < n; ++i) {
-        candidates.push_back(i);
-      }
-      return pick(c, tried.empty());
-    }
-    return {};
+  /// The host of cluster `c` for an attempt (upstream::balancer), among those `tried` has not.
+  upstream::balancer::choice choose(std::size_t c, const upstream::tried_hosts& tried) {
+    worker_hosts hosts{shared.clusters[c].endpoints, clusters[c].endpoints};
+    return clusters[c].balancer.choose(hosts, tried, random);
   }
-
-  /// The first of `candidates` by the cluster's policy whose breaker permits. Round robin moves
-  /// once per request: a retry takes the candidate after it without moving the rotation.
-  choice pick(std::size_t c, bool first_attempt) {
-    auto& hosts = shared.clusters[c].endpoints;
-    auto& cl = clusters[c];
-    const auto m = candidates.size();
-    std::size_t pos = 0;
-    switch (shared.cfg.clusters[c].lb) {
-    case lb_policy::round_robin:
-      pos = (first_attempt ? cl.next++ : cl.next) % m;
-      break;
-    case lb_policy::random:
-      pos = static_cast<std::size_t>(random.next() % m);
-      break;
-    case lb_policy::least_request: {
-      // Two random choices, the one with fewer requests in flight (Envoy's default).
-      const auto a = static_cast<std::size_t>(random.next() % m);
-      const auto b = static_cast<std::size_t>(random.next() % m);
-      pos = cl.endpoints[candidates[b]].active < cl.endpoints[candidates[a]].active ? b : a;
-      break;
-    }
-    }
-    // A host whose breaker refuses is dropped and the next candidate taken from a rotation of its
-    // own, so that an open host's share spreads evenly over the others instead of landing on its
-    // neighbour.
-    while (!candidates.empty()) {
-      const auto index = candidates[pos];
-      auto& breaker = hosts[index]->breaker;
-      if (!breaker) {
-        return {index, {}, true};
-      }
-      if (auto permission = breaker->try_acquire()) {
-        return {index, permission, true};
-      }
-      candidates.erase(candidates.begin() + static_cast<std::ptrdiff_t>(pos));
-      if (!candidates.empty()) {
-        pos = cl.spill++ % candidates.size();
-      }
-    }
-    return {};
-  }
-
-  std::vector<std::size_t> candidates; // choose()'s scratch
 };
 
 /// A string from the worker's spares for as long as it lives.
@@ -1158,7 +1058,7 @@ private:
     const resilience::request_traits traits{head.method, has_key, rq.consumed};
     resilience::retry_state retry{rc.policy, traits, rq.started, cc.budget.get()};
     resilience::resource_guard retry_slot;
-    host_set tried{cc.endpoints.size()};
+    upstream::tried_hosts tried{cc.endpoints.size()};
 
     // Expect: 100-continue goes upstream with a body that streams, so that the upstream says
     // whether it wants the body (a 401 or 413 then costs no upload) and its 100 reaches the
@@ -1176,7 +1076,8 @@ private:
     const bool chunked = framing == http::body_framing::chunked;
 
     bool stale_resent = false;
-    std::optional<worker::choice> again; // the host to send to again, with its permission
+    std::optional<upstream::balancer::choice>
+        again; // the host to send to again, with its permission
     for (;;) {
       const bool first_try = tried.empty();
       const auto picked = again ? *std::exchange(again, std::nullopt) : w_.choose(ci, tried);
@@ -2437,7 +2338,7 @@ std::error_code server::start() {
     auto w = std::make_unique<worker>(s.shared, i);
     for (std::size_t c = 0; c < cfg.clusters.size(); ++c) {
       const auto& cl = cfg.clusters[c];
-      cluster_state state;
+      cluster_state state{cl.lb};
       for (std::size_t ep_index = 0; ep_index < cl.endpoints.size(); ++ep_index) {
         const auto& ep = cl.endpoints[ep_index];
         const std::string key = ep.host + ":" + std::to_string(ep.port);

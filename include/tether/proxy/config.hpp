@@ -17,6 +17,7 @@
 #include "tether/resilience/resource_limit.hpp"
 #include "tether/resilience/retry_budget.hpp"
 #include "tether/resilience/retry_policy.hpp"
+#include "tether/upstream/balancer.hpp"
 
 namespace tether::proxy {
 
@@ -95,10 +96,9 @@ struct endpoint_config {
   std::uint16_t port = 0;
 };
 
-/// How a cluster picks the endpoint for a request.
-enum class lb_policy : std::uint8_t { round_robin, least_request, random };
-
-[[nodiscard]] std::string_view to_string(lb_policy p) noexcept;
+/// How a cluster picks the endpoint for a request (the upstream layer's balancers).
+using upstream::lb_policy;
+using upstream::to_string;
 
 /// A set of interchangeable upstream endpoints and how to talk to them.
 struct cluster_config {
