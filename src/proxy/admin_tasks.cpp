@@ -1,0 +1,90 @@
+// What runs on the admin thread besides the admin listener: health checks, DNS lookups, outlier
+// sweeps and the access log's flush, started together.
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+
+#include "server_impl.hpp"
+
+namespace tether::proxy {
+namespace {
+
+using namespace detail;
+
+// The access log's lines are written by spdlog's thread as they come, through a stdio buffer:
+// without a flush, a quiet proxy's last lines would sit there for minutes, and a crash would
+// lose them. Once a second bounds both.
+asio::awaitable<void> access_log_flush_loop(server::impl* s, asio::steady_timer* timer) {
+  for (;;) {
+    timer->expires_after(std::chrono::seconds{1});
+    const auto [ec] = co_await timer->async_wait(use_tuple);
+    if (ec || !s->started) {
+      co_return;
+    }
+    s->shared.access->flush(); // queued behind the lines before it, written by spdlog's thread
+  }
+}
+
+// Outlier detection's periodic sweep: hosts whose ejection time is over come back.
+asio::awaitable<void> outlier_loop(server::impl* s, std::size_t c, asio::steady_timer* timer) {
+  auto& cc = s->shared.clusters[c];
+  for (;;) {
+    timer->expires_after(cc.detector->options().interval);
+    const auto [ec] = co_await timer->async_wait(use_tuple);
+    if (ec || !s->started) {
+      co_return;
+    }
+    for (const auto& host : cc.detector->on_interval()) {
+      log_event(s->shared, spdlog::level::info,
+                "outlier detection returned " + host->address() + " to service");
+    }
+  }
+}
+
+} // namespace
+
+void server::impl::start_admin_tasks() {
+  using namespace detail;
+  const auto& cfg = shared.cfg;
+  if (shared.access) {
+    timers.push_back(std::make_unique<asio::steady_timer>(admin_io));
+    asio::co_spawn(admin_io, access_log_flush_loop(this, timers.back().get()), asio::detached);
+  }
+  for (std::size_t c = 0; c < cfg.clusters.size(); ++c) {
+    const auto& cl = cfg.clusters[c];
+    if (shared.clusters[c].detector) {
+      timers.push_back(std::make_unique<asio::steady_timer>(admin_io));
+      asio::co_spawn(admin_io, outlier_loop(this, c, timers.back().get()), asio::detached);
+    }
+    for (std::size_t e = 0; e < cl.endpoints.size(); ++e) {
+      if (shared.clusters[c].endpoints[e]->addresses) {
+        timers.push_back(std::make_unique<asio::steady_timer>(admin_io));
+        asio::co_spawn(admin_io, resolve_loop(this, c, e, timers.back().get()), asio::detached);
+      }
+    }
+    if (cl.health_check.kind == health_check_kind::none) {
+      continue;
+    }
+    std::shared_ptr<http::client> client;
+    if (cl.health_check.kind == health_check_kind::http) {
+      http::client_options o;
+      o.name = "health-check/" + cl.name;
+      o.user_agent = "tether-health-check";
+      o.pool.max_size = 1;
+      o.tcp = cl.tcp;
+      o.tcp.connect_timeout = cl.health_check.timeout;
+      o.retry.max_attempts = 1;
+      o.retry.overall_timeout = cl.health_check.timeout;
+      o.budget.reset();
+      o.breaker.reset();
+      client = http::client::create(admin_io.get_executor(), o);
+      checkers.push_back(client);
+    }
+    for (std::size_t e = 0; e < cl.endpoints.size(); ++e) {
+      timers.push_back(std::make_unique<asio::steady_timer>(admin_io));
+      asio::co_spawn(admin_io, health_loop(this, c, e, timers.back().get(), client),
+                     asio::detached);
+    }
+  }
+}
+
+} // namespace tether::proxy

@@ -1,0 +1,27 @@
+#include "router.hpp"
+
+#include "tether/core/text.hpp"
+
+namespace tether::proxy::detail {
+
+std::optional<std::size_t> find_route(const std::vector<route_config>& routes,
+                                      std::string_view authority,
+                                      const http::request_target& target) {
+  // Routes compare the host case-insensitively, so it is not copied or lowered.
+  const std::string_view host = http::host_of(authority);
+  const bool asterisk = target.form == http::target_form::asterisk;
+  std::string_view path = target.path_and_query.substr(0, target.path_and_query.find('?'));
+  if (path.empty()) {
+    path = "/"; // an absolute-form target without a path
+  }
+  for (std::size_t i = 0; i < routes.size(); ++i) {
+    const auto& r = routes[i];
+    if ((r.host == "*" || iequals(r.host, host)) &&
+        (asterisk ? r.path_prefix == "/" : path.starts_with(r.path_prefix))) {
+      return i;
+    }
+  }
+  return std::nullopt;
+}
+
+} // namespace tether::proxy::detail

@@ -1,0 +1,705 @@
+// A downstream connection (session.hpp): reading the client's requests, routing them, the
+// attempts at hosts, and the answers the proxy gives itself.
+#include "session.hpp"
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <optional>
+#include <string>
+#include <variant>
+
+#include <asio/co_spawn.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/write.hpp>
+
+#include "tether/core/text.hpp"
+#include "tether/http/request_target.hpp"
+#include "tether/http/serializer.hpp"
+#include "tether/http/server.hpp"
+#include "tether/upstream/tried_hosts.hpp"
+
+#include "access_log.hpp"
+#include "router.hpp"
+#include "upstream_head.hpp"
+
+namespace tether::proxy::detail {
+
+namespace {
+
+/// Passes through tether a request may have made (its Via entries "tether") before it is taken
+/// for a loop. A chain of sidecar, edge and sidecar is three.
+constexpr std::size_t max_tether_hops = 10;
+
+/// The Allow field of an answer the proxy gives as a request's final recipient.
+constexpr std::string_view allowed_methods =
+    "Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH\r\n";
+
+/// The status the access log gives a request whose client went away before its answer (nginx's).
+constexpr int client_closed_request = 499;
+
+} // namespace
+
+session::session(worker& w, asio::ip::tcp::socket s)
+    : w_{w}, socket_{std::move(s)}, watchdog_{std::make_shared<watchdog>(socket_.get_executor())},
+      parser_{http::parser::kind::request, w.shared.cfg.downstream.limits}, events_{w.heads},
+      response_events_{w.heads} {
+  parser_.tunnel_upgrades(false); // until tunnels exist, an Upgrade is ignored (RFC 9110 7.8)
+  watchdog_->client = &socket_;
+  std::error_code ec;
+  const auto peer = socket_.remote_endpoint(ec);
+  client_ip_ = ec ? "unknown" : peer.address().to_string();
+  w_.sessions.insert(this);
+  ++w_.shared.downstream_active;
+  w_.shared.downstream_opened->Increment();
+}
+
+session::~session() {
+  watchdog_->stop();
+  w_.sessions.erase(this);
+  --w_.shared.downstream_active;
+}
+
+void session::wake_if_idle() {
+  if (idle_) {
+    watchdog_->set(steady::time_point::min());
+  }
+}
+
+asio::awaitable<void> session::run() {
+  const auto& d = w_.shared.cfg.downstream;
+  std::uint32_t served = 0;
+  for (;;) {
+    // The next request's head: the idle timeout until its first byte, then the request-header
+    // timeout from that byte (a head trickled in byte by byte cannot hold the connection).
+    head_request_ = false; // the last request's; a 408 or 400 below is not an answer to it
+    http10_ = false;
+    idle_ = true;
+    event ev;
+    const auto got = co_await next_event(ev, true);
+    idle_ = false;
+    if (got != wait_result::ok) {
+      // No head to answer: the request line is not known, but the answer is logged all the
+      // same (a client that only ever gets 400s should show in the access log).
+      int status = 0;
+      if (got == wait_result::timeout && head_started_) {
+        count(cause::header_timeout);
+        const std::string why = "request header timeout";
+        status = 408;
+        co_await reply_error(status, why, true);
+      } else if (got == wait_result::bad_input) {
+        count(cause::bad_request);
+        const auto e = static_cast<http::errc>(parser_.error().value());
+        const std::string why = parser_.error().message();
+        status = http::status_of(e);
+        co_await reply_error(status, why, true);
+      }
+      if (status != 0) {
+        access_line(status, steady::now() - head_first_byte_, "-", "-", "-", "-");
+      }
+      break;
+    }
+    head_started_ = false;
+    auto* head = std::get_if<head_ptr>(&ev);
+    if (head == nullptr) {
+      break; // cannot happen: the parser starts every message with its head
+    }
+    ++served;
+    const bool last =
+        (d.max_requests_per_connection != 0 && served >= d.max_requests_per_connection) ||
+        w_.shared.draining.load(std::memory_order_relaxed);
+    const bool keep = co_await handle(std::move(*head), last);
+    if (!keep) {
+      break;
+    }
+    events_.trim();
+    response_events_.trim();
+  }
+  std::error_code ignored;
+  socket_.shutdown(asio::socket_base::shutdown_send, ignored);
+  // A lingering close: what the client still sends (the rest of a refused body, pipelined
+  // requests) is read and dropped for a bounded time, so that closing with unread bytes does
+  // not turn into a reset that destroys the answer before the client reads it.
+  if (!aborted_) {
+    watchdog_->set(steady::now() + std::chrono::seconds{1});
+    std::size_t dropped = 0;
+    while (!watchdog_->fired && dropped < 256 * 1024) {
+      auto [ec, n] = co_await socket_.async_read_some(asio::buffer(small_), use_tuple);
+      if (ec) {
+        break;
+      }
+      dropped += n;
+    }
+  }
+  socket_.close(ignored);
+}
+
+void session::abort() {
+  aborted_ = true;
+  watchdog_->abort_now();
+}
+
+asio::awaitable<wait_result> session::next_event(event& out, bool waiting_for_head) {
+  const auto& d = w_.shared.cfg.downstream;
+  for (;;) {
+    if (!events_.empty()) {
+      out = std::move(events_.front());
+      events_.pop_front();
+      co_return wait_result::ok;
+    }
+    if (parser_.error()) {
+      co_return wait_result::bad_input;
+    }
+    if (closing_) {
+      co_return wait_result::eof;
+    }
+    if (waiting_for_head && w_.shared.draining.load(std::memory_order_relaxed) && parser_.idle()) {
+      co_return wait_result::eof; // draining: no new request on this connection
+    }
+    if (waiting_for_head && parser_.idle()) {
+      buffer_.reset(); // between requests: nothing in it is needed any more
+    }
+    // Deadlines of seconds: the coarse clock (the same clock, a tick behind at most, read
+    // without the TSC) is precise enough for them, here and for the header deadline below.
+    const auto now = coarse_monotonic_clock::instance().now();
+    steady::time_point deadline = now + d.idle_timeout;
+    if (waiting_for_head && head_started_) {
+      deadline = head_deadline_;
+    }
+    watchdog_->set(deadline);
+    // A request's first read goes into the session's small buffer (most heads fit); only a
+    // head or body that fills it gets a 16 KiB one, given back between requests. So an idle
+    // client costs 2 KiB of buffer, and waiting needs no extra readiness round trip.
+    char* into = buffer_ ? buffer_->data() : small_.data();
+    const std::size_t room = buffer_ ? buffer_->size() : small_.size();
+    auto [ec, n] = co_await socket_.async_read_some(asio::buffer(into, room), use_tuple);
+    if (watchdog_->fired) {
+      co_return wait_result::timeout;
+    }
+    if (ec) {
+      co_return ec == asio::error::eof ? wait_result::eof : wait_result::error;
+    }
+    if (waiting_for_head && !head_started_) {
+      head_started_ = true;
+      head_first_byte_ = coarse_monotonic_clock::instance().now();
+      head_deadline_ = head_first_byte_ + d.request_header_timeout;
+    }
+    if (!buffer_ && n == room) {
+      buffer_ = std::make_unique<std::array<char, read_size>>(); // more is coming
+    }
+    const auto used = parser_.feed({into, n}, events_);
+    if (parser_.upgraded() && used < n) {
+      closing_ = true; // tunnels are not supported yet: the upgrade is refused below
+    }
+  }
+}
+
+asio::awaitable<bool> session::drain_request_body() {
+  for (;;) {
+    event ev;
+    if (co_await next_event(ev, false) != wait_result::ok) {
+      co_return false;
+    }
+    if (std::holds_alternative<message_end>(ev)) {
+      co_return true;
+    }
+  }
+}
+
+asio::awaitable<void> session::reply_error(int status, const std::string& reason, bool close,
+                                           std::string_view fields) {
+  // The proxy answers as an origin server would: with a Date (RFC 9110 6.6.1), its reason in
+  // X-Tether-Reason and the body, and `fields` (an Allow, ...).
+  std::string out = "HTTP/1.1 " + std::to_string(status) + " " +
+                    std::string{http::reason_phrase(status)} +
+                    "\r\nDate: " + http::http_date(std::chrono::system_clock::now()) +
+                    "\r\nContent-Type: text/plain\r\nX-Tether-Reason: " + std::string{reason} +
+                    "\r\nContent-Length: " + std::to_string(reason.size() + 1) + "\r\n";
+  out += fields;
+  if (close) {
+    out += "Connection: close\r\n";
+  } else if (http10_) {
+    out += "Connection: keep-alive\r\n"; // an HTTP/1.0 client closes unless told
+  }
+  out += "\r\n";
+  if (!head_request_) {
+    out += reason + "\n"; // a reply to HEAD has the length of a body, not the body
+  }
+  co_await asio::async_write(socket_, asio::buffer(out), use_tuple);
+}
+
+asio::awaitable<bool> session::refuse(request_context& rq, int status, const std::string& why,
+                                      std::string_view upstream, std::string_view fields) {
+  // A client still waiting for 100 Continue sends no body: answer now, and close.
+  const bool clean =
+      rq.consumed || (rq.client_keep && !(rq.expects_continue && !rq.continue_sent) &&
+                      co_await drain_request_body());
+  co_await reply_error(status, why, !(clean && rq.client_keep), fields);
+  log_answer(rq, status, upstream);
+  co_return clean&& rq.client_keep;
+}
+
+asio::awaitable<bool> session::reject(request_context& rq, int status, const std::string& why) {
+  co_await reply_error(status, why, true);
+  log_answer(rq, status, "-");
+  co_return false;
+}
+
+void session::log_answer(request_context& rq, int status, std::string_view upstream) {
+  if (rq.counters != nullptr) {
+    observe(*rq.counters, status, rq.started, rq.head(), rq.cluster, upstream);
+  } else {
+    access_line(status, steady::now() - rq.started, rq.head().method, rq.head().target, rq.cluster,
+                upstream);
+  }
+}
+
+asio::awaitable<void> session::send_continue(request_context& rq) {
+  if (rq.expects_continue && !rq.continue_sent) {
+    rq.continue_sent = true;
+    const std::string_view cont = "HTTP/1.1 100 Continue\r\n\r\n";
+    co_await asio::async_write(socket_, asio::buffer(cont), use_tuple);
+  }
+}
+
+asio::awaitable<bool> session::handle(head_ptr head_in, bool last) {
+  request_context rq;
+  rq.owner = std::move(head_in);
+  rq.started = steady::now();
+  const auto& head = rq.head();
+  rq.client_keep = head.keep_alive && !last;
+  head_request_ = head.method == "HEAD";
+  http10_ = head.version_major == 1 && head.version_minor == 0;
+  const auto expect = head.find("expect");
+  // 100 Continue is for HTTP/1.1 clients only (RFC 9110 15.2).
+  rq.expects_continue = expect && iequals(*expect, "100-continue") && !http10_;
+  if (http10_ && head.framing == http::body_framing::chunked) {
+    // Chunked framing in HTTP/1.0 is faulty (RFC 9112 6.1): an upstream reading it as 1.0
+    // would take the chunks for another request.
+    const std::string why = "Transfer-Encoding in an HTTP/1.0 request";
+    co_return co_await reject(rq, 400, why);
+  }
+  // What the request is for: its target's form and the Host rules (RFC 9112 3.2), checked
+  // before it goes anywhere. A request broken this way is not read further: 400, and close.
+  http::request_target target;
+  std::string_view authority;
+  if (auto ec = http::read_request_target(head.method, head.target, target);
+      ec || (ec = http::check_host(head.host, head.version_minor, target, authority))) {
+    count(cause::bad_request);
+    const std::string why = ec.message();
+    co_return co_await reject(rq, 400, why);
+  }
+  if (target.form == http::target_form::authority) {
+    // CONNECT is recognised by the codec; the proxy does not tunnel yet. An Upgrade it does
+    // not do is ignored instead (the parser reads on; the serializer drops the field).
+    const std::string why = "CONNECT is not supported";
+    co_return co_await reject(rq, 501, why);
+  }
+  // RFC 9110 7.3: an intermediary MUST NOT forward a message to itself unless it is protected
+  // from a loop. A request that went through tether this often already is taken for one (a
+  // route that leads back to the proxy): 508, rather than a connection per pass until the
+  // descriptors run out.
+  if (head.has_via && tether_hops(head) >= max_tether_hops) {
+    count(cause::bad_request);
+    const std::string why = "request loop: it went through tether " +
+                            std::to_string(max_tether_hops) + " times (see its Via)";
+    co_return co_await refuse(rq, 508, why, "-");
+  }
+  // RFC 9110 7.6.2: an OPTIONS or TRACE request with Max-Forwards 0 is answered here, as its
+  // final recipient; with more, it goes on with one less. TRACE is not echoed (a response
+  // showing a request's credentials to a script is what cross-site tracing abuses).
+  std::optional<std::uint64_t> max_forwards;
+  if (head.method == "OPTIONS" || head.method == "TRACE") {
+    if (const auto v = head.find("max-forwards")) {
+      std::uint64_t n = 0;
+      const auto [end, ec] = std::from_chars(v->data(), v->data() + v->size(), n);
+      if (ec != std::errc{} || end != v->data() + v->size()) {
+        count(cause::bad_request);
+        const std::string why = "invalid Max-Forwards (a number of hops)";
+        co_return co_await reject(rq, 400, why);
+      }
+      if (n == 0) {
+        const bool options = head.method == "OPTIONS";
+        const std::string why = options ? "answered by tether: Max-Forwards is 0"
+                                        : "TRACE is not echoed: Max-Forwards is 0";
+        co_return co_await refuse(rq, options ? 200 : 405, why, "-", allowed_methods);
+      }
+      max_forwards = n - 1;
+    }
+  }
+  const auto route_index = find_route(w_.shared.cfg.routes, authority, target);
+  if (!route_index) {
+    count(cause::no_route);
+    const std::string why = "no route for " + std::string{head.target};
+    co_return co_await refuse(rq, 404, why, "-");
+  }
+  auto& shared = w_.shared;
+  const auto ci = shared.route_cluster[*route_index];
+  const auto& cluster_cfg = shared.cfg.clusters[ci];
+  const retry_config& rc = *shared.route_retry[*route_index];
+  auto& cc = shared.clusters[ci];
+  rq.counters = &cc;
+  rq.cluster = cluster_cfg.name;
+
+  // Envoy's thresholds: past max_requests in flight, the request costs the cluster nothing.
+  resilience::resource_guard request_slot{cc.limits->requests};
+  if (!request_slot) {
+    cc.overflow[static_cast<std::size_t>(resource::requests)]->Increment();
+    count(cause::overflow);
+    const std::string why = "cluster request limit reached";
+    co_return co_await refuse(rq, 503, why, "-");
+  }
+
+  // A request with no body still ends with an event: take it off the queue.
+  const auto framing = head.framing;
+  if (framing == http::body_framing::none) {
+    event end;
+    if (co_await next_event(end, false) != wait_result::ok) {
+      count(cause::downstream_reset);
+      co_return false;
+    }
+    rq.consumed = true;
+  }
+  // A body that a retry may need is read whole first, up to the buffer limit; past it the
+  // rest is streamed and the request is not sent twice.
+  const bool has_key = head.find("idempotency-key").has_value();
+  const bool may_resend = has_key || resilience::is_idempotent_method(head.method);
+  using resilience::retry_on;
+  const bool retries_after_send =
+      rc.policy.max_attempts > 1 &&
+      (static_cast<std::uint32_t>(rc.policy.conditions) &
+       ~static_cast<std::uint32_t>(retry_on::connect_failure | retry_on::refused)) != 0;
+  std::string body;
+  if (!rq.consumed && may_resend && retries_after_send && rc.buffer_limit > 0 &&
+      (framing == http::body_framing::chunked || head.content_length <= rc.buffer_limit)) {
+    co_await send_continue(rq);
+    while (body.size() <= rc.buffer_limit) {
+      event ev;
+      if (co_await next_event(ev, false) != wait_result::ok) {
+        co_return co_await client_failed(rq);
+      }
+      if (auto* piece = std::get_if<body_piece>(&ev)) {
+        body.append(piece->data);
+      } else if (std::holds_alternative<message_end>(ev)) {
+        rq.consumed = true;
+        break;
+      }
+    }
+  }
+  const resilience::request_traits traits{head.method, has_key, rq.consumed};
+  resilience::retry_state retry{rc.policy, traits, rq.started, cc.budget.get()};
+  resilience::resource_guard retry_slot;
+  upstream::tried_hosts tried{cc.endpoints.size()};
+
+  // Expect: 100-continue goes upstream with a body that streams, so that the upstream says
+  // whether it wants the body (a 401 or 413 then costs no upload) and its 100 reaches the
+  // client; a body read whole here first was answered 100 by the proxy already.
+  const bool forward_expect = rq.expects_continue && !rq.continue_sent && !rq.consumed;
+  const upstream_head head_out{head, target, authority, client_ip_, forward_expect, max_forwards};
+  // The head and what goes upstream are built in strings borrowed from the worker, whose
+  // capacity stays from one request to the next.
+  borrowed_string head_buffer{w_};
+  borrowed_string out_buffer{w_};
+  std::string& head_bytes = head_buffer.get();
+  if (!head_out.needs_upstream_host()) {
+    head_out.write(head_bytes, {});
+  }
+  const bool chunked = framing == http::body_framing::chunked;
+
+  bool stale_resent = false;
+  std::optional<upstream::balancer::choice> again; // the host to send to again, with its permission
+  for (;;) {
+    const bool first_try = tried.empty();
+    const auto picked = again ? *std::exchange(again, std::nullopt) : w_.choose(ci, tried);
+    if (!picked.found) {
+      count(cause::circuit_open);
+      const std::string why = "circuit breaker open for every host";
+      co_return co_await refuse(rq, 503, why, "-");
+    }
+    const auto host = picked.index;
+    tried.add(host);
+    auto& ep = w_.clusters[ci].endpoints[host];
+    auto& ep_counters = *cc.endpoints[host];
+    const std::string& endpoint_name = ep_counters.name;
+    if (head_out.needs_upstream_host()) {
+      head_out.write(head_bytes, endpoint_name);
+    }
+    const auto ignore_attempt = [&] {
+      if (ep_counters.breaker) {
+        ep_counters.breaker->on_ignored(picked.permission);
+      }
+    };
+    // max_connections: with nothing idle here and the cluster at its limit, fail fast.
+    if (ep.pool->stats().idle == 0 && cc.limits->connections.remaining() == 0) {
+      ignore_attempt();
+      cc.overflow[static_cast<std::size_t>(resource::connections)]->Increment();
+      count(cause::overflow);
+      const std::string why = "cluster connection limit reached";
+      co_return co_await refuse(rq, 503, why, endpoint_name);
+    }
+    resilience::resource_guard pending{cc.limits->pending_requests};
+    if (!pending) {
+      ignore_attempt();
+      cc.overflow[static_cast<std::size_t>(resource::pending_requests)]->Increment();
+      count(cause::overflow);
+      const std::string why = "cluster pending request limit reached";
+      co_return co_await refuse(rq, 503, why, endpoint_name);
+    }
+    ++ep.active;
+    ++ep_counters.active;
+    struct in_flight {
+      endpoint_state& ep;
+      endpoint_counters& c;
+      ~in_flight() {
+        --ep.active;
+        --c.active;
+      }
+    } guard{ep, ep_counters};
+
+    const auto attempt_start = first_try ? rq.started : steady::now();
+    const steady::time_point attempt_deadline = retry.attempt_deadline(attempt_start);
+    auto acquired = co_await ep.pool->async_acquire(std::min<clock::duration>(
+        cluster_cfg.pool.acquire_timeout,
+        std::max<clock::duration>(attempt_deadline - attempt_start, clock::duration::zero())));
+    pending.release();
+    resilience::attempt_outcome outcome;
+    std::string failure; // why, when the attempt ended without a response
+    if (acquired.error) {
+      const auto stats = ep.pool->stats();
+      const bool connecting_to_nothing =
+          acquired.error == errc::pool_timeout && stats.total == 0 && stats.connecting > 0;
+      if (!connecting_to_nothing &&
+          (acquired.error == errc::pool_timeout || acquired.error == errc::overloaded ||
+           acquired.error == std::errc::operation_canceled)) {
+        // Not the host's doing: nothing is held against it, and nothing is retried.
+        ignore_attempt();
+        const bool busy =
+            acquired.error == errc::pool_timeout || acquired.error == std::errc::operation_canceled;
+        count(busy ? cause::pool_timeout : cause::overflow);
+        if (!busy) {
+          cc.overflow[static_cast<std::size_t>(resource::connections)]->Increment();
+        }
+        const std::string why = busy ? "upstream pool busy" : "cluster connection limit reached";
+        co_return co_await refuse(rq, 503, why, endpoint_name);
+      }
+      // A host with no connection whose connect outlasted the wait counts as a connect
+      // failure (nothing was sent): reported against it, and retried elsewhere.
+      outcome.result = acquired.error == std::errc::connection_refused
+                           ? resilience::attempt_result::refused
+                           : resilience::attempt_result::connect_failure;
+      failure = connecting_to_nothing
+                    ? std::string{"upstream connect failed: no connection in the attempt's time"}
+                    : "upstream connect failed: " + acquired.error.message();
+    } else {
+      ++ep_counters.requests;
+      ep_counters.attempts->Increment();
+      auto lease = std::move(acquired.connection);
+      auto& up = *lease;
+      const bool reused = up.responses > 0;
+      if (aborted_) {
+        // Stopped past the drain time while waiting for the connection.
+        lease.mark_broken();
+        ignore_attempt();
+        co_return false;
+      }
+      // The watchdog guards the upstream socket too: a write to an upstream that stops
+      // reading, or a response that never comes, ends at the attempt's deadline.
+      watchdog_->upstream = &up.socket;
+      struct unguard {
+        watchdog& w;
+        ~unguard() { w.upstream = nullptr; }
+      } unguard_upstream{*watchdog_};
+      if (head.method == "HEAD") {
+        up.parser.expect_head_response();
+      }
+      const bool whole_before = rq.consumed; // the body (if any) is here to be sent again
+      std::string& out = out_buffer.get();
+      out.assign(head_bytes);
+      if (!body.empty()) {
+        if (chunked) {
+          http::write_chunk(out, body);
+        } else {
+          out.append(body);
+        }
+      }
+      if (rq.consumed && chunked) {
+        http::write_last_chunk(out);
+      }
+      // The upstream is watched while a body streams; a body read whole (at most
+      // buffer_limit) goes in one write the socket buffers take.
+      const upload plan{out,          chunked,          forward_expect,
+                        !rq.consumed, attempt_deadline, cluster_cfg.request_timeout};
+      send_end sent;
+      if (plan.streams) {
+        sent = co_await stream_request(rq, up, plan);
+      } else {
+        // The whole request is here: one write, under the response's deadline while that is
+        // not near (one timer setting), else the request timeout.
+        watchdog_->set(std::max(attempt_deadline, steady::now() + cluster_cfg.request_timeout / 2));
+        auto [ec, n] = co_await asio::async_write(up.socket, asio::buffer(out), use_tuple);
+        sent.timed_out = watchdog_->fired;
+        sent.complete = !ec && !sent.timed_out;
+      }
+      if (sent.client_failed) {
+        // The client went away (or sent garbage) mid-body: the upstream has half a request.
+        lease.mark_broken();
+        ignore_attempt();
+        co_return co_await client_failed(rq);
+      }
+      if (!sent.complete) {
+        // The upstream has part of the request: it is out of step, and so is the client,
+        // whose body was not all read.
+        lease.mark_broken();
+        rq.client_keep = false;
+      }
+      if (sent.timed_out) {
+        outcome.result = resilience::attempt_result::timeout;
+        failure = "upstream timeout";
+      } else {
+        // The response: what the upload's watch queued first, then the rest. After a streamed
+        // upload, the wait for its head starts at the upload's end.
+        const auto response_deadline =
+            whole_before
+                ? attempt_deadline
+                : std::max(attempt_deadline, steady::now() + (attempt_deadline - attempt_start));
+        attempt_exchange at{up,
+                            lease,
+                            retry,
+                            rc,
+                            cc,
+                            host,
+                            picked.permission,
+                            attempt_start,
+                            response_deadline,
+                            cluster_cfg.request_timeout,
+                            retry_slot};
+        const auto r = co_await read_response(rq, at, sent.first_read);
+        if (r.client_gone) {
+          if (r.status != 0) {
+            observe(cc, r.status, rq.started, head, cluster_cfg.name, endpoint_name);
+          }
+          co_return false;
+        }
+        outcome = r.outcome;
+        failure = r.failure;
+        if (r.forwarded) {
+          // Reported and decided at its head already.
+          lease.reset();
+          observe(cc, r.status, rq.started, head, cluster_cfg.name, endpoint_name);
+          co_return r.keep;
+        }
+        if (r.reported) {
+          // A failed response that will be retried (decided at its head). The connection
+          // goes back (or away) before the wait, and the watchdog lets go of it first.
+          const auto delay = r.delay;
+          watchdog_->upstream = nullptr;
+          lease.reset();
+          if (!co_await backoff(delay)) {
+            count(cause::upstream_timeout);
+            const std::string why = "upstream timeout";
+            co_return co_await refuse(rq, 504, why, endpoint_name);
+          }
+          continue;
+        }
+        // A kept-alive connection the upstream closed while it sat idle fails before any byte
+        // of response: the request was not processed, but may have been received, so only a
+        // request that may be sent twice, and whose body is here whole, goes again on
+        // another connection to the same host (as Go's and Chromium's clients do, and
+        // tether's own). Once per request; not a retry, and nothing held against the host.
+        if (reused && !r.bytes_read && outcome.result == resilience::attempt_result::reset &&
+            may_resend && whole_before && !stale_resent) {
+          stale_resent = true;
+          lease.mark_broken();
+          cc.stale_resends->Increment();
+          log_event(shared, spdlog::level::debug,
+                    "sending " + std::string{head.method} + " " + std::string{head.target} +
+                        " again: " + endpoint_name + " closed a kept-alive connection");
+          again = picked;
+          continue;
+        }
+      }
+    }
+
+    // The attempt ended with no response: an error the policy may retry.
+    report(cc, host, picked.permission, outcome, attempt_start);
+    const bool malformed = outcome.result == resilience::attempt_result::http_status;
+    const auto decision =
+        malformed ? resilience::retry_decision::give_up(resilience::give_up_reason::not_retriable)
+                  : decide(retry, outcome, cc, retry_slot);
+    if (decision.retry) {
+      log_event(shared, spdlog::level::debug,
+                "retrying " + std::string{head.method} + " " + std::string{head.target} +
+                    " after " + endpoint_name + ": " + failure);
+      if (!co_await backoff(decision.delay)) {
+        count(cause::upstream_timeout);
+        const std::string why = "upstream timeout";
+        co_return co_await refuse(rq, 504, why, endpoint_name);
+      }
+      continue;
+    }
+    const bool timed_out = outcome.result == resilience::attempt_result::timeout;
+    const bool connect = outcome.request_not_sent();
+    count(malformed ? cause::bad_response
+                    : (timed_out ? cause::upstream_timeout
+                                 : (connect ? cause::connect_failure : cause::upstream_reset)));
+    log_event(shared, spdlog::level::debug,
+              std::to_string(timed_out ? 504 : 502) + " for " + std::string{head.method} + " " +
+                  std::string{head.target} + ": " + endpoint_name + ": " + failure);
+    if (connect) {
+      co_return co_await refuse(rq, 502, failure, endpoint_name);
+    }
+    // Part of the request went upstream; the connection to the client is not reused.
+    rq.client_keep = false;
+    co_return co_await refuse(rq, timed_out ? 504 : 502, failure, endpoint_name);
+  }
+}
+
+asio::awaitable<bool> session::client_failed(request_context& rq) {
+  count(parser_.error() ? cause::bad_request : cause::downstream_reset);
+  int status = client_closed_request;
+  if (parser_.error()) {
+    const auto e = static_cast<http::errc>(parser_.error().value());
+    const std::string why = parser_.error().message();
+    status = http::status_of(e);
+    co_await reply_error(status, why, true);
+    log_answer(rq, status, "-");
+  } else {
+    access_line(status, steady::now() - rq.started, rq.head().method, rq.head().target, rq.cluster,
+                "-");
+  }
+  co_return false;
+}
+
+asio::awaitable<bool> session::backoff(clock::duration delay) {
+  if (delay <= clock::duration::zero()) {
+    co_return !aborted_;
+  }
+  asio::steady_timer timer{socket_.get_executor(), delay};
+  watchdog_->set(steady::time_point::max()); // the last attempt's deadline is over and done
+  watchdog_->sleeper = &timer;
+  co_await timer.async_wait(use_tuple);
+  watchdog_->sleeper = nullptr;
+  co_return !aborted_;
+}
+
+void session::observe(cluster_counters& c, int status, steady::time_point started,
+                      const owned_head& head, std::string_view cluster, std::string_view upstream) {
+  const auto cls = static_cast<std::size_t>(std::clamp(status / 100, 1, 5) - 1);
+  c.responses[cls]->Increment();
+  const auto took = steady::now() - started;
+  c.duration->observe(took);
+  access_line(status, took, head.method, head.target, cluster, upstream);
+}
+
+void session::access_line(int status, steady::duration took, std::string_view method,
+                          std::string_view target, std::string_view cluster,
+                          std::string_view upstream) {
+  log_access(w_.shared, client_ip_, status, took, method, target, cluster, upstream);
+}
+
+asio::awaitable<void> serve(worker* w, asio::ip::tcp::socket socket) {
+  session s{*w, std::move(socket)};
+  co_await s.run();
+}
+
+} // namespace tether::proxy::detail

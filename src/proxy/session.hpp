@@ -1,0 +1,235 @@
+#pragma once
+// A downstream connection: a session reads its client's requests, routes each, sends it
+// upstream (attempts at hosts, with retries, breakers and budgets) and streams the answer back.
+// The downstream side is in session.cpp, the exchange with an upstream in upstream_request.cpp.
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <asio/awaitable.hpp>
+#include <asio/ip/tcp.hpp>
+
+#include "tether/http/request_target.hpp"
+#include "tether/resilience/retry_policy.hpp"
+
+#include "event_queue.hpp"
+#include "watchdog.hpp"
+#include "worker.hpp"
+
+namespace tether::proxy::detail {
+
+/// How waiting for the client's next parser event ended.
+enum class wait_result : std::uint8_t { ok, eof, timeout, error, bad_input };
+
+/// One client connection, served by one coroutine (run) on its worker.
+class session {
+public:
+  session(worker& w, asio::ip::tcp::socket s);
+  session(const session&) = delete;
+  session& operator=(const session&) = delete;
+  ~session();
+
+  /// Wakes a session waiting for its next request, so a drain closes it now.
+  void wake_if_idle();
+
+  asio::awaitable<void> run();
+
+  /// Ends the session now, whatever it is doing (a stop whose drain time is over): its sockets
+  /// are cancelled and its coroutine runs to its end.
+  void abort();
+
+private:
+  void count(cause c) { w_.shared.causes[static_cast<std::size_t>(c)]->Increment(); }
+
+  // The next parser event, reading from the client when none is queued.
+  asio::awaitable<wait_result> next_event(event& out, bool waiting_for_head);
+
+  // Skips the rest of the current request (after an answer the proxy gave itself).
+  asio::awaitable<bool> drain_request_body();
+
+  // Takes the reason by reference to a named string: g++ 12 destroys temporaries made inside a
+  // co_await expression twice (seen as a double free), so callers name their reason first.
+  asio::awaitable<void> reply_error(int status, const std::string& reason, bool close,
+                                    std::string_view fields = {});
+
+  /// The request being handled, for the replies and logs of its end.
+  struct request_context {
+    head_ptr owner; // the head, for as long as the request is handled
+    [[nodiscard]] const owned_head& head() const noexcept { return *owner; }
+    steady::time_point started;
+    bool client_keep = true;
+    bool expects_continue = false; // an HTTP/1.1 client waits for 100 Continue before its body
+    bool continue_sent = false;
+    bool consumed = false; // its end has been taken off the event queue
+    cluster_counters* counters = nullptr;
+    std::string_view cluster = "-";
+  };
+
+  // Answers a request the proxy does not forward, before any of its body went anywhere: the rest
+  // of the body is read and dropped, so the connection can carry the next request.
+  asio::awaitable<bool> refuse(request_context& rq, int status, const std::string& why,
+                               std::string_view upstream, std::string_view fields = {});
+
+  // Answers a request with an error and closes the connection (the request cannot be read to
+  // its end, or the connection is not fit for another).
+  asio::awaitable<bool> reject(request_context& rq, int status, const std::string& why);
+
+  // Counts and logs how a request was answered.
+  void log_answer(request_context& rq, int status, std::string_view upstream);
+
+  asio::awaitable<void> send_continue(request_context& rq);
+
+  // Records how an attempt at a host ended, for its breaker, outlier detection and counters.
+  void report(cluster_counters& cc, std::size_t host, resilience::circuit_breaker::permission p,
+              const resilience::attempt_outcome& outcome, steady::time_point attempt_start);
+
+  // After a failed attempt: try again (and after how long), or give up. Without a retry budget,
+  // a retry holds one unit of the cluster's max_retries for the rest of the request; with one,
+  // the budget is the limit and max_retries is not applied (Envoy's rule: a budget overrides the
+  // retry threshold, which at 3 would refuse retries any busy cluster needs when a host dies).
+  resilience::retry_decision decide(resilience::retry_state& retry,
+                                    const resilience::attempt_outcome& outcome,
+                                    cluster_counters& cc, resilience::resource_guard& retry_slot);
+
+  // Proxies one request. Returns whether the downstream connection may carry another.
+  asio::awaitable<bool> handle(head_ptr head_in, bool last);
+
+  // The client went away or sent garbage mid-body. A client that went away is logged with
+  // nginx's 499 (client closed request): there is no one to answer, but the request happened.
+  asio::awaitable<bool> client_failed(request_context& rq);
+
+  // Waits before a retry; false when the session is ended meanwhile (a stop past its drain).
+  asio::awaitable<bool> backoff(clock::duration delay);
+
+  /// What a request sends: the head and whatever of the body is here already (`bytes`), then
+  /// (when it streams) the rest of the body as the client sends it.
+  struct upload {
+    std::string& bytes;
+    bool chunked = false;        // the body is re-framed in chunks
+    bool forward_expect = false; // Expect went upstream: its 100 (or refusal) comes from there
+    bool streams = false;        // some of the body is still to come from the client
+    steady::time_point attempt_deadline;
+    clock::duration request_timeout;
+  };
+
+  /// How sending a request ended (stream_request, or the one write of a whole request).
+  struct send_end {
+    bool complete = false;      // the whole request went upstream
+    bool client_failed = false; // the client went away or sent garbage mid-body
+    bool timed_out = false;     // the attempt's deadline passed while sending
+    /// For read_response: the upstream was read while the body went up, and this ended that
+    /// read (an error or EOF; no error: a response's head is queued). Empty: read afresh.
+    std::optional<std::error_code> first_read;
+  };
+
+  /// What watch_upstream found, shared with stream_request (one thread: no locks).
+  struct upstream_watch {
+    explicit upstream_watch(const asio::any_io_executor& ex)
+        : ended{ex, steady::time_point::max()} {}
+    asio::steady_timer ended; // cancelled when the watch ends, to wake stream_request
+    bool done = false;
+    bool stop = false;       // the request is sent: the watch ends
+    bool final_head = false; // a final response's head is queued in response_events_
+    bool cut = false;        // ... and the upload is cut short for it (or for the read's end)
+    std::optional<std::error_code> read_end; // the read that ended the watch, EOF included
+  };
+
+  // Sends a request whose body streams: each piece the client sends is written upstream before
+  // the next is read. Meanwhile the upstream is read too (watch_upstream), as RFC 9112 9.3 asks
+  // of a sender: an upstream that answers early and stops reading (a 401, a 413) cuts the upload
+  // short instead of leaving it to hang until the timeout, and its 100 Continue reaches a client
+  // whose Expect went upstream. (A request that is here whole goes in one write: handle().)
+  asio::awaitable<send_end> stream_request(request_context& rq, http::http_connection& up,
+                                           const upload& plan);
+
+  // Appends an interim response (100 Continue, 103 Early Hints) for the client: a proxy MUST
+  // forward 1xx (RFC 9110 15.2), but not to an HTTP/1.0 client, which cannot take one, nor a
+  // 100 when the proxy sent its own already. With tether's own version and Via (6.2, 7.6.3).
+  void forward_interim(std::string& out, const owned_head& h, request_context& rq) const;
+
+  // Writes what `plan` holds upstream and empties it; false when that failed or the attempt's
+  // deadline passed. While the response's own deadline is not near that is the limit (one timer
+  // setting for a small request); later, the request timeout from each write (an upload).
+  asio::awaitable<bool> write_upstream(http::http_connection& up, const upload& plan);
+
+  // Reads the upstream while the request's body goes up (see stream_request). Interim responses
+  // go to the client at once; a final response's head is left queued for read_response, and
+  // when it is an error, says the connection closes, or the read fails, the upload is cut short
+  // (the client read or upstream write it waits on is cancelled). A final 2xx or 3xx does not
+  // cut it: some servers answer before they have read a body they still want.
+  asio::awaitable<void> watch_upstream(http::http_connection* up, upstream_watch* watch,
+                                       request_context* rq);
+
+  /// One attempt at a host, as read_response needs it: where to report and decide.
+  struct attempt_exchange {
+    http::http_connection& up;
+    upstream_pool::lease& lease;
+    resilience::retry_state& retry;
+    const retry_config& rc;
+    cluster_counters& cc;
+    std::size_t host;
+    resilience::circuit_breaker::permission permission;
+    steady::time_point start;
+    steady::time_point deadline; // for the response's head
+    clock::duration request_timeout;
+    resilience::resource_guard& retry_slot;
+  };
+
+  /// How reading an upstream's response ended.
+  struct response_end {
+    bool forwarded = false;   // the response went to the client (whole, or cut short)
+    bool keep = false;        // ... and the client connection may carry another request
+    bool client_gone = false; // the client could not be written to
+    bool reported = false;    // the attempt was reported and a retry decided (delay below)
+    clock::duration delay{};
+    int status = 0;
+    resilience::attempt_outcome outcome{};
+    std::string failure;
+    bool bytes_read = false; // any byte of a response came
+  };
+
+  // Reads the response to an attempt: its head within the attempt's deadline, then its body
+  // streamed, each piece written to the client before the next is read. At the head, a failed
+  // response is either forwarded or, when the retry policy takes it, dropped for another try.
+  // `first_read`: the upload's watch read the upstream already, and this ended its read (what
+  // it parsed is queued).
+  asio::awaitable<response_end> read_response(request_context& rq, const attempt_exchange& at,
+                                              std::optional<std::error_code> first_read);
+
+  void observe(cluster_counters& c, int status, steady::time_point started, const owned_head& head,
+               std::string_view cluster, std::string_view upstream);
+
+  void access_line(int status, steady::duration took, std::string_view method,
+                   std::string_view target, std::string_view cluster, std::string_view upstream);
+
+  worker& w_;
+  asio::ip::tcp::socket socket_;
+  std::shared_ptr<watchdog> watchdog_;
+  http::parser parser_;
+  event_queue events_;          // the client's requests, parsed
+  event_queue response_events_; // the response being read, parsed
+  static constexpr std::size_t read_size = 16 * 1024;
+  std::unique_ptr<std::array<char, read_size>> buffer_; // only while a large request is read
+  std::array<char, 2048> small_{};
+  std::string client_ip_;
+  steady::time_point head_first_byte_{}; // of the head being read
+  steady::time_point head_deadline_{};
+  bool head_started_ = false;
+  bool idle_ = false;
+  bool closing_ = false;
+  bool keep_after_ = false;
+  bool chunked_response_ = false;
+  bool head_request_ = false; // the request being answered is a HEAD
+  bool aborted_ = false;
+  bool http10_ = false; // ... and came as HTTP/1.0
+  bool skip_interim_end_ = false;
+};
+
+/// Serves one client connection on worker `w` until it closes.
+asio::awaitable<void> serve(worker* w, asio::ip::tcp::socket socket);
+
+} // namespace tether::proxy::detail

@@ -1,0 +1,401 @@
+// The exchange with an upstream (session.hpp): a request streamed up while the upstream is
+// watched for an early answer, and the response read, reported, retried or streamed back.
+#include <algorithm>
+#include <optional>
+#include <string>
+#include <variant>
+
+#include <asio/co_spawn.hpp>
+#include <asio/write.hpp>
+
+#include "tether/http/serializer.hpp"
+
+#include "session.hpp"
+
+namespace tether::proxy::detail {
+
+void session::report(cluster_counters& cc, std::size_t host,
+                     resilience::circuit_breaker::permission p,
+                     const resilience::attempt_outcome& outcome, steady::time_point attempt_start) {
+  auto& h = *cc.endpoints[host];
+  if (outcome.is_5xx()) {
+    ++h.failures;
+  }
+  if (h.breaker) {
+    // The coarse clock is precise enough for a breaker's slow-call rule and costs less.
+    const auto took =
+        std::max(clock::duration::zero(), coarse_monotonic_clock::instance().now() - attempt_start);
+    resilience::is_breaker_failure(outcome, h.breaker_failures) ? h.breaker->on_failure(p, took)
+                                                                : h.breaker->on_success(p, took);
+  }
+  if (h.outlier && cc.detector->report(*h.outlier, outcome)) {
+    h.ejections->Increment();
+    log_event(w_.shared, spdlog::level::warn, "outlier detection ejected " + h.name);
+  }
+}
+
+resilience::retry_decision session::decide(resilience::retry_state& retry,
+                                           const resilience::attempt_outcome& outcome,
+                                           cluster_counters& cc,
+                                           resilience::resource_guard& retry_slot) {
+  const auto d = retry.decide(outcome, steady::now(), w_.random);
+  if (!d.retry) {
+    if (d.reason == resilience::give_up_reason::budget_exhausted) {
+      cc.budget_exhausted->Increment();
+    }
+    return d;
+  }
+  if (!cc.budget && !retry_slot) {
+    retry_slot = resilience::resource_guard{cc.limits->retries};
+    if (!retry_slot) {
+      cc.overflow[static_cast<std::size_t>(resource::retries)]->Increment();
+      return resilience::retry_decision::give_up(resilience::give_up_reason::not_retriable);
+    }
+  }
+  cc.retries[static_cast<std::size_t>(outcome.result)]->Increment();
+  return d;
+}
+
+asio::awaitable<session::send_end>
+session::stream_request(request_context& rq, http::http_connection& up, const upload& plan) {
+  send_end end;
+  // The proxy's own 100 Continue first, before the watch may write interim responses to the
+  // client: one writer at a time on its socket.
+  if (!plan.forward_expect) {
+    co_await send_continue(rq);
+  }
+  upstream_watch watch{socket_.get_executor()};
+  asio::co_spawn(socket_.get_executor(), watch_upstream(&up, &watch, &rq),
+                 [this, &watch](const std::exception_ptr& e) {
+                   if (e) {
+                     log_event(w_.shared, spdlog::level::err,
+                               "the upstream watch of an upload failed; the upload goes on "
+                               "unwatched");
+                   }
+                   watch.done = true;
+                   watch.ended.cancel();
+                 });
+  // The head goes at once unless some of the body is here to go with it: a client whose
+  // Expect went upstream sends nothing before the upstream's 100.
+  bool upstream_ok = true;
+  if (events_.empty()) {
+    upstream_ok = co_await write_upstream(up, plan);
+  }
+  while (upstream_ok && !rq.consumed && !watch.cut) {
+    event ev;
+    if (co_await next_event(ev, false) != wait_result::ok) {
+      end.client_failed = !watch.cut && !watchdog_->fired;
+      break;
+    }
+    if (auto* piece = std::get_if<body_piece>(&ev)) {
+      if (plan.chunked) {
+        http::write_chunk(plan.bytes, piece->data);
+      } else {
+        plan.bytes.append(piece->data);
+      }
+    } else if (std::holds_alternative<message_end>(ev)) {
+      if (plan.chunked) {
+        http::write_last_chunk(plan.bytes);
+      }
+      rq.consumed = true;
+    }
+    if (plan.bytes.size() >= 16 * 1024 || rq.consumed) {
+      upstream_ok = co_await write_upstream(up, plan);
+    }
+  }
+  end.complete = upstream_ok && !end.client_failed && !watch.cut && rq.consumed;
+  end.timed_out = watchdog_->fired;
+  if (!watch.done) {
+    // The request is sent (or not, for good): the watch's read is the one operation left on
+    // the upstream socket. What it read is queued; what it did not stays in the socket.
+    watch.stop = true;
+    std::error_code ignored;
+    up.socket.cancel(ignored);
+    co_await watch.ended.async_wait(use_tuple);
+  }
+  if (watch.final_head) {
+    end.first_read = std::error_code{};
+  } else if (watch.read_end) {
+    end.first_read = watch.read_end;
+  }
+  co_return end;
+}
+
+void session::forward_interim(std::string& out, const owned_head& h, request_context& rq) const {
+  if (http10_ || (h.status == 100 && rq.continue_sent)) {
+    return;
+  }
+  rq.continue_sent = rq.continue_sent || h.status == 100;
+  auto view = h.view();
+  view.version_minor = 1;
+  static constexpr std::array<http::header, 1> via = {http::header{"Via", "1.1 tether"}};
+  http::write_response_head(out, view, {false, via});
+}
+
+asio::awaitable<bool> session::write_upstream(http::http_connection& up, const upload& plan) {
+  watchdog_->set(std::max(plan.attempt_deadline, steady::now() + plan.request_timeout / 2));
+  auto [ec, n] = co_await asio::async_write(up.socket, asio::buffer(plan.bytes), use_tuple);
+  plan.bytes.clear();
+  co_return !ec && !watchdog_->fired;
+}
+
+asio::awaitable<void> session::watch_upstream(http::http_connection* up, upstream_watch* watch,
+                                              request_context* rq) {
+  auto& response = response_events_;
+  response.clear();
+  borrowed_string interim_buffer{w_};
+  std::string& interim = interim_buffer.get();
+  bool cut = false;
+  while (!watch->stop) {
+    auto [ec, n] = co_await up->socket.async_read_some(asio::buffer(up->buffer), use_tuple);
+    if (watch->stop && ec == asio::error::operation_aborted) {
+      break; // the request is sent
+    }
+    if (ec) {
+      watch->read_end = ec; // EOF, a reset, or the watchdog's cancel (it fired: a timeout)
+      cut = !watchdog_->fired;
+      break;
+    }
+    if (up->parser.feed({up->buffer.data(), n}, response) != n || up->parser.error()) {
+      watch->read_end = std::error_code{}; // read_response finds the parser's error
+      cut = true;
+      break;
+    }
+    interim.clear();
+    while (!response.empty()) {
+      auto* held = std::get_if<head_ptr>(&response.front());
+      if (held == nullptr) {
+        response.pop_front(); // the end of an interim response (a body follows only a final)
+        continue;
+      }
+      const owned_head& h = **held;
+      if (h.status >= 200 || h.status == 101) {
+        watch->final_head = true;
+        cut = h.status >= 400 || h.status == 101 || !h.keep_alive;
+        break;
+      }
+      forward_interim(interim, h, *rq);
+      response.pop_front();
+    }
+    if (!interim.empty()) {
+      // A failed write shows on the client's next read; the upload's own read sees it.
+      co_await asio::async_write(socket_, asio::buffer(interim), use_tuple);
+    }
+    if (watch->final_head) {
+      break;
+    }
+  }
+  if (cut && !watch->stop) {
+    watch->cut = true;
+    std::error_code ignored;
+    socket_.cancel(ignored);    // the client read the upload waits on, if it does
+    up->socket.cancel(ignored); // or its upstream write
+  }
+}
+
+asio::awaitable<session::response_end>
+session::read_response(request_context& rq, const attempt_exchange& at,
+                       std::optional<std::error_code> first_read) {
+  response_end end;
+  auto& up = at.up;
+  auto& lease = at.lease;
+  auto& response = response_events_;
+  if (!first_read) {
+    response.clear();
+  }
+  // What goes to the client after each upstream read, in a string borrowed from the worker:
+  // a long response grows it to the read size, which an idle connection should not keep.
+  borrowed_string reply_buffer{w_};
+  std::string& reply = reply_buffer.get();
+  bool head_sent = false;
+  bool dropping = false; // a failed response being skipped for a retry
+  bool response_done = false;
+  bool response_close = false;
+  while (!response_done) {
+    if (aborted_) {
+      lease.mark_broken();
+      end.client_gone = true; // stopped past the drain time: the client connection closes
+      co_return end;
+    }
+    std::error_code ec;
+    std::size_t n = 0;
+    if (first_read) {
+      ec = *std::exchange(first_read, std::nullopt);
+    } else {
+      watchdog_->set(head_sent ? steady::now() + at.request_timeout : at.deadline);
+      auto [read_ec, read] = co_await up.socket.async_read_some(asio::buffer(up.buffer), use_tuple);
+      ec = read_ec;
+      n = read;
+      if (watchdog_->fired) {
+        ec = make_error_code(std::errc::timed_out);
+      }
+    }
+    end.bytes_read = end.bytes_read || n > 0 || !response.empty();
+    if (ec == asio::error::eof) {
+      up.parser.finish(response);
+    } else if (!ec && n > 0) {
+      const auto used = up.parser.feed({up.buffer.data(), n}, response);
+      if (used != n) {
+        response_close = true; // bytes after the response: the connection is out of step
+      }
+    }
+    const bool failed = (ec && ec != asio::error::eof) || up.parser.error() ||
+                        (ec == asio::error::eof && response.empty());
+    // Whatever was parsed goes to the client first, in one write per upstream read (head and
+    // body together: one segment on the wire for a small response, not two).
+    reply.clear();
+    while (!response.empty()) {
+      auto ev = std::move(response.front());
+      response.pop_front();
+      if (auto* held = std::get_if<head_ptr>(&ev)) {
+        const owned_head* h = held->get();
+        if (h->status == 101) {
+          // A switch of protocols the request did not ask for (no Upgrade goes upstream): the
+          // upstream is out of step with the request. 502 now rather than a wait for a
+          // final response that will not come.
+          lease.mark_broken();
+          end.outcome = resilience::attempt_outcome::from_status(502);
+          end.failure = "upstream switched protocols (101) unasked";
+          co_return end;
+        }
+        if (h->status >= 100 && h->status < 200) {
+          // An interim response (100 Continue, 103 Early Hints) goes to the client (see
+          // forward_interim). Its end is skipped.
+          skip_interim_end_ = true;
+          forward_interim(reply, *h, rq);
+          continue;
+        }
+        end.status = h->status;
+        response_close = response_close || !h->keep_alive;
+        std::optional<clock::duration> retry_after;
+        if (const auto v = h->find("retry-after")) {
+          retry_after = http::parse_retry_after(*v, std::chrono::system_clock::now());
+        }
+        const auto outcome = resilience::attempt_outcome::from_status(h->status, retry_after);
+        report(at.cc, at.host, at.permission, outcome, at.start);
+        if (at.rc.policy.is_retriable(outcome)) {
+          const auto decision = decide(at.retry, outcome, at.cc, at.retry_slot);
+          if (decision.retry) {
+            dropping = true;
+            end.reported = true;
+            end.delay = decision.delay;
+            end.outcome = outcome;
+            continue;
+          }
+        } else {
+          if (at.cc.budget && h->status < 500) {
+            at.cc.budget->on_result(true); // what retry_state::decide would tell it
+          }
+        }
+        const bool until_close = h->framing == http::body_framing::until_close;
+        // An HTTP/1.0 client cannot read chunked framing (RFC 9112 7): it gets the body as it
+        // is, without Transfer-Encoding, delimited by the close of the connection.
+        const bool unchunk = http10_ && h->framing == http::body_framing::chunked;
+        const bool keep = rq.client_keep && !until_close && !unchunk;
+        // tether's own version, whatever the upstream's (RFC 9110 6.2: an intermediary MUST
+        // send its own): an HTTP/1.0 upstream's answer reaches the client as 1.1.
+        auto rview = h->view();
+        rview.version_major = 1;
+        rview.version_minor = 1;
+        const std::array<http::header, 2> rextra = {
+            http::header{"Via", "1.1 tether"},
+            http::header{"Connection", keep ? "keep-alive" : "close"}};
+        // Framing fields that must not go to the client: a 204 has neither Content-Length
+        // nor Transfer-Encoding, a 304 no Transfer-Encoding (RFC 9110 8.6, RFC 9112 6.1), and
+        // an unchunked body no Transfer-Encoding.
+        static constexpr std::array<std::string_view, 2> framing_fields = {"transfer-encoding",
+                                                                           "content-length"};
+        const std::size_t drop_framing = h->status == 204 ? 2 : h->status == 304 || unchunk ? 1 : 0;
+        // "Connection: close" when the client must not reuse the connection; "keep-alive"
+        // when it may and speaks HTTP/1.0 (which closes unless told otherwise).
+        const bool say_connection = !keep || http10_;
+        http::write_response_head(reply, rview,
+                                  {false, std::span{rextra}.first(say_connection ? 2 : 1),
+                                   std::span{framing_fields}.first(drop_framing)});
+        head_sent = true;
+        keep_after_ = keep;
+        chunked_response_ = h->framing == http::body_framing::chunked && !unchunk;
+      } else if (auto* piece = std::get_if<body_piece>(&ev)) {
+        if (dropping) {
+          continue;
+        }
+        if (chunked_response_) {
+          http::write_chunk(reply, piece->data);
+        } else {
+          reply.append(piece->data);
+        }
+      } else {
+        if (skip_interim_end_) {
+          skip_interim_end_ = false;
+          continue;
+        }
+        if (chunked_response_ && !dropping) {
+          http::write_last_chunk(reply);
+        }
+        response_done = true;
+        break;
+      }
+    }
+    if (response_done && (!response.empty() || !up.parser.idle())) {
+      // A second response (or part of one) came with the first: the upstream is out of step
+      // with its requests. Nothing of it goes to the client; the connection is closed.
+      response_close = true;
+      response.clear();
+    }
+    if (dropping) {
+      // A response skipped for a retry: its connection is kept only if it ended already.
+      up.responses += response_done ? 1 : 0;
+      up.reusable = response_done && !response_close && up.parser.idle();
+      if (!up.reusable) {
+        lease.mark_broken();
+      }
+      co_return end;
+    }
+    if (!reply.empty()) {
+      if (head_sent) {
+        // The attempt's deadline is met: the rest runs under the request timeout.
+        watchdog_->set(coarse_monotonic_clock::instance().now() + at.request_timeout);
+      }
+      auto [wec, wn] = co_await asio::async_write(socket_, asio::buffer(reply), use_tuple);
+      if (wec) {
+        lease.mark_broken();
+        count(cause::downstream_reset);
+        end.client_gone = true;
+        co_return end;
+      }
+    }
+    if (response_done) {
+      break;
+    }
+    if (failed || ec == asio::error::eof) {
+      lease.mark_broken();
+      const bool timed_out = ec == std::errc::timed_out;
+      if (head_sent) {
+        // The client has part of a response: only closing tells it.
+        count(timed_out ? cause::upstream_timeout
+                        : (up.parser.error() ? cause::bad_response : cause::upstream_reset));
+        end.client_gone = true;
+        co_return end;
+      }
+      if (up.parser.error()) {
+        // A malformed response: the upstream is broken in a way a retry will not mend.
+        end.outcome.result = resilience::attempt_result::http_status;
+        end.outcome.status = 502;
+        end.failure = "upstream sent a malformed response: " + up.parser.error().message();
+      } else {
+        end.outcome.result =
+            timed_out ? resilience::attempt_result::timeout : resilience::attempt_result::reset;
+        end.failure =
+            timed_out ? "upstream timeout" : "upstream closed the connection before answering";
+      }
+      co_return end;
+    }
+  }
+  ++up.responses;
+  up.reusable = !response_close && up.parser.idle();
+  end.forwarded = true;
+  end.keep = keep_after_;
+  co_return end;
+}
+
+} // namespace tether::proxy::detail

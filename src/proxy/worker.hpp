@@ -1,0 +1,110 @@
+#pragma once
+// One worker: its thread and io_context, its listeners, its upstream pools and balancers, the
+// strings and heads it reuses from one request to the next.
+
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <asio/executor_work_guard.hpp>
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+
+#include "tether/core/random.hpp"
+#include "tether/pool/pool_metrics.hpp"
+#include "tether/upstream/balancer.hpp"
+
+#include "message_head.hpp"
+#include "shared_state.hpp"
+
+namespace tether::proxy::detail {
+
+// One worker: its thread, listeners, upstream pools.
+
+struct endpoint_state {
+  std::shared_ptr<upstream_pool> pool;
+  std::uint32_t active = 0; // this worker's requests in flight (least_request)
+};
+
+struct cluster_state {
+  explicit cluster_state(upstream::lb_policy policy) : balancer{policy} {}
+  std::vector<endpoint_state> endpoints;
+  upstream::balancer balancer; // this worker's rotation over the cluster's hosts
+};
+
+/// A cluster's hosts as a worker's balancer sees them: shared health, ejection and breakers,
+/// and this worker's requests in flight.
+struct worker_hosts {
+  const std::vector<std::unique_ptr<endpoint_counters>>& shared;
+  const std::vector<endpoint_state>& local;
+
+  [[nodiscard]] std::size_t size() const noexcept { return shared.size(); }
+  [[nodiscard]] bool in_service(std::size_t i) const noexcept { return shared[i]->in_service(); }
+  [[nodiscard]] std::uint32_t active(std::size_t i) const noexcept { return local[i].active; }
+  resilience::circuit_breaker::permission permit(std::size_t i) {
+    const auto& breaker = shared[i]->breaker;
+    return breaker ? breaker->try_acquire() : resilience::circuit_breaker::permission{0, true};
+  }
+};
+
+class session;
+
+struct worker {
+  explicit worker(shared_state& s, std::size_t index)
+      : shared{s}, id{index}, random{default_random::entropy_seed()} {}
+
+  shared_state& shared;
+  std::size_t id;
+  /// Strings for the requests in flight, kept with their capacity when a request ends: no
+  /// allocation per request, and nothing held by idle connections. Like `heads`, declared
+  /// before `io`: frames still pending at a hard stop give theirs back when `io` goes.
+  std::vector<std::string> spare_strings;
+  std::size_t spare_bytes = 0; // their capacity, in all
+  head_pool heads;
+  std::set<session*> sessions; // before `io` too: a session's destructor leaves it
+  asio::io_context io{1};
+  std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors;
+  std::vector<cluster_state> clusters;
+  std::vector<std::shared_ptr<pool::pool_metrics>> pool_observers;
+  default_random random;
+  std::thread thread;
+  std::shared_ptr<asio::executor_work_guard<asio::io_context::executor_type>> work;
+
+  /// The host of cluster `c` for an attempt (upstream::balancer), among those `tried` has not.
+  upstream::balancer::choice choose(std::size_t c, const upstream::tried_hosts& tried) {
+    worker_hosts hosts{shared.clusters[c].endpoints, clusters[c].endpoints};
+    return clusters[c].balancer.choose(hosts, tried, random);
+  }
+};
+
+/// A string from the worker's spares for as long as it lives.
+class borrowed_string {
+public:
+  explicit borrowed_string(worker& w) : w_{w} {
+    if (!w_.spare_strings.empty()) {
+      s_ = std::move(w_.spare_strings.back());
+      w_.spare_strings.pop_back();
+      w_.spare_bytes -= s_.capacity();
+    }
+    s_.clear();
+  }
+  borrowed_string(const borrowed_string&) = delete;
+  borrowed_string& operator=(const borrowed_string&) = delete;
+  ~borrowed_string() {
+    // Kept up to 1 MiB in all: enough for the worker's usual requests in flight, while a burst
+    // of large responses does not leave its buffers behind.
+    if (s_.capacity() <= 64 * 1024 && w_.spare_bytes + s_.capacity() <= 1024 * 1024) {
+      w_.spare_bytes += s_.capacity();
+      w_.spare_strings.push_back(std::move(s_));
+    }
+  }
+  std::string& get() noexcept { return s_; }
+
+private:
+  worker& w_;
+  std::string s_;
+};
+
+} // namespace tether::proxy::detail

@@ -1,0 +1,43 @@
+// The router: which route a request takes, on routes written in the test.
+#include "router.hpp"
+
+#include <gtest/gtest.h>
+
+namespace tether::proxy::detail {
+namespace {
+
+std::optional<std::size_t> route_of(const std::vector<route_config>& routes,
+                                    std::string_view method, std::string_view target,
+                                    std::string_view host) {
+  http::request_target t;
+  EXPECT_FALSE(http::read_request_target(method, target, t)) << target;
+  return find_route(routes, t.form == http::target_form::absolute ? t.authority : host, t);
+}
+
+TEST(router, the_first_route_whose_host_and_prefix_match_wins) {
+  const std::vector<route_config> routes = {
+      {"api.example.com", "/v1/", "api", std::nullopt},
+      {"*", "/static/", "static", std::nullopt},
+      {"*", "/", "web", std::nullopt},
+  };
+  EXPECT_EQ(route_of(routes, "GET", "/v1/users?id=7", "API.Example.com:8080"), 0U);
+  EXPECT_EQ(route_of(routes, "GET", "/v1/users", "other.example.com"), 2U);
+  EXPECT_EQ(route_of(routes, "GET", "/static/a.css", "api.example.com"), 1U);
+  EXPECT_EQ(route_of(routes, "GET", "/?v1/", "api.example.com"), 2U); // a query is not a path
+  EXPECT_EQ(route_of(routes, "GET", "http://api.example.com/v1/x", "ignored"), 0U);
+  EXPECT_EQ(route_of(routes, "GET", "http://api.example.com?q", "ignored"), 2U); // path "/"
+  EXPECT_EQ(route_of(routes, "GET", "/", "[::1]:8080"), 2U);
+}
+
+TEST(router, asterisk_form_goes_where_the_hosts_catch_all_goes) {
+  const std::vector<route_config> routes = {
+      {"*", "/api/", "api", std::nullopt},
+      {"a.example", "/", "a", std::nullopt},
+  };
+  EXPECT_EQ(route_of(routes, "OPTIONS", "*", "a.example"), 1U);
+  EXPECT_EQ(route_of(routes, "OPTIONS", "*", "b.example"), std::nullopt);
+  EXPECT_EQ(route_of(routes, "GET", "/elsewhere", "b.example"), std::nullopt);
+}
+
+} // namespace
+} // namespace tether::proxy::detail
