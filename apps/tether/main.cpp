@@ -4,11 +4,11 @@
 
 #include <CLI/CLI.hpp>
 
-#include "tether/chaos/server.hpp"
 #include "tether/core/random.hpp"
 #include "tether/demo/retry_storm_demo.hpp"
 #include "tether/proxy/config.hpp"
 
+#include "chaos_command.hpp"
 #include "proxy_command.hpp"
 
 #ifndef TETHER_VERSION
@@ -55,7 +55,7 @@ int main(int argc, char** argv) {
 
   auto* chaos = app.add_subcommand(
       "chaos", "Run a Toxiproxy-compatible fault-injection proxy (same REST API, same toxics)");
-  tether::chaos::server_options chaos_options;
+  tether::app::chaos_command_options chaos_options;
   std::uint64_t chaos_seed = 0;
   chaos->add_option("--host", chaos_options.host, "Address of the REST API")->capture_default_str();
   chaos->add_option("--port", chaos_options.port, "Port of the REST API")->capture_default_str();
@@ -126,7 +126,7 @@ int main(int argc, char** argv) {
       if (chaos_seed_option->count() > 0) {
         chaos_options.seed = chaos_seed;
       }
-      return tether::chaos::run_server(chaos_options, std::cout, std::cerr);
+      return tether::app::run_chaos(chaos_options, std::cout, std::cerr);
     }
   } catch (const std::exception& e) {
     std::cerr << "tether: " << e.what() << '\n';

@@ -14,6 +14,8 @@
 #include "tether/http/server.hpp"
 #include "tether/proxy/server.hpp"
 
+#include "signals.hpp"
+
 namespace tether::app {
 namespace {
 
@@ -64,25 +66,6 @@ private:
   std::vector<std::shared_ptr<http::small_server>> servers_;
   std::thread thread_;
 };
-
-const char* signal_name(int signal) noexcept {
-  switch (signal) {
-  case SIGINT:
-    return "SIGINT";
-  case SIGTERM:
-    return "SIGTERM";
-  case SIGQUIT:
-    return "SIGQUIT";
-  case SIGHUP:
-    return "SIGHUP";
-  case SIGUSR1:
-    return "SIGUSR1";
-  case SIGUSR2:
-    return "SIGUSR2";
-  default:
-    return "a signal";
-  }
-}
 
 } // namespace
 

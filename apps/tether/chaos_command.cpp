@@ -1,19 +1,26 @@
-#include "tether/chaos/server.hpp"
+#include "chaos_command.hpp"
 
+#include <csignal>
 #include <fstream>
+#include <functional>
 #include <ostream>
 #include <sstream>
 
+#include <asio/io_context.hpp>
 #include <asio/signal_set.hpp>
 
 #include "tether/chaos/api.hpp"
+#include "tether/core/random.hpp"
 #include "tether/http/server.hpp"
 
-namespace tether::chaos {
+#include "signals.hpp"
 
-int run_server(const server_options& options, std::ostream& out, std::ostream& err) {
+namespace tether::app {
+
+int run_chaos(const chaos_command_options& options, std::ostream& out, std::ostream& err) {
+  std::signal(SIGPIPE, SIG_IGN);
   asio::io_context io{1};
-  api chaos{io.get_executor(), options.seed.value_or(default_random::entropy_seed())};
+  chaos::api chaos{io.get_executor(), options.seed.value_or(default_random::entropy_seed())};
   if (!options.config_file.empty()) {
     std::ifstream in{options.config_file};
     if (!in) {
@@ -36,19 +43,29 @@ int run_server(const server_options& options, std::ostream& out, std::ostream& e
     return 1;
   }
   out << "tether chaos: API on http://" << options.host << ':' << server->port() << " (Toxiproxy "
-      << api_version << " compatible)" << std::endl;
-  asio::signal_set signals{io, SIGINT, SIGTERM};
-  signals.async_wait([&](std::error_code ec, int) {
+      << chaos::api_version << " compatible)" << std::endl;
+  // Every signal a user may send is handled here: none ends the process without its stop.
+  asio::signal_set signals{io, SIGINT, SIGTERM, SIGQUIT};
+  signals.add(SIGHUP);
+  signals.add(SIGUSR1);
+  signals.add(SIGUSR2);
+  std::function<void(std::error_code, int)> on_signal = [&](std::error_code ec, int received) {
     if (ec) {
+      return;
+    }
+    if (received == SIGHUP || received == SIGUSR1 || received == SIGUSR2) {
+      out << "tether chaos: " << signal_name(received) << " ignored" << std::endl;
+      signals.async_wait(on_signal);
       return;
     }
     server->stop();
     chaos.stop_all();
     io.stop();
-  });
+  };
+  signals.async_wait(on_signal);
   io.run();
   out << "tether chaos: stopped" << std::endl;
   return 0;
 }
 
-} // namespace tether::chaos
+} // namespace tether::app
