@@ -9,7 +9,6 @@
 
 #include <asio/co_spawn.hpp>
 #include <asio/connect.hpp>
-#include <asio/detached.hpp>
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/experimental/channel.hpp>
@@ -21,6 +20,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "tether/core/detached.hpp"
 #include "tether/net/listener.hpp"
 #include "tether/net/tcp_connector.hpp"
 
@@ -104,8 +104,10 @@ public:
     self->client().set_option(asio::ip::tcp::no_delay{true}, ignored);
     self->toxics_changed();
     for (const auto s : {stream::upstream, stream::downstream}) {
-      asio::co_spawn(self->executor_, read_pump(self, s), asio::detached);
-      asio::co_spawn(self->executor_, write_pump(self, s), asio::detached);
+      asio::co_spawn(self->executor_, read_pump(self, s),
+                     report_exceptions{"a chaos link's read pump"});
+      asio::co_spawn(self->executor_, write_pump(self, s),
+                     report_exceptions{"a chaos link's write pump"});
     }
   }
 
@@ -681,7 +683,7 @@ void proxy::accept() {
                                   [self = shared_from_this()](asio::ip::tcp::socket socket) {
                                     self->serve(std::move(socket));
                                   }),
-                 asio::detached);
+                 report_exceptions{"a chaos proxy's accept loop"});
 }
 
 void proxy::serve(asio::ip::tcp::socket socket) {
@@ -690,7 +692,7 @@ void proxy::serve(asio::ip::tcp::socket socket) {
   auto l = std::make_shared<link>(shared_from_this(), std::move(socket));
   if (split_host_port(config_.upstream, host, port)) {
     links_.insert(l);
-    asio::co_spawn(executor_, link::run(l, host, port), asio::detached);
+    asio::co_spawn(executor_, link::run(l, host, port), report_exceptions{"a chaos link"});
   } else {
     l->close(false);
   }

@@ -1,10 +1,10 @@
 #include "tether/http/server.hpp"
+#include "tether/core/detached.hpp"
 
 #include <array>
 #include <set>
 
 #include <asio/co_spawn.hpp>
-#include <asio/detached.hpp>
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/ip/tcp.hpp>
@@ -226,10 +226,11 @@ std::error_code small_server::listen(const std::string& address, std::uint16_t p
   asio::co_spawn(executor_,
                  net::accept_loop(s_->acceptor,
                                   [s = s_](asio::ip::tcp::socket socket) {
-                                    asio::co_spawn(s->acceptor.get_executor(),
-                                                   serve(s, std::move(socket)), asio::detached);
+                                    asio::co_spawn(
+                                        s->acceptor.get_executor(), serve(s, std::move(socket)),
+                                        report_exceptions{"a small server's connection"});
                                   }),
-                 asio::detached);
+                 report_exceptions{"a small server's accept loop"});
   return {};
 }
 

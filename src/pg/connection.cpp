@@ -1,4 +1,5 @@
 #include "tether/pg/connection.hpp"
+#include "tether/core/detached.hpp"
 
 #include <sys/socket.h>
 
@@ -6,7 +7,6 @@
 #include <vector>
 
 #include <asio/co_spawn.hpp>
-#include <asio/detached.hpp>
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/steady_timer.hpp>
@@ -141,7 +141,8 @@ asio::awaitable<void> connection::cancel_on_server() {
   // the server's answer is bounded separately. The PGcancel lives as long as the send needs it.
   std::shared_ptr<PGcancel> cancel{PQgetCancel(conn_), &PQfreeCancel};
   if (cancel) {
-    asio::co_spawn(cancel_threads(), send_cancel(std::move(cancel)), asio::detached);
+    asio::co_spawn(cancel_threads(), send_cancel(std::move(cancel)),
+                   report_exceptions{"a PostgreSQL query's cancel request"});
   }
   co_return;
 }

@@ -1,9 +1,9 @@
 // What runs on the admin thread besides the admin listener: health checks, DNS lookups, outlier
 // sweeps and the access log's flush, started together.
 #include <asio/co_spawn.hpp>
-#include <asio/detached.hpp>
 
 #include "server_impl.hpp"
+#include "tether/core/detached.hpp"
 
 namespace tether::proxy {
 namespace {
@@ -47,18 +47,21 @@ void server::impl::start_admin_tasks() {
   const auto& cfg = shared.cfg;
   if (shared.access) {
     timers.push_back(std::make_unique<asio::steady_timer>(admin_io));
-    asio::co_spawn(admin_io, access_log_flush_loop(this, timers.back().get()), asio::detached);
+    asio::co_spawn(admin_io, access_log_flush_loop(this, timers.back().get()),
+                   report_exceptions{"the access log's flush"});
   }
   for (std::size_t c = 0; c < cfg.clusters.size(); ++c) {
     const auto& cl = cfg.clusters[c];
     if (shared.clusters[c].detector) {
       timers.push_back(std::make_unique<asio::steady_timer>(admin_io));
-      asio::co_spawn(admin_io, outlier_loop(this, c, timers.back().get()), asio::detached);
+      asio::co_spawn(admin_io, outlier_loop(this, c, timers.back().get()),
+                     report_exceptions{"an outlier detection sweep"});
     }
     for (std::size_t e = 0; e < cl.endpoints.size(); ++e) {
       if (shared.clusters[c].endpoints[e]->addresses) {
         timers.push_back(std::make_unique<asio::steady_timer>(admin_io));
-        asio::co_spawn(admin_io, resolve_loop(this, c, e, timers.back().get()), asio::detached);
+        asio::co_spawn(admin_io, resolve_loop(this, c, e, timers.back().get()),
+                       report_exceptions{"a host's DNS refresh"});
       }
     }
     if (cl.health_check.kind == health_check_kind::none) {
@@ -82,7 +85,7 @@ void server::impl::start_admin_tasks() {
     for (std::size_t e = 0; e < cl.endpoints.size(); ++e) {
       timers.push_back(std::make_unique<asio::steady_timer>(admin_io));
       asio::co_spawn(admin_io, health_loop(this, c, e, timers.back().get(), client),
-                     asio::detached);
+                     report_exceptions{"a host's health checks"});
     }
   }
 }

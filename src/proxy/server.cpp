@@ -1,12 +1,12 @@
 // tether proxy as a library object: start binds and starts the workers and the admin thread,
 // stop drains and joins them.
 #include "tether/proxy/server.hpp"
+#include "tether/core/detached.hpp"
 
 #include <algorithm>
 #include <future>
 
 #include <asio/co_spawn.hpp>
-#include <asio/detached.hpp>
 #include <spdlog/sinks/stdout_sinks.h>
 
 #include "access_log.hpp"
@@ -162,10 +162,11 @@ std::error_code server::start() {
                      net::accept_loop(
                          *a,
                          [raw = w.get()](asio::ip::tcp::socket socket) {
-                           asio::co_spawn(raw->io, serve(raw, std::move(socket)), asio::detached);
+                           asio::co_spawn(raw->io, serve(raw, std::move(socket)),
+                                          report_exceptions{"a client connection"});
                          },
                          s.accept_hooks(*a)),
-                     asio::detached);
+                     report_exceptions{"a listener's accept loop"});
     }
     w->work = std::make_shared<asio::executor_work_guard<asio::io_context::executor_type>>(
         w->io.get_executor());

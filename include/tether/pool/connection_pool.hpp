@@ -13,7 +13,6 @@
 #include <vector>
 
 #include <asio/co_spawn.hpp>
-#include <asio/detached.hpp>
 #include <asio/dispatch.hpp>
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/io_context.hpp>
@@ -22,6 +21,7 @@
 #include <asio/use_awaitable.hpp>
 
 #include "tether/core/clock.hpp"
+#include "tether/core/detached.hpp"
 #include "tether/core/error.hpp"
 #include "tether/core/random.hpp"
 #include "tether/pool/pool_options.hpp"
@@ -180,7 +180,8 @@ public:
   /// Prefills min_idle connections and starts the housekeeper. Call once.
   void start() {
     asio::dispatch(executor_, [self = this->shared_from_this()] {
-      asio::co_spawn(self->executor_, self->housekeeper(), asio::detached);
+      asio::co_spawn(self->executor_, self->housekeeper(),
+                     report_exceptions{"a pool's housekeeping"});
     });
   }
 
@@ -468,7 +469,8 @@ private:
   void start_connect() {
     ++connecting_;
     connecting_count_.store(connecting_, std::memory_order_relaxed);
-    asio::co_spawn(executor_, connect_one(this->shared_from_this()), asio::detached);
+    asio::co_spawn(executor_, connect_one(this->shared_from_this()),
+                   report_exceptions{"a pool's connect"});
   }
 
   static asio::awaitable<void> connect_one(std::shared_ptr<connection_pool> self) {
@@ -677,7 +679,8 @@ private:
         idle_.erase(idle_.begin() + static_cast<std::ptrdiff_t>(i));
         e->current = entry::state::probing;
         move_idle_to_active();
-        asio::co_spawn(executor_, probe(this->shared_from_this(), e), asio::detached);
+        asio::co_spawn(executor_, probe(this->shared_from_this(), e),
+                       report_exceptions{"a pool's keepalive probe"});
         continue;
       }
       ++i;

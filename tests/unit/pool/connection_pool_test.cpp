@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <asio/detached.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
 #include <optional>
 #include <thread>

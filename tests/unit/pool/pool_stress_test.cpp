@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <asio/detached.hpp>
 #include <asio/strand.hpp>
 #include <atomic>
 #include <thread>
