@@ -9,7 +9,7 @@
 #   bench/proxy/run.sh [seconds=10] [connections=50] [idle=10000] [outdir] [rounds=3]
 #   TETHER=path (the build measured), TETHER_OLD=path (an older build beside it, "tether_old")
 #
-# The proxies are measured in turn, `rounds` times over (tether, HAProxy, nginx, tether, ...),
+# The proxies are measured in turn, `rounds` times over, each round starting with the next one,
 # and the table gives each one's median round: on two shared cores one run varies by 5-10 %,
 # more than the differences being measured, and a slow spell of the machine then falls on
 # every proxy alike instead of on one. Memory is measured in the first round.
@@ -105,7 +105,10 @@ if [[ -n $tether_old ]]; then
 fi
 declare -A runs
 for round in $(seq 1 "$rounds"); do
-  for proxy in "${proxies[@]}"; do
+  # Each round starts with the next proxy, so that none is always measured first (right after
+  # the previous round's last) or last.
+  for i in $(seq 0 $((${#proxies[@]} - 1))); do
+    proxy=${proxies[$(((round - 1 + i) % ${#proxies[@]}))]}
     measure "$proxy" "$([[ $round == 1 ]] && echo 1 || echo 0)"
     runs[$proxy,$round]=$line
     read -r rps p50 p99 user sys rss rss_idle count errors <<< "$line"
