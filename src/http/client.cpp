@@ -24,6 +24,7 @@
 #include "tether/metrics/resilience_metrics.hpp"
 #include "tether/pool/connection_pool.hpp"
 #include "tether/pool/pool_metrics.hpp"
+#include "tether/upstream/attempts.hpp"
 
 #include "text.hpp"
 
@@ -643,11 +644,8 @@ asio::awaitable<client_result> client::request_here(request r) {
   const bool head_request = r.method == "HEAD";
 
   const resilience::request_traits traits{r.method, has_field(r, "idempotency-key"), true};
-  const bool may_resend =
-      traits.has_idempotency_key || resilience::is_idempotent_method(traits.method);
   const auto started = clock_.now();
-  resilience::retry_state retry{options_.retry, traits, started, h.budget.get()};
-  bool stale_retry_used = false;
+  upstream::attempts tries{{options_.retry, traits, started, h.budget.get()}};
 
   const auto finish = [&]() {
     if (h.duration != nullptr) {
@@ -674,7 +672,7 @@ asio::awaitable<client_result> client::request_here(request r) {
       }
     }
     const auto attempt_start = clock_.now();
-    const auto attempt_deadline = retry.attempt_deadline(attempt_start);
+    const auto attempt_deadline = tries.attempt_deadline(attempt_start);
     std::optional<clock::duration> limit;
     if (attempt_deadline != clock::time_point::max()) {
       limit = std::max(attempt_deadline - attempt_start, clock::duration::zero());
@@ -693,7 +691,7 @@ asio::awaitable<client_result> client::request_here(request r) {
         if (h.breaker) {
           h.breaker->on_ignored(permission);
         }
-        out.error = acquired.error == tether::errc::pool_timeout && clock_.now() >= retry.deadline()
+        out.error = acquired.error == tether::errc::pool_timeout && clock_.now() >= tries.deadline()
                         ? make_error_code(tether::errc::deadline_exceeded)
                         : acquired.error;
         out.reason = resilience::give_up_reason::not_retriable;
@@ -723,13 +721,10 @@ asio::awaitable<client_result> client::request_here(request r) {
           outcome.result = resilience::attempt_result::reset;
         }
         // A kept-alive connection the server closed while it sat idle fails at once, before any
-        // response: the request was not processed, but may have been received, so only a request
-        // that may be sent twice gets one fresh connection, whatever the retry policy (as Go's
-        // and Chromium's clients do). It does not count against the host.
-        if (reused && !exchanged.response_bytes &&
-            outcome.result == resilience::attempt_result::reset &&
-            error.category() != error_category() && may_resend && !stale_retry_used) {
-          stale_retry_used = true;
+        // response: the request goes again on a fresh connection when it may
+        // (upstream::attempts), whatever the retry policy. Not against the host.
+        if (error.category() != error_category() &&
+            tries.replay_after_stale(reused, exchanged.response_bytes, outcome)) {
           if (h.breaker) {
             h.breaker->on_ignored(permission);
           }
@@ -754,12 +749,12 @@ asio::awaitable<client_result> client::request_here(request r) {
       finish();
       co_return out;
     }
-    const auto decision = retry.decide(outcome, now, s_->random);
+    const auto decision = tries.after(outcome, now, s_->random);
     if (!decision.retry) {
       out.reason = decision.reason;
       out.error = error;
       if (error && decision.reason == resilience::give_up_reason::deadline_exceeded &&
-          error == std::errc::timed_out && now >= retry.deadline()) {
+          error == std::errc::timed_out && now >= tries.deadline()) {
         out.error = make_error_code(tether::errc::deadline_exceeded);
       }
       if (decision.reason == resilience::give_up_reason::budget_exhausted &&

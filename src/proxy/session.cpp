@@ -387,8 +387,7 @@ asio::awaitable<bool> session::handle(head_ptr head_in, bool last) {
     }
   }
   const resilience::request_traits traits{head.method, has_key, rq.consumed};
-  resilience::retry_state retry{rc.policy, traits, rq.started, cc.budget.get()};
-  resilience::resource_guard retry_slot;
+  upstream::attempts tries{{rc.policy, traits, rq.started, cc.budget.get(), &cc.limits->retries}};
   upstream::tried_hosts tried{cc.endpoints.size()};
 
   // Expect: 100-continue goes upstream with a body that streams, so that the upstream says
@@ -406,7 +405,6 @@ asio::awaitable<bool> session::handle(head_ptr head_in, bool last) {
   }
   const bool chunked = framing == http::body_framing::chunked;
 
-  bool stale_resent = false;
   std::optional<upstream::balancer::choice> again; // the host to send to again, with its permission
   for (;;) {
     const bool first_try = tried.empty();
@@ -457,7 +455,7 @@ asio::awaitable<bool> session::handle(head_ptr head_in, bool last) {
     } guard{ep, ep_counters};
 
     const auto attempt_start = first_try ? rq.started : steady::now();
-    const steady::time_point attempt_deadline = retry.attempt_deadline(attempt_start);
+    const steady::time_point attempt_deadline = tries.attempt_deadline(attempt_start);
     auto acquired = co_await ep.pool->async_acquire(std::min<clock::duration>(
         cluster_cfg.pool.acquire_timeout,
         std::max<clock::duration>(attempt_deadline - attempt_start, clock::duration::zero())));
@@ -564,15 +562,13 @@ asio::awaitable<bool> session::handle(head_ptr head_in, bool last) {
                 : std::max(attempt_deadline, steady::now() + (attempt_deadline - attempt_start));
         attempt_exchange at{up,
                             lease,
-                            retry,
-                            rc,
+                            tries,
                             cc,
                             host,
                             picked.permission,
                             attempt_start,
                             response_deadline,
-                            cluster_cfg.request_timeout,
-                            retry_slot};
+                            cluster_cfg.request_timeout};
         const auto r = co_await read_response(rq, at, sent.first_read);
         if (r.client_gone) {
           if (r.status != 0) {
@@ -601,14 +597,9 @@ asio::awaitable<bool> session::handle(head_ptr head_in, bool last) {
           }
           continue;
         }
-        // A kept-alive connection the upstream closed while it sat idle fails before any byte
-        // of response: the request was not processed, but may have been received, so only a
-        // request that may be sent twice, and whose body is here whole, goes again on
-        // another connection to the same host (as Go's and Chromium's clients do, and
-        // tether's own). Once per request; not a retry, and nothing held against the host.
-        if (reused && !r.bytes_read && outcome.result == resilience::attempt_result::reset &&
-            may_resend && whole_before && !stale_resent) {
-          stale_resent = true;
+        // A kept-alive connection the upstream closed while it sat idle: the request goes again
+        // on another connection to the same host when it may (upstream::attempts).
+        if (tries.replay_after_stale(reused, r.bytes_read, outcome)) {
           lease.mark_broken();
           cc.stale_resends->Increment();
           log_event(shared, spdlog::level::debug,
@@ -623,9 +614,13 @@ asio::awaitable<bool> session::handle(head_ptr head_in, bool last) {
     // The attempt ended with no response: an error the policy may retry.
     report(cc, host, picked.permission, outcome, attempt_start);
     const bool malformed = outcome.result == resilience::attempt_result::http_status;
-    const auto decision =
-        malformed ? resilience::retry_decision::give_up(resilience::give_up_reason::not_retriable)
-                  : decide(retry, outcome, cc, retry_slot);
+    upstream::attempts::decision decision;
+    if (malformed) {
+      decision.reason = resilience::give_up_reason::not_retriable;
+    } else {
+      decision = tries.after(outcome, steady::now(), w_.random);
+      count_decision(decision, outcome, cc);
+    }
     if (decision.retry) {
       log_event(shared, spdlog::level::debug,
                 "retrying " + std::string{head.method} + " " + std::string{head.target} +

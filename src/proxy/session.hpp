@@ -15,6 +15,7 @@
 
 #include "tether/http/request_target.hpp"
 #include "tether/resilience/retry_policy.hpp"
+#include "tether/upstream/attempts.hpp"
 
 #include "event_queue.hpp"
 #include "watchdog.hpp"
@@ -87,13 +88,10 @@ private:
   void report(cluster_counters& cc, std::size_t host, resilience::circuit_breaker::permission p,
               const resilience::attempt_outcome& outcome, steady::time_point attempt_start);
 
-  // After a failed attempt: try again (and after how long), or give up. Without a retry budget,
-  // a retry holds one unit of the cluster's max_retries for the rest of the request; with one,
-  // the budget is the limit and max_retries is not applied (Envoy's rule: a budget overrides the
-  // retry threshold, which at 3 would refuse retries any busy cluster needs when a host dies).
-  resilience::retry_decision decide(resilience::retry_state& retry,
-                                    const resilience::attempt_outcome& outcome,
-                                    cluster_counters& cc, resilience::resource_guard& retry_slot);
+  // Counts what upstream::attempts decided: a retry by the outcome retried, or why not (the
+  // retry threshold, the budget).
+  void count_decision(const upstream::attempts::decision& d,
+                      const resilience::attempt_outcome& outcome, cluster_counters& cc);
 
   // Proxies one request. Returns whether the downstream connection may carry another.
   asio::awaitable<bool> handle(head_ptr head_in, bool last);
@@ -168,15 +166,13 @@ private:
   struct attempt_exchange {
     http::http_connection& up;
     upstream_pool::lease& lease;
-    resilience::retry_state& retry;
-    const retry_config& rc;
+    upstream::attempts& tries;
     cluster_counters& cc;
     std::size_t host;
     resilience::circuit_breaker::permission permission;
     steady::time_point start;
     steady::time_point deadline; // for the response's head
     clock::duration request_timeout;
-    resilience::resource_guard& retry_slot;
   };
 
   /// How reading an upstream's response ended.

@@ -34,7 +34,7 @@ inline std::size_t tether_hops(const owned_head& head) {
       entry.remove_prefix(std::min(entry.find_first_not_of(" \t"), entry.size()));
       if (const auto space = entry.find(' '); space != std::string_view::npos) {
         const auto by = entry.substr(space + 1);
-        hops += by.substr(0, by.find(' ')) == "tether" ? 1 : 0;
+        hops += by.substr(0, by.find(' ')) == "tether" ? 1U : 0U;
       }
       if (comma == std::string_view::npos) {
         break;

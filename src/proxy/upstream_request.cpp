@@ -34,26 +34,15 @@ void session::report(cluster_counters& cc, std::size_t host,
   }
 }
 
-resilience::retry_decision session::decide(resilience::retry_state& retry,
-                                           const resilience::attempt_outcome& outcome,
-                                           cluster_counters& cc,
-                                           resilience::resource_guard& retry_slot) {
-  const auto d = retry.decide(outcome, steady::now(), w_.random);
-  if (!d.retry) {
-    if (d.reason == resilience::give_up_reason::budget_exhausted) {
-      cc.budget_exhausted->Increment();
-    }
-    return d;
+void session::count_decision(const upstream::attempts::decision& d,
+                             const resilience::attempt_outcome& outcome, cluster_counters& cc) {
+  if (d.retry) {
+    cc.retries[static_cast<std::size_t>(outcome.result)]->Increment();
+  } else if (d.over_retry_limit) {
+    cc.overflow[static_cast<std::size_t>(resource::retries)]->Increment();
+  } else if (d.reason == resilience::give_up_reason::budget_exhausted) {
+    cc.budget_exhausted->Increment();
   }
-  if (!cc.budget && !retry_slot) {
-    retry_slot = resilience::resource_guard{cc.limits->retries};
-    if (!retry_slot) {
-      cc.overflow[static_cast<std::size_t>(resource::retries)]->Increment();
-      return resilience::retry_decision::give_up(resilience::give_up_reason::not_retriable);
-    }
-  }
-  cc.retries[static_cast<std::size_t>(outcome.result)]->Increment();
-  return d;
 }
 
 asio::awaitable<session::send_end>
@@ -273,18 +262,14 @@ session::read_response(request_context& rq, const attempt_exchange& at,
         }
         const auto outcome = resilience::attempt_outcome::from_status(h->status, retry_after);
         report(at.cc, at.host, at.permission, outcome, at.start);
-        if (at.rc.policy.is_retriable(outcome)) {
-          const auto decision = decide(at.retry, outcome, at.cc, at.retry_slot);
-          if (decision.retry) {
+        if (const auto decision = at.tries.at_response(outcome, steady::now(), w_.random)) {
+          count_decision(*decision, outcome, at.cc);
+          if (decision->retry) {
             dropping = true;
             end.reported = true;
-            end.delay = decision.delay;
+            end.delay = decision->delay;
             end.outcome = outcome;
             continue;
-          }
-        } else {
-          if (at.cc.budget && h->status < 500) {
-            at.cc.budget->on_result(true); // what retry_state::decide would tell it
           }
         }
         const bool until_close = h->framing == http::body_framing::until_close;

@@ -3,7 +3,8 @@
 
 #include <gtest/gtest.h>
 
-#include <deque>
+#include "scripted_random.hpp"
+
 #include <map>
 #include <vector>
 
@@ -28,22 +29,7 @@ struct fake_hosts {
   }
 };
 
-/// Draws from a script, then zeros.
-class scripted_random final : public random_source {
-public:
-  explicit scripted_random(std::deque<std::uint64_t> draws) : draws_{std::move(draws)} {}
-  std::uint64_t next() noexcept override {
-    if (draws_.empty()) {
-      return 0;
-    }
-    const auto v = draws_.front();
-    draws_.pop_front();
-    return v;
-  }
-
-private:
-  std::deque<std::uint64_t> draws_;
-};
+using testing::scripted_random;
 
 std::size_t first_try(balancer& b, fake_hosts& hosts, random_source& random) {
   const tried_hosts none{hosts.size()};
@@ -56,7 +42,7 @@ std::size_t first_try(balancer& b, fake_hosts& hosts, random_source& random) {
 TEST(balancer, round_robin_takes_each_host_in_turn) {
   balancer b{lb_policy::round_robin};
   fake_hosts hosts{3};
-  scripted_random random{{}};
+  scripted_random random{{0}};
   std::vector<std::size_t> order;
   for (int i = 0; i < 6; ++i) {
     order.push_back(first_try(b, hosts, random));
@@ -67,7 +53,7 @@ TEST(balancer, round_robin_takes_each_host_in_turn) {
 TEST(balancer, a_retry_goes_to_a_host_not_tried_without_moving_the_rotation) {
   balancer b{lb_policy::round_robin};
   fake_hosts hosts{3};
-  scripted_random random{{}};
+  scripted_random random{{0}};
   tried_hosts tried{3};
   const auto first = b.choose(hosts, tried, random);
   ASSERT_TRUE(first.found);
@@ -108,7 +94,7 @@ TEST(balancer, hosts_out_of_service_get_nothing_while_others_are_in) {
   balancer b{lb_policy::round_robin};
   fake_hosts hosts{3};
   hosts.serving = {true, false, true};
-  scripted_random random{{}};
+  scripted_random random{{0}};
   std::map<std::size_t, int> count;
   for (int i = 0; i < 10; ++i) {
     ++count[first_try(b, hosts, random)];
@@ -122,7 +108,7 @@ TEST(balancer, panic_routing_spreads_over_every_host_when_none_is_in_service) {
   balancer b{lb_policy::round_robin};
   fake_hosts hosts{3};
   hosts.serving = {false, false, false};
-  scripted_random random{{}};
+  scripted_random random{{0}};
   std::map<std::size_t, int> count;
   for (int i = 0; i < 9; ++i) {
     ++count[first_try(b, hosts, random)];
@@ -137,7 +123,7 @@ TEST(balancer, an_open_breakers_share_spreads_over_the_others) {
   balancer b{lb_policy::round_robin};
   fake_hosts hosts{4};
   hosts.refusing = {false, true, false, false};
-  scripted_random random{{}};
+  scripted_random random{{0}};
   std::map<std::size_t, int> count;
   for (int i = 0; i < 40; ++i) {
     ++count[first_try(b, hosts, random)];
@@ -151,7 +137,7 @@ TEST(balancer, every_breaker_refusing_finds_nothing_and_asks_each_once) {
   balancer b{lb_policy::round_robin};
   fake_hosts hosts{3};
   hosts.refusing = {true, true, true};
-  scripted_random random{{}};
+  scripted_random random{{0}};
   const tried_hosts none{3};
   const auto got = b.choose(hosts, none, random);
   EXPECT_FALSE(got.found);
@@ -162,7 +148,7 @@ TEST(balancer, a_tried_host_is_taken_again_when_the_untried_ones_refuse) {
   balancer b{lb_policy::round_robin};
   fake_hosts hosts{2};
   hosts.refusing = {false, true};
-  scripted_random random{{}};
+  scripted_random random{{0}};
   tried_hosts tried{2};
   tried.add(0);
   const auto got = b.choose(hosts, tried, random);
