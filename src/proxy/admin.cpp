@@ -24,8 +24,8 @@ http::server_response server::impl::admin_request(const http::server_request& r)
     // knows of only some of its hosts.
     bool checked = true;
     for (const auto& cc : shared.clusters) {
-      for (const auto& ep : cc.endpoints) {
-        checked = checked && ep->checked.load();
+      for (const auto& h : cc.upstream->hosts) {
+        checked = checked && h->checked.load();
       }
     }
     const bool draining = shared.draining.load();
@@ -42,12 +42,12 @@ http::server_response server::impl::admin_request(const http::server_request& r)
       const auto& cfg = shared.cfg.clusters[c];
       nlohmann::ordered_json hosts = nlohmann::ordered_json::array();
       for (std::size_t e = 0; e < cfg.endpoints.size(); ++e) {
-        const auto& counters = *shared.clusters[c].endpoints[e];
+        const auto& counters = shared.clusters[c].upstream->at(e);
         std::size_t idle = 0;
         std::size_t active = 0;
         std::size_t pending = 0;
         for (const auto& w : workers) {
-          const auto s = w->clusters[c].endpoints[e].pool->stats();
+          const auto s = counters.pools[w->id]->stats();
           idle += s.idle;
           active += s.active;
           pending += s.pending;

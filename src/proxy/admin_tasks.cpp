@@ -26,7 +26,7 @@ asio::awaitable<void> access_log_flush_loop(server::impl* s, asio::steady_timer*
 
 // Outlier detection's periodic sweep: hosts whose ejection time is over come back.
 asio::awaitable<void> outlier_loop(server::impl* s, std::size_t c, asio::steady_timer* timer) {
-  auto& cc = s->shared.clusters[c];
+  auto& cc = *s->shared.clusters[c].upstream;
   for (;;) {
     timer->expires_after(cc.detector->options().interval);
     const auto [ec] = co_await timer->async_wait(use_tuple);
@@ -52,13 +52,13 @@ void server::impl::start_admin_tasks() {
   }
   for (std::size_t c = 0; c < cfg.clusters.size(); ++c) {
     const auto& cl = cfg.clusters[c];
-    if (shared.clusters[c].detector) {
+    if (shared.clusters[c].upstream->detector) {
       timers.push_back(std::make_unique<asio::steady_timer>(admin_io));
       asio::co_spawn(admin_io, outlier_loop(this, c, timers.back().get()),
                      report_exceptions{"an outlier detection sweep"});
     }
     for (std::size_t e = 0; e < cl.endpoints.size(); ++e) {
-      if (shared.clusters[c].endpoints[e]->addresses) {
+      if (shared.clusters[c].upstream->at(e).addresses) {
         timers.push_back(std::make_unique<asio::steady_timer>(admin_io));
         asio::co_spawn(admin_io, resolve_loop(this, c, e, timers.back().get()),
                        report_exceptions{"a host's DNS refresh"});

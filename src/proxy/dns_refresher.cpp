@@ -12,7 +12,7 @@ asio::awaitable<void> resolve_loop(server::impl* s, std::size_t c, std::size_t e
                                    asio::steady_timer* timer) {
   const auto& cl = s->shared.cfg.clusters[c];
   const auto& ep = cl.endpoints[e];
-  auto& counters = *s->shared.clusters[c].endpoints[e];
+  auto& counters = s->shared.clusters[c].upstream->at(e);
   asio::ip::tcp::resolver resolver{timer->get_executor()};
   std::vector<asio::ip::tcp::endpoint> last;
   for (;;) {
@@ -29,15 +29,15 @@ asio::awaitable<void> resolve_loop(server::impl* s, std::size_t c, std::size_t e
           list += (list.empty() ? "" : ", ") + a.address().to_string();
         }
         log_event(s->shared, spdlog::level::info,
-                  cl.name + "/" + counters.name + " resolves to " + list);
+                  cl.name + "/" + counters.name() + " resolves to " + list);
         last = now;
       }
       counters.addresses->set(std::move(now));
-      counters.resolved->Increment();
+      counters.series.resolved->Increment();
     } else {
-      counters.resolve_failed->Increment();
+      counters.series.resolve_failed->Increment();
       log_event(s->shared, spdlog::level::warn,
-                cl.name + "/" + counters.name + ": lookup failed (" +
+                cl.name + "/" + counters.name() + ": lookup failed (" +
                     (ec ? net::normalized(ec).message() : std::string{"no address"}) +
                     "); keeping the last answer");
     }

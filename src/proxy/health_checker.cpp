@@ -19,7 +19,7 @@ asio::awaitable<void> health_loop(server::impl* s, std::size_t c, std::size_t e,
   const auto& cl = s->shared.cfg.clusters[c];
   const auto& hc = cl.health_check;
   const auto& ep = cl.endpoints[e];
-  auto& counters = *s->shared.clusters[c].endpoints[e];
+  auto& counters = s->shared.clusters[c].upstream->at(e);
   std::uint32_t passes = 0;
   std::uint32_t failures = 0;
   for (;;) {
@@ -39,7 +39,7 @@ asio::awaitable<void> health_loop(server::impl* s, std::size_t c, std::size_t e,
       std::unique_ptr<net::tcp_connection> connection;
       passed = !co_await connector.async_connect(connection);
     }
-    (passed ? counters.checks_passed : counters.checks_failed)->Increment();
+    (passed ? counters.series.checks_passed : counters.series.checks_failed)->Increment();
     passes = passed ? passes + 1 : 0;
     failures = passed ? 0 : failures + 1;
     const bool healthy = counters.healthy.load();
@@ -52,9 +52,9 @@ asio::awaitable<void> health_loop(server::impl* s, std::size_t c, std::size_t e,
       s->set_health(c, e, true);
     }
     if (passed && counters.outlier &&
-        s->shared.clusters[c].detector->on_health_check_passed(*counters.outlier)) {
+        s->shared.clusters[c].upstream->detector->on_health_check_passed(*counters.outlier)) {
       log_event(s->shared, spdlog::level::info,
-                "health check passed: outlier detection returned " + counters.name + " to service");
+                "health check passed: outlier detection returned " + counters.name() + " to service");
     }
     auto wait = hc.interval;
     if (hc.jitter > clock::duration::zero()) {
@@ -71,14 +71,14 @@ asio::awaitable<void> health_loop(server::impl* s, std::size_t c, std::size_t e,
 } // namespace detail
 
 void server::impl::set_health(std::size_t c, std::size_t e, bool healthy) {
-  auto& counters = *shared.clusters[c].endpoints[e];
+  auto& counters = shared.clusters[c].upstream->at(e);
   counters.healthy = healthy;
   log_event(shared, healthy ? spdlog::level::info : spdlog::level::warn,
-            "health check: " + shared.cfg.clusters[c].name + "/" + counters.name +
+            "health check: " + shared.cfg.clusters[c].name + "/" + counters.name() +
                 (healthy ? " is healthy" : " is unhealthy: no traffic, connections closed"));
   if (!healthy) {
     for (auto& w : workers) {
-      asio::post(w->io, [pool = w->clusters[c].endpoints[e].pool] { pool->evict_all(); });
+      asio::post(w->io, [pool = counters.pools[w->id]] { pool->evict_all(); });
     }
   }
 }

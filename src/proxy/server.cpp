@@ -67,41 +67,41 @@ std::error_code server::start() {
       return ec;
     }
   }
-  s.register_metrics();
   const std::size_t n =
       cfg.workers != 0 ? cfg.workers : std::max(1U, std::thread::hardware_concurrency());
+  s.shared.worker_count = n;
+  s.register_metrics();
   for (std::size_t i = 0; i < n; ++i) {
     auto w = std::make_unique<worker>(s.shared, i);
+    // Each host gets this worker's pool, at the worker's index among its pools.
     for (std::size_t c = 0; c < cfg.clusters.size(); ++c) {
       const auto& cl = cfg.clusters[c];
-      cluster_state state{cl.lb};
-      for (std::size_t ep_index = 0; ep_index < cl.endpoints.size(); ++ep_index) {
-        const auto& ep = cl.endpoints[ep_index];
-        const std::string key = ep.host + ":" + std::to_string(ep.port);
+      auto& up = *s.shared.clusters[c].upstream;
+      for (auto& h : up.hosts) {
         // The gauges read the pool at scrape time, weakly: a pool can outlive this worker's
         // list only while its io_context winds down.
         auto weak = std::make_shared<std::weak_ptr<upstream_pool>>();
         auto observer = std::make_shared<pool::pool_metrics>(
             s.shared.registry,
-            metrics::labels{{"cluster", cl.name}, {"endpoint", key}, {"worker", std::to_string(i)}},
+            metrics::labels{
+                {"cluster", cl.name}, {"endpoint", h->name()}, {"worker", std::to_string(i)}},
             [weak] {
               auto locked = weak->lock();
               return locked ? locked->stats() : pool::pool_stats{};
             });
         auto limits = cfg.downstream.limits;
         limits.max_body = 0; // responses are streamed, never held whole
-        http::http_connector connector{ep.host, ep.port, cl.tcp, limits};
-        connector.limit_connections(&s.shared.clusters[c].limits->connections);
-        if (const auto& addresses = s.shared.clusters[c].endpoints[ep_index]->addresses) {
-          connector.use_addresses(addresses);
+        http::http_connector connector{h->address(), h->port(), cl.tcp, limits};
+        connector.limit_connections(&up.limits->connections);
+        if (h->addresses) {
+          connector.use_addresses(h->addresses);
         }
         auto p = upstream_pool::create(w->io.get_executor(), std::move(connector), cl.pool,
                                        coarse_monotonic_clock::instance(), observer);
         *weak = p;
-        state.endpoints.push_back({p, 0});
+        h->pools.push_back(std::move(p));
         w->pool_observers.push_back(std::move(observer));
       }
-      w->clusters.push_back(std::move(state));
     }
     s.workers.push_back(std::move(w));
   }
@@ -152,9 +152,9 @@ std::error_code server::start() {
     return ec;
   }
   for (auto& w : s.workers) {
-    for (auto& c : w->clusters) {
-      for (auto& e : c.endpoints) {
-        e.pool->start();
+    for (auto& c : s.shared.clusters) {
+      for (auto& h : c.upstream->hosts) {
+        h->pools[w->id]->start();
       }
     }
     for (auto& a : w->acceptors) {

@@ -29,6 +29,16 @@ struct server::impl {
     shared.cfg = std::move(c);
     shared.resilience_clock = &resilience_clock;
   }
+  impl(const impl&) = delete;
+  impl& operator=(const impl&) = delete;
+  ~impl() {
+    // Each worker's pools go before its io_context, which they were made on.
+    for (auto& c : shared.clusters) {
+      for (auto& h : c.upstream->hosts) {
+        h->pools.clear();
+      }
+    }
+  }
 
   detail::shared_state shared;
   std::vector<std::unique_ptr<detail::worker>> workers;

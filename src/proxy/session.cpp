@@ -21,7 +21,6 @@
 
 #include "access_log.hpp"
 #include "router.hpp"
-#include "upstream_head.hpp"
 
 namespace tether::proxy::detail {
 
@@ -37,6 +36,9 @@ constexpr std::string_view allowed_methods =
 
 /// The status the access log gives a request whose client went away before its answer (nginx's).
 constexpr int client_closed_request = 499;
+
+/// The upstream of a request that went to none, in the access log.
+const std::string no_host = "-";
 
 } // namespace
 
@@ -342,9 +344,9 @@ asio::awaitable<bool> session::handle(head_ptr head_in, bool last) {
   rq.cluster = cluster_cfg.name;
 
   // Envoy's thresholds: past max_requests in flight, the request costs the cluster nothing.
-  resilience::resource_guard request_slot{cc.limits->requests};
+  resilience::resource_guard request_slot{cc.upstream->limits->requests};
   if (!request_slot) {
-    cc.overflow[static_cast<std::size_t>(resource::requests)]->Increment();
+    cc.upstream->overflowed(resource::requests);
     count(cause::overflow);
     const std::string why = "cluster request limit reached";
     co_return co_await refuse(rq, 503, why, "-");
@@ -387,8 +389,8 @@ asio::awaitable<bool> session::handle(head_ptr head_in, bool last) {
     }
   }
   const resilience::request_traits traits{head.method, has_key, rq.consumed};
-  upstream::attempts tries{{rc.policy, traits, rq.started, cc.budget.get(), &cc.limits->retries}};
-  upstream::tried_hosts tried{cc.endpoints.size()};
+  upstream::attempts tries{
+      {rc.policy, traits, rq.started, cc.upstream->budget.get(), &cc.upstream->limits->retries}};
 
   // Expect: 100-continue goes upstream with a body that streams, so that the upstream says
   // whether it wants the body (a 401 or 413 then costs no upload) and its 100 reaches the
@@ -399,254 +401,217 @@ asio::awaitable<bool> session::handle(head_ptr head_in, bool last) {
   // capacity stays from one request to the next.
   borrowed_string head_buffer{w_};
   borrowed_string out_buffer{w_};
-  std::string& head_bytes = head_buffer.get();
   if (!head_out.needs_upstream_host()) {
-    head_out.write(head_bytes, {});
+    head_out.write(head_buffer.get(), {});
   }
-  const bool chunked = framing == http::body_framing::chunked;
+  proxy_exchange ex{*this,
+                    rq,
+                    head_out,
+                    head_buffer.get(),
+                    out_buffer.get(),
+                    body,
+                    framing == http::body_framing::chunked,
+                    forward_expect,
+                    cluster_cfg.request_timeout};
+  const auto end = co_await upstream::attempt_loop(
+      *cc.upstream, tries, ex,
+      {w_.id, monotonic_clock::instance(), w_.random, cluster_cfg.pool.acquire_timeout,
+       rq.started});
+  co_return co_await conclude(rq, ex, end);
+}
 
-  std::optional<upstream::balancer::choice> again; // the host to send to again, with its permission
-  for (;;) {
-    const bool first_try = tried.empty();
-    const auto picked = again ? *std::exchange(again, std::nullopt) : w_.choose(ci, tried);
-    if (!picked.found) {
-      count(cause::circuit_open);
-      const std::string why = "circuit breaker open for every host";
-      co_return co_await refuse(rq, 503, why, "-");
+asio::awaitable<bool> session::conclude(request_context& rq, const proxy_exchange& ex,
+                                        const upstream::loop_end& end) {
+  auto& cc = *rq.counters;
+  const std::string& host_name =
+      end.host == upstream::loop_end::npos ? no_host : cc.upstream->at(end.host).name();
+  using why = upstream::loop_end::why;
+  switch (end.how) {
+  case upstream::loop_end::kind::answered:
+    observe(cc, ex.status, rq.started, rq.head(), rq.cluster, host_name);
+    co_return ex.keep;
+  case upstream::loop_end::kind::stopped:
+    switch (ex.stop) {
+    case proxy_exchange::stop_kind::client_failed:
+      co_return co_await client_failed(rq);
+    case proxy_exchange::stop_kind::client_gone:
+      if (ex.status != 0) {
+        observe(cc, ex.status, rq.started, rq.head(), rq.cluster, host_name);
+      }
+      co_return false;
+    case proxy_exchange::stop_kind::aborted:
+      co_return false;
+    case proxy_exchange::stop_kind::none:
+      break; // the wait before a retry was cut short: a stop past its drain time
     }
-    const auto host = picked.index;
-    tried.add(host);
-    auto& ep = w_.clusters[ci].endpoints[host];
-    auto& ep_counters = *cc.endpoints[host];
-    const std::string& endpoint_name = ep_counters.name;
-    if (head_out.needs_upstream_host()) {
-      head_out.write(head_bytes, endpoint_name);
+    {
+      count(cause::upstream_timeout);
+      const std::string why_text = "upstream timeout";
+      co_return co_await refuse(rq, 504, why_text, host_name);
     }
-    const auto ignore_attempt = [&] {
-      if (ep_counters.breaker) {
-        ep_counters.breaker->on_ignored(picked.permission);
-      }
-    };
-    // max_connections: with nothing idle here and the cluster at its limit, fail fast.
-    if (ep.pool->stats().idle == 0 && cc.limits->connections.remaining() == 0) {
-      ignore_attempt();
-      cc.overflow[static_cast<std::size_t>(resource::connections)]->Increment();
-      count(cause::overflow);
-      const std::string why = "cluster connection limit reached";
-      co_return co_await refuse(rq, 503, why, endpoint_name);
-    }
-    resilience::resource_guard pending{cc.limits->pending_requests};
-    if (!pending) {
-      ignore_attempt();
-      cc.overflow[static_cast<std::size_t>(resource::pending_requests)]->Increment();
-      count(cause::overflow);
-      const std::string why = "cluster pending request limit reached";
-      co_return co_await refuse(rq, 503, why, endpoint_name);
-    }
-    ++ep.active;
-    ++ep_counters.active;
-    struct in_flight {
-      endpoint_state& ep;
-      endpoint_counters& c;
-      ~in_flight() {
-        --ep.active;
-        --c.active;
-      }
-    } guard{ep, ep_counters};
-
-    const auto attempt_start = first_try ? rq.started : steady::now();
-    const steady::time_point attempt_deadline = tries.attempt_deadline(attempt_start);
-    auto acquired = co_await ep.pool->async_acquire(std::min<clock::duration>(
-        cluster_cfg.pool.acquire_timeout,
-        std::max<clock::duration>(attempt_deadline - attempt_start, clock::duration::zero())));
-    pending.release();
-    resilience::attempt_outcome outcome;
-    std::string failure; // why, when the attempt ended without a response
-    if (acquired.error) {
-      const auto stats = ep.pool->stats();
-      const bool connecting_to_nothing =
-          acquired.error == errc::pool_timeout && stats.total == 0 && stats.connecting > 0;
-      if (!connecting_to_nothing &&
-          (acquired.error == errc::pool_timeout || acquired.error == errc::overloaded ||
-           acquired.error == std::errc::operation_canceled)) {
-        // Not the host's doing: nothing is held against it, and nothing is retried.
-        ignore_attempt();
-        const bool busy =
-            acquired.error == errc::pool_timeout || acquired.error == std::errc::operation_canceled;
-        count(busy ? cause::pool_timeout : cause::overflow);
-        if (!busy) {
-          cc.overflow[static_cast<std::size_t>(resource::connections)]->Increment();
-        }
-        const std::string why = busy ? "upstream pool busy" : "cluster connection limit reached";
-        co_return co_await refuse(rq, 503, why, endpoint_name);
-      }
-      // A host with no connection whose connect outlasted the wait counts as a connect
-      // failure (nothing was sent): reported against it, and retried elsewhere.
-      outcome.result = acquired.error == std::errc::connection_refused
-                           ? resilience::attempt_result::refused
-                           : resilience::attempt_result::connect_failure;
-      failure = connecting_to_nothing
-                    ? std::string{"upstream connect failed: no connection in the attempt's time"}
-                    : "upstream connect failed: " + acquired.error.message();
-    } else {
-      ++ep_counters.requests;
-      ep_counters.attempts->Increment();
-      auto lease = std::move(acquired.connection);
-      auto& up = *lease;
-      const bool reused = up.responses > 0;
-      if (aborted_) {
-        // Stopped past the drain time while waiting for the connection.
-        lease.mark_broken();
-        ignore_attempt();
-        co_return false;
-      }
-      // The watchdog guards the upstream socket too: a write to an upstream that stops
-      // reading, or a response that never comes, ends at the attempt's deadline.
-      watchdog_->upstream = &up.socket;
-      struct unguard {
-        watchdog& w;
-        ~unguard() { w.upstream = nullptr; }
-      } unguard_upstream{*watchdog_};
-      if (head.method == "HEAD") {
-        up.parser.expect_head_response();
-      }
-      const bool whole_before = rq.consumed; // the body (if any) is here to be sent again
-      std::string& out = out_buffer.get();
-      out.assign(head_bytes);
-      if (!body.empty()) {
-        if (chunked) {
-          http::write_chunk(out, body);
-        } else {
-          out.append(body);
-        }
-      }
-      if (rq.consumed && chunked) {
-        http::write_last_chunk(out);
-      }
-      // The upstream is watched while a body streams; a body read whole (at most
-      // buffer_limit) goes in one write the socket buffers take.
-      const upload plan{out,          chunked,          forward_expect,
-                        !rq.consumed, attempt_deadline, cluster_cfg.request_timeout};
-      send_end sent;
-      if (plan.streams) {
-        sent = co_await stream_request(rq, up, plan);
-      } else {
-        // The whole request is here: one write, under the response's deadline while that is
-        // not near (one timer setting), else the request timeout.
-        watchdog_->set(std::max(attempt_deadline, steady::now() + cluster_cfg.request_timeout / 2));
-        auto [ec, n] = co_await asio::async_write(up.socket, asio::buffer(out), use_tuple);
-        sent.timed_out = watchdog_->fired;
-        sent.complete = !ec && !sent.timed_out;
-      }
-      if (sent.client_failed) {
-        // The client went away (or sent garbage) mid-body: the upstream has half a request.
-        lease.mark_broken();
-        ignore_attempt();
-        co_return co_await client_failed(rq);
-      }
-      if (!sent.complete) {
-        // The upstream has part of the request: it is out of step, and so is the client,
-        // whose body was not all read.
-        lease.mark_broken();
-        rq.client_keep = false;
-      }
-      if (sent.timed_out) {
-        outcome.result = resilience::attempt_result::timeout;
-        failure = "upstream timeout";
-      } else {
-        // The response: what the upload's watch queued first, then the rest. After a streamed
-        // upload, the wait for its head starts at the upload's end.
-        const auto response_deadline =
-            whole_before
-                ? attempt_deadline
-                : std::max(attempt_deadline, steady::now() + (attempt_deadline - attempt_start));
-        attempt_exchange at{up,
-                            lease,
-                            tries,
-                            cc,
-                            host,
-                            picked.permission,
-                            attempt_start,
-                            response_deadline,
-                            cluster_cfg.request_timeout};
-        const auto r = co_await read_response(rq, at, sent.first_read);
-        if (r.client_gone) {
-          if (r.status != 0) {
-            observe(cc, r.status, rq.started, head, cluster_cfg.name, endpoint_name);
-          }
-          co_return false;
-        }
-        outcome = r.outcome;
-        failure = r.failure;
-        if (r.forwarded) {
-          // Reported and decided at its head already.
-          lease.reset();
-          observe(cc, r.status, rq.started, head, cluster_cfg.name, endpoint_name);
-          co_return r.keep;
-        }
-        if (r.reported) {
-          // A failed response that will be retried (decided at its head). The connection
-          // goes back (or away) before the wait, and the watchdog lets go of it first.
-          const auto delay = r.delay;
-          watchdog_->upstream = nullptr;
-          lease.reset();
-          if (!co_await backoff(delay)) {
-            count(cause::upstream_timeout);
-            const std::string why = "upstream timeout";
-            co_return co_await refuse(rq, 504, why, endpoint_name);
-          }
-          continue;
-        }
-        // A kept-alive connection the upstream closed while it sat idle: the request goes again
-        // on another connection to the same host when it may (upstream::attempts).
-        if (tries.replay_after_stale(reused, r.bytes_read, outcome)) {
-          lease.mark_broken();
-          cc.stale_resends->Increment();
-          log_event(shared, spdlog::level::debug,
-                    "sending " + std::string{head.method} + " " + std::string{head.target} +
-                        " again: " + endpoint_name + " closed a kept-alive connection");
-          again = picked;
-          continue;
-        }
-      }
-    }
-
-    // The attempt ended with no response: an error the policy may retry.
-    report(cc, host, picked.permission, outcome, attempt_start);
-    const bool malformed = outcome.result == resilience::attempt_result::http_status;
-    upstream::attempts::decision decision;
-    if (malformed) {
-      decision.reason = resilience::give_up_reason::not_retriable;
-    } else {
-      decision = tries.after(outcome, steady::now(), w_.random);
-      count_decision(decision, outcome, cc);
-    }
-    if (decision.retry) {
-      log_event(shared, spdlog::level::debug,
-                "retrying " + std::string{head.method} + " " + std::string{head.target} +
-                    " after " + endpoint_name + ": " + failure);
-      if (!co_await backoff(decision.delay)) {
-        count(cause::upstream_timeout);
-        const std::string why = "upstream timeout";
-        co_return co_await refuse(rq, 504, why, endpoint_name);
-      }
-      continue;
-    }
-    const bool timed_out = outcome.result == resilience::attempt_result::timeout;
-    const bool connect = outcome.request_not_sent();
-    count(malformed ? cause::bad_response
-                    : (timed_out ? cause::upstream_timeout
-                                 : (connect ? cause::connect_failure : cause::upstream_reset)));
-    log_event(shared, spdlog::level::debug,
-              std::to_string(timed_out ? 504 : 502) + " for " + std::string{head.method} + " " +
-                  std::string{head.target} + ": " + endpoint_name + ": " + failure);
-    if (connect) {
-      co_return co_await refuse(rq, 502, failure, endpoint_name);
-    }
+  case upstream::loop_end::kind::gave_up:
+    break;
+  }
+  if (end.cause == why::circuit_open) {
+    count(cause::circuit_open);
+    const std::string why_text = "circuit breaker open for every host";
+    co_return co_await refuse(rq, 503, why_text, no_host);
+  }
+  if (end.cause == why::overflow) {
+    count(cause::overflow);
+    const std::string why_text = end.limit == upstream::resource::pending_requests
+                                     ? "cluster pending request limit reached"
+                                     : "cluster connection limit reached";
+    co_return co_await refuse(rq, 503, why_text, host_name);
+  }
+  if (end.cause == why::pool_busy) {
+    count(cause::pool_timeout);
+    const std::string why_text = "upstream pool busy";
+    co_return co_await refuse(rq, 503, why_text, host_name);
+  }
+  // The last attempt ended with no response, and is not retried.
+  const auto& head = rq.head();
+  const bool timed_out = end.outcome.result == resilience::attempt_result::timeout;
+  const bool connect = end.outcome.request_not_sent();
+  count(end.malformed ? cause::bad_response
+                      : (timed_out ? cause::upstream_timeout
+                                   : (connect ? cause::connect_failure : cause::upstream_reset)));
+  log_event(w_.shared, spdlog::level::debug,
+            std::to_string(timed_out ? 504 : 502) + " for " + std::string{head.method} + " " +
+                std::string{head.target} + ": " + host_name + ": " + end.failure);
+  if (!connect) {
     // Part of the request went upstream; the connection to the client is not reused.
     rq.client_keep = false;
-    co_return co_await refuse(rq, timed_out ? 504 : 502, failure, endpoint_name);
   }
+  co_return co_await refuse(rq, timed_out ? 504 : 502, end.failure, host_name);
+}
+
+asio::awaitable<upstream::exchange_end> session::proxy_exchange::exchange(upstream_attempt& a) {
+  co_return co_await s.exchange(*this, a);
+}
+
+asio::awaitable<bool> session::proxy_exchange::back_off(clock::duration delay) {
+  co_return co_await s.backoff(delay);
+}
+
+void session::proxy_exchange::on_retry(const upstream_host& h, const upstream::exchange_end& r) {
+  log_event(s.w_.shared, spdlog::level::debug,
+            "retrying " + std::string{rq.head().method} + " " + std::string{rq.head().target} +
+                " after " + h.name() + ": " + r.failure);
+}
+
+void session::proxy_exchange::on_replay(const upstream_host& h) {
+  log_event(s.w_.shared, spdlog::level::debug,
+            "sending " + std::string{rq.head().method} + " " + std::string{rq.head().target} +
+                " again: " + h.name() + " closed a kept-alive connection");
+}
+
+asio::awaitable<upstream::exchange_end> session::exchange(proxy_exchange& ex,
+                                                          upstream_attempt& a) {
+  using upstream::exchange_end;
+  exchange_end r;
+  auto& rq = ex.rq;
+  auto& lease = a.lease();
+  auto& up = *lease;
+  if (aborted_) {
+    // Stopped past the drain time while waiting for the connection.
+    lease.mark_broken();
+    ex.stop = proxy_exchange::stop_kind::aborted;
+    r.how = exchange_end::kind::stopped;
+    co_return r;
+  }
+  if (ex.head_out.needs_upstream_host()) {
+    ex.head_out.write(ex.head_bytes, a.target().name());
+  }
+  // The watchdog guards the upstream socket too: a write to an upstream that stops reading, or
+  // a response that never comes, ends at the attempt's deadline.
+  watchdog_->upstream = &up.socket;
+  struct unguard {
+    watchdog& w;
+    ~unguard() { w.upstream = nullptr; }
+  } unguard_upstream{*watchdog_};
+  if (rq.head().method == "HEAD") {
+    up.parser.expect_head_response();
+  }
+  const bool whole_before = rq.consumed; // the body (if any) is here to be sent again
+  std::string& out = ex.out;
+  out.assign(ex.head_bytes);
+  if (!ex.body.empty()) {
+    if (ex.chunked) {
+      http::write_chunk(out, ex.body);
+    } else {
+      out.append(ex.body);
+    }
+  }
+  if (rq.consumed && ex.chunked) {
+    http::write_last_chunk(out);
+  }
+  const auto attempt_deadline = a.deadline();
+  // The upstream is watched while a body streams; a body read whole (at most buffer_limit) goes
+  // in one write the socket buffers take.
+  const upload plan{out,          ex.chunked,       ex.forward_expect,
+                    !rq.consumed, attempt_deadline, ex.request_timeout};
+  send_end sent;
+  if (plan.streams) {
+    sent = co_await stream_request(rq, up, plan);
+  } else {
+    // The whole request is here: one write, under the response's deadline while that is not
+    // near (one timer setting), else the request timeout.
+    watchdog_->set(std::max(attempt_deadline, steady::now() + ex.request_timeout / 2));
+    auto [ec, n] = co_await asio::async_write(up.socket, asio::buffer(out), use_tuple);
+    sent.timed_out = watchdog_->fired;
+    sent.complete = !ec && !sent.timed_out;
+  }
+  if (sent.client_failed) {
+    // The client went away (or sent garbage) mid-body: the upstream has half a request.
+    lease.mark_broken();
+    ex.stop = proxy_exchange::stop_kind::client_failed;
+    r.how = exchange_end::kind::stopped;
+    co_return r;
+  }
+  if (!sent.complete) {
+    // The upstream has part of the request: it is out of step, and so is the client, whose
+    // body was not all read.
+    lease.mark_broken();
+    rq.client_keep = false;
+  }
+  if (sent.timed_out) {
+    r.outcome.result = resilience::attempt_result::timeout;
+    r.failure = "upstream timeout";
+    co_return r;
+  }
+  // The response: what the upload's watch queued first, then the rest. After a streamed upload,
+  // the wait for its head starts at the upload's end.
+  const auto response_deadline =
+      whole_before ? attempt_deadline
+                   : std::max(attempt_deadline, steady::now() + (attempt_deadline - a.start()));
+  const auto got = co_await read_response(rq, a, response_deadline, ex.request_timeout,
+                                          sent.first_read);
+  ex.status = got.status;
+  if (got.client_gone) {
+    ex.stop = proxy_exchange::stop_kind::client_gone;
+    r.how = exchange_end::kind::stopped;
+    co_return r;
+  }
+  if (got.forwarded) {
+    lease.reset();
+    ex.keep = got.keep;
+    r.how = exchange_end::kind::answered;
+    co_return r;
+  }
+  if (got.retry) {
+    // A failed response that will be retried (decided at its head).
+    r.how = exchange_end::kind::retry;
+    r.delay = got.delay;
+    co_return r;
+  }
+  r.outcome = got.outcome;
+  r.failure = got.failure;
+  r.response_bytes = got.bytes_read;
+  // A malformed response (or an unasked 101): the upstream is broken in a way a retry will not
+  // mend.
+  r.malformed = got.outcome.result == resilience::attempt_result::http_status;
+  co_return r;
 }
 
 asio::awaitable<bool> session::client_failed(request_context& rq) {
@@ -677,7 +642,7 @@ asio::awaitable<bool> session::backoff(clock::duration delay) {
   co_return !aborted_;
 }
 
-void session::observe(cluster_counters& c, int status, steady::time_point started,
+void session::observe(proxy_cluster& c, int status, steady::time_point started,
                       const owned_head& head, std::string_view cluster, std::string_view upstream) {
   const auto cls = static_cast<std::size_t>(std::clamp(status / 100, 1, 5) - 1);
   c.responses[cls]->Increment();

@@ -15,13 +15,17 @@
 
 #include "tether/http/request_target.hpp"
 #include "tether/resilience/retry_policy.hpp"
+#include "tether/upstream/attempt_loop.hpp"
 #include "tether/upstream/attempts.hpp"
 
 #include "event_queue.hpp"
+#include "upstream_head.hpp"
 #include "watchdog.hpp"
 #include "worker.hpp"
 
 namespace tether::proxy::detail {
+
+using upstream_attempt = upstream::attempt<http::http_connector>;
 
 /// How waiting for the client's next parser event ended.
 enum class wait_result : std::uint8_t { ok, eof, timeout, error, bad_input };
@@ -66,7 +70,7 @@ private:
     bool expects_continue = false; // an HTTP/1.1 client waits for 100 Continue before its body
     bool continue_sent = false;
     bool consumed = false; // its end has been taken off the event queue
-    cluster_counters* counters = nullptr;
+    proxy_cluster* counters = nullptr;
     std::string_view cluster = "-";
   };
 
@@ -83,15 +87,6 @@ private:
   void log_answer(request_context& rq, int status, std::string_view upstream);
 
   asio::awaitable<void> send_continue(request_context& rq);
-
-  // Records how an attempt at a host ended, for its breaker, outlier detection and counters.
-  void report(cluster_counters& cc, std::size_t host, resilience::circuit_breaker::permission p,
-              const resilience::attempt_outcome& outcome, steady::time_point attempt_start);
-
-  // Counts what upstream::attempts decided: a retry by the outcome retried, or why not (the
-  // retry threshold, the budget).
-  void count_decision(const upstream::attempts::decision& d,
-                      const resilience::attempt_outcome& outcome, cluster_counters& cc);
 
   // Proxies one request. Returns whether the downstream connection may carry another.
   asio::awaitable<bool> handle(head_ptr head_in, bool last);
@@ -162,25 +157,12 @@ private:
   asio::awaitable<void> watch_upstream(http::http_connection* up, upstream_watch* watch,
                                        request_context* rq);
 
-  /// One attempt at a host, as read_response needs it: where to report and decide.
-  struct attempt_exchange {
-    http::http_connection& up;
-    upstream_pool::lease& lease;
-    upstream::attempts& tries;
-    cluster_counters& cc;
-    std::size_t host;
-    resilience::circuit_breaker::permission permission;
-    steady::time_point start;
-    steady::time_point deadline; // for the response's head
-    clock::duration request_timeout;
-  };
-
   /// How reading an upstream's response ended.
   struct response_end {
     bool forwarded = false;   // the response went to the client (whole, or cut short)
     bool keep = false;        // ... and the client connection may carry another request
     bool client_gone = false; // the client could not be written to
-    bool reported = false;    // the attempt was reported and a retry decided (delay below)
+    bool retry = false;       // judged at its head for a retry (after `delay`), and dropped
     clock::duration delay{};
     int status = 0;
     resilience::attempt_outcome outcome{};
@@ -193,10 +175,45 @@ private:
   // response is either forwarded or, when the retry policy takes it, dropped for another try.
   // `first_read`: the upload's watch read the upstream already, and this ended its read (what
   // it parsed is queued).
-  asio::awaitable<response_end> read_response(request_context& rq, const attempt_exchange& at,
+  asio::awaitable<response_end> read_response(request_context& rq, upstream_attempt& a,
+                                              steady::time_point head_deadline,
+                                              clock::duration request_timeout,
                                               std::optional<std::error_code> first_read);
 
-  void observe(cluster_counters& c, int status, steady::time_point started, const owned_head& head,
+  /// A request's exchange with its upstream, as upstream::attempt_loop runs it: what is sent,
+  /// and how the last attempt ended for the client.
+  struct proxy_exchange {
+    session& s;
+    request_context& rq;
+    const upstream_head& head_out;
+    std::string& head_bytes; // the head for upstream (written per host when it names the host)
+    std::string& out;        // what goes upstream next
+    const std::string& body; // the body read whole before the first attempt, if any
+    bool chunked = false;
+    bool forward_expect = false;
+    clock::duration request_timeout{};
+    /// Why the exchange stopped the attempts, when it did.
+    enum class stop_kind : std::uint8_t { none, aborted, client_failed, client_gone };
+    stop_kind stop = stop_kind::none;
+    int status = 0;    // of the response forwarded (or partly)
+    bool keep = false; // the client connection may carry another request
+
+    asio::awaitable<upstream::exchange_end> exchange(upstream_attempt& a);
+    asio::awaitable<bool> back_off(clock::duration delay);
+    void on_retry(const upstream_host& h, const upstream::exchange_end& r);
+    void on_replay(const upstream_host& h);
+  };
+
+  // One attempt's exchange: the request sent (whole, or streamed while the upstream is
+  // watched), then its response read (read_response).
+  asio::awaitable<upstream::exchange_end> exchange(proxy_exchange& ex, upstream_attempt& a);
+
+  // Answers the client after the attempts: the response forwarded, or the proxy's own answer
+  // for why there is none.
+  asio::awaitable<bool> conclude(request_context& rq, const proxy_exchange& ex,
+                                 const upstream::loop_end& end);
+
+  void observe(proxy_cluster& c, int status, steady::time_point started, const owned_head& head,
                std::string_view cluster, std::string_view upstream);
 
   void access_line(int status, steady::duration took, std::string_view method,

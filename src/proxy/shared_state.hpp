@@ -30,41 +30,16 @@
 #include "tether/resilience/outlier_detector.hpp"
 #include "tether/resilience/resource_limit.hpp"
 #include "tether/resilience/retry_budget.hpp"
+#include "tether/upstream/cluster.hpp"
 
 namespace tether::proxy::detail {
 
 inline constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
 using steady = std::chrono::steady_clock;
-using upstream_pool = pool::connection_pool<http::http_connector>;
-
-// Counters shared by the workers (atomics only), read by /clusters and /metrics.
-
-struct endpoint_counters {
-  std::string name;                       // host:port
-  std::atomic<std::uint64_t> requests{0}; // attempts sent to it
-  std::atomic<std::int64_t> active{0};
-  std::atomic<std::uint64_t> failures{0}; // connect failures, resets, timeouts, 5xx
-  // Resilience state of the host, shared by every worker.
-  std::unique_ptr<resilience::circuit_breaker> breaker; // null: breaker off
-  resilience::breaker_failures breaker_failures = resilience::breaker_failures::gateway_errors;
-  std::shared_ptr<resilience::outlier_host> outlier; // null: outlier detection off
-  std::atomic<bool> healthy{true};                   // the active health check's verdict
-  std::atomic<bool> checked{true}; // false until a health-checked host's first verdict
-  prometheus::Counter* attempts = nullptr;
-  prometheus::Counter* checks_passed = nullptr;
-  prometheus::Counter* checks_failed = nullptr;
-  prometheus::Counter* ejections = nullptr;
-  // A host given by name: its addresses, resolved every resolve_interval (null for an IP).
-  std::shared_ptr<net::address_cache> addresses;
-  prometheus::Counter* resolved = nullptr;
-  prometheus::Counter* resolve_failed = nullptr;
-
-  /// May get requests: not taken out by its health check nor ejected (the breaker is asked
-  /// separately, since asking it is what moves it from open to half-open).
-  [[nodiscard]] bool in_service() const noexcept {
-    return healthy.load(std::memory_order_relaxed) && (!outlier || !outlier->ejected());
-  }
-};
+using upstream_cluster = upstream::cluster<http::http_connector>;
+using upstream_host = upstream::host<http::http_connector>;
+using upstream_pool = upstream_host::pool_type;
+using upstream::resource;
 
 enum class response_class : std::uint8_t { c1xx, c2xx, c3xx, c4xx, c5xx, count_ };
 inline constexpr std::array<const char*, 5> class_names = {"1xx", "2xx", "3xx", "4xx", "5xx"};
@@ -89,27 +64,13 @@ inline constexpr std::array<const char*, 11> cause_names = {
     "pool_timeout",     "upstream_reset", "upstream_timeout", "bad_response",
     "downstream_reset", "overflow",       "circuit_open"};
 
-// The thresholds of resilience::cluster_limits, as metric labels.
-enum class resource : std::uint8_t { connections, pending_requests, requests, retries, count_ };
-inline constexpr std::array<const char*, 4> resource_names = {"connections", "pending_requests",
-                                                              "requests", "retries"};
-
-// Reasons of tether_proxy_retries_total: the attempt results (resilience::attempt_result).
-inline constexpr std::array<const char*, 6> retry_reason_names = {
-    "success", "connect_failure", "refused", "reset", "timeout", "http_status"};
-
-struct cluster_counters {
-  std::vector<std::unique_ptr<endpoint_counters>> endpoints;
+/// A cluster as the proxy keeps it: the upstream layer's cluster (its hosts with their pools,
+/// one per worker, breakers and outlier state; the balancers, thresholds and budget) and the
+/// proxy's counters of the responses its clients got.
+struct proxy_cluster {
+  std::unique_ptr<upstream_cluster> upstream;
   std::array<prometheus::Counter*, 5> responses{};
   metrics::histogram* duration = nullptr;
-  std::unique_ptr<resilience::cluster_limits> limits;
-  std::unique_ptr<resilience::windowed_retry_budget> budget; // null: no budget
-  std::unique_ptr<resilience::outlier_detector> detector;    // null: no outlier detection
-  std::array<prometheus::Counter*, retry_reason_names.size()> retries{};
-  prometheus::Counter* budget_exhausted = nullptr;
-  prometheus::Counter* stale_resends = nullptr; // requests sent again after a stale connection
-  std::array<prometheus::Counter*, resource_names.size()> overflow{};
-  metrics::resilience_series series;
 };
 
 /// Everything the workers share: the config, counters and metric handles. Read-only after
@@ -121,7 +82,8 @@ struct shared_state {
   std::vector<std::size_t> route_cluster;       // per route: its cluster's index
   std::vector<const retry_config*> route_retry; // per route: its retry policy (or the cluster's)
   metrics::registry registry;
-  std::vector<cluster_counters> clusters;
+  std::vector<proxy_cluster> clusters;
+  std::size_t worker_count = 1;
   std::array<prometheus::Counter*, static_cast<std::size_t>(cause::count_)> causes{};
   prometheus::Counter* downstream_opened = nullptr;
   std::array<prometheus::Counter*, 3> accept_failures{}; // by net::accept_failure

@@ -29,74 +29,59 @@ void server::impl::register_metrics() {
   auto& resolutions = reg.counter("tether_proxy_dns_resolutions_total",
                                   "Lookups of a host given by name, by result");
   for (const auto& c : cfg.clusters) {
-    cluster_counters cc;
-    const metrics::labels cl{{"cluster", c.name}};
-    cc.limits = std::make_unique<resilience::cluster_limits>(c.limits);
-    cc.series.watch(reg, *cc.limits, cl);
-    if (c.retry_budget) {
-      cc.budget = std::make_unique<resilience::windowed_retry_budget>(*c.retry_budget, rclock);
-      cc.series.watch(reg, *cc.budget, cl);
+    upstream::cluster_options options{c.name,
+                                      c.lb,
+                                      c.limits,
+                                      c.retry_budget,
+                                      std::nullopt,
+                                      c.outlier_detection,
+                                      c.health_check.kind != health_check_kind::none,
+                                      shared.worker_count};
+    if (c.breaker.enabled) {
+      options.breaker = c.breaker.options;
     }
-    if (c.outlier_detection) {
-      cc.detector = std::make_unique<resilience::outlier_detector>(*c.outlier_detection, rclock);
-      cc.series.watch(reg, *cc.detector, cl);
-    }
+    proxy_cluster pc;
+    pc.upstream = std::make_unique<upstream_cluster>(std::move(options), rclock);
+    auto& up = *pc.upstream;
     for (const auto& e : c.endpoints) {
-      auto ep = std::make_unique<endpoint_counters>();
-      ep->name = e.host + ":" + std::to_string(e.port);
-      if (c.health_check.kind != health_check_kind::none) {
-        // Out of service until its first check passes, as Envoy does: traffic goes to hosts
-        // known to answer (and to all while none is, by panic routing).
-        ep->healthy = false;
-        ep->checked = false;
+      auto& h = up.add_host(e.host, e.port);
+      const metrics::labels hl{{"cluster", c.name}, {"endpoint", h.name()}};
+      h.series.attempts = &attempts.Add(hl);
+      h.series.ejections = &ejections.Add(hl);
+      h.series.checks_passed = &checks.Add(metrics::with_label(hl, "result", "passed"));
+      h.series.checks_failed = &checks.Add(metrics::with_label(hl, "result", "failed"));
+      if (h.addresses) {
+        h.series.resolved = &resolutions.Add(metrics::with_label(hl, "result", "ok"));
+        h.series.resolve_failed = &resolutions.Add(metrics::with_label(hl, "result", "failed"));
       }
-      const metrics::labels hl{{"cluster", c.name}, {"endpoint", ep->name}};
-      ep->attempts = &attempts.Add(hl);
-      ep->ejections = &ejections.Add(hl);
-      ep->checks_passed = &checks.Add(metrics::with_label(hl, "result", "passed"));
-      ep->checks_failed = &checks.Add(metrics::with_label(hl, "result", "failed"));
-      if (c.breaker.enabled) {
-        ep->breaker = std::make_unique<resilience::circuit_breaker>(c.name + "/" + ep->name,
-                                                                    c.breaker.options, rclock);
-        ep->breaker_failures = c.breaker.options.failures;
-        cc.series.watch(reg, *ep->breaker, hl);
-      }
-      if (cc.detector) {
-        ep->outlier = cc.detector->add_host(ep->name);
-      }
-      std::error_code not_ip;
-      (void)asio::ip::make_address(e.host, not_ip);
-      if (not_ip) {
-        ep->addresses = std::make_shared<net::address_cache>();
-        ep->resolved = &resolutions.Add(metrics::with_label(hl, "result", "ok"));
-        ep->resolve_failed = &resolutions.Add(metrics::with_label(hl, "result", "failed"));
-      }
-      cc.endpoints.push_back(std::move(ep));
-    }
-    for (std::size_t i = 0; i < class_names.size(); ++i) {
-      cc.responses[i] = &responses.Add({{"cluster", c.name}, {"class", class_names[i]}});
-    }
-    for (std::size_t i = 0; i < retry_reason_names.size(); ++i) {
-      cc.retries[i] = &retries.Add({{"cluster", c.name}, {"reason", retry_reason_names[i]}});
-    }
-    for (std::size_t i = 0; i < resource_names.size(); ++i) {
-      cc.overflow[i] = &overflow.Add({{"cluster", c.name}, {"resource", resource_names[i]}});
-    }
-    cc.budget_exhausted = &exhausted.Add(cl);
-    cc.stale_resends = &stale.Add(cl);
-    cc.duration = &reg.histogram_series("tether_proxy_request_duration_seconds",
-                                        "From a request's head to the end of its response",
-                                        {{"cluster", c.name}});
-    shared.clusters.push_back(std::move(cc));
-  }
-  for (std::size_t c = 0; c < cfg.clusters.size(); ++c) {
-    for (const auto& ep : shared.clusters[c].endpoints) {
       shared.callbacks.push_back(reg.callback(
           "tether_proxy_host_healthy",
           "1 while a host passes its health checks (or has none); 0 until its first check passes",
-          metrics::metric_kind::gauge, {{"cluster", cfg.clusters[c].name}, {"endpoint", ep->name}},
-          [e = ep.get()] { return e->healthy.load() ? 1.0 : 0.0; }));
+          metrics::metric_kind::gauge, hl,
+          [host = &h] { return host->healthy.load() ? 1.0 : 0.0; }));
     }
+    up.watch(reg, {{"cluster", c.name}});
+    up.on_ejection = [log = &shared](const upstream_host& h) {
+      log_event(*log, spdlog::level::warn, "outlier detection ejected " + h.name());
+    };
+    auto& series = up.series;
+    for (std::size_t i = 0; i < upstream::retry_reason_names.size(); ++i) {
+      series.retries[i] =
+          &retries.Add({{"cluster", c.name}, {"reason", upstream::retry_reason_names[i]}});
+    }
+    for (std::size_t i = 0; i < upstream::resource_names.size(); ++i) {
+      series.overflow[i] =
+          &overflow.Add({{"cluster", c.name}, {"resource", upstream::resource_names[i]}});
+    }
+    series.budget_exhausted = &exhausted.Add({{"cluster", c.name}});
+    series.stale_resends = &stale.Add({{"cluster", c.name}});
+    for (std::size_t i = 0; i < class_names.size(); ++i) {
+      pc.responses[i] = &responses.Add({{"cluster", c.name}, {"class", class_names[i]}});
+    }
+    pc.duration = &reg.histogram_series("tether_proxy_request_duration_seconds",
+                                        "From a request's head to the end of its response",
+                                        {{"cluster", c.name}});
+    shared.clusters.push_back(std::move(pc));
   }
   for (const auto& r : cfg.routes) {
     for (std::size_t c = 0; c < cfg.clusters.size(); ++c) {

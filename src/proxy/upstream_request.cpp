@@ -14,37 +14,6 @@
 
 namespace tether::proxy::detail {
 
-void session::report(cluster_counters& cc, std::size_t host,
-                     resilience::circuit_breaker::permission p,
-                     const resilience::attempt_outcome& outcome, steady::time_point attempt_start) {
-  auto& h = *cc.endpoints[host];
-  if (outcome.is_5xx()) {
-    ++h.failures;
-  }
-  if (h.breaker) {
-    // The coarse clock is precise enough for a breaker's slow-call rule and costs less.
-    const auto took =
-        std::max(clock::duration::zero(), coarse_monotonic_clock::instance().now() - attempt_start);
-    resilience::is_breaker_failure(outcome, h.breaker_failures) ? h.breaker->on_failure(p, took)
-                                                                : h.breaker->on_success(p, took);
-  }
-  if (h.outlier && cc.detector->report(*h.outlier, outcome)) {
-    h.ejections->Increment();
-    log_event(w_.shared, spdlog::level::warn, "outlier detection ejected " + h.name);
-  }
-}
-
-void session::count_decision(const upstream::attempts::decision& d,
-                             const resilience::attempt_outcome& outcome, cluster_counters& cc) {
-  if (d.retry) {
-    cc.retries[static_cast<std::size_t>(outcome.result)]->Increment();
-  } else if (d.over_retry_limit) {
-    cc.overflow[static_cast<std::size_t>(resource::retries)]->Increment();
-  } else if (d.reason == resilience::give_up_reason::budget_exhausted) {
-    cc.budget_exhausted->Increment();
-  }
-}
-
 asio::awaitable<session::send_end>
 session::stream_request(request_context& rq, http::http_connection& up, const upload& plan) {
   send_end end;
@@ -183,11 +152,12 @@ asio::awaitable<void> session::watch_upstream(http::http_connection* up, upstrea
 }
 
 asio::awaitable<session::response_end>
-session::read_response(request_context& rq, const attempt_exchange& at,
+session::read_response(request_context& rq, upstream_attempt& a,
+                       steady::time_point head_deadline, clock::duration request_timeout,
                        std::optional<std::error_code> first_read) {
   response_end end;
-  auto& up = at.up;
-  auto& lease = at.lease;
+  auto& lease = a.lease();
+  auto& up = *lease;
   auto& response = response_events_;
   if (!first_read) {
     response.clear();
@@ -211,7 +181,7 @@ session::read_response(request_context& rq, const attempt_exchange& at,
     if (first_read) {
       ec = *std::exchange(first_read, std::nullopt);
     } else {
-      watchdog_->set(head_sent ? steady::now() + at.request_timeout : at.deadline);
+      watchdog_->set(head_sent ? steady::now() + request_timeout : head_deadline);
       auto [read_ec, read] = co_await up.socket.async_read_some(asio::buffer(up.buffer), use_tuple);
       ec = read_ec;
       n = read;
@@ -261,16 +231,12 @@ session::read_response(request_context& rq, const attempt_exchange& at,
           retry_after = http::parse_retry_after(*v, std::chrono::system_clock::now());
         }
         const auto outcome = resilience::attempt_outcome::from_status(h->status, retry_after);
-        report(at.cc, at.host, at.permission, outcome, at.start);
-        if (const auto decision = at.tries.at_response(outcome, steady::now(), w_.random)) {
-          count_decision(*decision, outcome, at.cc);
-          if (decision->retry) {
-            dropping = true;
-            end.reported = true;
-            end.delay = decision->delay;
-            end.outcome = outcome;
-            continue;
-          }
+        if (const auto decision = a.at_response(outcome); decision && decision->retry) {
+          dropping = true;
+          end.retry = true;
+          end.delay = decision->delay;
+          end.outcome = outcome;
+          continue;
         }
         const bool until_close = h->framing == http::body_framing::until_close;
         // An HTTP/1.0 client cannot read chunked framing (RFC 9112 7): it gets the body as it
@@ -339,7 +305,7 @@ session::read_response(request_context& rq, const attempt_exchange& at,
     if (!reply.empty()) {
       if (head_sent) {
         // The attempt's deadline is met: the rest runs under the request timeout.
-        watchdog_->set(coarse_monotonic_clock::instance().now() + at.request_timeout);
+        watchdog_->set(coarse_monotonic_clock::instance().now() + request_timeout);
       }
       auto [wec, wn] = co_await asio::async_write(socket_, asio::buffer(reply), use_tuple);
       if (wec) {

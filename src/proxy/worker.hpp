@@ -1,6 +1,6 @@
 #pragma once
-// One worker: its thread and io_context, its listeners, its upstream pools and balancers, the
-// strings and heads it reuses from one request to the next.
+// One worker: its thread and io_context, its listeners, the strings and heads it reuses from one
+// request to the next. Its upstream pools are in the hosts (upstream::host::pools, at its id).
 
 #include <memory>
 #include <set>
@@ -14,40 +14,11 @@
 
 #include "tether/core/random.hpp"
 #include "tether/pool/pool_metrics.hpp"
-#include "tether/upstream/balancer.hpp"
 
 #include "message_head.hpp"
 #include "shared_state.hpp"
 
 namespace tether::proxy::detail {
-
-// One worker: its thread, listeners, upstream pools.
-
-struct endpoint_state {
-  std::shared_ptr<upstream_pool> pool;
-  std::uint32_t active = 0; // this worker's requests in flight (least_request)
-};
-
-struct cluster_state {
-  explicit cluster_state(upstream::lb_policy policy) : balancer{policy} {}
-  std::vector<endpoint_state> endpoints;
-  upstream::balancer balancer; // this worker's rotation over the cluster's hosts
-};
-
-/// A cluster's hosts as a worker's balancer sees them: shared health, ejection and breakers,
-/// and this worker's requests in flight.
-struct worker_hosts {
-  const std::vector<std::unique_ptr<endpoint_counters>>& shared;
-  const std::vector<endpoint_state>& local;
-
-  [[nodiscard]] std::size_t size() const noexcept { return shared.size(); }
-  [[nodiscard]] bool in_service(std::size_t i) const noexcept { return shared[i]->in_service(); }
-  [[nodiscard]] std::uint32_t active(std::size_t i) const noexcept { return local[i].active; }
-  resilience::circuit_breaker::permission permit(std::size_t i) {
-    const auto& breaker = shared[i]->breaker;
-    return breaker ? breaker->try_acquire() : resilience::circuit_breaker::permission{0, true};
-  }
-};
 
 class session;
 
@@ -66,17 +37,10 @@ struct worker {
   std::set<session*> sessions; // before `io` too: a session's destructor leaves it
   asio::io_context io{1};
   std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors;
-  std::vector<cluster_state> clusters;
   std::vector<std::shared_ptr<pool::pool_metrics>> pool_observers;
   default_random random;
   std::thread thread;
   std::shared_ptr<asio::executor_work_guard<asio::io_context::executor_type>> work;
-
-  /// The host of cluster `c` for an attempt (upstream::balancer), among those `tried` has not.
-  upstream::balancer::choice choose(std::size_t c, const upstream::tried_hosts& tried) {
-    worker_hosts hosts{shared.clusters[c].endpoints, clusters[c].endpoints};
-    return clusters[c].balancer.choose(hosts, tried, random);
-  }
 };
 
 /// A string from the worker's spares for as long as it lives.

@@ -1,0 +1,333 @@
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <utility>
+
+#include <asio/awaitable.hpp>
+
+#include "tether/core/clock.hpp"
+#include "tether/core/error.hpp"
+#include "tether/core/random.hpp"
+#include "tether/resilience/outcome.hpp"
+#include "tether/resilience/resource_limit.hpp"
+#include "tether/upstream/attempts.hpp"
+#include "tether/upstream/cluster.hpp"
+#include "tether/upstream/tried_hosts.hpp"
+
+namespace tether::upstream {
+
+/// How an exchange (one request and its response on one connection) ended.
+struct exchange_end {
+  enum class kind : std::uint8_t {
+    answered, ///< the response is the request's answer (judged at its head: attempt::at_response)
+    retry,    ///< the response was judged for a retry at its head and dropped: wait `delay`
+    failed,   ///< no response to keep: `outcome` says what went wrong
+    stopped,  ///< the exchange's user ended it (its client went away, a stop): nothing more
+  };
+  kind how = kind::failed;
+  clock::duration delay{};               ///< retry: the wait decided at the head
+  resilience::attempt_outcome outcome{}; ///< failed: what went wrong
+  std::error_code error;                 ///< failed: the error, for users that return one
+  std::string failure;                   ///< failed: why, in words
+  bool malformed = false;      ///< failed: a response that broke the protocol (never retried)
+  bool response_bytes = false; ///< failed: some of a response arrived
+};
+
+/// How a request's attempts ended.
+struct loop_end {
+  enum class kind : std::uint8_t {
+    answered, ///< an exchange kept a response
+    gave_up,  ///< no answer: `cause` says why
+    stopped,  ///< an exchange ended it, or its wait before a retry was cut short
+  };
+  enum class why : std::uint8_t {
+    none,
+    circuit_open, ///< every host's breaker refused
+    overflow,     ///< a cluster threshold refused (`limit`)
+    pool_busy,    ///< no connection within the acquire timeout, or the pool closed (`error`)
+    failed,       ///< the last attempt failed and is not retried (`outcome`, `error`, `failure`)
+  };
+  kind how = kind::gave_up;
+  why cause = why::none;
+  resource limit = resource::connections;
+  /// Why no further attempt was made: succeeded for an answer below 500.
+  resilience::give_up_reason reason = resilience::give_up_reason::succeeded;
+  resilience::attempt_outcome outcome{};
+  std::error_code error;
+  std::string failure;
+  bool malformed = false;
+  std::size_t host = npos; ///< the last host picked (npos: none)
+  /// Passes through the loop: attempts, a breaker's refusal and a replay included.
+  std::uint32_t passes = 0;
+
+  static constexpr std::size_t npos = static_cast<std::size_t>(-1);
+};
+
+/// What the loop runs on: its thread's index in the cluster, the clock attempts are timed with,
+/// the random source of balancers and backoff, and the pool's acquire timeout.
+struct loop_setup {
+  std::size_t thread = 0;
+  const clock& time;
+  random_source& random;
+  clock::duration acquire_timeout;
+  clock::time_point started; ///< the request's start: the first attempt's
+};
+
+/// Counts what attempts decided: a retry by the outcome retried, or why not (the retry
+/// threshold, the budget).
+template <typename Connector>
+void count_decision(cluster<Connector>& c, const attempts::decision& d,
+                    const resilience::attempt_outcome& outcome) {
+  if (d.retry) {
+    if (auto* counter = c.series.retries[static_cast<std::size_t>(outcome.result)]) {
+      counter->Increment();
+    }
+  } else if (d.over_retry_limit) {
+    c.overflowed(resource::retries);
+  } else if (d.reason == resilience::give_up_reason::budget_exhausted &&
+             c.series.budget_exhausted != nullptr) {
+    c.series.budget_exhausted->Increment();
+  }
+}
+
+/// One attempt at a host, as an exchange sees it: the connection, when it must end, and the
+/// judgement of a response's head.
+template <typename Connector>
+class attempt {
+public:
+  using host_type = host<Connector>;
+  using lease_type = typename host_type::pool_type::lease;
+
+  attempt(cluster<Connector>& c, std::size_t index, lease_type& lease, attempts& tries,
+          resilience::circuit_breaker::permission permission, clock::time_point start,
+          const loop_setup& setup)
+      : cluster_{c}, index_{index}, lease_{lease}, tries_{tries}, permission_{permission},
+        start_{start}, deadline_{tries.attempt_deadline(start)}, setup_{setup},
+        reused_{lease->responses > 0} {}
+  attempt(const attempt&) = delete;
+  attempt& operator=(const attempt&) = delete;
+
+  [[nodiscard]] host_type& target() const noexcept { return cluster_.at(index_); }
+  [[nodiscard]] lease_type& lease() const noexcept { return lease_; }
+  /// The connection carried a response before: the upstream may have closed it while idle.
+  [[nodiscard]] bool reused() const noexcept { return reused_; }
+  [[nodiscard]] clock::time_point start() const noexcept { return start_; }
+  /// When the response's head must have come: the per-try timeout, or the request's deadline.
+  [[nodiscard]] clock::time_point deadline() const noexcept { return deadline_; }
+
+  /// At a final response's head: reports it against the host (breaker, outlier detection) and
+  /// asks the retry rules. nullopt: this response is the answer. A decision: retry (the exchange
+  /// drops the response and ends with `retry` and its delay) or give up (the exchange keeps the
+  /// response all the same: it is the answer).
+  std::optional<attempts::decision> at_response(const resilience::attempt_outcome& outcome) {
+    const auto now = setup_.time.now();
+    report(outcome, now);
+    auto d = tries_.at_response(outcome, now, setup_.random);
+    if (d) {
+      count_decision(cluster_, *d, outcome);
+      reason_ = d->retry ? resilience::give_up_reason::succeeded : d->reason;
+    } else {
+      const bool below_500 = outcome.result == resilience::attempt_result::success ||
+                             (outcome.result == resilience::attempt_result::http_status &&
+                              outcome.status < 500);
+      reason_ = below_500 ? resilience::give_up_reason::succeeded
+                          : resilience::give_up_reason::not_retriable;
+    }
+    return d;
+  }
+
+  // For the loop.
+  [[nodiscard]] bool reported() const noexcept { return reported_; }
+  [[nodiscard]] resilience::give_up_reason reason() const noexcept { return reason_; }
+  [[nodiscard]] resilience::circuit_breaker::permission permission() const noexcept {
+    return permission_;
+  }
+
+  void report(const resilience::attempt_outcome& outcome, clock::time_point now) {
+    reported_ = true;
+    cluster_.report(target(), permission_, outcome, now - start_);
+  }
+
+private:
+  cluster<Connector>& cluster_;
+  std::size_t index_;
+  lease_type& lease_;
+  attempts& tries_;
+  resilience::circuit_breaker::permission permission_;
+  clock::time_point start_;
+  clock::time_point deadline_;
+  const loop_setup& setup_;
+  bool reused_;
+  bool reported_ = false;
+  resilience::give_up_reason reason_ = resilience::give_up_reason::succeeded;
+};
+
+/// The attempts of one request at a cluster, the same for every user (the HTTP client, the
+/// proxy): pick a host (the thread's balancer, with panic routing), check the cluster's
+/// thresholds, acquire a connection from the host's pool, exchange, report the outcome against
+/// the host, decide with `tries` (retry policy, budget, retry threshold, Retry-After), wait and go
+/// again. A kept-alive connection the upstream closed before answering is replaced once for a
+/// request that may be sent twice, without counting as a retry or against the host.
+///
+/// What an attempt exchanges is the `Exchange`'s: the client writes a whole request and reads a
+/// whole response, the proxy streams both ways. It provides
+///   asio::awaitable<exchange_end> exchange(attempt<Connector>&);  // judges a head with
+///                                                                 // attempt::at_response
+///   asio::awaitable<bool> back_off(clock::duration);              // false: stop now
+///   void on_retry(const host<Connector>&, const exchange_end&);   // a log line, say
+///   void on_replay(const host<Connector>&);
+template <typename Connector, typename Exchange>
+asio::awaitable<loop_end> attempt_loop(cluster<Connector>& c, attempts& tries, Exchange& ex,
+                                       loop_setup setup) {
+  loop_end end;
+  tried_hosts tried{c.size()};
+  std::optional<balancer::choice> again; // the host to send to again, with its permission
+  for (;;) {
+    ++end.passes;
+    const bool first = tried.empty();
+    const auto picked = again ? *std::exchange(again, std::nullopt)
+                              : c.choose(setup.thread, tried, setup.random);
+    if (!picked.found) {
+      end.cause = loop_end::why::circuit_open;
+      end.reason = resilience::give_up_reason::not_retriable;
+      co_return end;
+    }
+    tried.add(picked.index);
+    end.host = picked.index;
+    auto& h = c.at(picked.index);
+    auto& pool = h.pool(setup.thread);
+    const auto refuse = [&](resource r) {
+      h.ignore(picked.permission);
+      c.overflowed(r);
+      end.cause = loop_end::why::overflow;
+      end.limit = r;
+      end.reason = resilience::give_up_reason::not_retriable;
+    };
+    resilience::resource_guard pending;
+    if (c.limits) {
+      // max_connections: with nothing idle here and the cluster at its limit, fail fast.
+      if (pool.stats().idle == 0 && c.limits->connections.remaining() == 0) {
+        refuse(resource::connections);
+        co_return end;
+      }
+      pending = resilience::resource_guard{c.limits->pending_requests};
+      if (!pending) {
+        refuse(resource::pending_requests);
+        co_return end;
+      }
+    }
+    const typename cluster<Connector>::in_flight counted{c, setup.thread, picked.index};
+    const auto start = first ? setup.started : setup.time.now();
+    const auto deadline = tries.attempt_deadline(start);
+    auto acquired = co_await pool.async_acquire(std::min<clock::duration>(
+        setup.acquire_timeout, std::max<clock::duration>(deadline - start, clock::duration{})));
+    pending.release();
+    exchange_end r;
+    bool reported = false; // the exchange reported a response's head against the host
+    if (acquired.error) {
+      const auto stats = pool.stats();
+      // A host with no connection whose connect outlasted the wait counts as a connect failure
+      // (nothing was sent): reported against it, and retried elsewhere.
+      const bool connecting_to_nothing =
+          acquired.error == errc::pool_timeout && stats.total == 0 && stats.connecting > 0;
+      if (!connecting_to_nothing &&
+          (acquired.error == errc::pool_timeout || acquired.error == errc::pool_closed ||
+           acquired.error == errc::overloaded ||
+           acquired.error == std::errc::operation_canceled)) {
+        // Not the host's doing: nothing is held against it, and nothing is retried.
+        if (acquired.error == errc::overloaded) {
+          refuse(resource::connections);
+        } else {
+          h.ignore(picked.permission);
+          end.cause = loop_end::why::pool_busy;
+          end.reason = resilience::give_up_reason::not_retriable;
+        }
+        end.error = acquired.error;
+        co_return end;
+      }
+      r.outcome.result = acquired.error == std::errc::connection_refused
+                             ? resilience::attempt_result::refused
+                             : resilience::attempt_result::connect_failure;
+      r.error = acquired.error;
+      r.failure = connecting_to_nothing
+                      ? std::string{"upstream connect failed: no connection in the attempt's time"}
+                      : "upstream connect failed: " + acquired.error.message();
+    } else {
+      h.requests.fetch_add(1, std::memory_order_relaxed);
+      if (h.series.attempts != nullptr) {
+        h.series.attempts->Increment();
+      }
+      auto lease = std::move(acquired.connection);
+      attempt<Connector> a{c, picked.index, lease, tries, picked.permission, start, setup};
+      r = co_await ex.exchange(a);
+      reported = a.reported();
+      switch (r.how) {
+      case exchange_end::kind::answered:
+        end.how = loop_end::kind::answered;
+        end.reason = a.reason();
+        co_return end;
+      case exchange_end::kind::stopped:
+        if (!reported) {
+          h.ignore(picked.permission);
+        }
+        end.how = loop_end::kind::stopped;
+        co_return end;
+      case exchange_end::kind::retry:
+        // The connection goes back (or away) before the wait.
+        lease.reset();
+        if (!co_await ex.back_off(r.delay)) {
+          end.how = loop_end::kind::stopped;
+          co_return end;
+        }
+        continue;
+      case exchange_end::kind::failed:
+        // A kept-alive connection the upstream closed while it sat idle: the request goes
+        // again on another connection to the same host when it may (attempts).
+        if (!r.malformed && tries.replay_after_stale(a.reused(), r.response_bytes, r.outcome)) {
+          lease.mark_broken();
+          if (c.series.stale_resends != nullptr) {
+            c.series.stale_resends->Increment();
+          }
+          ex.on_replay(h);
+          again = picked; // with the breaker's permission it holds
+          continue;
+        }
+        break;
+      }
+    }
+
+    // The attempt ended with no response to keep: an error the policy may retry.
+    const auto now = setup.time.now();
+    if (!reported) {
+      c.report(h, picked.permission, r.outcome, now - start);
+    }
+    attempts::decision decision;
+    if (r.malformed) {
+      decision.reason = resilience::give_up_reason::not_retriable; // a retry will not mend it
+    } else {
+      decision = tries.after(r.outcome, now, setup.random);
+      count_decision(c, decision, r.outcome);
+    }
+    if (decision.retry) {
+      ex.on_retry(h, r);
+      if (!co_await ex.back_off(decision.delay)) {
+        end.how = loop_end::kind::stopped;
+        co_return end;
+      }
+      continue;
+    }
+    end.cause = loop_end::why::failed;
+    end.reason = decision.reason;
+    end.outcome = r.outcome;
+    end.error = r.error;
+    end.failure = std::move(r.failure);
+    end.malformed = r.malformed;
+    co_return end;
+  }
+}
+
+} // namespace tether::upstream
