@@ -24,6 +24,7 @@
 #include "tether/metrics/resilience_metrics.hpp"
 #include "tether/pool/connection_pool.hpp"
 #include "tether/pool/pool_metrics.hpp"
+#include "tether/upstream/attempt_loop.hpp"
 #include "tether/upstream/attempts.hpp"
 
 #include "text.hpp"
@@ -339,10 +340,6 @@ asio::awaitable<exchange_result> exchange_within(http_connection& c, std::string
   co_return exchange_result{make_error_code(std::errc::timed_out), false};
 }
 
-resilience::attempt_result result_of_connect_error(std::error_code ec) noexcept {
-  return ec == std::errc::connection_refused ? resilience::attempt_result::refused
-                                             : resilience::attempt_result::connect_failure;
-}
 
 // Result labels of tether_http_client_requests_total.
 enum class request_result : std::uint8_t {
@@ -407,12 +404,6 @@ request_result classify(const client_result& r) noexcept {
   }
   return request_result::connect_failure;
 }
-
-// Retry reasons of tether_http_client_retries_total: the attempt results, plus a stale pooled
-// connection (closed by the server while idle, found on reuse).
-constexpr std::array<std::string_view, 7> retry_reason_names = {
-    "success", "connect_failure", "refused", "reset", "timeout", "http_status", "stale_connection"};
-constexpr std::size_t stale_connection_reason = 6;
 
 // The request checks the client makes before anything is sent: what the user gives must not be
 // able to change the framing of what goes on the wire.
@@ -488,21 +479,79 @@ void write_head(std::string& out, const request& r, std::string_view user_agent)
 // ---------------------------------------------------------------------------------------------
 // Per-host state
 
-/// One upstream host: its pool, breaker, budget and metric series.
+/// One upstream host as the client keeps it: a cluster of that one host in the upstream layer
+/// (its pool, breaker and budget) and the client's own series.
 struct client::host {
-  std::string key; // "host:port"
-  std::shared_ptr<host_pool> pool;
-  std::unique_ptr<resilience::circuit_breaker> breaker;
-  std::unique_ptr<resilience::windowed_retry_budget> budget;
+  std::unique_ptr<upstream::cluster<http_connector>> upstream;
 
   // Metrics (null without a registry).
   std::array<prometheus::Counter*, static_cast<std::size_t>(request_result::count_)> results{};
-  std::array<prometheus::Counter*, retry_reason_names.size()> retries{};
   prometheus::Counter* attempts = nullptr;
-  prometheus::Counter* budget_exhausted = nullptr;
   metrics::histogram* duration = nullptr;
-  metrics::resilience_series series;
 };
+
+namespace {
+
+/// What the client exchanges on a connection for upstream::attempt_loop: a whole request, then
+/// a whole response into `out`, judged at its end.
+struct client_exchange {
+  std::string_view head;
+  std::string_view body;
+  bool head_request = false;
+  response& out;
+  client::executor_type executor;
+
+  asio::awaitable<upstream::exchange_end> exchange(upstream::attempt<http_connector>& a) {
+    upstream::exchange_end r;
+    out = {};
+    std::optional<clock::duration> limit;
+    if (a.deadline() != clock::time_point::max()) {
+      limit = std::max(a.deadline() - a.start(), clock::duration::zero());
+    }
+    auto& lease = a.lease();
+    const auto exchanged = co_await exchange_within(*lease, head, body, head_request, out, limit);
+    if (!exchanged.error) {
+      std::optional<clock::duration> retry_after;
+      if (const auto* v = out.find("retry-after")) {
+        retry_after = parse_retry_after(*v, std::chrono::system_clock::now());
+      }
+      const auto outcome = resilience::attempt_outcome::from_status(out.status, retry_after);
+      if (const auto decision = a.at_response(outcome); decision && decision->retry) {
+        r.how = upstream::exchange_end::kind::retry;
+        r.delay = decision->delay;
+        co_return r;
+      }
+      r.how = upstream::exchange_end::kind::answered;
+      co_return r;
+    }
+    lease.mark_broken();
+    out = {};
+    r.error = exchanged.error;
+    r.failure = exchanged.error.message();
+    r.outcome.result = exchanged.error == std::errc::timed_out
+                           ? resilience::attempt_result::timeout
+                           : resilience::attempt_result::reset;
+    r.response_bytes = exchanged.response_bytes;
+    // A malformed response: the server is broken in a way a retry will not mend.
+    r.malformed = exchanged.error.category() == error_category();
+    co_return r;
+  }
+
+  asio::awaitable<bool> back_off(clock::duration delay) {
+    if (delay > clock::duration::zero()) {
+      asio::steady_timer timer{executor,
+                               std::chrono::duration_cast<asio::steady_timer::duration>(delay)};
+      co_await timer.async_wait(use_tuple);
+    }
+    co_return true;
+  }
+
+  void on_retry(const upstream::host<http_connector>& /*h*/, const upstream::exchange_end& /*r*/) {
+  }
+  void on_replay(const upstream::host<http_connector>& /*h*/) {}
+};
+
+} // namespace
 
 struct client::state {
   std::unordered_map<std::string, std::unique_ptr<host>> hosts;
@@ -532,38 +581,52 @@ client::host& client::host_for(const request& r) {
     return *found->second;
   }
   auto h = std::make_unique<host>();
-  h->key = key;
+  upstream::cluster_options cluster;
+  cluster.name = options_.name;
+  cluster.budget = options_.budget;
+  cluster.breaker = options_.breaker;
+  h->upstream = std::make_unique<upstream::cluster<http_connector>>(std::move(cluster), clock_);
+  auto& target = h->upstream->add_host(r.host, r.port);
   auto limits = options_.limits;
   limits.max_body = options_.max_response_body;
   http_connector connector{r.host, r.port, options_.tcp, limits};
+  std::shared_ptr<host_pool> pool;
   if (registry_ == nullptr) {
-    h->pool = host_pool::create(executor_, std::move(connector), options_.pool);
+    pool = host_pool::create(executor_, std::move(connector), options_.pool);
   } else {
     const metrics::labels labels{{"client", options_.name}, {"host", key}};
     auto& results = registry_->counter("tether_http_client_requests_total",
                                        "Requests by how they ended: response class or error");
     for (std::size_t i = 0; i < h->results.size(); ++i) {
-      auto l = labels;
-      l.emplace("result", std::string{request_result_names[i]});
-      h->results[i] = &results.Add(l);
+      h->results[i] = &results.Add(
+          metrics::with_label(labels, "result", std::string{request_result_names[i]}));
     }
+    auto& series = h->upstream->series;
     auto& retries = registry_->counter("tether_http_client_retries_total",
                                        "Retries by the outcome of the attempt retried");
-    for (std::size_t i = 0; i < h->retries.size(); ++i) {
-      auto l = labels;
-      l.emplace("reason", std::string{retry_reason_names[i]});
-      h->retries[i] = &retries.Add(l);
+    for (std::size_t i = 0; i < series.retries.size(); ++i) {
+      series.retries[i] =
+          &retries.Add(metrics::with_label(labels, "reason", upstream::retry_reason_names[i]));
     }
+    // A stale pooled connection (closed by the server while idle, found on reuse) is counted
+    // with the retries, under its own reason.
+    series.stale_resends = &retries.Add(metrics::with_label(labels, "reason", "stale_connection"));
     h->attempts = &registry_
                        ->counter("tether_http_client_attempts_total",
                                  "Attempts sent or tried, first tries and retries")
                        .Add(labels);
-    h->budget_exhausted = &registry_
-                               ->counter("tether_http_client_retry_budget_exhausted_total",
-                                         "Retries the retry budget refused")
-                               .Add(labels);
+    series.budget_exhausted = &registry_
+                                   ->counter("tether_http_client_retry_budget_exhausted_total",
+                                             "Retries the retry budget refused")
+                                   .Add(labels);
     h->duration = &registry_->histogram_series("tether_http_client_request_duration_seconds",
                                                "Time from a request to its final outcome", labels);
+    if (target.breaker) {
+      series.gauges.watch(*registry_, *target.breaker, labels);
+    }
+    if (h->upstream->budget) {
+      series.gauges.watch(*registry_, *h->upstream->budget, labels);
+    }
     // The pool's gauges read it at scrape time. A pool can outlive this entry (inside an
     // io_context that still holds its housekeeper), so the reader holds it weakly.
     auto weak = std::make_shared<std::weak_ptr<host_pool>>();
@@ -571,26 +634,12 @@ client::host& client::host_for(const request& r) {
       auto p = weak->lock();
       return p ? p->stats() : pool::pool_stats{};
     });
-    h->pool = host_pool::create(executor_, std::move(connector), options_.pool,
-                                coarse_monotonic_clock::instance(), std::move(observer));
-    *weak = h->pool;
+    pool = host_pool::create(executor_, std::move(connector), options_.pool,
+                             coarse_monotonic_clock::instance(), std::move(observer));
+    *weak = pool;
   }
-  if (options_.breaker) {
-    h->breaker = std::make_unique<resilience::circuit_breaker>(key, *options_.breaker, clock_);
-  }
-  if (options_.budget) {
-    h->budget = std::make_unique<resilience::windowed_retry_budget>(*options_.budget, clock_);
-  }
-  if (registry_ != nullptr) {
-    const metrics::labels labels{{"client", options_.name}, {"host", key}};
-    if (h->breaker) {
-      h->series.watch(*registry_, *h->breaker, labels);
-    }
-    if (h->budget) {
-      h->series.watch(*registry_, *h->budget, labels);
-    }
-  }
-  h->pool->start();
+  pool->start();
+  target.pools.push_back(std::move(pool));
   return *s_->hosts.emplace(std::move(key), std::move(h)).first->second;
 }
 
@@ -641,138 +690,44 @@ asio::awaitable<client_result> client::request_here(request r) {
   host& h = host_for(r);
   std::string head;
   write_head(head, r, options_.user_agent);
-  const bool head_request = r.method == "HEAD";
 
   const resilience::request_traits traits{r.method, has_field(r, "idempotency-key"), true};
   const auto started = clock_.now();
-  upstream::attempts tries{{options_.retry, traits, started, h.budget.get()}};
-
-  const auto finish = [&]() {
-    if (h.duration != nullptr) {
-      h.duration->observe(clock_.now() - started);
-      h.results[static_cast<std::size_t>(classify(out))]->Increment();
-    }
-  };
-
-  for (;;) {
-    ++out.attempts;
-    if (h.attempts != nullptr) {
-      h.attempts->Increment();
-    }
-    resilience::circuit_breaker::permission permission;
-    if (h.breaker) {
-      permission = h.breaker->try_acquire();
-      if (!permission) {
-        // Failing fast is the point of an open breaker: no retry, no wait.
-        out.error = make_error_code(tether::errc::circuit_open);
-        out.reason = resilience::give_up_reason::not_retriable;
-        out.response = {};
-        finish();
-        co_return out;
-      }
-    }
-    const auto attempt_start = clock_.now();
-    const auto attempt_deadline = tries.attempt_deadline(attempt_start);
-    std::optional<clock::duration> limit;
-    if (attempt_deadline != clock::time_point::max()) {
-      limit = std::max(attempt_deadline - attempt_start, clock::duration::zero());
-    }
-
-    resilience::attempt_outcome outcome;
-    std::error_code error;
+  upstream::attempts tries{{options_.retry, traits, started, h.upstream->budget.get()}};
+  client_exchange ex{head, r.body, r.method == "HEAD", out.response, executor_};
+  const auto end = co_await upstream::attempt_loop(
+      *h.upstream, tries, ex, {0, clock_, s_->random, options_.pool.acquire_timeout, started});
+  out.attempts = end.passes;
+  out.reason = end.reason;
+  if (end.how != upstream::loop_end::kind::answered) {
     out.response = {};
-    auto acquired = co_await h.pool->async_acquire(
-        limit ? std::min(*limit, options_.pool.acquire_timeout) : options_.pool.acquire_timeout);
-    if (acquired.error) {
-      if (acquired.error == tether::errc::pool_timeout ||
-          acquired.error == tether::errc::pool_closed ||
-          acquired.error == std::errc::operation_canceled) {
-        // Not the host's doing: nothing is held against it, and nothing is retried.
-        if (h.breaker) {
-          h.breaker->on_ignored(permission);
-        }
-        out.error = acquired.error == tether::errc::pool_timeout && clock_.now() >= tries.deadline()
-                        ? make_error_code(tether::errc::deadline_exceeded)
-                        : acquired.error;
-        out.reason = resilience::give_up_reason::not_retriable;
-        finish();
-        co_return out;
-      }
-      error = acquired.error;
-      outcome.result = result_of_connect_error(error);
-    } else {
-      auto lease = std::move(acquired.connection);
-      const bool reused = lease->responses > 0;
-      const auto exchanged =
-          co_await exchange_within(*lease, head, r.body, head_request, out.response, limit);
-      error = exchanged.error;
-      if (!error) {
-        std::optional<clock::duration> retry_after;
-        if (const auto* v = out.response.find("retry-after")) {
-          retry_after = parse_retry_after(*v, std::chrono::system_clock::now());
-        }
-        outcome = resilience::attempt_outcome::from_status(out.response.status, retry_after);
-      } else {
-        lease.mark_broken();
-        out.response = {};
-        if (error == std::errc::timed_out) {
-          outcome.result = resilience::attempt_result::timeout;
-        } else {
-          outcome.result = resilience::attempt_result::reset;
-        }
-        // A kept-alive connection the server closed while it sat idle fails at once, before any
-        // response: the request goes again on a fresh connection when it may
-        // (upstream::attempts), whatever the retry policy. Not against the host.
-        if (error.category() != error_category() &&
-            tries.replay_after_stale(reused, exchanged.response_bytes, outcome)) {
-          if (h.breaker) {
-            h.breaker->on_ignored(permission);
-          }
-          if (h.retries[stale_connection_reason] != nullptr) {
-            h.retries[stale_connection_reason]->Increment();
-          }
-          continue;
-        }
-      }
-    }
-
-    const auto now = clock_.now();
-    if (h.breaker) {
-      resilience::is_breaker_failure(outcome, options_.breaker->failures)
-          ? h.breaker->on_failure(permission, now - attempt_start)
-          : h.breaker->on_success(permission, now - attempt_start);
-    }
-    if (error.category() == error_category()) {
-      // A malformed response: the server is broken in a way a retry will not mend.
-      out.error = error;
-      out.reason = resilience::give_up_reason::not_retriable;
-      finish();
-      co_return out;
-    }
-    const auto decision = tries.after(outcome, now, s_->random);
-    if (!decision.retry) {
-      out.reason = decision.reason;
-      out.error = error;
-      if (error && decision.reason == resilience::give_up_reason::deadline_exceeded &&
-          error == std::errc::timed_out && now >= tries.deadline()) {
+    switch (end.cause) {
+    case upstream::loop_end::why::circuit_open:
+      // Failing fast is the point of an open breaker: no retry, no wait.
+      out.error = make_error_code(tether::errc::circuit_open);
+      break;
+    case upstream::loop_end::why::pool_busy:
+    case upstream::loop_end::why::overflow:
+      out.error = end.error == tether::errc::pool_timeout && clock_.now() >= tries.deadline()
+                      ? make_error_code(tether::errc::deadline_exceeded)
+                      : end.error;
+      break;
+    case upstream::loop_end::why::failed:
+    case upstream::loop_end::why::none:
+      out.error = end.error;
+      if (end.reason == resilience::give_up_reason::deadline_exceeded &&
+          end.error == std::errc::timed_out && clock_.now() >= tries.deadline()) {
         out.error = make_error_code(tether::errc::deadline_exceeded);
       }
-      if (decision.reason == resilience::give_up_reason::budget_exhausted &&
-          h.budget_exhausted != nullptr) {
-        h.budget_exhausted->Increment();
-      }
-      finish();
-      co_return out;
-    }
-    if (h.retries[static_cast<std::size_t>(outcome.result)] != nullptr) {
-      h.retries[static_cast<std::size_t>(outcome.result)]->Increment();
-    }
-    if (decision.delay > clock::duration::zero()) {
-      asio::steady_timer backoff{
-          executor_, std::chrono::duration_cast<asio::steady_timer::duration>(decision.delay)};
-      co_await backoff.async_wait(use_tuple);
+      break;
     }
   }
+  if (h.duration != nullptr) {
+    h.attempts->Increment(end.passes);
+    h.duration->observe(clock_.now() - started);
+    h.results[static_cast<std::size_t>(classify(out))]->Increment();
+  }
+  co_return out;
 }
 
 asio::awaitable<void> client::async_close() {
@@ -782,7 +737,7 @@ asio::awaitable<void> client::async_close() {
 asio::awaitable<void> client::close_on(std::shared_ptr<client> self) {
   self->s_->closed = true;
   for (auto& [key, h] : self->s_->hosts) {
-    co_await h->pool->async_close();
+    co_await h->upstream->at(0).pool(0).async_close();
   }
 }
 
@@ -794,11 +749,11 @@ std::optional<client::host_stats> client::stats(std::string_view host_name,
   if (found == s_->hosts.end()) {
     return std::nullopt;
   }
+  auto& target = found->second->upstream->at(0);
   host_stats out;
-  out.pool = found->second->pool->stats();
-  out.breaker = found->second->breaker ? found->second->breaker->state()
-                                       : resilience::breaker_state::disabled;
-  out.connections_opened = found->second->pool->get_connector().opened();
+  out.pool = target.pool(0).stats();
+  out.breaker = target.breaker ? target.breaker->state() : resilience::breaker_state::disabled;
+  out.connections_opened = target.pool(0).get_connector().opened();
   return out;
 }
 
