@@ -71,6 +71,7 @@ struct pooled {
   bool broken = false; // its lease marked it broken
   bool evict = false;  // close it when it comes back
   bool leak_reported = false;
+  bool returned = false; // it came back from a lease and was kept: the next lease reuses it
 };
 
 } // namespace detail
@@ -109,6 +110,10 @@ public:
       entry_->broken = true;
     }
   }
+
+  /// The connection served an earlier lease and came back: its peer may have closed it while it
+  /// sat idle (a request on it may find it gone before any answer).
+  [[nodiscard]] bool reused() const noexcept { return entry_ != nullptr && entry_->returned; }
 
   /// Gives the connection back now.
   void reset() noexcept;
@@ -576,6 +581,7 @@ private:
     } else if (now >= e->expires) {
       close_active(e, close_reason::max_lifetime);
     } else {
+      e->returned = true;
       offer(e);
       return;
     }

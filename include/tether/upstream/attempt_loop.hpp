@@ -107,7 +107,7 @@ public:
           const loop_setup& setup)
       : cluster_{c}, index_{index}, lease_{lease}, tries_{tries}, permission_{permission},
         start_{start}, deadline_{tries.attempt_deadline(start)}, setup_{setup},
-        reused_{lease->responses > 0} {}
+        reused_{lease.reused()} {}
   attempt(const attempt&) = delete;
   attempt& operator=(const attempt&) = delete;
 
@@ -147,12 +147,12 @@ public:
     return permission_;
   }
 
+private:
   void report(const resilience::attempt_outcome& outcome, clock::time_point now) {
     reported_ = true;
     cluster_.report(target(), permission_, outcome, now - start_);
   }
 
-private:
   cluster<Connector>& cluster_;
   std::size_t index_;
   lease_type& lease_;
