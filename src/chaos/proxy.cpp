@@ -17,11 +17,9 @@
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include "tether/core/detached.hpp"
 #include "tether/net/listener.hpp"
+#include "tether/net/splice.hpp"
 #include "tether/net/tcp_connector.hpp"
 
 namespace tether::chaos {
@@ -113,15 +111,7 @@ public:
 
   link(const link&) = delete;
   link& operator=(const link&) = delete;
-  ~link() {
-    for (auto& p : pipes_) {
-      for (const int fd : p) {
-        if (fd >= 0) {
-          ::close(fd);
-        }
-      }
-    }
-  }
+  ~link() = default;
 
   /// The proxy's toxics changed: new ones get their coin flip (per connection, kept until the
   /// toxic changes), timeout timers start, restart or (when their toxic goes) close the
@@ -332,72 +322,17 @@ private:
         return false;
       }
     }
-    auto& p = pipes_[index(s)];
-    if (p[0] < 0) {
-      if (::pipe2(p.data(), O_NONBLOCK | O_CLOEXEC) != 0) {
-        return false;
-      }
-      ::fcntl(p[1], F_SETPIPE_SZ, 1024 * 1024); // fewer round trips; the default 64 KiB works too
-      std::error_code ignored;
-      source(s).native_non_blocking(true, ignored);
-      sink(s).native_non_blocking(true, ignored);
-    }
-    return true;
+    return pipes_[index(s)].open(source(s), sink(s));
   }
 
-  // Moves what the source has (up to 1 MiB) into the pipe and all of it on to the sink.
+  // Moves what the source has on to the sink (net::splice_pipe), or returns early with nothing
+  // moved when the toxics change.
   asio::awaitable<std::error_code> splice_some(stream s, std::size_t& moved) {
-    auto& p = pipes_[index(s)];
-    ssize_t in = 0;
-    for (;;) {
-      if (closed_) {
-        co_return asio::error::operation_aborted;
-      }
-      in = ::splice(source(s).native_handle(), nullptr, p[1], nullptr, 1024 * 1024,
-                    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-      if (in > 0) {
-        break;
-      }
-      if (in == 0) {
-        co_return asio::error::eof;
-      }
-      if (errno != EAGAIN && errno != EWOULDBLOCK) {
-        co_return std::error_code{errno, std::system_category()};
-      }
-      // Waiting for bytes, but ready to leave splicing as soon as a toxic arrives.
-      using namespace asio::experimental::awaitable_operators;
-      auto& wake = splice_wake_[index(s)];
-      wake.expires_at(steady::time_point::max());
-      auto which = co_await (source(s).async_wait(asio::socket_base::wait_read, use_tuple) ||
-                             wake.async_wait(use_tuple));
-      if (which.index() == 1) {
-        co_return std::error_code{}; // toxics changed: the caller looks again
-      }
-      if (const auto [ec] = std::get<0>(which); ec) {
-        co_return ec;
-      }
+    if (closed_) {
+      co_return asio::error::operation_aborted;
     }
-    auto left = static_cast<std::size_t>(in);
-    while (left > 0) {
-      if (closed_) {
-        co_return asio::error::operation_aborted;
-      }
-      const ssize_t out = ::splice(p[0], nullptr, sink(s).native_handle(), nullptr, left,
-                                   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-      if (out > 0) {
-        left -= static_cast<std::size_t>(out);
-        moved += static_cast<std::size_t>(out);
-        continue;
-      }
-      if (out < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-        co_return std::error_code{errno, std::system_category()};
-      }
-      auto [ec] = co_await sink(s).async_wait(asio::socket_base::wait_write, use_tuple);
-      if (ec) {
-        co_return ec;
-      }
-    }
-    co_return std::error_code{};
+    co_return co_await pipes_[index(s)].move_some(source(s), sink(s), moved,
+                                                  &splice_wake_[index(s)]);
   }
 
   static asio::awaitable<void> write_pump(std::shared_ptr<link> self, stream s) {
@@ -626,8 +561,8 @@ private:
   std::map<std::string, double> flipped_for_; // the toxicity each coin flip was made with
   std::map<std::string, timer_entry> timers_;
   std::array<bool, 2> ended_{};
-  std::array<std::size_t, 2> queued_{};                           // chunks read but not yet handled
-  std::array<std::array<int, 2>, 2> pipes_{{{-1, -1}, {-1, -1}}}; // splice pipes, per direction
+  std::array<std::size_t, 2> queued_{};   // chunks read but not yet handled
+  std::array<net::splice_pipe, 2> pipes_; // per direction
   bool closed_ = false;
 };
 
