@@ -340,7 +340,6 @@ asio::awaitable<exchange_result> exchange_within(http_connection& c, std::string
   co_return exchange_result{make_error_code(std::errc::timed_out), false};
 }
 
-
 // Result labels of tether_http_client_requests_total.
 enum class request_result : std::uint8_t {
   status_1xx,
@@ -528,9 +527,8 @@ struct client_exchange {
     out = {};
     r.error = exchanged.error;
     r.failure = exchanged.error.message();
-    r.outcome.result = exchanged.error == std::errc::timed_out
-                           ? resilience::attempt_result::timeout
-                           : resilience::attempt_result::reset;
+    r.outcome.result = exchanged.error == std::errc::timed_out ? resilience::attempt_result::timeout
+                                                               : resilience::attempt_result::reset;
     r.response_bytes = exchanged.response_bytes;
     // A malformed response: the server is broken in a way a retry will not mend.
     r.malformed = exchanged.error.category() == error_category();
@@ -546,8 +544,7 @@ struct client_exchange {
     co_return true;
   }
 
-  void on_retry(const upstream::host<http_connector>& /*h*/, const upstream::exchange_end& /*r*/) {
-  }
+  void on_retry(const upstream::host<http_connector>& /*h*/, const upstream::exchange_end& /*r*/) {}
   void on_replay(const upstream::host<http_connector>& /*h*/) {}
 };
 
@@ -598,8 +595,8 @@ client::host& client::host_for(const request& r) {
     auto& results = registry_->counter("tether_http_client_requests_total",
                                        "Requests by how they ended: response class or error");
     for (std::size_t i = 0; i < h->results.size(); ++i) {
-      h->results[i] = &results.Add(
-          metrics::with_label(labels, "result", std::string{request_result_names[i]}));
+      h->results[i] =
+          &results.Add(metrics::with_label(labels, "result", std::string{request_result_names[i]}));
     }
     auto& series = h->upstream->series;
     auto& retries = registry_->counter("tether_http_client_retries_total",

@@ -127,8 +127,8 @@ asio::awaitable<std::error_code> splice_pipe::move_some(asio::ip::tcp::socket& f
     if (!to.is_open()) {
       co_return asio::error::operation_aborted;
     }
-    const ssize_t out =
-        ::splice(fds_[0], nullptr, to.native_handle(), nullptr, left, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    const ssize_t out = ::splice(fds_[0], nullptr, to.native_handle(), nullptr, left,
+                                 SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
     if (out > 0) {
       left -= static_cast<std::size_t>(out);
       moved += static_cast<std::size_t>(out);

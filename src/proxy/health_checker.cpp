@@ -54,7 +54,8 @@ asio::awaitable<void> health_loop(server::impl* s, std::size_t c, std::size_t e,
     if (passed && counters.outlier &&
         s->shared.clusters[c].upstream->detector->on_health_check_passed(*counters.outlier)) {
       log_event(s->shared, spdlog::level::info,
-                "health check passed: outlier detection returned " + counters.name() + " to service");
+                "health check passed: outlier detection returned " + counters.name() +
+                    " to service");
     }
     auto wait = hc.interval;
     if (hc.jitter > clock::duration::zero()) {

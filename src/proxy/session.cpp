@@ -413,10 +413,9 @@ asio::awaitable<bool> session::handle(head_ptr head_in, bool last) {
                     framing == http::body_framing::chunked,
                     forward_expect,
                     cluster_cfg.request_timeout};
-  const auto end = co_await upstream::attempt_loop(
-      *cc.upstream, tries, ex,
-      {w_.id, monotonic_clock::instance(), w_.random, cluster_cfg.pool.acquire_timeout,
-       rq.started});
+  const auto end = co_await upstream::attempt_loop(*cc.upstream, tries, ex,
+                                                   {w_.id, monotonic_clock::instance(), w_.random,
+                                                    cluster_cfg.pool.acquire_timeout, rq.started});
   co_return co_await conclude(rq, ex, end);
 }
 
@@ -506,8 +505,7 @@ void session::proxy_exchange::on_replay(const upstream_host& h) {
                 " again: " + h.name() + " closed a kept-alive connection");
 }
 
-asio::awaitable<upstream::exchange_end> session::exchange(proxy_exchange& ex,
-                                                          upstream_attempt& a) {
+asio::awaitable<upstream::exchange_end> session::exchange(proxy_exchange& ex, upstream_attempt& a) {
   using upstream::exchange_end;
   exchange_end r;
   auto& rq = ex.rq;
@@ -585,8 +583,8 @@ asio::awaitable<upstream::exchange_end> session::exchange(proxy_exchange& ex,
   const auto response_deadline =
       whole_before ? attempt_deadline
                    : std::max(attempt_deadline, steady::now() + (attempt_deadline - a.start()));
-  const auto got = co_await read_response(rq, a, response_deadline, ex.request_timeout,
-                                          sent.first_read);
+  const auto got =
+      co_await read_response(rq, a, response_deadline, ex.request_timeout, sent.first_read);
   ex.status = got.status;
   if (got.client_gone) {
     ex.stop = proxy_exchange::stop_kind::client_gone;

@@ -152,9 +152,8 @@ asio::awaitable<void> session::watch_upstream(http::http_connection* up, upstrea
 }
 
 asio::awaitable<session::response_end>
-session::read_response(request_context& rq, upstream_attempt& a,
-                       steady::time_point head_deadline, clock::duration request_timeout,
-                       std::optional<std::error_code> first_read) {
+session::read_response(request_context& rq, upstream_attempt& a, steady::time_point head_deadline,
+                       clock::duration request_timeout, std::optional<std::error_code> first_read) {
   response_end end;
   auto& lease = a.lease();
   auto& up = *lease;

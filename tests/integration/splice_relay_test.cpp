@@ -62,22 +62,31 @@ TEST(splice_relay, moves_bytes_both_ways_and_passes_half_closes_on) {
   std::string got_at_b;
   std::string got_at_a;
   int finished = 0;
-  asio::co_spawn(io, [&]() -> asio::awaitable<void> {
-    totals = co_await relay(a.far, b.far);
-    ++finished;
-  }, report_exceptions{"the relay"});
-  asio::co_spawn(io, [&]() -> asio::awaitable<void> {
-    co_await asio::async_write(a.near, asio::buffer(upload), use_tuple);
-    a.near.shutdown(tcp::socket::shutdown_send); // the half close reaches b as an EOF
-    got_at_a = co_await read_all(a.near);
-    ++finished;
-  }, report_exceptions{"side a"});
-  asio::co_spawn(io, [&]() -> asio::awaitable<void> {
-    got_at_b = co_await read_all(b.near); // to the EOF a sent
-    co_await asio::async_write(b.near, asio::buffer(reply), use_tuple);
-    b.near.shutdown(tcp::socket::shutdown_send);
-    ++finished;
-  }, report_exceptions{"side b"});
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        totals = co_await relay(a.far, b.far);
+        ++finished;
+      },
+      report_exceptions{"the relay"});
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        co_await asio::async_write(a.near, asio::buffer(upload), use_tuple);
+        a.near.shutdown(tcp::socket::shutdown_send); // the half close reaches b as an EOF
+        got_at_a = co_await read_all(a.near);
+        ++finished;
+      },
+      report_exceptions{"side a"});
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        got_at_b = co_await read_all(b.near); // to the EOF a sent
+        co_await asio::async_write(b.near, asio::buffer(reply), use_tuple);
+        b.near.shutdown(tcp::socket::shutdown_send);
+        ++finished;
+      },
+      report_exceptions{"side b"});
   io.run_for(std::chrono::seconds{20});
   ASSERT_EQ(finished, 3);
   EXPECT_EQ(got_at_b.size(), upload.size());
@@ -95,24 +104,33 @@ TEST(splice_relay, a_reset_on_one_side_closes_the_other) {
   relay_totals totals;
   std::string got_at_b;
   int finished = 0;
-  asio::co_spawn(io, [&]() -> asio::awaitable<void> {
-    totals = co_await relay(a.far, b.far);
-    ++finished;
-  }, report_exceptions{"the relay"});
-  asio::co_spawn(io, [&]() -> asio::awaitable<void> {
-    const std::string hello = "hello";
-    co_await asio::async_write(a.near, asio::buffer(hello), use_tuple);
-    // Read back from b before the reset, so the bytes are known to have passed.
-    a.near.set_option(asio::socket_base::linger{true, 0});
-    got_at_b = co_await read_all(b.near); // ends when the relay closes b's far end
-    ++finished;
-  }, report_exceptions{"side b"});
-  asio::co_spawn(io, [&]() -> asio::awaitable<void> {
-    asio::steady_timer t{io, std::chrono::milliseconds{50}};
-    co_await t.async_wait(use_tuple);
-    a.near.close(); // with linger 0: a reset
-    ++finished;
-  }, report_exceptions{"the reset"});
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        totals = co_await relay(a.far, b.far);
+        ++finished;
+      },
+      report_exceptions{"the relay"});
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        const std::string hello = "hello";
+        co_await asio::async_write(a.near, asio::buffer(hello), use_tuple);
+        // Read back from b before the reset, so the bytes are known to have passed.
+        a.near.set_option(asio::socket_base::linger{true, 0});
+        got_at_b = co_await read_all(b.near); // ends when the relay closes b's far end
+        ++finished;
+      },
+      report_exceptions{"side b"});
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        asio::steady_timer t{io, std::chrono::milliseconds{50}};
+        co_await t.async_wait(use_tuple);
+        a.near.close(); // with linger 0: a reset
+        ++finished;
+      },
+      report_exceptions{"the reset"});
   io.run_for(std::chrono::seconds{10});
   ASSERT_EQ(finished, 3);
   EXPECT_EQ(got_at_b, "hello");

@@ -31,8 +31,8 @@ public:
   /// (operation_aborted). `wake`: cancelling it ends a wait for bytes early, with no error and
   /// nothing moved, so the caller can look again at whether to splice (tether chaos, when a
   /// toxic arrives).
-  asio::awaitable<std::error_code> move_some(asio::ip::tcp::socket& from,
-                                             asio::ip::tcp::socket& to, std::size_t& moved,
+  asio::awaitable<std::error_code> move_some(asio::ip::tcp::socket& from, asio::ip::tcp::socket& to,
+                                             std::size_t& moved,
                                              asio::steady_timer* wake = nullptr);
 
 private:

@@ -105,9 +105,9 @@ public:
   attempt(cluster<Connector>& c, std::size_t index, lease_type& lease, attempts& tries,
           resilience::circuit_breaker::permission permission, clock::time_point start,
           const loop_setup& setup)
-      : cluster_{c}, index_{index}, lease_{lease}, tries_{tries}, permission_{permission},
-        start_{start}, deadline_{tries.attempt_deadline(start)}, setup_{setup},
-        reused_{lease.reused()} {}
+      : cluster_{c}, index_{index}, lease_{lease}, tries_{tries},
+        permission_{permission}, start_{start}, deadline_{tries.attempt_deadline(start)},
+        setup_{setup}, reused_{lease.reused()} {}
   attempt(const attempt&) = delete;
   attempt& operator=(const attempt&) = delete;
 
@@ -131,9 +131,9 @@ public:
       count_decision(cluster_, *d, outcome);
       reason_ = d->retry ? resilience::give_up_reason::succeeded : d->reason;
     } else {
-      const bool below_500 = outcome.result == resilience::attempt_result::success ||
-                             (outcome.result == resilience::attempt_result::http_status &&
-                              outcome.status < 500);
+      const bool below_500 =
+          outcome.result == resilience::attempt_result::success ||
+          (outcome.result == resilience::attempt_result::http_status && outcome.status < 500);
       reason_ = below_500 ? resilience::give_up_reason::succeeded
                           : resilience::give_up_reason::not_retriable;
     }
@@ -189,8 +189,8 @@ asio::awaitable<loop_end> attempt_loop(cluster<Connector>& c, attempts& tries, E
   for (;;) {
     ++end.passes;
     const bool first = tried.empty();
-    const auto picked = again ? *std::exchange(again, std::nullopt)
-                              : c.choose(setup.thread, tried, setup.random);
+    const auto picked =
+        again ? *std::exchange(again, std::nullopt) : c.choose(setup.thread, tried, setup.random);
     if (!picked.found) {
       end.cause = loop_end::why::circuit_open;
       end.reason = resilience::give_up_reason::not_retriable;
@@ -236,8 +236,7 @@ asio::awaitable<loop_end> attempt_loop(cluster<Connector>& c, attempts& tries, E
           acquired.error == errc::pool_timeout && stats.total == 0 && stats.connecting > 0;
       if (!connecting_to_nothing &&
           (acquired.error == errc::pool_timeout || acquired.error == errc::pool_closed ||
-           acquired.error == errc::overloaded ||
-           acquired.error == std::errc::operation_canceled)) {
+           acquired.error == errc::overloaded || acquired.error == std::errc::operation_canceled)) {
         // Not the host's doing: nothing is held against it, and nothing is retried.
         if (acquired.error == errc::overloaded) {
           refuse(resource::connections);

@@ -31,8 +31,8 @@ struct cluster_options {
   lb_policy lb = lb_policy::round_robin;
   /// Envoy's thresholds over the whole cluster; none: no limit (the HTTP client's hosts).
   std::optional<resilience::cluster_limits_options> limits;
-  std::optional<resilience::windowed_retry_budget_options> budget; ///< none: no budget
-  std::optional<resilience::circuit_breaker_options> breaker;      ///< per host; none: off
+  std::optional<resilience::windowed_retry_budget_options> budget;        ///< none: no budget
+  std::optional<resilience::circuit_breaker_options> breaker;             ///< per host; none: off
   std::optional<resilience::outlier_detection_options> outlier_detection; ///< none: off
   /// Hosts start out of service until their first health check passes (Envoy's rule).
   bool health_checked = false;

@@ -39,8 +39,7 @@ public:
   using pool_type = pool::connection_pool<Connector>;
 
   explicit host(std::string address, std::uint16_t port)
-      : address_{std::move(address)}, port_{port},
-        name_{address_ + ":" + std::to_string(port)} {}
+      : address_{std::move(address)}, port_{port}, name_{address_ + ":" + std::to_string(port)} {}
   host(const host&) = delete;
   host& operator=(const host&) = delete;
 

@@ -51,8 +51,8 @@ struct scripted_exchange {
   explicit scripted_exchange(std::deque<step> steps = {}) : script{std::move(steps)} {}
 
   std::deque<step> script;
-  std::vector<std::string> hosts;  ///< the host of each exchange
-  std::vector<bool> reused;        ///< whether its connection had served a request before
+  std::vector<std::string> hosts; ///< the host of each exchange
+  std::vector<bool> reused;       ///< whether its connection had served a request before
   std::vector<clock::duration> waits;
   std::vector<std::string> retried; ///< on_retry's hosts
   std::vector<std::string> replayed;
@@ -111,10 +111,12 @@ struct fixture {
     }
     auto& s = upstream->series;
     for (std::size_t i = 0; i < s.retries.size(); ++i) {
-      s.retries[i] = &registry.counter("tether_test_retries_total", "for the test").Add({{"reason", retry_reason_names[i]}});
+      s.retries[i] = &registry.counter("tether_test_retries_total", "for the test")
+                          .Add({{"reason", retry_reason_names[i]}});
     }
     for (std::size_t i = 0; i < s.overflow.size(); ++i) {
-      s.overflow[i] = &registry.counter("tether_test_overflow_total", "for the test").Add({{"resource", resource_names[i]}});
+      s.overflow[i] = &registry.counter("tether_test_overflow_total", "for the test")
+                           .Add({{"resource", resource_names[i]}});
     }
     s.budget_exhausted = &registry.counter("tether_test_exhausted_total", "for the test").Add({});
     s.stale_resends = &registry.counter("tether_test_stale_total", "for the test").Add({});
@@ -145,14 +147,14 @@ struct fixture {
                     upstream->limits ? &upstream->limits->retries : nullptr}};
     loop_end end;
     bool done = false;
-    asio::co_spawn(io,
-                   [&]() -> asio::awaitable<void> {
-                     end = co_await attempt_loop(*upstream, tries, ex,
-                                                 {0, clock, random, 1s, clock.now()});
-                     done = true;
-                     io.stop(); // the pools' housekeepers would keep it running
-                   },
-                   report_exceptions{"a test's attempts"});
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+          end = co_await attempt_loop(*upstream, tries, ex, {0, clock, random, 1s, clock.now()});
+          done = true;
+          io.stop(); // the pools' housekeepers would keep it running
+        },
+        report_exceptions{"a test's attempts"});
     io.restart();
     io.run_for(std::chrono::seconds{5});
     EXPECT_TRUE(done) << "the attempts did not end within 5 s";
@@ -246,7 +248,7 @@ TEST(attempt_loop, a_kept_alive_connection_found_closed_is_replaced_once_for_a_g
   EXPECT_EQ(end.how, loop_end::kind::answered);
   ASSERT_EQ(ex.reused.size(), 2U);
   EXPECT_TRUE(ex.reused[0]);
-  EXPECT_FALSE(ex.reused[1]); // a new connection
+  EXPECT_FALSE(ex.reused[1]);          // a new connection
   EXPECT_EQ(ex.hosts[0], ex.hosts[1]); // the same host, though another is there: no retry
   EXPECT_EQ(ex.replayed.size(), 1U);
   EXPECT_TRUE(ex.waits.empty()); // not a retry: no backoff
@@ -404,13 +406,14 @@ TEST(attempt_loop, per_try_deadlines_come_from_the_injected_clock) {
   ex.time = &f.clock;
   attempts tries{{p, {"GET", false, true}, f.clock.now()}};
   loop_end end;
-  asio::co_spawn(f.io,
-                 [&]() -> asio::awaitable<void> {
-                   end = co_await attempt_loop(*f.upstream, tries, rec,
-                                               {0, f.clock, f.random, 1s, f.clock.now()});
-                   f.io.stop();
-                 },
-                 report_exceptions{"a test's attempts"});
+  asio::co_spawn(
+      f.io,
+      [&]() -> asio::awaitable<void> {
+        end = co_await attempt_loop(*f.upstream, tries, rec,
+                                    {0, f.clock, f.random, 1s, f.clock.now()});
+        f.io.stop();
+      },
+      report_exceptions{"a test's attempts"});
   f.io.run_for(std::chrono::seconds{5});
   EXPECT_EQ(end.how, loop_end::kind::answered);
   ASSERT_EQ(left.size(), 2U);
