@@ -1,5 +1,6 @@
 #include "tether/http/client.hpp"
 #include "tether/http/connection.hpp"
+#include "tether/http/fields.hpp"
 
 #include <algorithm>
 #include <array>
@@ -120,12 +121,8 @@ std::optional<request> request::to(std::string_view method, std::string_view tex
 }
 
 const std::string* response::find(std::string_view name) const noexcept {
-  for (const auto& f : headers) {
-    if (iequals(f.name, name)) {
-      return &f.value;
-    }
-  }
-  return nullptr;
+  const auto* f = find_field(headers, name);
+  return f != nullptr ? &f->value : nullptr;
 }
 
 void client_options::validate() const {
@@ -441,8 +438,7 @@ std::error_code check_request(const request& r) {
 }
 
 bool has_field(const request& r, std::string_view name) noexcept {
-  return std::any_of(r.headers.begin(), r.headers.end(),
-                     [name](const field& f) { return iequals(f.name, name); });
+  return find_field(r.headers, name) != nullptr;
 }
 
 void write_head(std::string& out, const request& r, std::string_view user_agent) {

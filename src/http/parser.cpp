@@ -1,4 +1,5 @@
 #include "tether/http/parser.hpp"
+#include "tether/http/fields.hpp"
 
 #include "text.hpp"
 
@@ -141,12 +142,7 @@ int status_of(errc e) noexcept {
 }
 
 const header* message_head::find(std::string_view name) const noexcept {
-  for (const auto& h : headers) {
-    if (iequals(h.name, name)) {
-      return &h;
-    }
-  }
-  return nullptr;
+  return find_field(headers, name);
 }
 
 // A run of bytes the parser saw: a view into the current feed, or (once that feed is over, or

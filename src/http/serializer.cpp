@@ -139,6 +139,82 @@ std::string http_date(std::chrono::system_clock::time_point t) {
   return {text, n};
 }
 
+std::string_view reason_phrase(int status) noexcept {
+  switch (status) {
+  case 200:
+    return "OK";
+  case 201:
+    return "Created";
+  case 204:
+    return "No Content";
+  case 301:
+    return "Moved Permanently";
+  case 302:
+    return "Found";
+  case 304:
+    return "Not Modified";
+  case 400:
+    return "Bad Request";
+  case 404:
+    return "Not Found";
+  case 405:
+    return "Method Not Allowed";
+  case 408:
+    return "Request Timeout";
+  case 409:
+    return "Conflict";
+  case 413:
+    return "Content Too Large";
+  case 414:
+    return "URI Too Long";
+  case 431:
+    return "Request Header Fields Too Large";
+  case 500:
+    return "Internal Server Error";
+  case 501:
+    return "Not Implemented";
+  case 502:
+    return "Bad Gateway";
+  case 503:
+    return "Service Unavailable";
+  case 504:
+    return "Gateway Timeout";
+  case 505:
+    return "HTTP Version Not Supported";
+  case 508:
+    return "Loop Detected";
+  default:
+    return "Unknown";
+  }
+}
+
+void write_own_response(std::string& out, const own_response& r) {
+  out.append("HTTP/1.1 ").append(std::to_string(r.status)).append(" ");
+  out.append(reason_phrase(r.status)).append("\r\nDate: ");
+  out.append(http_date(std::chrono::system_clock::now())).append("\r\n");
+  if (!r.content_type.empty()) {
+    out.append("Content-Type: ").append(r.content_type).append("\r\n");
+  }
+  for (const auto& f : r.fields) {
+    out.append(f.name).append(": ").append(f.value).append("\r\n");
+  }
+  out.append("Content-Length: ").append(std::to_string(r.body.size())).append("\r\n");
+  switch (r.connection) {
+  case connection_field::none:
+    break;
+  case connection_field::close:
+    out.append("Connection: close\r\n");
+    break;
+  case connection_field::keep_alive:
+    out.append("Connection: keep-alive\r\n");
+    break;
+  }
+  out.append("\r\n");
+  if (!r.head_request) {
+    out.append(r.body);
+  }
+}
+
 void write_chunk(std::string& out, std::string_view data) {
   if (data.empty()) {
     return;

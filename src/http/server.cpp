@@ -1,5 +1,6 @@
 #include "tether/http/server.hpp"
 #include "tether/core/detached.hpp"
+#include "tether/http/fields.hpp"
 
 #include <array>
 #include <set>
@@ -51,79 +52,20 @@ private:
 };
 
 void write_response(std::string& out, const server_response& r, bool close) {
-  out.append("HTTP/1.1 ").append(std::to_string(r.status)).append(" ");
-  out.append(reason_phrase(r.status)).append("\r\n");
-  if (!r.content_type.empty()) {
-    out.append("Content-Type: ").append(r.content_type).append("\r\n");
-  }
+  std::vector<header> fields;
+  fields.reserve(r.headers.size());
   for (const auto& f : r.headers) {
-    out.append(f.name).append(": ").append(f.value).append("\r\n");
+    fields.push_back({f.name, f.value});
   }
-  out.append("Content-Length: ").append(std::to_string(r.body.size())).append("\r\n");
-  if (close) {
-    out.append("Connection: close\r\n");
-  }
-  out.append("\r\n").append(r.body);
+  write_own_response(out, {r.status, r.content_type, fields, r.body, false,
+                           close ? connection_field::close : connection_field::none});
 }
 
 } // namespace
 
 const std::string* server_request::find(std::string_view name) const noexcept {
-  for (const auto& f : headers) {
-    if (detail::iequals(f.name, name)) {
-      return &f.value;
-    }
-  }
-  return nullptr;
-}
-
-std::string_view reason_phrase(int status) noexcept {
-  switch (status) {
-  case 200:
-    return "OK";
-  case 201:
-    return "Created";
-  case 204:
-    return "No Content";
-  case 301:
-    return "Moved Permanently";
-  case 302:
-    return "Found";
-  case 304:
-    return "Not Modified";
-  case 400:
-    return "Bad Request";
-  case 404:
-    return "Not Found";
-  case 405:
-    return "Method Not Allowed";
-  case 408:
-    return "Request Timeout";
-  case 409:
-    return "Conflict";
-  case 413:
-    return "Content Too Large";
-  case 414:
-    return "URI Too Long";
-  case 431:
-    return "Request Header Fields Too Large";
-  case 500:
-    return "Internal Server Error";
-  case 501:
-    return "Not Implemented";
-  case 502:
-    return "Bad Gateway";
-  case 503:
-    return "Service Unavailable";
-  case 504:
-    return "Gateway Timeout";
-  case 505:
-    return "HTTP Version Not Supported";
-  case 508:
-    return "Loop Detected";
-  default:
-    return "Unknown";
-  }
+  const auto* f = find_field(headers, name);
+  return f != nullptr ? &f->value : nullptr;
 }
 
 struct small_server::state {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "tether/core/text.hpp"
+#include "tether/http/fields.hpp"
 #include "tether/http/parser.hpp"
 #include "tether/http/request_target.hpp"
 
@@ -92,10 +93,8 @@ struct owned_head {
 
   /// The value of the first field named `name` (case-insensitive), if any.
   [[nodiscard]] std::optional<std::string_view> find(std::string_view name) const {
-    for (const auto& f : fields) {
-      if (iequals(f.name, name)) {
-        return f.value;
-      }
+    if (const auto* f = http::find_field(fields, name)) {
+      return f->value;
     }
     return std::nullopt;
   }

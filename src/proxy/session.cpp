@@ -31,8 +31,7 @@ namespace {
 constexpr std::size_t max_tether_hops = 10;
 
 /// The Allow field of an answer the proxy gives as a request's final recipient.
-constexpr std::string_view allowed_methods =
-    "Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH\r\n";
+constexpr http::header allowed_methods = {"Allow", "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH"};
 
 /// The status the access log gives a request whose client went away before its answer (nginx's).
 constexpr int client_closed_request = 499;
@@ -209,34 +208,27 @@ asio::awaitable<bool> session::drain_request_body() {
 }
 
 asio::awaitable<void> session::reply_error(int status, const std::string& reason, bool close,
-                                           std::string_view fields) {
-  // The proxy answers as an origin server would: with a Date (RFC 9110 6.6.1), its reason in
-  // X-Tether-Reason and the body, and `fields` (an Allow, ...).
-  std::string out = "HTTP/1.1 " + std::to_string(status) + " " +
-                    std::string{http::reason_phrase(status)} +
-                    "\r\nDate: " + http::http_date(std::chrono::system_clock::now()) +
-                    "\r\nContent-Type: text/plain\r\nX-Tether-Reason: " + std::string{reason} +
-                    "\r\nContent-Length: " + std::to_string(reason.size() + 1) + "\r\n";
-  out += fields;
-  if (close) {
-    out += "Connection: close\r\n";
-  } else if (http10_) {
-    out += "Connection: keep-alive\r\n"; // an HTTP/1.0 client closes unless told
-  }
-  out += "\r\n";
-  if (!head_request_) {
-    out += reason + "\n"; // a reply to HEAD has the length of a body, not the body
-  }
+                                           const http::header* field) {
+  // The proxy answers as an origin server would (http::write_own_response): its reason in
+  // X-Tether-Reason and the body, and `field` (an Allow) when given.
+  const std::string body = reason + "\n";
+  const std::array<http::header, 2> own = {http::header{"X-Tether-Reason", reason},
+                                           field != nullptr ? *field : http::header{}};
+  std::string out;
+  http::write_own_response(
+      out, {status, "text/plain", std::span{own}.first(field ? 2 : 1), body, head_request_,
+            close ? http::connection_field::close
+                  : (http10_ ? http::connection_field::keep_alive : http::connection_field::none)});
   co_await asio::async_write(socket_, asio::buffer(out), use_tuple);
 }
 
 asio::awaitable<bool> session::refuse(request_context& rq, int status, const std::string& why,
-                                      std::string_view upstream, std::string_view fields) {
+                                      std::string_view upstream, const http::header* field) {
   // A client still waiting for 100 Continue sends no body: answer now, and close.
   const bool clean =
       rq.consumed || (rq.client_keep && !(rq.expects_continue && !rq.continue_sent) &&
                       co_await drain_request_body());
-  co_await reply_error(status, why, !(clean && rq.client_keep), fields);
+  co_await reply_error(status, why, !(clean && rq.client_keep), field);
   log_answer(rq, status, upstream);
   co_return clean&& rq.client_keep;
 }
@@ -324,7 +316,7 @@ asio::awaitable<bool> session::handle(head_ptr head_in, bool last) {
         const bool options = head.method == "OPTIONS";
         const std::string why = options ? "answered by tether: Max-Forwards is 0"
                                         : "TRACE is not echoed: Max-Forwards is 0";
-        co_return co_await refuse(rq, options ? 200 : 405, why, "-", allowed_methods);
+        co_return co_await refuse(rq, options ? 200 : 405, why, "-", &allowed_methods);
       }
       max_forwards = n - 1;
     }

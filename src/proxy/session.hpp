@@ -59,7 +59,7 @@ private:
   // Takes the reason by reference to a named string: g++ 12 destroys temporaries made inside a
   // co_await expression twice (seen as a double free), so callers name their reason first.
   asio::awaitable<void> reply_error(int status, const std::string& reason, bool close,
-                                    std::string_view fields = {});
+                                    const http::header* field = nullptr);
 
   /// The request being handled, for the replies and logs of its end.
   struct request_context {
@@ -77,7 +77,7 @@ private:
   // Answers a request the proxy does not forward, before any of its body went anywhere: the rest
   // of the body is read and dropped, so the connection can carry the next request.
   asio::awaitable<bool> refuse(request_context& rq, int status, const std::string& why,
-                               std::string_view upstream, std::string_view fields = {});
+                               std::string_view upstream, const http::header* field = nullptr);
 
   // Answers a request with an error and closes the connection (the request cannot be read to
   // its end, or the connection is not fit for another).

@@ -297,7 +297,7 @@ TEST(proxy_rfc9110, a_request_loop_ends_with_508_7_3) {
 }
 
 // RFC 9110 6.6.1: "An origin server with a clock ... MUST generate a Date header field in all
-// 2xx, 3xx, and 4xx responses": the answers the proxy gives itself carry one.
+// 2xx, 3xx, and 4xx responses": the answers the proxy and its admin listener give carry one.
 TEST(proxy_rfc9110, the_proxys_own_answers_carry_a_date_6_6_1) {
   http_test_server backend;
   const auto yaml = proxy_fixture::yaml_for({backend.port()}, "", true);
@@ -307,6 +307,11 @@ TEST(proxy_rfc9110, the_proxys_own_answers_carry_a_date_6_6_1) {
   const std::regex date{
       R"(\r\nDate: (Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d\d:\d\d:\d\d GMT\r\n)"};
   EXPECT_TRUE(std::regex_search(head_of(out), date)) << out;
+  // The admin listener's answers too: one writer (http::write_own_response) for both.
+  const auto admin = testing::raw_exchange(proxy.admin_port(), "GET /ready HTTP/1.1\r\nHost: a\r\n"
+                                                               "Connection: close\r\n\r\n");
+  EXPECT_TRUE(starts_with(admin, "HTTP/1.1 200 OK\r\n")) << admin;
+  EXPECT_TRUE(std::regex_search(head_of(admin), date)) << admin;
 }
 
 // RFC 9110 7.7: "A proxy MUST NOT modify the "absolute-path" and "query" parts of the received

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <span>
 #include <string>
 #include <string_view>
@@ -39,6 +40,32 @@ void write_response_head(std::string& out, const message_head& head,
 
 /// A Date field's value for `t`: IMF-fixdate, "Sun, 06 Nov 1994 08:49:37 GMT" (RFC 9110 5.6.7).
 [[nodiscard]] std::string http_date(std::chrono::system_clock::time_point t);
+
+/// The reason phrase of a status code ("Not Found"), or "Unknown".
+[[nodiscard]] std::string_view reason_phrase(int status) noexcept;
+
+/// What a response tether gives itself says of its connection.
+enum class connection_field : std::uint8_t {
+  none,       ///< nothing: HTTP/1.1's default, the connection stays
+  close,      ///< Connection: close
+  keep_alive, ///< Connection: keep-alive (an HTTP/1.0 client closes unless told)
+};
+
+/// A whole response tether answers itself: the admin listener's, and the proxy's own (an error,
+/// a refusal, Max-Forwards 0).
+struct own_response {
+  int status = 200;
+  std::string_view content_type;
+  std::span<const header> fields = {};
+  std::string_view body;
+  bool head_request = false; ///< a reply to HEAD: the length of the body, without the body
+  connection_field connection = connection_field::none;
+};
+
+/// Appends `r` as HTTP/1.1 with its reason phrase, a Date (an origin server with a clock sends
+/// one, RFC 9110 6.6.1), its fields and a Content-Length. The one writer of tether's own
+/// responses.
+void write_own_response(std::string& out, const own_response& r);
 
 /// Appends one chunk of a chunked body (nothing for an empty piece: that would end the body).
 void write_chunk(std::string& out, std::string_view data);

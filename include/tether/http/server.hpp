@@ -13,6 +13,7 @@
 
 #include "tether/http/client.hpp"
 #include "tether/http/parser.hpp"
+#include "tether/http/serializer.hpp"
 
 namespace tether::http {
 
@@ -89,8 +90,5 @@ private:
   std::shared_ptr<state> s_;
   std::uint16_t port_ = 0;
 };
-
-/// The reason phrase of a status code ("Not Found"), or "Unknown".
-[[nodiscard]] std::string_view reason_phrase(int status) noexcept;
 
 } // namespace tether::http
