@@ -256,6 +256,60 @@ asio::awaitable<void> session::send_continue(request_context& rq) {
   }
 }
 
+std::optional<session::own_answer> session::vet(const request_context& rq,
+                                                http::request_target& target,
+                                                std::string_view& authority,
+                                                std::optional<std::uint64_t>& max_forwards) const {
+  const auto& head = rq.head();
+  if (http10_ && head.framing == http::body_framing::chunked) {
+    // Chunked framing in HTTP/1.0 is faulty (RFC 9112 6.1): an upstream reading it as 1.0
+    // would take the chunks for another request.
+    return own_answer{400, "Transfer-Encoding in an HTTP/1.0 request", true, std::nullopt};
+  }
+  // The target's form and the Host rules (RFC 9112 3.2), checked before the request goes
+  // anywhere. A request broken this way is not read further: 400, and close.
+  if (auto ec = http::read_request_target(head.method, head.target, target);
+      ec || (ec = http::check_host(head.host, head.version_minor, target, authority))) {
+    return own_answer{400, ec.message(), true, cause::bad_request};
+  }
+  if (target.form == http::target_form::authority) {
+    // CONNECT is recognised by the codec; the proxy does not tunnel yet. An Upgrade it does
+    // not do is ignored instead (the parser reads on; the serializer drops the field).
+    return own_answer{501, "CONNECT is not supported", true, std::nullopt};
+  }
+  // RFC 9110 7.3: an intermediary MUST NOT forward a message to itself unless it is protected
+  // from a loop. A request that went through tether this often already is taken for one (a
+  // route that leads back to the proxy): 508, rather than a connection per pass until the
+  // descriptors run out.
+  if (head.has_via && tether_hops(head) >= max_tether_hops) {
+    return own_answer{508,
+                      "request loop: it went through tether " + std::to_string(max_tether_hops) +
+                          " times (see its Via)",
+                      false, cause::bad_request};
+  }
+  // RFC 9110 7.6.2: an OPTIONS or TRACE request with Max-Forwards 0 is answered here, as its
+  // final recipient; with more, it goes on with one less. TRACE is not echoed (a response
+  // showing a request's credentials to a script is what cross-site tracing abuses).
+  if (head.method == "OPTIONS" || head.method == "TRACE") {
+    if (const auto v = head.find("max-forwards")) {
+      std::uint64_t n = 0;
+      const auto [end, ec] = std::from_chars(v->data(), v->data() + v->size(), n);
+      if (ec != std::errc{} || end != v->data() + v->size()) {
+        return own_answer{400, "invalid Max-Forwards (a number of hops)", true, cause::bad_request};
+      }
+      if (n == 0) {
+        const bool options = head.method == "OPTIONS";
+        return own_answer{options ? 200 : 405,
+                          options ? "answered by tether: Max-Forwards is 0"
+                                  : "TRACE is not echoed: Max-Forwards is 0",
+                          false, std::nullopt, &allowed_methods};
+      }
+      max_forwards = n - 1;
+    }
+  }
+  return std::nullopt;
+}
+
 asio::awaitable<bool> session::handle(head_ptr head_in, bool last) {
   request_context rq;
   rq.owner = std::move(head_in);
@@ -267,59 +321,18 @@ asio::awaitable<bool> session::handle(head_ptr head_in, bool last) {
   const auto expect = head.find("expect");
   // 100 Continue is for HTTP/1.1 clients only (RFC 9110 15.2).
   rq.expects_continue = expect && iequals(*expect, "100-continue") && !http10_;
-  if (http10_ && head.framing == http::body_framing::chunked) {
-    // Chunked framing in HTTP/1.0 is faulty (RFC 9112 6.1): an upstream reading it as 1.0
-    // would take the chunks for another request.
-    const std::string why = "Transfer-Encoding in an HTTP/1.0 request";
-    co_return co_await reject(rq, 400, why);
-  }
-  // What the request is for: its target's form and the Host rules (RFC 9112 3.2), checked
-  // before it goes anywhere. A request broken this way is not read further: 400, and close.
+  // What the request is for, and whether the proxy answers it itself.
   http::request_target target;
   std::string_view authority;
-  if (auto ec = http::read_request_target(head.method, head.target, target);
-      ec || (ec = http::check_host(head.host, head.version_minor, target, authority))) {
-    count(cause::bad_request);
-    const std::string why = ec.message();
-    co_return co_await reject(rq, 400, why);
-  }
-  if (target.form == http::target_form::authority) {
-    // CONNECT is recognised by the codec; the proxy does not tunnel yet. An Upgrade it does
-    // not do is ignored instead (the parser reads on; the serializer drops the field).
-    const std::string why = "CONNECT is not supported";
-    co_return co_await reject(rq, 501, why);
-  }
-  // RFC 9110 7.3: an intermediary MUST NOT forward a message to itself unless it is protected
-  // from a loop. A request that went through tether this often already is taken for one (a
-  // route that leads back to the proxy): 508, rather than a connection per pass until the
-  // descriptors run out.
-  if (head.has_via && tether_hops(head) >= max_tether_hops) {
-    count(cause::bad_request);
-    const std::string why = "request loop: it went through tether " +
-                            std::to_string(max_tether_hops) + " times (see its Via)";
-    co_return co_await refuse(rq, 508, why, "-");
-  }
-  // RFC 9110 7.6.2: an OPTIONS or TRACE request with Max-Forwards 0 is answered here, as its
-  // final recipient; with more, it goes on with one less. TRACE is not echoed (a response
-  // showing a request's credentials to a script is what cross-site tracing abuses).
   std::optional<std::uint64_t> max_forwards;
-  if (head.method == "OPTIONS" || head.method == "TRACE") {
-    if (const auto v = head.find("max-forwards")) {
-      std::uint64_t n = 0;
-      const auto [end, ec] = std::from_chars(v->data(), v->data() + v->size(), n);
-      if (ec != std::errc{} || end != v->data() + v->size()) {
-        count(cause::bad_request);
-        const std::string why = "invalid Max-Forwards (a number of hops)";
-        co_return co_await reject(rq, 400, why);
-      }
-      if (n == 0) {
-        const bool options = head.method == "OPTIONS";
-        const std::string why = options ? "answered by tether: Max-Forwards is 0"
-                                        : "TRACE is not echoed: Max-Forwards is 0";
-        co_return co_await refuse(rq, options ? 200 : 405, why, "-", &allowed_methods);
-      }
-      max_forwards = n - 1;
+  if (auto answer = vet(rq, target, authority, max_forwards)) {
+    if (answer->counted) {
+      count(*answer->counted);
     }
+    if (answer->close) {
+      co_return co_await reject(rq, answer->status, answer->why);
+    }
+    co_return co_await refuse(rq, answer->status, answer->why, "-", answer->field);
   }
   const auto route_index = find_route(w_.shared.cfg.routes, authority, target);
   if (!route_index) {

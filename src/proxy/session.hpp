@@ -88,6 +88,22 @@ private:
 
   asio::awaitable<void> send_continue(request_context& rq);
 
+  /// An answer the proxy gives a request itself, before anything goes upstream.
+  struct own_answer {
+    int status = 400;
+    std::string why;
+    bool close = false;                  // reject (the connection closes), else refuse
+    std::optional<cause> counted;        // in tether_proxy_errors_total
+    const http::header* field = nullptr; // an Allow
+  };
+
+  // The checks of a request before it is routed: its framing for HTTP/1.0, its target's form and
+  // Host (RFC 9112 3.2), CONNECT, a loop through tether (Via), Max-Forwards. Fills in what the
+  // request is for; an answer when the proxy answers it itself.
+  std::optional<own_answer> vet(const request_context& rq, http::request_target& target,
+                                std::string_view& authority,
+                                std::optional<std::uint64_t>& max_forwards) const;
+
   // Proxies one request. Returns whether the downstream connection may carry another.
   asio::awaitable<bool> handle(head_ptr head_in, bool last);
 
@@ -179,6 +195,34 @@ private:
                                               steady::time_point head_deadline,
                                               clock::duration request_timeout,
                                               std::optional<std::error_code> first_read);
+
+  /// Where reading a response is.
+  struct response_read {
+    bool head_sent = false; // its head went to the client
+    bool dropping = false;  // it was judged for a retry: read and dropped
+    bool done = false;      // it ended
+    bool close = false;     // its connection is not reused
+  };
+
+  // Moves what the parser queued of a response into `reply` for the client: interim responses,
+  // the final head (judged first), body pieces. False when the response ends the attempt at
+  // once (an unasked 101).
+  bool forward_parsed(std::string& reply, response_read& st, request_context& rq,
+                      upstream_attempt& a, response_end& end);
+
+  // How a read of a response that failed (an error, EOF, a malformed response) ends the attempt.
+  void read_failed(http::http_connection& up, std::error_code ec, bool head_sent,
+                   response_end& end);
+
+  // At a final response's head: judged by the attempt (upstream::attempt::at_response); true
+  // when it is dropped for a retry (`end` says after what wait).
+  bool judge_for_retry(const owned_head& h, upstream_attempt& a, response_end& end);
+
+  // Appends the head of an upstream's response as the client gets it: tether's own HTTP/1.1 and
+  // Via, Connection as the client's connection will be, and without the framing fields a 204,
+  // a 304 or a body unchunked for an HTTP/1.0 client must not carry. Sets keep_after_ and
+  // chunked_response_ for the body that follows.
+  void write_client_head(std::string& reply, const owned_head& h, const request_context& rq);
 
   /// A request's exchange with its upstream, as upstream::attempt_loop runs it: what is sent,
   /// and how the last attempt ended for the client.

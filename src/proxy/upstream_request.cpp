@@ -151,6 +151,135 @@ asio::awaitable<void> session::watch_upstream(http::http_connection* up, upstrea
   }
 }
 
+bool session::judge_for_retry(const owned_head& h, upstream_attempt& a, response_end& end) {
+  std::optional<clock::duration> retry_after;
+  if (const auto v = h.find("retry-after")) {
+    retry_after = http::parse_retry_after(*v, std::chrono::system_clock::now());
+  }
+  const auto outcome = resilience::attempt_outcome::from_status(h.status, retry_after);
+  const auto decision = a.at_response(outcome);
+  if (!decision || !decision->retry) {
+    return false;
+  }
+  end.retry = true;
+  end.delay = decision->delay;
+  end.outcome = outcome;
+  return true;
+}
+
+void session::write_client_head(std::string& reply, const owned_head& h,
+                                const request_context& rq) {
+  const bool until_close = h.framing == http::body_framing::until_close;
+  // An HTTP/1.0 client cannot read chunked framing (RFC 9112 7): it gets the body as it
+  // is, without Transfer-Encoding, delimited by the close of the connection.
+  const bool unchunk = http10_ && h.framing == http::body_framing::chunked;
+  const bool keep = rq.client_keep && !until_close && !unchunk;
+  // tether's own version, whatever the upstream's (RFC 9110 6.2: an intermediary MUST
+  // send its own): an HTTP/1.0 upstream's answer reaches the client as 1.1.
+  auto rview = h.view();
+  rview.version_major = 1;
+  rview.version_minor = 1;
+  const std::array<http::header, 2> rextra = {
+      http::header{"Via", "1.1 tether"}, http::header{"Connection", keep ? "keep-alive" : "close"}};
+  // Framing fields that must not go to the client: a 204 has neither Content-Length
+  // nor Transfer-Encoding, a 304 no Transfer-Encoding (RFC 9110 8.6, RFC 9112 6.1), and
+  // an unchunked body no Transfer-Encoding.
+  static constexpr std::array<std::string_view, 2> framing_fields = {"transfer-encoding",
+                                                                     "content-length"};
+  const std::size_t drop_framing = h.status == 204 ? 2 : h.status == 304 || unchunk ? 1 : 0;
+  // "Connection: close" when the client must not reuse the connection; "keep-alive"
+  // when it may and speaks HTTP/1.0 (which closes unless told otherwise).
+  const bool say_connection = !keep || http10_;
+  http::write_response_head(reply, rview,
+                            {false, std::span{rextra}.first(say_connection ? 2 : 1),
+                             std::span{framing_fields}.first(drop_framing)});
+  keep_after_ = keep;
+  chunked_response_ = h.framing == http::body_framing::chunked && !unchunk;
+}
+
+bool session::forward_parsed(std::string& reply, response_read& st, request_context& rq,
+                             upstream_attempt& a, response_end& end) {
+  auto& response = response_events_;
+  while (!response.empty()) {
+    auto ev = std::move(response.front());
+    response.pop_front();
+    if (auto* held = std::get_if<head_ptr>(&ev)) {
+      const owned_head* h = held->get();
+      if (h->status == 101) {
+        // A switch of protocols the request did not ask for (no Upgrade goes upstream): the
+        // upstream is out of step with the request. 502 now rather than a wait for a final
+        // response that will not come.
+        a.lease().mark_broken();
+        end.outcome = resilience::attempt_outcome::from_status(502);
+        end.failure = "upstream switched protocols (101) unasked";
+        return false;
+      }
+      if (h->status >= 100 && h->status < 200) {
+        // An interim response (100 Continue, 103 Early Hints) goes to the client (see
+        // forward_interim). Its end is skipped.
+        skip_interim_end_ = true;
+        forward_interim(reply, *h, rq);
+        continue;
+      }
+      end.status = h->status;
+      st.close = st.close || !h->keep_alive;
+      if (judge_for_retry(*h, a, end)) {
+        st.dropping = true; // the rest of it is read and dropped
+        continue;
+      }
+      write_client_head(reply, *h, rq);
+      st.head_sent = true;
+    } else if (auto* piece = std::get_if<body_piece>(&ev)) {
+      if (st.dropping) {
+        continue;
+      }
+      if (chunked_response_) {
+        http::write_chunk(reply, piece->data);
+      } else {
+        reply.append(piece->data);
+      }
+    } else {
+      if (skip_interim_end_) {
+        skip_interim_end_ = false;
+        continue;
+      }
+      if (chunked_response_ && !st.dropping) {
+        http::write_last_chunk(reply);
+      }
+      st.done = true;
+      break;
+    }
+  }
+  if (st.done && (!response.empty() || !a.lease()->parser.idle())) {
+    // A second response (or part of one) came with the first: the upstream is out of step with
+    // its requests. Nothing of it goes to the client; the connection is closed.
+    st.close = true;
+    response.clear();
+  }
+  return true;
+}
+
+void session::read_failed(http::http_connection& up, std::error_code ec, bool head_sent,
+                          response_end& end) {
+  const bool timed_out = ec == std::errc::timed_out;
+  if (head_sent) {
+    // The client has part of a response: only closing tells it.
+    count(timed_out ? cause::upstream_timeout
+                    : (up.parser.error() ? cause::bad_response : cause::upstream_reset));
+    end.client_gone = true;
+  } else if (up.parser.error()) {
+    // A malformed response: the upstream is broken in a way a retry will not mend.
+    end.outcome.result = resilience::attempt_result::http_status;
+    end.outcome.status = 502;
+    end.failure = "upstream sent a malformed response: " + up.parser.error().message();
+  } else {
+    end.outcome.result =
+        timed_out ? resilience::attempt_result::timeout : resilience::attempt_result::reset;
+    end.failure =
+        timed_out ? "upstream timeout" : "upstream closed the connection before answering";
+  }
+}
+
 asio::awaitable<session::response_end>
 session::read_response(request_context& rq, upstream_attempt& a, steady::time_point head_deadline,
                        clock::duration request_timeout, std::optional<std::error_code> first_read) {
@@ -165,11 +294,8 @@ session::read_response(request_context& rq, upstream_attempt& a, steady::time_po
   // a long response grows it to the read size, which an idle connection should not keep.
   borrowed_string reply_buffer{w_};
   std::string& reply = reply_buffer.get();
-  bool head_sent = false;
-  bool dropping = false; // a failed response being skipped for a retry
-  bool response_done = false;
-  bool response_close = false;
-  while (!response_done) {
+  response_read st;
+  while (!st.done) {
     if (aborted_) {
       lease.mark_broken();
       end.client_gone = true; // stopped past the drain time: the client connection closes
@@ -180,7 +306,7 @@ session::read_response(request_context& rq, upstream_attempt& a, steady::time_po
     if (first_read) {
       ec = *std::exchange(first_read, std::nullopt);
     } else {
-      watchdog_->set(head_sent ? steady::now() + request_timeout : head_deadline);
+      watchdog_->set(st.head_sent ? steady::now() + request_timeout : head_deadline);
       auto [read_ec, read] = co_await up.socket.async_read_some(asio::buffer(up.buffer), use_tuple);
       ec = read_ec;
       n = read;
@@ -194,7 +320,7 @@ session::read_response(request_context& rq, upstream_attempt& a, steady::time_po
     } else if (!ec && n > 0) {
       const auto used = up.parser.feed({up.buffer.data(), n}, response);
       if (used != n) {
-        response_close = true; // bytes after the response: the connection is out of step
+        st.close = true; // bytes after the response: the connection is out of step
       }
     }
     const bool failed = (ec && ec != asio::error::eof) || up.parser.error() ||
@@ -202,107 +328,20 @@ session::read_response(request_context& rq, upstream_attempt& a, steady::time_po
     // Whatever was parsed goes to the client first, in one write per upstream read (head and
     // body together: one segment on the wire for a small response, not two).
     reply.clear();
-    while (!response.empty()) {
-      auto ev = std::move(response.front());
-      response.pop_front();
-      if (auto* held = std::get_if<head_ptr>(&ev)) {
-        const owned_head* h = held->get();
-        if (h->status == 101) {
-          // A switch of protocols the request did not ask for (no Upgrade goes upstream): the
-          // upstream is out of step with the request. 502 now rather than a wait for a
-          // final response that will not come.
-          lease.mark_broken();
-          end.outcome = resilience::attempt_outcome::from_status(502);
-          end.failure = "upstream switched protocols (101) unasked";
-          co_return end;
-        }
-        if (h->status >= 100 && h->status < 200) {
-          // An interim response (100 Continue, 103 Early Hints) goes to the client (see
-          // forward_interim). Its end is skipped.
-          skip_interim_end_ = true;
-          forward_interim(reply, *h, rq);
-          continue;
-        }
-        end.status = h->status;
-        response_close = response_close || !h->keep_alive;
-        std::optional<clock::duration> retry_after;
-        if (const auto v = h->find("retry-after")) {
-          retry_after = http::parse_retry_after(*v, std::chrono::system_clock::now());
-        }
-        const auto outcome = resilience::attempt_outcome::from_status(h->status, retry_after);
-        if (const auto decision = a.at_response(outcome); decision && decision->retry) {
-          dropping = true;
-          end.retry = true;
-          end.delay = decision->delay;
-          end.outcome = outcome;
-          continue;
-        }
-        const bool until_close = h->framing == http::body_framing::until_close;
-        // An HTTP/1.0 client cannot read chunked framing (RFC 9112 7): it gets the body as it
-        // is, without Transfer-Encoding, delimited by the close of the connection.
-        const bool unchunk = http10_ && h->framing == http::body_framing::chunked;
-        const bool keep = rq.client_keep && !until_close && !unchunk;
-        // tether's own version, whatever the upstream's (RFC 9110 6.2: an intermediary MUST
-        // send its own): an HTTP/1.0 upstream's answer reaches the client as 1.1.
-        auto rview = h->view();
-        rview.version_major = 1;
-        rview.version_minor = 1;
-        const std::array<http::header, 2> rextra = {
-            http::header{"Via", "1.1 tether"},
-            http::header{"Connection", keep ? "keep-alive" : "close"}};
-        // Framing fields that must not go to the client: a 204 has neither Content-Length
-        // nor Transfer-Encoding, a 304 no Transfer-Encoding (RFC 9110 8.6, RFC 9112 6.1), and
-        // an unchunked body no Transfer-Encoding.
-        static constexpr std::array<std::string_view, 2> framing_fields = {"transfer-encoding",
-                                                                           "content-length"};
-        const std::size_t drop_framing = h->status == 204 ? 2 : h->status == 304 || unchunk ? 1 : 0;
-        // "Connection: close" when the client must not reuse the connection; "keep-alive"
-        // when it may and speaks HTTP/1.0 (which closes unless told otherwise).
-        const bool say_connection = !keep || http10_;
-        http::write_response_head(reply, rview,
-                                  {false, std::span{rextra}.first(say_connection ? 2 : 1),
-                                   std::span{framing_fields}.first(drop_framing)});
-        head_sent = true;
-        keep_after_ = keep;
-        chunked_response_ = h->framing == http::body_framing::chunked && !unchunk;
-      } else if (auto* piece = std::get_if<body_piece>(&ev)) {
-        if (dropping) {
-          continue;
-        }
-        if (chunked_response_) {
-          http::write_chunk(reply, piece->data);
-        } else {
-          reply.append(piece->data);
-        }
-      } else {
-        if (skip_interim_end_) {
-          skip_interim_end_ = false;
-          continue;
-        }
-        if (chunked_response_ && !dropping) {
-          http::write_last_chunk(reply);
-        }
-        response_done = true;
-        break;
-      }
+    if (!forward_parsed(reply, st, rq, a, end)) {
+      co_return end;
     }
-    if (response_done && (!response.empty() || !up.parser.idle())) {
-      // A second response (or part of one) came with the first: the upstream is out of step
-      // with its requests. Nothing of it goes to the client; the connection is closed.
-      response_close = true;
-      response.clear();
-    }
-    if (dropping) {
+    if (st.dropping) {
       // A response skipped for a retry: its connection is kept only if it ended already.
-      up.responses += response_done ? 1 : 0;
-      up.reusable = response_done && !response_close && up.parser.idle();
+      up.responses += st.done ? 1 : 0;
+      up.reusable = st.done && !st.close && up.parser.idle();
       if (!up.reusable) {
         lease.mark_broken();
       }
       co_return end;
     }
     if (!reply.empty()) {
-      if (head_sent) {
+      if (st.head_sent) {
         // The attempt's deadline is met: the rest runs under the request timeout.
         watchdog_->set(coarse_monotonic_clock::instance().now() + request_timeout);
       }
@@ -314,35 +353,14 @@ session::read_response(request_context& rq, upstream_attempt& a, steady::time_po
         co_return end;
       }
     }
-    if (response_done) {
-      break;
-    }
-    if (failed || ec == asio::error::eof) {
+    if (!st.done && (failed || ec == asio::error::eof)) {
       lease.mark_broken();
-      const bool timed_out = ec == std::errc::timed_out;
-      if (head_sent) {
-        // The client has part of a response: only closing tells it.
-        count(timed_out ? cause::upstream_timeout
-                        : (up.parser.error() ? cause::bad_response : cause::upstream_reset));
-        end.client_gone = true;
-        co_return end;
-      }
-      if (up.parser.error()) {
-        // A malformed response: the upstream is broken in a way a retry will not mend.
-        end.outcome.result = resilience::attempt_result::http_status;
-        end.outcome.status = 502;
-        end.failure = "upstream sent a malformed response: " + up.parser.error().message();
-      } else {
-        end.outcome.result =
-            timed_out ? resilience::attempt_result::timeout : resilience::attempt_result::reset;
-        end.failure =
-            timed_out ? "upstream timeout" : "upstream closed the connection before answering";
-      }
+      read_failed(up, ec, st.head_sent, end);
       co_return end;
     }
   }
   ++up.responses;
-  up.reusable = !response_close && up.parser.idle();
+  up.reusable = !st.close && up.parser.idle();
   end.forwarded = true;
   end.keep = keep_after_;
   co_return end;
