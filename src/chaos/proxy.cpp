@@ -6,6 +6,7 @@
 #include <chrono>
 #include <deque>
 #include <map>
+#include <optional>
 
 #include <asio/co_spawn.hpp>
 #include <asio/connect.hpp>
@@ -335,6 +336,74 @@ private:
                                                   &splice_wake_[index(s)]);
   }
 
+  // The timeout and reset_peer toxics, which hold a direction's bytes back: nullopt when neither
+  // is active; else true when the chunk is dropped and the pump goes on, false when the
+  // direction ends (`data`: a chunk, not the end of the input).
+  std::optional<bool> swallow(stream s, bool data) {
+    // timeout: every byte is dropped, and each one restarts the timer; the end of the input
+    // ends the connection.
+    if (const toxic* t = first_active(s, toxic_kind::timeout)) {
+      if (!data) {
+        close(false);
+        return false;
+      }
+      const auto entry = timers_.find(t->name);
+      if (entry != timers_.end()) {
+        arm(entry->second);
+      }
+      return true;
+    }
+    // reset_peer: the first chunk (or the end) is dropped and the reset comes `timeout` later.
+    if (const toxic* t = first_active(s, toxic_kind::reset_peer)) {
+      if (timers_.count(t->name) == 0) {
+        auto& entry = timers_[t->name];
+        entry.kind = toxic_kind::reset_peer;
+        entry.setting = t->timeout;
+        entry.timer = std::make_shared<asio::steady_timer>(executor_);
+        arm(entry);
+      }
+      return data;
+    }
+    return std::nullopt;
+  }
+
+  // limit_data: keeps what fits under the toxic's byte count (`passed` went already); true when
+  // the count is reached and the connection closes after these pieces.
+  static bool limit_data(std::vector<std::string>& pieces, const toxic& t, std::uint64_t passed) {
+    const auto limit = static_cast<std::uint64_t>(std::max<std::int64_t>(t.bytes, 0));
+    std::uint64_t left = limit > passed ? limit - passed : 0;
+    std::vector<std::string> kept;
+    for (auto& p : pieces) {
+      if (left == 0) {
+        break;
+      }
+      if (p.size() > left) {
+        p.resize(left);
+      }
+      left -= p.size();
+      kept.push_back(std::move(p));
+    }
+    pieces = std::move(kept);
+    std::uint64_t total = passed;
+    for (const auto& p : pieces) {
+      total += p.size();
+    }
+    return total >= limit;
+  }
+
+  // bandwidth: pieces of at most 100 ms worth at `rate` KB/s, so a large chunk does not go out
+  // in one burst.
+  static std::vector<std::string> paced_pieces(std::vector<std::string> pieces, std::int64_t rate) {
+    const auto per_piece = static_cast<std::size_t>(std::max<std::int64_t>(rate * 100, 1));
+    std::vector<std::string> out;
+    for (auto& p : pieces) {
+      for (std::size_t at = 0; at < p.size(); at += per_piece) {
+        out.push_back(p.substr(at, per_piece));
+      }
+    }
+    return out;
+  }
+
   static asio::awaitable<void> write_pump(std::shared_ptr<link> self, stream s) {
     auto& queue = self->queues_[index(s)];
     std::uint64_t passed = 0;
@@ -362,32 +431,11 @@ private:
       if (self->closed_) {
         co_return;
       }
-      // timeout: every byte is dropped, and each one restarts the timer; the end of the input
-      // ends the connection.
-      if (const toxic* t = self->first_active(s, toxic_kind::timeout)) {
-        if (ec) {
-          self->close(false);
-          co_return;
+      if (const auto swallowed = self->swallow(s, !ec)) {
+        if (*swallowed) {
+          continue;
         }
-        const auto entry = self->timers_.find(t->name);
-        if (entry != self->timers_.end()) {
-          self->arm(entry->second);
-        }
-        continue;
-      }
-      // reset_peer: the first chunk (or the end) is dropped and the reset comes `timeout` later.
-      if (const toxic* t = self->first_active(s, toxic_kind::reset_peer)) {
-        if (self->timers_.count(t->name) == 0) {
-          auto& entry = self->timers_[t->name];
-          entry.kind = toxic_kind::reset_peer;
-          entry.setting = t->timeout;
-          entry.timer = std::make_shared<asio::steady_timer>(self->executor_);
-          self->arm(entry);
-        }
-        if (ec) {
-          co_return;
-        }
-        continue;
+        co_return;
       }
       if (ec) {
         co_await self->end_direction(s, ec);
@@ -424,28 +472,9 @@ private:
           pieces = slice(pieces, t, *self);
           slice_delay_us = t.delay;
           break;
-        case toxic_kind::limit_data: {
-          const auto limit = static_cast<std::uint64_t>(std::max<std::int64_t>(t.bytes, 0));
-          std::uint64_t left = limit > passed ? limit - passed : 0;
-          std::vector<std::string> kept;
-          for (auto& p : pieces) {
-            if (left == 0) {
-              break;
-            }
-            if (p.size() > left) {
-              p.resize(left);
-            }
-            left -= p.size();
-            kept.push_back(std::move(p));
-          }
-          pieces = std::move(kept);
-          std::uint64_t total = passed;
-          for (const auto& p : pieces) {
-            total += p.size();
-          }
-          cut = cut || total >= limit;
+        case toxic_kind::limit_data:
+          cut = limit_data(pieces, t, passed) || cut;
           break;
-        }
         case toxic_kind::slow_close:
         case toxic_kind::timeout:
         case toxic_kind::reset_peer:
@@ -453,15 +482,7 @@ private:
         }
       }
       if (rate > 0) {
-        // Pace in pieces of at most 100 ms worth, so a large chunk does not go out in one burst.
-        const auto per_piece = static_cast<std::size_t>(std::max<std::int64_t>(rate * 100, 1));
-        std::vector<std::string> paced_pieces;
-        for (auto& p : pieces) {
-          for (std::size_t at = 0; at < p.size(); at += per_piece) {
-            paced_pieces.push_back(p.substr(at, per_piece));
-          }
-        }
-        pieces = std::move(paced_pieces);
+        pieces = paced_pieces(std::move(pieces), rate);
       }
       for (auto& p : pieces) {
         if (rate > 0) {

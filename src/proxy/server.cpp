@@ -49,6 +49,82 @@ server::~server() {
   stop();
 }
 
+void server::impl::open_pools(worker& w) {
+  const auto& cfg = shared.cfg;
+  // Each host gets this worker's pool, at the worker's index among its pools.
+  for (std::size_t c = 0; c < cfg.clusters.size(); ++c) {
+    const auto& cl = cfg.clusters[c];
+    auto& up = *shared.clusters[c].upstream;
+    for (auto& h : up.hosts) {
+      // The gauges read the pool at scrape time, weakly: a pool can outlive this worker's list
+      // only while its io_context winds down.
+      auto weak = std::make_shared<std::weak_ptr<upstream_pool>>();
+      auto observer = std::make_shared<pool::pool_metrics>(
+          shared.registry,
+          metrics::labels{
+              {"cluster", cl.name}, {"endpoint", h->name()}, {"worker", std::to_string(w.id)}},
+          [weak] {
+            auto locked = weak->lock();
+            return locked ? locked->stats() : pool::pool_stats{};
+          });
+      auto limits = cfg.downstream.limits;
+      limits.max_body = 0; // responses are streamed, never held whole
+      http::http_connector connector{h->address(), h->port(), cl.tcp, limits};
+      connector.limit_connections(&up.limits->connections);
+      if (h->addresses) {
+        connector.use_addresses(h->addresses);
+      }
+      auto p = upstream_pool::create(w.io.get_executor(), std::move(connector), cl.pool,
+                                     coarse_monotonic_clock::instance(), observer);
+      *weak = p;
+      h->pools.push_back(std::move(p));
+      w.pool_observers.push_back(std::move(observer));
+    }
+  }
+}
+
+void server::impl::unbind() {
+  for (auto& w : workers) {
+    w->acceptors.clear();
+  }
+}
+
+std::error_code server::impl::bind_listeners() {
+  // Every worker binds the same address and port (SO_REUSEPORT; the kernel spreads connections
+  // across them). A port 0 is resolved by the first worker's bind, which also makes sure no
+  // other process listens there unless the listener says to share the port.
+  for (const auto& l : shared.cfg.listeners) {
+    std::uint16_t port = l.port;
+    std::error_code ec;
+    const auto address = asio::ip::make_address(l.address, ec);
+    for (auto& w : workers) {
+      if (ec) {
+        break;
+      }
+      auto a = std::make_unique<asio::ip::tcp::acceptor>(w->io);
+      const bool first = w == workers.front();
+      ec = net::open_listener(*a, {address, port}, {true, first && !l.reuse_port});
+      if (!ec) {
+        port = a->local_endpoint().port();
+        w->acceptors.push_back(std::move(a));
+      }
+    }
+    if (ec) {
+      unbind();
+      failure = "cannot listen on " + l.address + ":" + std::to_string(l.port) + " (listener '" +
+                l.name + "'): " + ec.message();
+      if (ec == std::errc::address_in_use) {
+        failure += l.reuse_port ? " by a socket that does not share it"
+                                : "; another process listens there (a listener's "
+                                  "`reuse_port: true` shares a port on purpose)";
+      }
+      return ec;
+    }
+    ports.push_back(port);
+  }
+  return {};
+}
+
 std::error_code server::start() {
   auto& s = *impl_;
   auto& cfg = s.shared.cfg;
@@ -73,80 +149,17 @@ std::error_code server::start() {
   s.register_metrics();
   for (std::size_t i = 0; i < n; ++i) {
     auto w = std::make_unique<worker>(s.shared, i);
-    // Each host gets this worker's pool, at the worker's index among its pools.
-    for (std::size_t c = 0; c < cfg.clusters.size(); ++c) {
-      const auto& cl = cfg.clusters[c];
-      auto& up = *s.shared.clusters[c].upstream;
-      for (auto& h : up.hosts) {
-        // The gauges read the pool at scrape time, weakly: a pool can outlive this worker's
-        // list only while its io_context winds down.
-        auto weak = std::make_shared<std::weak_ptr<upstream_pool>>();
-        auto observer = std::make_shared<pool::pool_metrics>(
-            s.shared.registry,
-            metrics::labels{
-                {"cluster", cl.name}, {"endpoint", h->name()}, {"worker", std::to_string(i)}},
-            [weak] {
-              auto locked = weak->lock();
-              return locked ? locked->stats() : pool::pool_stats{};
-            });
-        auto limits = cfg.downstream.limits;
-        limits.max_body = 0; // responses are streamed, never held whole
-        http::http_connector connector{h->address(), h->port(), cl.tcp, limits};
-        connector.limit_connections(&up.limits->connections);
-        if (h->addresses) {
-          connector.use_addresses(h->addresses);
-        }
-        auto p = upstream_pool::create(w->io.get_executor(), std::move(connector), cl.pool,
-                                       coarse_monotonic_clock::instance(), observer);
-        *weak = p;
-        h->pools.push_back(std::move(p));
-        w->pool_observers.push_back(std::move(observer));
-      }
-    }
+    s.open_pools(*w);
     s.workers.push_back(std::move(w));
   }
-  // Listeners: every worker binds the same address and port (SO_REUSEPORT; the kernel spreads
-  // connections across them). A port 0 is resolved by the first worker's bind, which also makes
-  // sure no other process listens there unless the listener says to share the port.
-  const auto unbind = [&s] {
-    for (auto& w : s.workers) {
-      w->acceptors.clear();
-    }
-  };
-  for (const auto& l : cfg.listeners) {
-    std::uint16_t port = l.port;
-    std::error_code ec;
-    const auto address = asio::ip::make_address(l.address, ec);
-    for (auto& w : s.workers) {
-      if (ec) {
-        break;
-      }
-      auto a = std::make_unique<asio::ip::tcp::acceptor>(w->io);
-      const bool first = w == s.workers.front();
-      ec = net::open_listener(*a, {address, port}, {true, first && !l.reuse_port});
-      if (!ec) {
-        port = a->local_endpoint().port();
-        w->acceptors.push_back(std::move(a));
-      }
-    }
-    if (ec) {
-      unbind();
-      s.failure = "cannot listen on " + l.address + ":" + std::to_string(l.port) + " (listener '" +
-                  l.name + "'): " + ec.message();
-      if (ec == std::errc::address_in_use) {
-        s.failure += l.reuse_port ? " by a socket that does not share it"
-                                  : "; another process listens there (a listener's "
-                                    "`reuse_port: true` shares a port on purpose)";
-      }
-      return ec;
-    }
-    s.ports.push_back(port);
+  if (const auto ec = s.bind_listeners()) {
+    return ec;
   }
   s.admin = http::small_server::create(
       s.admin_io.get_executor(),
       [impl = impl_.get()](const http::server_request& r) { return impl->admin_request(r); });
   if (const auto ec = s.admin->listen(cfg.admin.address, cfg.admin.port)) {
-    unbind();
+    s.unbind();
     s.failure = "cannot listen on " + cfg.admin.address + ":" + std::to_string(cfg.admin.port) +
                 " (the admin listener): " + ec.message();
     return ec;

@@ -56,6 +56,9 @@ struct server::impl {
   default_random random{default_random::entropy_seed()};
 
   void register_metrics();
+  void open_pools(detail::worker& w); // its pool at every host
+  std::error_code bind_listeners();   // every listener on every worker
+  void unbind();
   http::server_response admin_request(const http::server_request& r);
   void start_admin_tasks(); // health checks, DNS lookups, outlier sweeps
   void set_health(std::size_t c, std::size_t e, bool healthy);
