@@ -10,9 +10,6 @@ namespace {
 
 using detail::iequals;
 
-bool is_alpha(char c) noexcept {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
 bool is_digit(char c) noexcept {
   return c >= '0' && c <= '9';
 }

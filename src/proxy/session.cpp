@@ -421,6 +421,11 @@ asio::awaitable<bool> session::handle(head_ptr head_in, bool last) {
   const auto end = co_await upstream::attempt_loop(*cc.upstream, tries, ex,
                                                    {w_.id, monotonic_clock::instance(), w_.random,
                                                     cluster_cfg.pool.acquire_timeout, rq.started});
+  if (end.how == upstream::loop_end::kind::answered) {
+    // The usual end, here rather than in conclude: a coroutine frame less per request.
+    observe(cc, ex.status, rq.started, rq.head(), rq.cluster, cc.upstream->at(end.host).name());
+    co_return ex.keep;
+  }
   co_return co_await conclude(rq, ex, end);
 }
 
@@ -431,8 +436,7 @@ asio::awaitable<bool> session::conclude(request_context& rq, const proxy_exchang
       end.host == upstream::loop_end::npos ? no_host : cc.upstream->at(end.host).name();
   using why = upstream::loop_end::why;
   switch (end.how) {
-  case upstream::loop_end::kind::answered:
-    observe(cc, ex.status, rq.started, rq.head(), rq.cluster, host_name);
+  case upstream::loop_end::kind::answered: // handled by handle()
     co_return ex.keep;
   case upstream::loop_end::kind::stopped:
     switch (ex.stop) {
@@ -490,12 +494,13 @@ asio::awaitable<bool> session::conclude(request_context& rq, const proxy_exchang
   co_return co_await refuse(rq, timed_out ? 504 : 502, end.failure, host_name);
 }
 
+// Not coroutines: they hand over the session's own (one coroutine frame less per request).
 asio::awaitable<upstream::exchange_end> session::proxy_exchange::exchange(upstream_attempt& a) {
-  co_return co_await s.exchange(*this, a);
+  return s.exchange(*this, a);
 }
 
 asio::awaitable<bool> session::proxy_exchange::back_off(clock::duration delay) {
-  co_return co_await s.backoff(delay);
+  return s.backoff(delay);
 }
 
 void session::proxy_exchange::on_retry(const upstream_host& h, const upstream::exchange_end& r) {
@@ -510,33 +515,15 @@ void session::proxy_exchange::on_replay(const upstream_host& h) {
                 " again: " + h.name() + " closed a kept-alive connection");
 }
 
-asio::awaitable<upstream::exchange_end> session::exchange(proxy_exchange& ex, upstream_attempt& a) {
-  using upstream::exchange_end;
-  exchange_end r;
+session::upload session::prepare_request(proxy_exchange& ex, upstream_attempt& a) {
   auto& rq = ex.rq;
-  auto& lease = a.lease();
-  auto& up = *lease;
-  if (aborted_) {
-    // Stopped past the drain time while waiting for the connection.
-    lease.mark_broken();
-    ex.stop = proxy_exchange::stop_kind::aborted;
-    r.how = exchange_end::kind::stopped;
-    co_return r;
-  }
+  auto& up = *a.lease();
   if (ex.head_out.needs_upstream_host()) {
     ex.head_out.write(ex.head_bytes, a.target().name());
   }
-  // The watchdog guards the upstream socket too: a write to an upstream that stops reading, or
-  // a response that never comes, ends at the attempt's deadline.
-  watchdog_->upstream = &up.socket;
-  struct unguard {
-    watchdog& w;
-    ~unguard() { w.upstream = nullptr; }
-  } unguard_upstream{*watchdog_};
   if (rq.head().method == "HEAD") {
     up.parser.expect_head_response();
   }
-  const bool whole_before = rq.consumed; // the body (if any) is here to be sent again
   std::string& out = ex.out;
   out.assign(ex.head_bytes);
   if (!ex.body.empty()) {
@@ -549,72 +536,63 @@ asio::awaitable<upstream::exchange_end> session::exchange(proxy_exchange& ex, up
   if (rq.consumed && ex.chunked) {
     http::write_last_chunk(out);
   }
-  const auto attempt_deadline = a.deadline();
   // The upstream is watched while a body streams; a body read whole (at most buffer_limit) goes
   // in one write the socket buffers take.
-  const upload plan{out,          ex.chunked,       ex.forward_expect,
-                    !rq.consumed, attempt_deadline, ex.request_timeout};
-  send_end sent;
-  if (plan.streams) {
-    sent = co_await stream_request(rq, up, plan);
-  } else {
-    // The whole request is here: one write, under the response's deadline while that is not
-    // near (one timer setting), else the request timeout.
-    watchdog_->set(std::max(attempt_deadline, steady::now() + ex.request_timeout / 2));
-    auto [ec, n] = co_await asio::async_write(up.socket, asio::buffer(out), use_tuple);
-    sent.timed_out = watchdog_->fired;
-    sent.complete = !ec && !sent.timed_out;
-  }
+  return {out, ex.chunked, ex.forward_expect, !rq.consumed, a.deadline(), ex.request_timeout};
+}
+
+std::optional<upstream::exchange_end> session::sent_badly(proxy_exchange& ex, upstream_attempt& a,
+                                                          const send_end& sent) {
+  using upstream::exchange_end;
+  auto& lease = a.lease();
   if (sent.client_failed) {
     // The client went away (or sent garbage) mid-body: the upstream has half a request.
     lease.mark_broken();
     ex.stop = proxy_exchange::stop_kind::client_failed;
+    exchange_end r;
     r.how = exchange_end::kind::stopped;
-    co_return r;
+    return r;
   }
   if (!sent.complete) {
     // The upstream has part of the request: it is out of step, and so is the client, whose
     // body was not all read.
     lease.mark_broken();
-    rq.client_keep = false;
+    ex.rq.client_keep = false;
   }
   if (sent.timed_out) {
+    exchange_end r;
     r.outcome.result = resilience::attempt_result::timeout;
     r.failure = "upstream timeout";
-    co_return r;
+    return r;
   }
-  // The response: what the upload's watch queued first, then the rest. After a streamed upload,
-  // the wait for its head starts at the upload's end.
-  const auto response_deadline =
-      whole_before ? attempt_deadline
-                   : std::max(attempt_deadline, steady::now() + (attempt_deadline - a.start()));
-  const auto got =
-      co_await read_response(rq, a, response_deadline, ex.request_timeout, sent.first_read);
+  return std::nullopt;
+}
+
+upstream::exchange_end session::exchange_result(proxy_exchange& ex, upstream_attempt& a,
+                                                response_end& got) {
+  using upstream::exchange_end;
+  exchange_end r;
   ex.status = got.status;
   if (got.client_gone) {
     ex.stop = proxy_exchange::stop_kind::client_gone;
     r.how = exchange_end::kind::stopped;
-    co_return r;
-  }
-  if (got.forwarded) {
-    lease.reset();
+  } else if (got.forwarded) {
+    a.lease().reset();
     ex.keep = got.keep;
     r.how = exchange_end::kind::answered;
-    co_return r;
-  }
-  if (got.retry) {
+  } else if (got.retry) {
     // A failed response that will be retried (decided at its head).
     r.how = exchange_end::kind::retry;
     r.delay = got.delay;
-    co_return r;
+  } else {
+    r.outcome = got.outcome;
+    r.failure = std::move(got.failure);
+    r.response_bytes = got.bytes_read;
+    // A malformed response (or an unasked 101): the upstream is broken in a way a retry will
+    // not mend.
+    r.malformed = got.outcome.result == resilience::attempt_result::http_status;
   }
-  r.outcome = got.outcome;
-  r.failure = got.failure;
-  r.response_bytes = got.bytes_read;
-  // A malformed response (or an unasked 101): the upstream is broken in a way a retry will not
-  // mend.
-  r.malformed = got.outcome.result == resilience::attempt_result::http_status;
-  co_return r;
+  return r;
 }
 
 asio::awaitable<bool> session::client_failed(request_context& rq) {

@@ -130,7 +130,7 @@ private:
     bool complete = false;      // the whole request went upstream
     bool client_failed = false; // the client went away or sent garbage mid-body
     bool timed_out = false;     // the attempt's deadline passed while sending
-    /// For read_response: the upstream was read while the body went up, and this ended that
+    /// For exchange: the upstream was read while the body went up, and this ended that
     /// read (an error or EOF; no error: a response's head is queued). Empty: read afresh.
     std::optional<std::error_code> first_read;
   };
@@ -166,7 +166,7 @@ private:
   asio::awaitable<bool> write_upstream(http::http_connection& up, const upload& plan);
 
   // Reads the upstream while the request's body goes up (see stream_request). Interim responses
-  // go to the client at once; a final response's head is left queued for read_response, and
+  // go to the client at once; a final response's head is left queued for exchange, and
   // when it is an error, says the connection closes, or the read fails, the upload is cut short
   // (the client read or upstream write it waits on is cancelled). A final 2xx or 3xx does not
   // cut it: some servers answer before they have read a body they still want.
@@ -185,16 +185,6 @@ private:
     std::string failure;
     bool bytes_read = false; // any byte of a response came
   };
-
-  // Reads the response to an attempt: its head within the attempt's deadline, then its body
-  // streamed, each piece written to the client before the next is read. At the head, a failed
-  // response is either forwarded or, when the retry policy takes it, dropped for another try.
-  // `first_read`: the upload's watch read the upstream already, and this ended its read (what
-  // it parsed is queued).
-  asio::awaitable<response_end> read_response(request_context& rq, upstream_attempt& a,
-                                              steady::time_point head_deadline,
-                                              clock::duration request_timeout,
-                                              std::optional<std::error_code> first_read);
 
   /// Where reading a response is.
   struct response_read {
@@ -248,9 +238,24 @@ private:
     void on_replay(const upstream_host& h);
   };
 
-  // One attempt's exchange: the request sent (whole, or streamed while the upstream is
-  // watched), then its response read (read_response).
+  // One attempt's exchange, in one coroutine: the request sent (whole, or streamed while the
+  // upstream is watched), then its response read: its head within the attempt's deadline, then
+  // its body streamed, each piece written to the client before the next is read. At the head, a
+  // failed response is either forwarded or, when the retry policy takes it, dropped for another
+  // try (upstream_request.cpp).
   asio::awaitable<upstream::exchange_end> exchange(proxy_exchange& ex, upstream_attempt& a);
+
+  // What goes upstream first: the head (naming the host when it must), and the body read whole
+  // before the first attempt.
+  upload prepare_request(proxy_exchange& ex, upstream_attempt& a);
+
+  // How a send that did not go through ends the attempt (nullopt: it went through).
+  std::optional<upstream::exchange_end> sent_badly(proxy_exchange& ex, upstream_attempt& a,
+                                                   const send_end& sent);
+
+  // The exchange's end for the attempt loop, from how reading the response ended.
+  upstream::exchange_end exchange_result(proxy_exchange& ex, upstream_attempt& a,
+                                         response_end& got);
 
   // Answers the client after the attempts: the response forwarded, or the proxy's own answer
   // for why there is none.

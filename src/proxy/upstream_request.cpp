@@ -115,7 +115,7 @@ asio::awaitable<void> session::watch_upstream(http::http_connection* up, upstrea
       break;
     }
     if (up->parser.feed({up->buffer.data(), n}, response) != n || up->parser.error()) {
-      watch->read_end = std::error_code{}; // read_response finds the parser's error
+      watch->read_end = std::error_code{}; // exchange finds the parser's error
       cut = true;
       break;
     }
@@ -280,12 +280,49 @@ void session::read_failed(http::http_connection& up, std::error_code ec, bool he
   }
 }
 
-asio::awaitable<session::response_end>
-session::read_response(request_context& rq, upstream_attempt& a, steady::time_point head_deadline,
-                       clock::duration request_timeout, std::optional<std::error_code> first_read) {
-  response_end end;
+asio::awaitable<upstream::exchange_end> session::exchange(proxy_exchange& ex, upstream_attempt& a) {
+  auto& rq = ex.rq;
   auto& lease = a.lease();
   auto& up = *lease;
+  response_end end;
+  if (aborted_) {
+    // Stopped past the drain time while waiting for the connection.
+    lease.mark_broken();
+    end.client_gone = true;
+    co_return exchange_result(ex, a, end);
+  }
+  // The watchdog guards the upstream socket too: a write to an upstream that stops reading, or
+  // a response that never comes, ends at the attempt's deadline.
+  watchdog_->upstream = &up.socket;
+  struct unguard {
+    watchdog& w;
+    ~unguard() { w.upstream = nullptr; }
+  } unguard_upstream{*watchdog_};
+  const bool whole_before = rq.consumed; // the body (if any) is here to be sent again
+  const upload plan = prepare_request(ex, a);
+  send_end sent;
+  if (plan.streams) {
+    sent = co_await stream_request(rq, up, plan);
+  } else {
+    // The whole request is here: one write, under the response's deadline while that is not
+    // near (one timer setting), else the request timeout.
+    watchdog_->set(std::max(plan.attempt_deadline, steady::now() + ex.request_timeout / 2));
+    auto [ec, n] = co_await asio::async_write(up.socket, asio::buffer(plan.bytes), use_tuple);
+    sent.timed_out = watchdog_->fired;
+    sent.complete = !ec && !sent.timed_out;
+  }
+  if (auto failed = sent_badly(ex, a, sent)) {
+    co_return std::move(*failed);
+  }
+  // The response, in this same coroutine (a frame less per request): what the upload's watch
+  // queued first, then the rest. After a streamed upload, the wait for its head starts at the
+  // upload's end.
+  const auto head_deadline =
+      whole_before
+          ? plan.attempt_deadline
+          : std::max(plan.attempt_deadline, steady::now() + (plan.attempt_deadline - a.start()));
+  const auto request_timeout = ex.request_timeout;
+  std::optional<std::error_code> first_read = sent.first_read;
   auto& response = response_events_;
   if (!first_read) {
     response.clear();
@@ -299,7 +336,7 @@ session::read_response(request_context& rq, upstream_attempt& a, steady::time_po
     if (aborted_) {
       lease.mark_broken();
       end.client_gone = true; // stopped past the drain time: the client connection closes
-      co_return end;
+      co_return exchange_result(ex, a, end);
     }
     std::error_code ec;
     std::size_t n = 0;
@@ -329,7 +366,7 @@ session::read_response(request_context& rq, upstream_attempt& a, steady::time_po
     // body together: one segment on the wire for a small response, not two).
     reply.clear();
     if (!forward_parsed(reply, st, rq, a, end)) {
-      co_return end;
+      co_return exchange_result(ex, a, end);
     }
     if (st.dropping) {
       // A response skipped for a retry: its connection is kept only if it ended already.
@@ -338,7 +375,7 @@ session::read_response(request_context& rq, upstream_attempt& a, steady::time_po
       if (!up.reusable) {
         lease.mark_broken();
       }
-      co_return end;
+      co_return exchange_result(ex, a, end);
     }
     if (!reply.empty()) {
       if (st.head_sent) {
@@ -350,20 +387,20 @@ session::read_response(request_context& rq, upstream_attempt& a, steady::time_po
         lease.mark_broken();
         count(cause::downstream_reset);
         end.client_gone = true;
-        co_return end;
+        co_return exchange_result(ex, a, end);
       }
     }
     if (!st.done && (failed || ec == asio::error::eof)) {
       lease.mark_broken();
       read_failed(up, ec, st.head_sent, end);
-      co_return end;
+      co_return exchange_result(ex, a, end);
     }
   }
   ++up.responses;
   up.reusable = !st.close && up.parser.idle();
   end.forwarded = true;
   end.keep = keep_after_;
-  co_return end;
+  co_return exchange_result(ex, a, end);
 }
 
 } // namespace tether::proxy::detail

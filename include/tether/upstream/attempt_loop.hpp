@@ -166,6 +166,106 @@ private:
   resilience::give_up_reason reason_ = resilience::give_up_reason::succeeded;
 };
 
+namespace detail {
+
+// The parts of the loop that do not wait, as plain functions: what a coroutine keeps across its
+// waits lives in its frame, and a frame over 1 KiB is not recycled by Asio (one malloc and free
+// per request for the loop's frame otherwise).
+
+/// Before an acquire: the cluster's thresholds. False (and `end` says why) when one refuses.
+template <typename Connector>
+bool within_thresholds(cluster<Connector>& c, host<Connector>& h, std::size_t thread,
+                       const balancer::choice& picked, resilience::resource_guard& pending,
+                       loop_end& end) {
+  if (!c.limits) {
+    return true;
+  }
+  resource refused = resource::connections;
+  // max_connections: with the cluster at its limit and nothing idle here, fail fast.
+  if (c.limits->connections.remaining() == 0 && h.pool(thread).stats().idle == 0) {
+    refused = resource::connections;
+  } else {
+    pending = resilience::resource_guard{c.limits->pending_requests};
+    if (pending) {
+      return true;
+    }
+    refused = resource::pending_requests;
+  }
+  h.ignore(picked.permission);
+  c.overflowed(refused);
+  end.cause = loop_end::why::overflow;
+  end.limit = refused;
+  end.reason = resilience::give_up_reason::not_retriable;
+  return false;
+}
+
+/// After an acquire that failed: true (and `end` says why) when it ends the attempts (not the
+/// host's doing); else `r` holds the connect failure, an attempt's outcome like any other.
+template <typename Connector>
+bool acquire_ends_it(cluster<Connector>& c, host<Connector>& h, std::size_t thread,
+                     const balancer::choice& picked, std::error_code error, loop_end& end,
+                     exchange_end& r) {
+  const auto stats = h.pool(thread).stats();
+  // A host with no connection whose connect outlasted the wait counts as a connect failure
+  // (nothing was sent): reported against it, and retried elsewhere.
+  const bool connecting_to_nothing =
+      error == errc::pool_timeout && stats.total == 0 && stats.connecting > 0;
+  if (!connecting_to_nothing &&
+      (error == errc::pool_timeout || error == errc::pool_closed || error == errc::overloaded ||
+       error == std::errc::operation_canceled)) {
+    // Not the host's doing: nothing is held against it, and nothing is retried.
+    h.ignore(picked.permission);
+    end.reason = resilience::give_up_reason::not_retriable;
+    end.error = error;
+    if (error == errc::overloaded) {
+      c.overflowed(resource::connections);
+      end.cause = loop_end::why::overflow;
+      end.limit = resource::connections;
+    } else {
+      end.cause = loop_end::why::pool_busy;
+    }
+    return true;
+  }
+  r.outcome.result = error == std::errc::connection_refused
+                         ? resilience::attempt_result::refused
+                         : resilience::attempt_result::connect_failure;
+  r.error = error;
+  r.failure = connecting_to_nothing
+                  ? std::string{"upstream connect failed: no connection in the attempt's time"}
+                  : "upstream connect failed: " + error.message();
+  return false;
+}
+
+/// After an attempt with no response to keep: reports it (unless its head was reported) and
+/// decides. A decision not to retry fills in `end`.
+template <typename Connector>
+attempts::decision settle(cluster<Connector>& c, host<Connector>& h, const balancer::choice& picked,
+                          exchange_end& r, bool reported, clock::time_point start, attempts& tries,
+                          const loop_setup& setup, loop_end& end) {
+  const auto now = setup.time.now();
+  if (!reported) {
+    c.report(h, picked.permission, r.outcome, now - start);
+  }
+  attempts::decision decision;
+  if (r.malformed) {
+    decision.reason = resilience::give_up_reason::not_retriable; // a retry will not mend it
+  } else {
+    decision = tries.after(r.outcome, now, setup.random);
+    count_decision(c, decision, r.outcome);
+  }
+  if (!decision.retry) {
+    end.cause = loop_end::why::failed;
+    end.reason = decision.reason;
+    end.outcome = r.outcome;
+    end.error = r.error;
+    end.failure = std::move(r.failure);
+    end.malformed = r.malformed;
+  }
+  return decision;
+}
+
+} // namespace detail
+
 /// The attempts of one request at a cluster, the same for every user (the HTTP client, the
 /// proxy): pick a host (the thread's balancer, with panic routing), check the cluster's
 /// thresholds, acquire a connection from the host's pool, exchange, report the outcome against
@@ -185,12 +285,14 @@ asio::awaitable<loop_end> attempt_loop(cluster<Connector>& c, attempts& tries, E
                                        loop_setup setup) {
   loop_end end;
   tried_hosts tried{c.size()};
-  std::optional<balancer::choice> again; // the host to send to again, with its permission
+  balancer::choice picked;
+  bool again = false; // the same host again, with the breaker's permission it holds
   for (;;) {
     ++end.passes;
     const bool first = tried.empty();
-    const auto picked =
-        again ? *std::exchange(again, std::nullopt) : c.choose(setup.thread, tried, setup.random);
+    if (!std::exchange(again, false)) {
+      picked = c.choose(setup.thread, tried, setup.random);
+    }
     if (!picked.found) {
       end.cause = loop_end::why::circuit_open;
       end.reason = resilience::give_up_reason::not_retriable;
@@ -199,133 +301,76 @@ asio::awaitable<loop_end> attempt_loop(cluster<Connector>& c, attempts& tries, E
     tried.add(picked.index);
     end.host = picked.index;
     auto& h = c.at(picked.index);
-    auto& pool = h.pool(setup.thread);
-    const auto refuse = [&](resource r) {
-      h.ignore(picked.permission);
-      c.overflowed(r);
-      end.cause = loop_end::why::overflow;
-      end.limit = r;
-      end.reason = resilience::give_up_reason::not_retriable;
-    };
     resilience::resource_guard pending;
-    if (c.limits) {
-      // max_connections: with nothing idle here and the cluster at its limit, fail fast.
-      if (pool.stats().idle == 0 && c.limits->connections.remaining() == 0) {
-        refuse(resource::connections);
-        co_return end;
-      }
-      pending = resilience::resource_guard{c.limits->pending_requests};
-      if (!pending) {
-        refuse(resource::pending_requests);
-        co_return end;
-      }
+    if (!detail::within_thresholds(c, h, setup.thread, picked, pending, end)) {
+      co_return end;
     }
     const typename cluster<Connector>::in_flight counted{c, setup.thread, picked.index};
     const auto start = first ? setup.started : setup.time.now();
-    const auto deadline = tries.attempt_deadline(start);
-    auto acquired = co_await pool.async_acquire(std::min<clock::duration>(
-        setup.acquire_timeout, std::max<clock::duration>(deadline - start, clock::duration{})));
+    auto acquired = co_await h.pool(setup.thread)
+                        .async_acquire(std::min<clock::duration>(
+                            setup.acquire_timeout,
+                            std::max<clock::duration>(tries.attempt_deadline(start) - start,
+                                                      clock::duration{})));
     pending.release();
     exchange_end r;
     bool reported = false; // the exchange reported a response's head against the host
     if (acquired.error) {
-      const auto stats = pool.stats();
-      // A host with no connection whose connect outlasted the wait counts as a connect failure
-      // (nothing was sent): reported against it, and retried elsewhere.
-      const bool connecting_to_nothing =
-          acquired.error == errc::pool_timeout && stats.total == 0 && stats.connecting > 0;
-      if (!connecting_to_nothing &&
-          (acquired.error == errc::pool_timeout || acquired.error == errc::pool_closed ||
-           acquired.error == errc::overloaded || acquired.error == std::errc::operation_canceled)) {
-        // Not the host's doing: nothing is held against it, and nothing is retried.
-        if (acquired.error == errc::overloaded) {
-          refuse(resource::connections);
-        } else {
-          h.ignore(picked.permission);
-          end.cause = loop_end::why::pool_busy;
-          end.reason = resilience::give_up_reason::not_retriable;
-        }
-        end.error = acquired.error;
+      if (detail::acquire_ends_it(c, h, setup.thread, picked, acquired.error, end, r)) {
         co_return end;
       }
-      r.outcome.result = acquired.error == std::errc::connection_refused
-                             ? resilience::attempt_result::refused
-                             : resilience::attempt_result::connect_failure;
-      r.error = acquired.error;
-      r.failure = connecting_to_nothing
-                      ? std::string{"upstream connect failed: no connection in the attempt's time"}
-                      : "upstream connect failed: " + acquired.error.message();
     } else {
       h.requests.fetch_add(1, std::memory_order_relaxed);
       if (h.series.attempts != nullptr) {
         h.series.attempts->Increment();
       }
-      auto lease = std::move(acquired.connection);
-      attempt<Connector> a{c, picked.index, lease, tries, picked.permission, start, setup};
+      attempt<Connector> a{c,     picked.index, acquired.connection, tries, picked.permission,
+                           start, setup};
       r = co_await ex.exchange(a);
       reported = a.reported();
-      switch (r.how) {
-      case exchange_end::kind::answered:
+      if (r.how == exchange_end::kind::answered) {
         end.how = loop_end::kind::answered;
         end.reason = a.reason();
         co_return end;
-      case exchange_end::kind::stopped:
+      }
+      if (r.how == exchange_end::kind::stopped) {
         if (!reported) {
           h.ignore(picked.permission);
         }
         end.how = loop_end::kind::stopped;
         co_return end;
-      case exchange_end::kind::retry:
+      }
+      if (r.how == exchange_end::kind::retry) {
         // The connection goes back (or away) before the wait.
-        lease.reset();
+        acquired.connection.reset();
         if (!co_await ex.back_off(r.delay)) {
           end.how = loop_end::kind::stopped;
           co_return end;
         }
         continue;
-      case exchange_end::kind::failed:
-        // A kept-alive connection the upstream closed while it sat idle: the request goes
-        // again on another connection to the same host when it may (attempts).
-        if (!r.malformed && tries.replay_after_stale(a.reused(), r.response_bytes, r.outcome)) {
-          lease.mark_broken();
-          if (c.series.stale_resends != nullptr) {
-            c.series.stale_resends->Increment();
-          }
-          ex.on_replay(h);
-          again = picked; // with the breaker's permission it holds
-          continue;
+      }
+      // A kept-alive connection the upstream closed while it sat idle: the request goes again
+      // on another connection to the same host when it may (attempts).
+      if (!r.malformed && tries.replay_after_stale(a.reused(), r.response_bytes, r.outcome)) {
+        acquired.connection.mark_broken();
+        if (c.series.stale_resends != nullptr) {
+          c.series.stale_resends->Increment();
         }
-        break;
+        ex.on_replay(h);
+        again = true;
+        continue;
       }
     }
-
     // The attempt ended with no response to keep: an error the policy may retry.
-    const auto now = setup.time.now();
-    if (!reported) {
-      c.report(h, picked.permission, r.outcome, now - start);
+    const auto decision = detail::settle(c, h, picked, r, reported, start, tries, setup, end);
+    if (!decision.retry) {
+      co_return end;
     }
-    attempts::decision decision;
-    if (r.malformed) {
-      decision.reason = resilience::give_up_reason::not_retriable; // a retry will not mend it
-    } else {
-      decision = tries.after(r.outcome, now, setup.random);
-      count_decision(c, decision, r.outcome);
+    ex.on_retry(h, r);
+    if (!co_await ex.back_off(decision.delay)) {
+      end.how = loop_end::kind::stopped;
+      co_return end;
     }
-    if (decision.retry) {
-      ex.on_retry(h, r);
-      if (!co_await ex.back_off(decision.delay)) {
-        end.how = loop_end::kind::stopped;
-        co_return end;
-      }
-      continue;
-    }
-    end.cause = loop_end::why::failed;
-    end.reason = decision.reason;
-    end.outcome = r.outcome;
-    end.error = r.error;
-    end.failure = std::move(r.failure);
-    end.malformed = r.malformed;
-    co_return end;
   }
 }
 
