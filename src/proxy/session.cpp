@@ -393,15 +393,28 @@ asio::awaitable<bool> session::handle(head_ptr head_in, bool last) {
       }
     }
   }
-  const resilience::request_traits traits{head.method, has_key, rq.consumed};
-  upstream::attempts tries{
-      {rc.policy, traits, rq.started, cc.upstream->budget.get(), &cc.upstream->limits->retries}};
+  const forward_plan plan{target, authority, max_forwards, cc, cluster_cfg, rc, body, has_key};
+  co_return co_await forward(rq, plan);
+}
+
+asio::awaitable<bool> session::forward(request_context& rq, const forward_plan& plan) {
+  const auto& head = rq.head();
+  auto& cc = plan.cc;
+  const auto& cluster_cfg = plan.cluster_cfg;
+  // (No more locals than needed here: each one is in the coroutine's frame, which Asio recycles
+  // only under 1 KiB.)
+  upstream::attempts tries{{plan.rc.policy,
+                            {head.method, plan.has_key, rq.consumed},
+                            rq.started,
+                            cc.upstream->budget.get(),
+                            &cc.upstream->limits->retries}};
 
   // Expect: 100-continue goes upstream with a body that streams, so that the upstream says
   // whether it wants the body (a 401 or 413 then costs no upload) and its 100 reaches the
   // client; a body read whole here first was answered 100 by the proxy already.
   const bool forward_expect = rq.expects_continue && !rq.continue_sent && !rq.consumed;
-  const upstream_head head_out{head, target, authority, client_ip_, forward_expect, max_forwards};
+  const upstream_head head_out{head,       plan.target,    plan.authority,
+                               client_ip_, forward_expect, plan.max_forwards};
   // The head and what goes upstream are built in strings borrowed from the worker, whose
   // capacity stays from one request to the next.
   borrowed_string head_buffer{w_};
@@ -414,8 +427,8 @@ asio::awaitable<bool> session::handle(head_ptr head_in, bool last) {
                     head_out,
                     head_buffer.get(),
                     out_buffer.get(),
-                    body,
-                    framing == http::body_framing::chunked,
+                    plan.body,
+                    head.framing == http::body_framing::chunked,
                     forward_expect,
                     cluster_cfg.request_timeout};
   const auto end = co_await upstream::attempt_loop(*cc.upstream, tries, ex,

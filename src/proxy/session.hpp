@@ -104,6 +104,22 @@ private:
                                 std::string_view& authority,
                                 std::optional<std::uint64_t>& max_forwards) const;
 
+  /// Where a routed request goes, for forward().
+  struct forward_plan {
+    const http::request_target& target;
+    std::string_view authority;
+    std::optional<std::uint64_t> max_forwards;
+    proxy_cluster& cc;
+    const cluster_config& cluster_cfg;
+    const retry_config& rc;
+    const std::string& body; // read whole before the first attempt, if it was
+    bool has_key = false;    // the request has an Idempotency-Key
+  };
+
+  // Sends a routed request upstream (upstream::attempt_loop) and answers the client. Its own
+  // coroutine, so that neither its frame nor handle's passes the size Asio recycles (1 KiB).
+  asio::awaitable<bool> forward(request_context& rq, const forward_plan& plan);
+
   // Proxies one request. Returns whether the downstream connection may carry another.
   asio::awaitable<bool> handle(head_ptr head_in, bool last);
 
