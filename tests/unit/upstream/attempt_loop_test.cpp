@@ -422,6 +422,22 @@ TEST(attempt_loop, per_try_deadlines_come_from_the_injected_clock) {
   EXPECT_EQ(ex.retried.size(), 1U);
 }
 
+TEST(attempt_loop, a_cluster_of_one_host_sends_to_it_unless_its_breaker_refuses) {
+  // The HTTP client's clusters: out of service or tried already, the one host still gets the
+  // request (panic routing); only its breaker can refuse.
+  cluster_options o = plain();
+  o.breaker = resilience::circuit_breaker_options{};
+  fixture f{std::move(o), 1};
+  f.upstream->at(0).healthy = false;
+  scripted_exchange ex{{answer(503), answer(200)}};
+  EXPECT_EQ(f.run(ex, retry(retry_on::gateway_error, 2)).how, loop_end::kind::answered);
+  EXPECT_EQ(ex.hosts.size(), 2U);
+  f.upstream->at(0).breaker->transition_to_open();
+  scripted_exchange refused;
+  EXPECT_EQ(f.run(refused, retry(retry_on::gateway_error, 2)).cause, loop_end::why::circuit_open);
+  EXPECT_TRUE(refused.hosts.empty());
+}
+
 TEST(attempt_loop, each_thread_picks_with_its_own_balancer) {
   fixture f{plain(2)};
   tried_hosts none{2};
