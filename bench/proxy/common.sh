@@ -56,9 +56,8 @@ CONF
   wait_port "$1"
 }
 
-# start_tether PORT BACKEND_PORT and start_haproxy PORT BACKEND_PORT [MAXCONN]: in the
-# background, $! their pid.
-start_tether() {
+# tether_config PORT BACKEND_PORT: the benchmarks' tether config, in $work/tether.yaml.
+tether_config() {
   cat > "$work/tether.yaml" << CONF
 workers: 1
 listeners: [{name: bench, address: 127.0.0.1, port: $1}]
@@ -70,6 +69,11 @@ clusters:
     endpoints: ["127.0.0.1:$2"]
     pool: {max_size: 128, idle_timeout: 60s}
 CONF
+}
+# start_tether PORT BACKEND_PORT and start_haproxy PORT BACKEND_PORT [MAXCONN]: in the
+# background, $! their pid.
+start_tether() {
+  tether_config "$1" "$2"
   "${4:-$tether}" proxy -c "$work/tether.yaml" > "$work/tether.log" 2>&1 &
 }
 # TETHER_OLD=path: an older build measured beside the current one, as the proxy "tether_old".

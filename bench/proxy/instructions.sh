@@ -17,17 +17,7 @@ start_backend_nginx "$backend_port"
 count() { # BINARY NAME
   local port pid out requests instructions
   port=$(free_port)
-  cat > "$work/tether.yaml" << CONF
-workers: 1
-listeners: [{name: bench, address: 127.0.0.1, port: $port}]
-admin: {address: 127.0.0.1, port: $(free_port)}
-downstream: {idle_timeout: 300s, max_requests_per_connection: 0}
-routes: [{path_prefix: /, cluster: backend}]
-clusters:
-  - name: backend
-    endpoints: ["127.0.0.1:$backend_port"]
-    pool: {max_size: 128, idle_timeout: 60s}
-CONF
+  tether_config "$port" "$backend_port"
   out=$work/callgrind.$2
   valgrind --tool=callgrind --callgrind-out-file="$out" \
     "$1" proxy -c "$work/tether.yaml" > "$work/$2.log" 2>&1 &
