@@ -52,6 +52,18 @@ asio::awaitable<std::string> read_all(tcp::socket& s) {
   }
 }
 
+/// Runs net::relay between the far ends of `a` and `b`, counting it in `finished` when it ends.
+void spawn_relay(asio::io_context& io, socket_pair& a, socket_pair& b, relay_totals& totals,
+                 int& finished) {
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        totals = co_await relay(a.far, b.far);
+        ++finished;
+      },
+      report_exceptions{"the relay"});
+}
+
 TEST(splice_relay, moves_bytes_both_ways_and_passes_half_closes_on) {
   asio::io_context io;
   socket_pair a{io};
@@ -62,13 +74,7 @@ TEST(splice_relay, moves_bytes_both_ways_and_passes_half_closes_on) {
   std::string got_at_b;
   std::string got_at_a;
   int finished = 0;
-  asio::co_spawn(
-      io,
-      [&]() -> asio::awaitable<void> {
-        totals = co_await relay(a.far, b.far);
-        ++finished;
-      },
-      report_exceptions{"the relay"});
+  spawn_relay(io, a, b, totals, finished);
   asio::co_spawn(
       io,
       [&]() -> asio::awaitable<void> {
@@ -104,13 +110,7 @@ TEST(splice_relay, a_reset_on_one_side_closes_the_other) {
   relay_totals totals;
   std::string got_at_b;
   int finished = 0;
-  asio::co_spawn(
-      io,
-      [&]() -> asio::awaitable<void> {
-        totals = co_await relay(a.far, b.far);
-        ++finished;
-      },
-      report_exceptions{"the relay"});
+  spawn_relay(io, a, b, totals, finished);
   asio::co_spawn(
       io,
       [&]() -> asio::awaitable<void> {

@@ -186,6 +186,15 @@ cluster_options plain(std::size_t threads = 1) {
   return o;
 }
 
+/// A cluster whose hosts' breakers open at their first failure.
+cluster_options breaking() {
+  cluster_options o = plain();
+  o.breaker = resilience::circuit_breaker_options{};
+  o.breaker->minimum_calls = 1;
+  o.breaker->window_size = 1;
+  return o;
+}
+
 TEST(attempt_loop, an_answer_below_500_ends_the_attempts) {
   fixture f{plain()};
   scripted_exchange ex{{answer(404)}};
@@ -198,10 +207,7 @@ TEST(attempt_loop, an_answer_below_500_ends_the_attempts) {
 }
 
 TEST(attempt_loop, a_refused_connection_is_retried_on_another_host_and_held_against_the_first) {
-  cluster_options o = plain();
-  o.breaker = resilience::circuit_breaker_options{};
-  o.breaker->minimum_calls = 1;
-  o.breaker->window_size = 1;
+  cluster_options o = breaking();
   fixture f{std::move(o)};
   f.states[0]->failures.push_back(make_error_code(std::errc::connection_refused));
   scripted_exchange ex{{answer(200)}};
@@ -329,27 +335,18 @@ TEST(attempt_loop, the_retry_threshold_rules_while_no_budget_does) {
 }
 
 TEST(attempt_loop, cluster_thresholds_refuse_before_anything_is_sent) {
-  {
+  for (const auto limit : {resource::pending_requests, resource::connections}) {
     cluster_options o = plain();
     o.limits = resilience::cluster_limits_options{};
-    o.limits->max_pending_requests = 0;
+    (limit == resource::pending_requests ? o.limits->max_pending_requests
+                                         : o.limits->max_connections) = 0;
     fixture f{std::move(o)};
     scripted_exchange ex;
     const auto end = f.run(ex, retry(retry_on::none, 1));
     EXPECT_EQ(end.cause, loop_end::why::overflow);
-    EXPECT_EQ(end.limit, resource::pending_requests);
+    EXPECT_EQ(end.limit, limit);
+    EXPECT_EQ(f.counter(f.upstream->series.overflow[static_cast<int>(limit)]), 1);
     EXPECT_TRUE(ex.hosts.empty());
-  }
-  {
-    cluster_options o = plain();
-    o.limits = resilience::cluster_limits_options{};
-    o.limits->max_connections = 0;
-    fixture f{std::move(o)};
-    scripted_exchange ex;
-    const auto end = f.run(ex, retry(retry_on::none, 1));
-    EXPECT_EQ(end.cause, loop_end::why::overflow);
-    EXPECT_EQ(end.limit, resource::connections);
-    EXPECT_EQ(f.counter(f.upstream->series.overflow[static_cast<int>(resource::connections)]), 1);
   }
 }
 
@@ -368,10 +365,7 @@ TEST(attempt_loop, every_breaker_open_fails_fast) {
 }
 
 TEST(attempt_loop, a_closed_pool_is_not_the_hosts_fault) {
-  cluster_options o = plain();
-  o.breaker = resilience::circuit_breaker_options{};
-  o.breaker->minimum_calls = 1;
-  o.breaker->window_size = 1;
+  cluster_options o = breaking();
   fixture f{std::move(o), 1};
   asio::co_spawn(f.io, f.upstream->at(0).pool(0).async_close(),
                  [&f](const std::exception_ptr&) { f.io.stop(); });
