@@ -55,7 +55,8 @@ struct server::impl {
   std::vector<std::shared_ptr<http::client>> checkers;
   default_random random{default_random::entropy_seed()};
 
-  void register_metrics();
+  void register_metrics();            // the series, and the clusters (build_clusters)
+  void build_clusters();              // each through the upstream layer, with its series
   void open_pools(detail::worker& w); // its pool at every host
   std::error_code bind_listeners();   // every listener on every worker
   void unbind();

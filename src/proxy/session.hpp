@@ -210,6 +210,11 @@ private:
     bool close = false;     // its connection is not reused
   };
 
+  // Parses what a read of the response brought (`n` bytes, or its end); true when the read
+  // failed the response (an error, a malformed response, EOF before any of it).
+  bool parse_read(http::http_connection& up, std::error_code ec, std::size_t n, response_read& st,
+                  response_end& end);
+
   // Moves what the parser queued of a response into `reply` for the client: interim responses,
   // the final head (judged first), body pieces. False when the response ends the attempt at
   // once (an unasked 101).

@@ -3,7 +3,7 @@
 
 namespace tether::proxy {
 
-void server::impl::register_metrics() {
+void server::impl::build_clusters() {
   using namespace detail;
   auto& reg = shared.registry;
   const auto& cfg = shared.cfg;
@@ -83,6 +83,13 @@ void server::impl::register_metrics() {
                                         {{"cluster", c.name}});
     shared.clusters.push_back(std::move(pc));
   }
+}
+
+void server::impl::register_metrics() {
+  using namespace detail;
+  auto& reg = shared.registry;
+  const auto& cfg = shared.cfg;
+  build_clusters();
   for (const auto& r : cfg.routes) {
     for (std::size_t c = 0; c < cfg.clusters.size(); ++c) {
       if (cfg.clusters[c].name == r.cluster) {

@@ -197,6 +197,22 @@ void session::write_client_head(std::string& reply, const owned_head& h,
   chunked_response_ = h.framing == http::body_framing::chunked && !unchunk;
 }
 
+bool session::parse_read(http::http_connection& up, std::error_code ec, std::size_t n,
+                         response_read& st, response_end& end) {
+  auto& response = response_events_;
+  end.bytes_read = end.bytes_read || n > 0 || !response.empty();
+  if (ec == asio::error::eof) {
+    up.parser.finish(response);
+  } else if (!ec && n > 0) {
+    const auto used = up.parser.feed({up.buffer.data(), n}, response);
+    if (used != n) {
+      st.close = true; // bytes after the response: the connection is out of step
+    }
+  }
+  return (ec && ec != asio::error::eof) || up.parser.error() ||
+         (ec == asio::error::eof && response.empty());
+}
+
 bool session::forward_parsed(std::string& reply, response_read& st, request_context& rq,
                              upstream_attempt& a, response_end& end) {
   auto& response = response_events_;
@@ -351,17 +367,7 @@ asio::awaitable<upstream::exchange_end> session::exchange(proxy_exchange& ex, up
         ec = make_error_code(std::errc::timed_out);
       }
     }
-    end.bytes_read = end.bytes_read || n > 0 || !response.empty();
-    if (ec == asio::error::eof) {
-      up.parser.finish(response);
-    } else if (!ec && n > 0) {
-      const auto used = up.parser.feed({up.buffer.data(), n}, response);
-      if (used != n) {
-        st.close = true; // bytes after the response: the connection is out of step
-      }
-    }
-    const bool failed = (ec && ec != asio::error::eof) || up.parser.error() ||
-                        (ec == asio::error::eof && response.empty());
+    const bool failed = parse_read(up, ec, n, st, end);
     // Whatever was parsed goes to the client first, in one write per upstream read (head and
     // body together: one segment on the wire for a small response, not two).
     reply.clear();
