@@ -523,19 +523,8 @@ void check_unique_keys(reader& r, const YAML::Node& n) {
   }
 }
 
-void read_config(reader& r, const YAML::Node& root, config& c) {
-  check_unique_keys(r, root);
-  if (!r.is_map(root, "the configuration")) {
-    return;
-  }
-  r.known_keys(
-      root,
-      {"workers", "listeners", "routes", "clusters", "downstream", "admin", "log", "drain_timeout"},
-      "the configuration");
-  r.integer(root, "workers", c.workers, 0, 1024, "workers");
-  r.duration(root, "drain_timeout", c.drain_timeout, "drain_timeout");
-
-  const auto listeners = root["listeners"];
+// The listeners section.
+void read_listeners(reader& r, const YAML::Node& root, const YAML::Node& listeners, config& c) {
   if (!listeners) {
     r.error(root, "the configuration needs listeners (a list of {name, address, port})");
   } else if (r.is_sequence(listeners, "listeners")) {
@@ -558,20 +547,10 @@ void read_config(reader& r, const YAML::Node& root, config& c) {
       c.listeners.push_back(l);
     }
   }
+}
 
-  const auto clusters = root["clusters"];
-  if (clusters && r.is_sequence(clusters, "clusters")) {
-    std::set<std::string> names;
-    for (const auto& n : clusters) {
-      cluster_config cl;
-      read_cluster(r, n, cl, "a cluster");
-      if (!cl.name.empty() && !names.insert(cl.name).second) {
-        r.error(n, "cluster '" + cl.name + "' is defined twice");
-      }
-      c.clusters.push_back(std::move(cl));
-    }
-  }
-
+// The routes section (after the clusters, which routes name).
+void read_routes(reader& r, const YAML::Node& root, config& c) {
   const auto routes = root["routes"];
   if (!routes) {
     r.error(root, "the configuration needs routes (a list of {host, path_prefix, cluster})");
@@ -611,7 +590,10 @@ void read_config(reader& r, const YAML::Node& root, config& c) {
       c.routes.push_back(rt);
     }
   }
+}
 
+// The sections about the process itself: downstream limits, the admin listener, logs.
+void read_process_sections(reader& r, const YAML::Node& root, config& c) {
   if (const auto d = root["downstream"]; d && r.is_map(d, "downstream")) {
     r.known_keys(d,
                  {"request_header_timeout", "idle_timeout", "max_requests_per_connection",
@@ -652,8 +634,11 @@ void read_config(reader& r, const YAML::Node& root, config& c) {
     }
     r.string(l, "access_log", c.log.access_log, "log");
   }
+}
 
-  // Two listeners (or a listener and the admin listener) on one address and port.
+// Two listeners (or a listener and the admin listener) on one address and port.
+void check_addresses(reader& r, const YAML::Node& root, const YAML::Node& listeners,
+                     const config& c) {
   std::set<std::pair<std::string, std::uint16_t>> bound;
   for (std::size_t i = 0; i < c.listeners.size(); ++i) {
     const auto& l = c.listeners[i];
@@ -667,6 +652,41 @@ void read_config(reader& r, const YAML::Node& root, config& c) {
                                                       std::to_string(c.admin.port) +
                                                       ", which a listener uses");
   }
+}
+
+void read_config(reader& r, const YAML::Node& root, config& c) {
+  check_unique_keys(r, root);
+  if (!r.is_map(root, "the configuration")) {
+    return;
+  }
+  r.known_keys(
+      root,
+      {"workers", "listeners", "routes", "clusters", "downstream", "admin", "log", "drain_timeout"},
+      "the configuration");
+  r.integer(root, "workers", c.workers, 0, 1024, "workers");
+  r.duration(root, "drain_timeout", c.drain_timeout, "drain_timeout");
+
+  const auto listeners = root["listeners"];
+  read_listeners(r, root, listeners, c);
+
+  const auto clusters = root["clusters"];
+  if (clusters && r.is_sequence(clusters, "clusters")) {
+    std::set<std::string> names;
+    for (const auto& n : clusters) {
+      cluster_config cl;
+      read_cluster(r, n, cl, "a cluster");
+      if (!cl.name.empty() && !names.insert(cl.name).second) {
+        r.error(n, "cluster '" + cl.name + "' is defined twice");
+      }
+      c.clusters.push_back(std::move(cl));
+    }
+  }
+
+  read_routes(r, root, c);
+
+  read_process_sections(r, root, c);
+
+  check_addresses(r, root, listeners, c);
 }
 
 } // namespace
