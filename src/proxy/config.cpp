@@ -316,6 +316,100 @@ void read_retry(reader& r, const YAML::Node& n, retry_config& c, const std::stri
   }
 }
 
+// A cluster's breaker: off, or its settings.
+void read_breaker(reader& r, const YAML::Node& v, cluster_config& c, const std::string& what) {
+  if (reader::is_off(v)) {
+    c.breaker.enabled = false;
+  } else if (r.is_map(v, what + " (or off)")) {
+    r.known_keys(v,
+                 {"failure_rate_threshold", "window", "minimum_calls", "wait_in_open",
+                  "half_open_calls", "failures"},
+                 what);
+    auto& o = c.breaker.options;
+    double threshold = o.failure_rate_threshold;
+    r.number(v, "failure_rate_threshold", threshold, 1.0, 100.0, what);
+    o.failure_rate_threshold = static_cast<float>(threshold);
+    r.integer(v, "window", o.window_size, 1, 100000, what);
+    r.integer(v, "minimum_calls", o.minimum_calls, 1, 100000, what);
+    r.duration(v, "wait_in_open", o.wait_in_open, what);
+    r.integer(v, "half_open_calls", o.permitted_calls_in_half_open, 1, 100000, what);
+    if (const auto f = v["failures"]) {
+      const auto name = f.IsScalar() ? f.Scalar() : std::string{};
+      if (name == "gateway-error") {
+        o.failures = resilience::breaker_failures::gateway_errors;
+      } else if (name == "5xx") {
+        o.failures = resilience::breaker_failures::all_5xx;
+      } else {
+        r.error(f, what + ".failures must be gateway-error (connect failures, resets, timeouts, "
+                          "502-504: the default) or 5xx (every 5xx, 500 included)");
+      }
+    }
+    try {
+      o.validate();
+    } catch (const std::invalid_argument& e) {
+      r.error(v, what + ": " + e.what());
+    }
+  }
+}
+
+// A cluster's outlier detection: off, or its settings.
+void read_outlier_detection(reader& r, const YAML::Node& v, cluster_config& c,
+                            const std::string& what) {
+  if (reader::is_off(v)) {
+    c.outlier_detection.reset();
+  } else if (r.is_map(v, what + " (or off)")) {
+    r.known_keys(v,
+                 {"consecutive_5xx", "consecutive_gateway_failure", "interval",
+                  "base_ejection_time", "max_ejection_time", "max_ejection_percent"},
+                 what);
+    resilience::outlier_detection_options o;
+    r.integer(v, "consecutive_5xx", o.consecutive_5xx, 0, 100000, what);
+    r.integer(v, "consecutive_gateway_failure", o.consecutive_gateway_failure, 0, 100000, what);
+    r.duration(v, "interval", o.interval, what);
+    r.duration(v, "base_ejection_time", o.base_ejection_time, what);
+    r.duration(v, "max_ejection_time", o.max_ejection_time, what);
+    r.number(v, "max_ejection_percent", o.max_ejection_percent, 0.0, 100.0, what);
+    try {
+      o.validate();
+    } catch (const std::invalid_argument& e) {
+      r.error(v, what + ": " + e.what());
+    }
+    c.outlier_detection = o;
+  }
+}
+
+// A cluster's active health checks.
+void read_health_check(reader& r, const YAML::Node& v, health_check_config& h,
+                       const std::string& what) {
+  r.known_keys(v,
+               {"type", "path", "expected_statuses", "interval", "jitter", "timeout",
+                "healthy_threshold", "unhealthy_threshold"},
+               what);
+  std::string type;
+  r.string(v, "type", type, what);
+  if (type == "http") {
+    h.kind = health_check_kind::http;
+  } else if (type == "tcp") {
+    h.kind = health_check_kind::tcp;
+  } else {
+    r.error(v["type"] ? v["type"] : v, what + ".type must be http or tcp");
+  }
+  r.string(v, "path", h.path, what);
+  if (h.path.empty() || h.path.front() != '/' ||
+      h.path.find_first_of(" \r\n\t") != std::string::npos) {
+    r.error(v["path"] ? v["path"] : v, what + ".path must start with / and have no spaces");
+  }
+  r.statuses(v, "expected_statuses", h.expected_statuses, what);
+  r.duration(v, "interval", h.interval, what);
+  r.duration(v, "jitter", h.jitter, what);
+  r.duration(v, "timeout", h.timeout, what);
+  r.integer(v, "healthy_threshold", h.healthy_threshold, 1, 1000, what);
+  r.integer(v, "unhealthy_threshold", h.unhealthy_threshold, 1, 1000, what);
+  if (h.interval <= clock::duration::zero() || h.timeout <= clock::duration::zero()) {
+    r.error(v, what + ": interval and timeout must be above 0");
+  }
+}
+
 void read_resilience(reader& r, const YAML::Node& n, cluster_config& c, const std::string& named) {
   if (const auto v = n["retry"]) {
     read_retry(r, v, c.retry, named + ".retry");
@@ -349,94 +443,13 @@ void read_resilience(reader& r, const YAML::Node& n, cluster_config& c, const st
     r.integer(v, "max_retries", c.limits.max_retries, 0, 1ULL << 32U, what);
   }
   if (const auto v = n["breaker"]) {
-    const std::string what = named + ".breaker";
-    if (reader::is_off(v)) {
-      c.breaker.enabled = false;
-    } else if (r.is_map(v, what + " (or off)")) {
-      r.known_keys(v,
-                   {"failure_rate_threshold", "window", "minimum_calls", "wait_in_open",
-                    "half_open_calls", "failures"},
-                   what);
-      auto& o = c.breaker.options;
-      double threshold = o.failure_rate_threshold;
-      r.number(v, "failure_rate_threshold", threshold, 1.0, 100.0, what);
-      o.failure_rate_threshold = static_cast<float>(threshold);
-      r.integer(v, "window", o.window_size, 1, 100000, what);
-      r.integer(v, "minimum_calls", o.minimum_calls, 1, 100000, what);
-      r.duration(v, "wait_in_open", o.wait_in_open, what);
-      r.integer(v, "half_open_calls", o.permitted_calls_in_half_open, 1, 100000, what);
-      if (const auto f = v["failures"]) {
-        const auto name = f.IsScalar() ? f.Scalar() : std::string{};
-        if (name == "gateway-error") {
-          o.failures = resilience::breaker_failures::gateway_errors;
-        } else if (name == "5xx") {
-          o.failures = resilience::breaker_failures::all_5xx;
-        } else {
-          r.error(f, what + ".failures must be gateway-error (connect failures, resets, timeouts, "
-                            "502-504: the default) or 5xx (every 5xx, 500 included)");
-        }
-      }
-      try {
-        o.validate();
-      } catch (const std::invalid_argument& e) {
-        r.error(v, what + ": " + e.what());
-      }
-    }
+    read_breaker(r, v, c, named + ".breaker");
   }
   if (const auto v = n["outlier_detection"]) {
-    const std::string what = named + ".outlier_detection";
-    if (reader::is_off(v)) {
-      c.outlier_detection.reset();
-    } else if (r.is_map(v, what + " (or off)")) {
-      r.known_keys(v,
-                   {"consecutive_5xx", "consecutive_gateway_failure", "interval",
-                    "base_ejection_time", "max_ejection_time", "max_ejection_percent"},
-                   what);
-      resilience::outlier_detection_options o;
-      r.integer(v, "consecutive_5xx", o.consecutive_5xx, 0, 100000, what);
-      r.integer(v, "consecutive_gateway_failure", o.consecutive_gateway_failure, 0, 100000, what);
-      r.duration(v, "interval", o.interval, what);
-      r.duration(v, "base_ejection_time", o.base_ejection_time, what);
-      r.duration(v, "max_ejection_time", o.max_ejection_time, what);
-      r.number(v, "max_ejection_percent", o.max_ejection_percent, 0.0, 100.0, what);
-      try {
-        o.validate();
-      } catch (const std::invalid_argument& e) {
-        r.error(v, what + ": " + e.what());
-      }
-      c.outlier_detection = o;
-    }
+    read_outlier_detection(r, v, c, named + ".outlier_detection");
   }
   if (const auto v = n["health_check"]; v && r.is_map(v, named + ".health_check")) {
-    const std::string what = named + ".health_check";
-    r.known_keys(v,
-                 {"type", "path", "expected_statuses", "interval", "jitter", "timeout",
-                  "healthy_threshold", "unhealthy_threshold"},
-                 what);
-    auto& h = c.health_check;
-    std::string type;
-    r.string(v, "type", type, what);
-    if (type == "http") {
-      h.kind = health_check_kind::http;
-    } else if (type == "tcp") {
-      h.kind = health_check_kind::tcp;
-    } else {
-      r.error(v["type"] ? v["type"] : v, what + ".type must be http or tcp");
-    }
-    r.string(v, "path", h.path, what);
-    if (h.path.empty() || h.path.front() != '/' ||
-        h.path.find_first_of(" \r\n\t") != std::string::npos) {
-      r.error(v["path"] ? v["path"] : v, what + ".path must start with / and have no spaces");
-    }
-    r.statuses(v, "expected_statuses", h.expected_statuses, what);
-    r.duration(v, "interval", h.interval, what);
-    r.duration(v, "jitter", h.jitter, what);
-    r.duration(v, "timeout", h.timeout, what);
-    r.integer(v, "healthy_threshold", h.healthy_threshold, 1, 1000, what);
-    r.integer(v, "unhealthy_threshold", h.unhealthy_threshold, 1, 1000, what);
-    if (h.interval <= clock::duration::zero() || h.timeout <= clock::duration::zero()) {
-      r.error(v, what + ": interval and timeout must be above 0");
-    }
+    read_health_check(r, v, c.health_check, named + ".health_check");
   }
 }
 
