@@ -773,33 +773,108 @@ admin:
 )";
 }
 
+namespace {
+
+using json = nlohmann::ordered_json;
+
+long long ms(clock::duration d) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+}
+
+json retry_json(const retry_config& r) {
+  using resilience::retry_on;
+  json on = json::array();
+  for (const auto& [name, flag] : retry_on_names) {
+    if (resilience::has(r.policy.conditions, flag)) {
+      on.push_back(name);
+    }
+  }
+  return json{
+      {"retry_on", on},
+      {"num_retries", r.policy.max_attempts - 1},
+      {"per_try_timeout_ms", ms(r.policy.per_try_timeout)},
+      {"backoff", {{"base_ms", ms(r.policy.backoff.base)}, {"max_ms", ms(r.policy.backoff.cap)}}},
+      {"retriable_status_codes", r.policy.retriable_status_codes},
+      {"max_retry_after_ms", ms(r.policy.max_retry_after)},
+      {"buffer_limit", r.buffer_limit}};
+}
+
+// A cluster as /config shows it.
+json cluster_json(const cluster_config& cl) {
+  json endpoints = json::array();
+  for (const auto& e : cl.endpoints) {
+    endpoints.push_back(e.host + ":" + std::to_string(e.port));
+  }
+  json out = {{"name", cl.name},
+              {"endpoints", endpoints},
+              {"lb", to_string(cl.lb)},
+              {"resolve_interval_ms", ms(cl.resolve_interval)},
+              {"request_timeout_ms", ms(cl.request_timeout)},
+              {"pool",
+               {{"max_size", cl.pool.max_size},
+                {"min_idle", cl.pool.effective_min_idle()},
+                {"acquire_timeout_ms", ms(cl.pool.acquire_timeout)},
+                {"idle_timeout_ms", ms(cl.pool.idle_timeout)},
+                {"max_lifetime_ms", ms(cl.pool.max_lifetime)}}},
+              {"tcp",
+               {{"connect_timeout_ms", ms(cl.tcp.connect_timeout)},
+                {"no_delay", cl.tcp.no_delay},
+                {"keepalive", cl.tcp.keepalive}}}};
+  out["retry"] = retry_json(cl.retry);
+  out["retry_budget"] = cl.retry_budget
+                            ? json{{"percent", cl.retry_budget->percent_can_retry * 100.0},
+                                   {"min_retries_per_second", cl.retry_budget->min_retries_per_sec},
+                                   {"ttl_ms", ms(cl.retry_budget->ttl)}}
+                            : json("off");
+  out["circuit_breakers"] = {{"max_connections", cl.limits.max_connections},
+                             {"max_pending_requests", cl.limits.max_pending_requests},
+                             {"max_requests", cl.limits.max_requests},
+                             {"max_retries", cl.limits.max_retries}};
+  const auto& b = cl.breaker.options;
+  out["breaker"] =
+      cl.breaker.enabled
+          ? json{{"failure_rate_threshold", b.failure_rate_threshold},
+                 {"window", b.window_size},
+                 {"minimum_calls", b.minimum_calls},
+                 {"wait_in_open_ms", ms(b.wait_in_open)},
+                 {"half_open_calls", b.permitted_calls_in_half_open},
+                 {"failures",
+                  b.failures == resilience::breaker_failures::all_5xx ? "5xx" : "gateway-error"}}
+          : json("off");
+  if (const auto& o = cl.outlier_detection) {
+    out["outlier_detection"] = {{"consecutive_5xx", o->consecutive_5xx},
+                                {"consecutive_gateway_failure", o->consecutive_gateway_failure},
+                                {"interval_ms", ms(o->interval)},
+                                {"base_ejection_time_ms", ms(o->base_ejection_time)},
+                                {"max_ejection_time_ms", ms(o->max_ejection_time)},
+                                {"max_ejection_percent", o->max_ejection_percent}};
+  } else {
+    out["outlier_detection"] = "off";
+  }
+  const auto& h = cl.health_check;
+  if (h.kind == health_check_kind::none) {
+    out["health_check"] = "off";
+  } else {
+    out["health_check"] = {{"type", h.kind == health_check_kind::http ? "http" : "tcp"},
+                           {"path", h.path},
+                           {"expected_statuses", h.expected_statuses},
+                           {"interval_ms", ms(h.interval)},
+                           {"jitter_ms", ms(h.jitter)},
+                           {"timeout_ms", ms(h.timeout)},
+                           {"healthy_threshold", h.healthy_threshold},
+                           {"unhealthy_threshold", h.unhealthy_threshold}};
+  }
+  return out;
+}
+
+} // namespace
+
 std::string to_json(const config& c) {
-  using json = nlohmann::ordered_json;
-  const auto ms = [](clock::duration d) {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
-  };
   json listeners = json::array();
   for (const auto& l : c.listeners) {
     listeners.push_back(
         {{"name", l.name}, {"address", l.address}, {"port", l.port}, {"reuse_port", l.reuse_port}});
   }
-  const auto retry_json = [&](const retry_config& r) {
-    using resilience::retry_on;
-    json on = json::array();
-    for (const auto& [name, flag] : retry_on_names) {
-      if (resilience::has(r.policy.conditions, flag)) {
-        on.push_back(name);
-      }
-    }
-    return json{
-        {"retry_on", on},
-        {"num_retries", r.policy.max_attempts - 1},
-        {"per_try_timeout_ms", ms(r.policy.per_try_timeout)},
-        {"backoff", {{"base_ms", ms(r.policy.backoff.base)}, {"max_ms", ms(r.policy.backoff.cap)}}},
-        {"retriable_status_codes", r.policy.retriable_status_codes},
-        {"max_retry_after_ms", ms(r.policy.max_retry_after)},
-        {"buffer_limit", r.buffer_limit}};
-  };
   json routes = json::array();
   for (const auto& r : c.routes) {
     json route = {{"host", r.host}, {"path_prefix", r.path_prefix}, {"cluster", r.cluster}};
@@ -810,70 +885,7 @@ std::string to_json(const config& c) {
   }
   json clusters = json::array();
   for (const auto& cl : c.clusters) {
-    json endpoints = json::array();
-    for (const auto& e : cl.endpoints) {
-      endpoints.push_back(e.host + ":" + std::to_string(e.port));
-    }
-    clusters.push_back({{"name", cl.name},
-                        {"endpoints", endpoints},
-                        {"lb", to_string(cl.lb)},
-                        {"resolve_interval_ms", ms(cl.resolve_interval)},
-                        {"request_timeout_ms", ms(cl.request_timeout)},
-                        {"pool",
-                         {{"max_size", cl.pool.max_size},
-                          {"min_idle", cl.pool.effective_min_idle()},
-                          {"acquire_timeout_ms", ms(cl.pool.acquire_timeout)},
-                          {"idle_timeout_ms", ms(cl.pool.idle_timeout)},
-                          {"max_lifetime_ms", ms(cl.pool.max_lifetime)}}},
-                        {"tcp",
-                         {{"connect_timeout_ms", ms(cl.tcp.connect_timeout)},
-                          {"no_delay", cl.tcp.no_delay},
-                          {"keepalive", cl.tcp.keepalive}}}});
-    auto& out = clusters.back();
-    out["retry"] = retry_json(cl.retry);
-    out["retry_budget"] =
-        cl.retry_budget ? json{{"percent", cl.retry_budget->percent_can_retry * 100.0},
-                               {"min_retries_per_second", cl.retry_budget->min_retries_per_sec},
-                               {"ttl_ms", ms(cl.retry_budget->ttl)}}
-                        : json("off");
-    out["circuit_breakers"] = {{"max_connections", cl.limits.max_connections},
-                               {"max_pending_requests", cl.limits.max_pending_requests},
-                               {"max_requests", cl.limits.max_requests},
-                               {"max_retries", cl.limits.max_retries}};
-    const auto& b = cl.breaker.options;
-    out["breaker"] =
-        cl.breaker.enabled
-            ? json{{"failure_rate_threshold", b.failure_rate_threshold},
-                   {"window", b.window_size},
-                   {"minimum_calls", b.minimum_calls},
-                   {"wait_in_open_ms", ms(b.wait_in_open)},
-                   {"half_open_calls", b.permitted_calls_in_half_open},
-                   {"failures",
-                    b.failures == resilience::breaker_failures::all_5xx ? "5xx" : "gateway-error"}}
-            : json("off");
-    if (const auto& o = cl.outlier_detection) {
-      out["outlier_detection"] = {{"consecutive_5xx", o->consecutive_5xx},
-                                  {"consecutive_gateway_failure", o->consecutive_gateway_failure},
-                                  {"interval_ms", ms(o->interval)},
-                                  {"base_ejection_time_ms", ms(o->base_ejection_time)},
-                                  {"max_ejection_time_ms", ms(o->max_ejection_time)},
-                                  {"max_ejection_percent", o->max_ejection_percent}};
-    } else {
-      out["outlier_detection"] = "off";
-    }
-    const auto& h = cl.health_check;
-    if (h.kind == health_check_kind::none) {
-      out["health_check"] = "off";
-    } else {
-      out["health_check"] = {{"type", h.kind == health_check_kind::http ? "http" : "tcp"},
-                             {"path", h.path},
-                             {"expected_statuses", h.expected_statuses},
-                             {"interval_ms", ms(h.interval)},
-                             {"jitter_ms", ms(h.jitter)},
-                             {"timeout_ms", ms(h.timeout)},
-                             {"healthy_threshold", h.healthy_threshold},
-                             {"unhealthy_threshold", h.unhealthy_threshold}};
-    }
+    clusters.push_back(cluster_json(cl));
   }
   const json out = {{"workers", c.workers},
                     {"listeners", listeners},
