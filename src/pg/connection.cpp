@@ -147,6 +147,49 @@ asio::awaitable<void> connection::cancel_on_server() {
   co_return;
 }
 
+int connection::send_query(std::string_view sql, std::span<const param> params) {
+  // libpq wants NUL-terminated text for the statement and each parameter.
+  const std::string statement{sql};
+  std::vector<std::string> owned;
+  owned.reserve(params.size());
+  std::vector<const char*> values;
+  values.reserve(params.size());
+  for (const auto& p : params) {
+    if (p) {
+      owned.emplace_back(*p);
+      values.push_back(owned.back().c_str());
+    } else {
+      values.push_back(nullptr);
+    }
+  }
+  // Without parameters, the simple protocol: one message and one round trip, as psql and
+  // pgbench's default mode send it. With parameters, the extended protocol keeps them out of
+  // the SQL text.
+  return values.empty()
+             ? PQsendQuery(conn_, statement.c_str())
+             : PQsendQueryParams(conn_, statement.c_str(), static_cast<int>(values.size()), nullptr,
+                                 values.data(), nullptr, nullptr, 0);
+}
+
+void connection::read_failure(query_outcome& out, PGresult* r, bool cancelled,
+                              clock::duration timeout) {
+  const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+  out.sqlstate = state == nullptr ? "" : state;
+  out.message = PQresultErrorMessage(r);
+  // 57014 is query_canceled: ours, if we cancelled.
+  out.error = cancelled && out.sqlstate == "57014" ? make_error_code(errc::query_timeout)
+                                                   : make_error_code(errc::query_failed);
+  if (out.error == errc::query_timeout) {
+    // Say what happened in tether's words, with the server's behind it.
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count();
+    while (!out.message.empty() && out.message.back() == '\n') {
+      out.message.pop_back();
+    }
+    out.message = "query timed out after " + std::to_string(ms) +
+                  " ms and was cancelled on the server (" + out.message + ")";
+  }
+}
+
 asio::awaitable<query_outcome>
 connection::query(std::string_view sql, std::span<const param> params, clock::duration timeout) {
   query_outcome out;
@@ -170,27 +213,7 @@ connection::query(std::string_view sql, std::span<const param> params, clock::du
     o.message = PQerrorMessage(conn_);
   };
 
-  // libpq wants NUL-terminated text for the statement and each parameter.
-  const std::string statement{sql};
-  std::vector<std::string> owned;
-  owned.reserve(params.size());
-  std::vector<const char*> values;
-  values.reserve(params.size());
-  for (const auto& p : params) {
-    if (p) {
-      owned.emplace_back(*p);
-      values.push_back(owned.back().c_str());
-    } else {
-      values.push_back(nullptr);
-    }
-  }
-  // Without parameters, the simple protocol: one message and one round trip, as psql and
-  // pgbench's default mode send it. With parameters, the extended protocol keeps them out of
-  // the SQL text.
-  const int sent =
-      values.empty() ? PQsendQuery(conn_, statement.c_str())
-                     : PQsendQueryParams(conn_, statement.c_str(), static_cast<int>(values.size()),
-                                         nullptr, values.data(), nullptr, nullptr, 0);
+  const int sent = send_query(sql, params);
   if (sent == 0) {
     lost(out);
     co_return out;
@@ -262,21 +285,7 @@ connection::query(std::string_view sql, std::span<const param> params, clock::du
     if (status == PGRES_FATAL_ERROR || status == PGRES_BAD_RESPONSE ||
         status == PGRES_NONFATAL_ERROR) {
       if (!out.error) {
-        const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-        out.sqlstate = state == nullptr ? "" : state;
-        out.message = PQresultErrorMessage(r);
-        // 57014 is query_canceled: ours, if we cancelled.
-        out.error = cancelled && out.sqlstate == "57014" ? make_error_code(errc::query_timeout)
-                                                         : make_error_code(errc::query_failed);
-        if (out.error == errc::query_timeout) {
-          // Say what happened in tether's words, with the server's behind it.
-          const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count();
-          while (!out.message.empty() && out.message.back() == '\n') {
-            out.message.pop_back();
-          }
-          out.message = "query timed out after " + std::to_string(ms) +
-                        " ms and was cancelled on the server (" + out.message + ")";
-        }
+        read_failure(out, r, cancelled, timeout);
       }
       PQclear(r);
     } else if (!out.error) {

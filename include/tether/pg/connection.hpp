@@ -62,6 +62,12 @@ private:
   asio::awaitable<std::error_code> wait(bool for_write, clock::time_point deadline);
   asio::awaitable<std::error_code> wait_either(clock::time_point deadline);
   asio::awaitable<void> cancel_on_server();
+  // Sends the statement (simple protocol without parameters, extended with); libpq's 0 on failure.
+  int send_query(std::string_view sql, std::span<const param> params);
+  // Fills `out` from an error result: SQLSTATE, the server's message, and query_timeout when it
+  // is the cancel of a query that ran past `timeout`.
+  static void read_failure(query_outcome& out, PGresult* r, bool cancelled,
+                           clock::duration timeout);
 
   PGconn* conn_;
   asio::posix::stream_descriptor socket_; // libpq's socket, not owned: released before PQfinish
