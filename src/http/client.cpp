@@ -313,7 +313,6 @@ asio::awaitable<exchange_result> exchange(http_connection& c, std::string_view h
     if (reader.complete()) {
       // Bytes past the response were never asked for: the connection is out of step.
       c.reusable = reader.keep_alive() && used == n && c.parser.idle();
-      ++c.responses;
       co_return result;
     }
   }

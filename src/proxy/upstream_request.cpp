@@ -376,7 +376,6 @@ asio::awaitable<upstream::exchange_end> session::exchange(proxy_exchange& ex, up
     }
     if (st.dropping) {
       // A response skipped for a retry: its connection is kept only if it ended already.
-      up.responses += st.done ? 1 : 0;
       up.reusable = st.done && !st.close && up.parser.idle();
       if (!up.reusable) {
         lease.mark_broken();
@@ -402,7 +401,6 @@ asio::awaitable<upstream::exchange_end> session::exchange(proxy_exchange& ex, up
       co_return exchange_result(ex, a, end);
     }
   }
-  ++up.responses;
   up.reusable = !st.close && up.parser.idle();
   end.forwarded = true;
   end.keep = keep_after_;

@@ -25,7 +25,6 @@ struct http_connection {
   asio::ip::tcp::socket socket;
   http::parser parser;
   std::array<char, 16 * 1024> buffer{};
-  std::uint64_t responses = 0;  ///< responses read whole on this connection
   bool reusable = false;        ///< the last response ended cleanly and kept the connection open
   clock::time_point returned{}; ///< when it last came back to the pool (coarse clock)
   resilience::resource_guard slot{}; ///< a unit of the connector's connection limit, if any

@@ -113,7 +113,7 @@ public:
 
   [[nodiscard]] host_type& target() const noexcept { return cluster_.at(index_); }
   [[nodiscard]] lease_type& lease() const noexcept { return lease_; }
-  /// The connection carried a response before: the upstream may have closed it while idle.
+  /// The connection served an earlier lease: the upstream may have closed it while it sat idle.
   [[nodiscard]] bool reused() const noexcept { return reused_; }
   [[nodiscard]] clock::time_point start() const noexcept { return start_; }
   /// When the response's head must have come: the per-try timeout, or the request's deadline.
@@ -143,9 +143,6 @@ public:
   // For the loop.
   [[nodiscard]] bool reported() const noexcept { return reported_; }
   [[nodiscard]] resilience::give_up_reason reason() const noexcept { return reason_; }
-  [[nodiscard]] resilience::circuit_breaker::permission permission() const noexcept {
-    return permission_;
-  }
 
 private:
   void report(const resilience::attempt_outcome& outcome, clock::time_point now) {

@@ -52,6 +52,12 @@ public:
   template <typename Hosts>
   choice choose(Hosts& hosts, const tried_hosts& tried, random_source& random) {
     const auto n = hosts.size();
+    if (n == 1) {
+      // Whatever the policy, health or tries, the rules below come to the one host if its
+      // breaker permits: said at once (the HTTP client's clusters are all of one host).
+      const auto permission = hosts.permit(0);
+      return {0, permission, static_cast<bool>(permission)};
+    }
     bool any_in_service = false;
     candidates_.clear();
     for (std::size_t i = 0; i < n; ++i) {

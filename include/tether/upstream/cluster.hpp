@@ -91,7 +91,6 @@ public:
   cluster& operator=(const cluster&) = delete;
 
   [[nodiscard]] const std::string& name() const noexcept { return options_.name; }
-  [[nodiscard]] const cluster_options& options() const noexcept { return options_; }
   [[nodiscard]] std::size_t size() const noexcept { return hosts.size(); }
   [[nodiscard]] host_type& at(std::size_t i) noexcept { return *hosts[i]; }
 
@@ -148,12 +147,6 @@ public:
 
   /// The host of thread `thread` for an attempt, among those `tried` has not (upstream::balancer).
   balancer::choice choose(std::size_t thread, const tried_hosts& tried, random_source& random) {
-    if (hosts.size() == 1) {
-      // What the balancer would choose, whatever the policy, health or tries: the one host, if
-      // its breaker permits (the HTTP client's clusters are all of one host).
-      const auto permission = hosts[0]->permit();
-      return {0, permission, static_cast<bool>(permission)};
-    }
     auto& t = threads_[thread];
     thread_hosts view{*this, t};
     return t.picker.choose(view, tried, random);

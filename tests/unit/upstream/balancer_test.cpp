@@ -50,6 +50,22 @@ TEST(balancer, round_robin_takes_each_host_in_turn) {
   EXPECT_EQ(order, (std::vector<std::size_t>{0, 1, 2, 0, 1, 2}));
 }
 
+TEST(balancer, one_host_is_chosen_whatever_its_health_and_tries_unless_its_breaker_refuses) {
+  for (const auto policy : {lb_policy::round_robin, lb_policy::least_request, lb_policy::random}) {
+    balancer b{policy};
+    fake_hosts hosts{1};
+    scripted_random random{{0}};
+    hosts.serving[0] = false; // panic routing: better to try it than to refuse
+    tried_hosts tried{1};
+    tried.add(0); // a retry has nowhere else to go
+    const auto got = b.choose(hosts, tried, random);
+    EXPECT_TRUE(got.found && got.index == 0 && got.permission);
+    hosts.refusing[0] = true;
+    EXPECT_FALSE(b.choose(hosts, tried, random).found);
+    EXPECT_EQ(hosts.asked.size(), 2U); // its breaker asked once per choice
+  }
+}
+
 TEST(balancer, a_retry_goes_to_a_host_not_tried_without_moving_the_rotation) {
   balancer b{lb_policy::round_robin};
   fake_hosts hosts{3};
