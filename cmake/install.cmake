@@ -6,7 +6,7 @@ include(CMakePackageConfigHelpers)
 # Components in dependency order (each only needs ones before it). tetherConfig.cmake.in lists
 # what each one needs, tether's and outside packages: keep the two in step.
 set(tether_components
-  core resilience metrics pool pool_metrics net pg http_codec upstream http chaos_model chaos demo
+  core resilience metrics pool pool_metrics net tls pg http_codec upstream http chaos_model chaos demo
   proxy)
 
 foreach(component IN LISTS tether_components)

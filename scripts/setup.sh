@@ -18,6 +18,9 @@ packages=(
   # HTTP peers: nginx serves the HTTP client's integration tests; wrk, curl and haproxy are the
   # side-by-side load generators and proxies of the benchmarks
   nginx wrk haproxy
+  # TLS peers: the openssl CLI makes the tests' CA and runs s_server/s_client; sslscan audits a
+  # tether listener's protocols and ciphers
+  openssl sslscan
   # Node.js runs the published Toxiproxy client against tether chaos (tests/chaos/node)
   nodejs
   # gnuplot draws the retry storm's report (bench/retry-storm)

@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -47,9 +48,27 @@ public:
     long connection_requests = 0; ///< the request's number on its connection (1 for the first)
   };
 
-  /// Starts nginx. `extra_locations` are added to the server block. Throws std::runtime_error
-  /// saying what failed (nginx's error log is in the message).
-  explicit nginx_server(const std::string& extra_locations = "") {
+  /// TLS on the listener: a certificate and key, and optionally a CA whose client certificates
+  /// are required (mTLS).
+  struct tls_settings {
+    std::string cert_file;
+    std::string key_file;
+    std::string client_ca_file{};
+  };
+
+  /// One request as the TLS log saw it.
+  struct tls_logged {
+    long connection = 0;
+    std::string server_name; ///< the SNI name, "-" for none
+    std::string reused;      ///< "r" when the session was resumed, "." when not
+    std::string protocol;    ///< "TLSv1.3"
+    std::string client_dn;   ///< the client certificate's subject, "-" for none
+  };
+
+  /// Starts nginx. `extra_locations` are added to the server block; with `tls`, the listener
+  /// speaks TLS. Throws std::runtime_error saying what failed (nginx's error log is in it).
+  explicit nginx_server(const std::string& extra_locations = "",
+                        std::optional<tls_settings> tls = std::nullopt) {
     binary_ = find_binary();
     if (binary_.empty()) {
       throw std::runtime_error("nginx is not installed (scripts/setup.sh installs it)");
@@ -73,14 +92,16 @@ public:
          << "http {\n"
          << "  log_format tether '$request_method $uri $status $connection $connection_requests';\n"
          << "  access_log " << d << "/access.log tether;\n"
+         << "  log_format tether_tls '$connection $ssl_server_name $ssl_session_reused "
+            "$ssl_protocol $ssl_client_s_dn';\n"
          << "  client_body_temp_path " << d << "/body; proxy_temp_path " << d << "/proxy;\n"
          << "  fastcgi_temp_path " << d << "/fastcgi; uwsgi_temp_path " << d << "/uwsgi;\n"
          << "  scgi_temp_path " << d << "/scgi;\n"
          << "  keepalive_timeout 75s; keepalive_requests 1000000;\n"
          << "  default_type application/octet-stream;\n"
          << "  server {\n"
-         << "    listen 127.0.0.1:" << port_ << " reuseport;\n"
-         << "    root " << d << "/www;\n"
+         << "    listen 127.0.0.1:" << port_ << (tls ? " ssl" : "") << " reuseport;\n"
+         << tls_directives(tls, d) << "    root " << d << "/www;\n"
          << "    location = /hello { return 200 \"hello\\n\"; }\n"
          << "    location = /fail { return 503 \"failing\\n\"; }\n"
          << "    location = /post { return 200 \"posted\\n\"; }\n"
@@ -136,6 +157,25 @@ public:
     return out;
   }
 
+  /// Every request logged so far in the TLS log (with tls_settings only), waiting up to 5 s for
+  /// `count` lines.
+  [[nodiscard]] std::vector<tls_logged> tls_log(std::size_t count) const {
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds{5};
+    std::vector<tls_logged> out;
+    for (;;) {
+      out.clear();
+      std::ifstream in{dir_ / "tls.log"};
+      tls_logged l;
+      while (in >> l.connection >> l.server_name >> l.reused >> l.protocol >> l.client_dn) {
+        out.push_back(l);
+      }
+      if (out.size() >= count || std::chrono::steady_clock::now() >= give_up) {
+        return out;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds{2});
+    }
+  }
+
   /// Stops nginx (SIGTERM to the master this harness started, then waits for it).
   void stop() {
     if (pid_ > 0) {
@@ -147,6 +187,20 @@ public:
   }
 
 private:
+  static std::string tls_directives(const std::optional<tls_settings>& tls, const std::string& d) {
+    if (!tls) {
+      return {};
+    }
+    std::string out = "    ssl_certificate " + tls->cert_file + ";\n    ssl_certificate_key " +
+                      tls->key_file + ";\n    ssl_protocols TLSv1.2 TLSv1.3;\n" +
+                      "    ssl_session_cache shared:tether:1m;\n" + "    access_log " + d +
+                      "/access.log tether;\n" + "    access_log " + d + "/tls.log tether_tls;\n";
+    if (!tls->client_ca_file.empty()) {
+      out += "    ssl_client_certificate " + tls->client_ca_file + ";\n    ssl_verify_client on;\n";
+    }
+    return out;
+  }
+
   static std::uint16_t free_port() {
     asio::io_context io;
     asio::ip::tcp::acceptor a{io, {asio::ip::make_address("127.0.0.1"), 0}};

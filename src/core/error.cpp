@@ -27,6 +27,22 @@ public:
       return "host ejected by outlier detection";
     case errc::blocking_on_worker:
       return "blocking call on the pool's own thread (it would wait for itself); use the async API";
+    case errc::tls_certificate_expired:
+      return "TLS: the peer's certificate has expired";
+    case errc::tls_unknown_ca:
+      return "TLS: the peer's certificate is not signed by a trusted CA";
+    case errc::tls_hostname_mismatch:
+      return "TLS: the peer's certificate does not match the host name";
+    case errc::tls_certificate_invalid:
+      return "TLS: the peer's certificate failed verification";
+    case errc::tls_certificate_refused:
+      return "TLS: the peer refused our certificate (or required one)";
+    case errc::tls_protocol_version:
+      return "TLS: no protocol version both sides accept";
+    case errc::tls_handshake_timeout:
+      return "TLS: handshake timed out";
+    case errc::tls_handshake_failed:
+      return "TLS: handshake failed";
     }
     return "unknown tether error " + std::to_string(value);
   }
@@ -37,6 +53,22 @@ public:
 const std::error_category& error_category() noexcept {
   static const tether_category category;
   return category;
+}
+
+bool is_certificate_error(std::error_code ec) noexcept {
+  if (ec.category() != error_category()) {
+    return false;
+  }
+  switch (static_cast<errc>(ec.value())) {
+  case errc::tls_certificate_expired:
+  case errc::tls_unknown_ca:
+  case errc::tls_hostname_mismatch:
+  case errc::tls_certificate_invalid:
+  case errc::tls_certificate_refused:
+    return true;
+  default:
+    return false;
+  }
 }
 
 } // namespace tether

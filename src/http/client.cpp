@@ -25,6 +25,8 @@
 #include "tether/metrics/resilience_metrics.hpp"
 #include "tether/pool/connection_pool.hpp"
 #include "tether/pool/pool_metrics.hpp"
+#include "tether/tls/context.hpp"
+#include "tether/tls/tls_metrics.hpp"
 #include "tether/upstream/attempt_loop.hpp"
 #include "tether/upstream/attempts.hpp"
 
@@ -52,11 +54,18 @@ bool has_ctl_or_space(std::string_view s) noexcept {
 // URL, request, response
 
 std::optional<url> url::parse(std::string_view text) {
-  constexpr std::string_view scheme = "http://";
-  if (text.size() < scheme.size() || !iequals(text.substr(0, scheme.size()), scheme)) {
+  constexpr std::string_view http = "http://";
+  constexpr std::string_view https = "https://";
+  url out;
+  if (text.size() >= https.size() && iequals(text.substr(0, https.size()), https)) {
+    out.tls = true;
+    out.port = 443;
+    text.remove_prefix(https.size());
+  } else if (text.size() >= http.size() && iequals(text.substr(0, http.size()), http)) {
+    text.remove_prefix(http.size());
+  } else {
     return std::nullopt;
   }
-  text.remove_prefix(scheme.size());
   if (has_ctl_or_space(text)) {
     return std::nullopt;
   }
@@ -66,7 +75,6 @@ std::optional<url> url::parse(std::string_view text) {
   if (authority.empty() || authority.find('@') != std::string_view::npos) {
     return std::nullopt;
   }
-  url out;
   std::string_view port_text;
   if (authority.front() == '[') {
     const auto close = authority.find(']');
@@ -117,6 +125,7 @@ std::optional<request> request::to(std::string_view method, std::string_view tex
   r.host = std::move(u->host);
   r.port = u->port;
   r.target = std::move(u->target);
+  r.tls = u->tls;
   return r;
 }
 
@@ -128,6 +137,7 @@ const std::string* response::find(std::string_view name) const noexcept {
 void client_options::validate() const {
   pool.validate();
   tcp.validate();
+  tls.validate();
   retry.validate();
   if (budget) {
     budget->validate();
@@ -280,9 +290,9 @@ asio::awaitable<exchange_result> exchange(http_connection& c, std::string_view h
   exchange_result result;
   c.reusable = false;
   const std::array<asio::const_buffer, 2> buffers = {asio::buffer(head), asio::buffer(body)};
-  auto [write_error, written] = co_await asio::async_write(c.socket, buffers, use_tuple);
+  auto [write_error, written] = co_await asio::async_write(c.stream, buffers, use_tuple);
   if (write_error) {
-    result.error = net::normalized(write_error);
+    result.error = net::normalized(tls::classify_failure(c.stream, write_error));
     co_return result;
   }
   if (head_request) {
@@ -290,7 +300,7 @@ asio::awaitable<exchange_result> exchange(http_connection& c, std::string_view h
   }
   response_reader reader{out};
   for (;;) {
-    auto [read_error, n] = co_await c.socket.async_read_some(asio::buffer(c.buffer), use_tuple);
+    auto [read_error, n] = co_await c.stream.async_read_some(asio::buffer(c.buffer), use_tuple);
     if (read_error == asio::error::eof) {
       c.parser.finish(reader);
       if (c.parser.error()) {
@@ -301,7 +311,7 @@ asio::awaitable<exchange_result> exchange(http_connection& c, std::string_view h
       co_return result;
     }
     if (read_error) {
-      result.error = net::normalized(read_error);
+      result.error = net::normalized(tls::classify_failure(c.stream, read_error));
       co_return result;
     }
     result.response_bytes = true;
@@ -433,7 +443,7 @@ void write_head(std::string& out, const request& r, std::string_view user_agent)
     } else {
       out.append(r.host);
     }
-    if (r.port != 80) {
+    if (r.port != (r.tls ? 443 : 80)) {
       out.append(":").append(std::to_string(r.port));
     }
     out.append("\r\n");
@@ -523,6 +533,8 @@ struct client_exchange {
     r.response_bytes = exchanged.response_bytes;
     // A malformed response: the server is broken in a way a retry will not mend.
     r.malformed = exchanged.error.category() == error_category();
+    // A TLS 1.3 server refuses a client certificate at the first read: no retry mends that.
+    r.same_on_retry = is_certificate_error(exchanged.error);
     co_return r;
   }
 
@@ -545,7 +557,21 @@ struct client::state {
   std::unordered_map<std::string, std::unique_ptr<host>> hosts;
   default_random random{default_random::entropy_seed()};
   bool closed = false;
+  std::shared_ptr<tls::client_context> tls; ///< for https hosts, built with the client
+  tls::handshake_counters handshakes;
+  std::vector<metrics::callback_registration> tls_series;
 };
+
+namespace {
+
+// Hosts are kept by scheme, name and port: an https and an http host on one port never share.
+std::string host_key(std::string_view name, std::uint16_t port, bool tls) {
+  std::string key{tls ? "https://" : ""};
+  key.append(name).append(":").append(std::to_string(port));
+  return key;
+}
+
+} // namespace
 
 std::shared_ptr<client> client::create(executor_type executor, client_options options,
                                        metrics::registry* registry, const clock& clock) {
@@ -557,13 +583,18 @@ std::shared_ptr<client> client::create(executor_type executor, client_options op
 client::client(private_tag, executor_type executor, client_options options,
                metrics::registry* registry, const clock& clock)
     : executor_{std::move(executor)}, options_{std::move(options)}, registry_{registry},
-      clock_{clock}, s_{std::make_unique<state>()} {}
+      clock_{clock}, s_{std::make_unique<state>()} {
+  s_->tls = std::make_shared<tls::client_context>(options_.tls);
+  if (registry_ != nullptr) {
+    s_->tls_series = tls::watch_handshakes(*registry_, "tether_http_client",
+                                           {{"client", options_.name}}, s_->handshakes);
+  }
+}
 
 client::~client() = default;
 
 client::host& client::host_for(const request& r) {
-  std::string key = r.host;
-  key.append(":").append(std::to_string(r.port));
+  std::string key = host_key(r.host, r.port, r.tls);
   auto found = s_->hosts.find(key);
   if (found != s_->hosts.end()) {
     return *found->second;
@@ -577,7 +608,11 @@ client::host& client::host_for(const request& r) {
   auto& target = h->upstream->add_host(r.host, r.port);
   auto limits = options_.limits;
   limits.max_body = options_.max_response_body;
-  http_connector connector{r.host, r.port, options_.tcp, limits};
+  std::optional<tls::client_identity> identity;
+  if (r.tls) {
+    identity.emplace(s_->tls, r.host, &s_->handshakes);
+  }
+  http_connector connector{r.host, r.port, options_.tcp, limits, std::move(identity)};
   std::shared_ptr<host_pool> pool;
   if (registry_ == nullptr) {
     pool = host_pool::create(executor_, std::move(connector), options_.pool);
@@ -729,10 +764,19 @@ asio::awaitable<void> client::close_on(std::shared_ptr<client> self) {
   }
 }
 
-std::optional<client::host_stats> client::stats(std::string_view host_name,
-                                                std::uint16_t port) const {
-  std::string key{host_name};
-  key.append(":").append(std::to_string(port));
+client::tls_stats client::handshakes() const noexcept {
+  const auto& h = s_->handshakes;
+  tls_stats out{h.full.load(std::memory_order_relaxed), h.resumed.load(std::memory_order_relaxed),
+                0};
+  for (const auto& failed : h.failures) {
+    out.failed += failed.load(std::memory_order_relaxed);
+  }
+  return out;
+}
+
+std::optional<client::host_stats> client::stats(std::string_view host_name, std::uint16_t port,
+                                                bool tls) const {
+  const std::string key = host_key(host_name, port, tls);
   const auto found = s_->hosts.find(key);
   if (found == s_->hosts.end()) {
     return std::nullopt;
@@ -759,7 +803,15 @@ http_connector::async_connect(std::unique_ptr<http_connection>& out) {
   if (ec) {
     co_return ec;
   }
-  out = std::make_unique<http_connection>(std::move(tcp->socket), limits_);
+  if (tls_) {
+    auto secured = tls_->open(std::move(tcp->socket));
+    if (const auto failed = co_await tls_->async_handshake(secured); failed) {
+      co_return failed;
+    }
+    out = std::make_unique<http_connection>(std::move(secured), limits_);
+  } else {
+    out = std::make_unique<http_connection>(tls::stream{std::move(tcp->socket)}, limits_);
+  }
   out->slot = std::move(slot);
   ++opened_;
   co_return std::error_code{};

@@ -68,7 +68,7 @@ session::stream_request(request_context& rq, http::http_connection& up, const up
     // the upstream socket. What it read is queued; what it did not stays in the socket.
     watch.stop = true;
     std::error_code ignored;
-    up.socket.cancel(ignored);
+    up.stream.socket().cancel(ignored);
     co_await watch.ended.async_wait(use_tuple);
   }
   if (watch.final_head) {
@@ -92,7 +92,7 @@ void session::forward_interim(std::string& out, const owned_head& h, request_con
 
 asio::awaitable<bool> session::write_upstream(http::http_connection& up, const upload& plan) {
   watchdog_->set(std::max(plan.attempt_deadline, steady::now() + plan.request_timeout / 2));
-  auto [ec, n] = co_await asio::async_write(up.socket, asio::buffer(plan.bytes), use_tuple);
+  auto [ec, n] = co_await asio::async_write(up.stream, asio::buffer(plan.bytes), use_tuple);
   plan.bytes.clear();
   co_return !ec && !watchdog_->fired;
 }
@@ -105,7 +105,7 @@ asio::awaitable<void> session::watch_upstream(http::http_connection* up, upstrea
   std::string& interim = interim_buffer.get();
   bool cut = false;
   while (!watch->stop) {
-    auto [ec, n] = co_await up->socket.async_read_some(asio::buffer(up->buffer), use_tuple);
+    auto [ec, n] = co_await up->stream.async_read_some(asio::buffer(up->buffer), use_tuple);
     if (watch->stop && ec == asio::error::operation_aborted) {
       break; // the request is sent
     }
@@ -147,7 +147,7 @@ asio::awaitable<void> session::watch_upstream(http::http_connection* up, upstrea
     watch->cut = true;
     std::error_code ignored;
     socket_.cancel(ignored);    // the client read the upload waits on, if it does
-    up->socket.cancel(ignored); // or its upstream write
+    up->stream.socket().cancel(ignored); // or its upstream write
   }
 }
 
@@ -309,7 +309,7 @@ asio::awaitable<upstream::exchange_end> session::exchange(proxy_exchange& ex, up
   }
   // The watchdog guards the upstream socket too: a write to an upstream that stops reading, or
   // a response that never comes, ends at the attempt's deadline.
-  watchdog_->upstream = &up.socket;
+  watchdog_->upstream = &up.stream.socket();
   struct unguard {
     watchdog& w;
     ~unguard() { w.upstream = nullptr; }
@@ -323,7 +323,7 @@ asio::awaitable<upstream::exchange_end> session::exchange(proxy_exchange& ex, up
     // The whole request is here: one write, under the response's deadline while that is not
     // near (one timer setting), else the request timeout.
     watchdog_->set(std::max(plan.attempt_deadline, steady::now() + ex.request_timeout / 2));
-    auto [ec, n] = co_await asio::async_write(up.socket, asio::buffer(plan.bytes), use_tuple);
+    auto [ec, n] = co_await asio::async_write(up.stream, asio::buffer(plan.bytes), use_tuple);
     sent.timed_out = watchdog_->fired;
     sent.complete = !ec && !sent.timed_out;
   }
@@ -360,7 +360,7 @@ asio::awaitable<upstream::exchange_end> session::exchange(proxy_exchange& ex, up
       ec = *std::exchange(first_read, std::nullopt);
     } else {
       watchdog_->set(st.head_sent ? steady::now() + request_timeout : head_deadline);
-      auto [read_ec, read] = co_await up.socket.async_read_some(asio::buffer(up.buffer), use_tuple);
+      auto [read_ec, read] = co_await up.stream.async_read_some(asio::buffer(up.buffer), use_tuple);
       ec = read_ec;
       n = read;
       if (watchdog_->fired) {

@@ -18,7 +18,21 @@ enum class errc {
   overloaded,         ///< a concurrency limit (connections, pending, requests, retries) is full
   host_ejected,       ///< the host is ejected by outlier detection
   blocking_on_worker, ///< a blocking call was made on the thread that must serve it
+  // TLS handshakes (the tls layer reports these; the upstream layer does not retry the
+  // certificate errors: a second try meets the same certificate).
+  tls_certificate_expired, ///< the peer's certificate (or one in its chain) has expired
+  tls_unknown_ca,          ///< the peer's chain does not lead to a trusted CA
+  tls_hostname_mismatch,   ///< the certificate is not for the name (or address) asked for
+  tls_certificate_invalid, ///< another verification failure (not yet valid, bad signature...)
+  tls_certificate_refused, ///< the peer refused our certificate, or wanted one we lack
+  tls_protocol_version,    ///< no TLS version both sides accept (e.g. a TLS 1.0-only peer)
+  tls_handshake_timeout,   ///< the handshake did not finish within its timeout
+  tls_handshake_failed,    ///< any other handshake failure (not TLS at all, no common cipher)
 };
+
+/// True for the TLS errors about a certificate (expired, unknown CA, hostname mismatch, invalid,
+/// refused): a retry meets the same certificate, so none is retried.
+[[nodiscard]] bool is_certificate_error(std::error_code ec) noexcept;
 
 /// The category of tether::errc values; its name is "tether".
 [[nodiscard]] const std::error_category& error_category() noexcept;

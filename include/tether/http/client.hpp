@@ -21,18 +21,20 @@
 #include "tether/resilience/circuit_breaker.hpp"
 #include "tether/resilience/retry_budget.hpp"
 #include "tether/resilience/retry_policy.hpp"
+#include "tether/tls/options.hpp"
 
 namespace tether::http {
 
 using namespace std::chrono_literals;
 
-/// An absolute `http://` URL taken apart.
+/// An absolute `http://` or `https://` URL taken apart.
 struct url {
   std::string host;         ///< a name, an IPv4 address, or an IPv6 address without brackets
-  std::uint16_t port = 80;  ///< 80 unless the URL says otherwise
+  std::uint16_t port = 80;  ///< 80 (443 for https) unless the URL says otherwise
   std::string target = "/"; ///< path and query, as sent in the request line
+  bool tls = false;         ///< https
 
-  /// Parses `http://host[:port][/path][?query]`. nullopt for anything else (another scheme,
+  /// Parses `http[s]://host[:port][/path][?query]`. nullopt for anything else (another scheme,
   /// user info, an empty host, a bad port, control bytes or spaces).
   [[nodiscard]] static std::optional<url> parse(std::string_view text);
 };
@@ -53,8 +55,12 @@ struct request {
   std::string target = "/";
   std::vector<field> headers{};
   std::string body{};
+  /// Over TLS (https), as client_options::tls says: the host's certificate verified for `host`,
+  /// which is also sent as SNI.
+  bool tls = false;
 
-  /// A request for `method` on an absolute http:// URL; nullopt when the URL does not parse.
+  /// A request for `method` on an absolute http:// or https:// URL; nullopt when the URL does
+  /// not parse.
   [[nodiscard]] static std::optional<request> to(std::string_view method, std::string_view url);
 };
 
@@ -76,7 +82,8 @@ struct client_result {
   /// Empty when `response` holds the answer. Otherwise: tether::errc::circuit_open,
   /// pool_timeout, deadline_exceeded; std::errc::connection_refused, timed_out (the per-try
   /// timeout), connection_reset; asio::error::eof (closed before answering); a tether::http::errc
-  /// for a malformed response or an invalid request.
+  /// for a malformed response or an invalid request; a tether::errc::tls_* for a TLS handshake
+  /// that failed (certificate errors are never retried).
   std::error_code error{};
   http::response response{};
   std::uint32_t attempts = 0; ///< attempts sent or tried, retries included
@@ -91,6 +98,9 @@ struct client_options {
   /// 75 s) close them under it.
   pool::pool_options pool = default_pool();
   net::tcp_options tcp{};
+  /// For https:// requests: verification against the system's trust store by default, ALPN
+  /// http/1.1, TLS 1.2 at least, sessions resumed per host.
+  tls::client_options tls{};
   /// Retries: Envoy's defaults (2 attempts, only connections that could not be made, 15 s overall,
   /// 25-250 ms full-jitter backoff). Only idempotent methods, or requests with an Idempotency-Key,
   /// are sent twice.
@@ -177,7 +187,15 @@ public:
     resilience::breaker_state breaker = resilience::breaker_state::closed;
     std::uint64_t connections_opened = 0;
   };
-  [[nodiscard]] std::optional<host_stats> stats(std::string_view host, std::uint16_t port) const;
+  [[nodiscard]] std::optional<host_stats> stats(std::string_view host, std::uint16_t port,
+                                                bool tls = false) const;
+  /// TLS handshakes of every https host, by how they ended.
+  struct tls_stats {
+    std::uint64_t full = 0;    ///< completed with a full handshake
+    std::uint64_t resumed = 0; ///< completed by resuming a session
+    std::uint64_t failed = 0;  ///< failed, whatever the cause
+  };
+  [[nodiscard]] tls_stats handshakes() const noexcept;
 
   [[nodiscard]] const client_options& options() const noexcept { return options_; }
   [[nodiscard]] const executor_type& get_executor() const noexcept { return executor_; }

@@ -3,6 +3,7 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <system_error>
 
@@ -13,16 +14,18 @@
 #include "tether/http/parser.hpp"
 #include "tether/net/tcp_connector.hpp"
 #include "tether/resilience/resource_limit.hpp"
+#include "tether/tls/handshake.hpp"
+#include "tether/tls/stream.hpp"
 
 namespace tether::http {
 
-/// A kept-alive HTTP/1.1 connection: the socket, its response parser and read buffer, and
-/// whether the last exchange left it fit for another request.
+/// A kept-alive HTTP/1.1 connection: its stream (TCP, or TLS over it), its response parser and
+/// read buffer, and whether the last exchange left it fit for another request.
 struct http_connection {
-  http_connection(asio::ip::tcp::socket s, const parser_limits& limits)
-      : socket{std::move(s)}, parser{parser::kind::response, limits} {}
+  http_connection(tls::stream s, const parser_limits& limits)
+      : stream{std::move(s)}, parser{parser::kind::response, limits} {}
 
-  asio::ip::tcp::socket socket;
+  tls::stream stream;
   http::parser parser;
   std::array<char, 16 * 1024> buffer{};
   bool reusable = false;        ///< the last response ended cleanly and kept the connection open
@@ -30,17 +33,20 @@ struct http_connection {
   resilience::resource_guard slot{}; ///< a unit of the connector's connection limit, if any
 };
 
-/// Opens HTTP connections to one host for its pool: TCP through tcp_connector, then nothing more
-/// (HTTP/1.1 has no handshake). Liveness is TCP's: a peer that closed is seen by a peek.
+/// Opens HTTP connections to one host for its pool: TCP through tcp_connector, then, for a TLS
+/// host, the handshake with the host's identity (HTTP/1.1 has no handshake of its own). Liveness
+/// is TCP's: a peer that closed (or sent a TLS close_notify) is seen by a peek.
 class http_connector {
 public:
   using connection_type = http_connection;
 
+  /// Plain HTTP with `tls` empty; HTTPS with the identity's context, SNI and sessions.
   http_connector(std::string host, std::uint16_t port, const net::tcp_options& tcp,
-                 const parser_limits& limits)
-      : tcp_{std::move(host), port, tcp}, limits_{limits} {}
+                 const parser_limits& limits, std::optional<tls::client_identity> tls = {})
+      : tcp_{std::move(host), port, tcp}, limits_{limits}, tls_{std::move(tls)} {}
 
-  /// Connects (see net::tcp_connector); the connection gets a response parser with the limits.
+  /// Connects (see net::tcp_connector) and, for TLS, handshakes (see
+  /// tls::client_identity::async_handshake); the connection gets a response parser.
   asio::awaitable<std::error_code> async_connect(std::unique_ptr<http_connection>& out);
 
   asio::awaitable<bool> async_validate(http_connection& c);
@@ -52,13 +58,13 @@ public:
   static constexpr clock::duration fresh = std::chrono::milliseconds{50};
 
   bool is_usable(http_connection& c) noexcept {
-    if (!c.socket.is_open()) {
+    if (!c.stream.is_open()) {
       return false;
     }
     if (coarse_monotonic_clock::instance().now() - c.returned < fresh) {
       return true;
     }
-    return net::peek_peer(c.socket) == net::peer_state::open;
+    return net::peek_peer(c.stream.socket()) == net::peer_state::open;
   }
 
   bool is_reusable(http_connection& c) noexcept {
@@ -66,10 +72,7 @@ public:
     return c.reusable;
   }
 
-  void close(http_connection& c) noexcept {
-    std::error_code ignored;
-    c.socket.close(ignored);
-  }
+  void close(http_connection& c) noexcept { c.stream.close(); }
 
   [[nodiscard]] std::uint64_t opened() const noexcept { return opened_; }
 
@@ -83,9 +86,13 @@ public:
     tcp_.use_addresses(std::move(cache));
   }
 
+  /// True for a TLS host.
+  [[nodiscard]] bool secured() const noexcept { return tls_.has_value(); }
+
 private:
   net::tcp_connector tcp_;
   parser_limits limits_;
+  std::optional<tls::client_identity> tls_;
   std::uint64_t opened_ = 0;
   resilience::resource_limit* limit_ = nullptr;
 };

@@ -34,6 +34,7 @@ struct exchange_end {
   std::error_code error;                 ///< failed: the error, for users that return one
   std::string failure;                   ///< failed: why, in words
   bool malformed = false;      ///< failed: a response that broke the protocol (never retried)
+  bool same_on_retry = false;  ///< failed: a retry would meet the same fault (a certificate)
   bool response_bytes = false; ///< failed: some of a response arrived
 };
 
@@ -230,6 +231,9 @@ bool acquire_ends_it(cluster<Connector>& c, host<Connector>& h, std::size_t thre
   r.failure = connecting_to_nothing
                   ? std::string{"upstream connect failed: no connection in the attempt's time"}
                   : "upstream connect failed: " + error.message();
+  // Held against the host (it presents a certificate we refuse), but another try, there or at
+  // another host of the cluster, meets the same certificate or the same trust store.
+  r.same_on_retry = is_certificate_error(error);
   return false;
 }
 
@@ -244,7 +248,7 @@ attempts::decision settle(cluster<Connector>& c, host<Connector>& h, const balan
     c.report(h, picked.permission, r.outcome, now - start);
   }
   attempts::decision decision;
-  if (r.malformed) {
+  if (r.malformed || r.same_on_retry) {
     decision.reason = resilience::give_up_reason::not_retriable; // a retry will not mend it
   } else {
     decision = tries.after(r.outcome, now, setup.random);

@@ -32,11 +32,31 @@ TEST(url, parses_host_port_and_target) {
 
 TEST(url, rejects_what_it_cannot_send_safely) {
   for (const char* bad :
-       {"https://h/", "ftp://h", "http://", "http:///x", "http://user@h/", "http://h:0/",
+       {"ftp://h", "httpx://h/", "https:/h", "https://", "https://h:0/", "http://", "http:///x", "http://user@h/", "http://h:0/",
         "http://h:65536/", "http://h:12ab/", "http://h:/", "http://h/a b", "http://h/\r\nX: 1",
         "http://[::1/", "http://[]/", "http://[::1]x/", "h/x"}) {
     EXPECT_FALSE(url::parse(bad)) << bad;
   }
+}
+
+TEST(url, https_is_tls_on_443_unless_a_port_is_given) {
+  const auto plain = url::parse("http://example.com/a");
+  ASSERT_TRUE(plain);
+  EXPECT_FALSE(plain->tls);
+  EXPECT_EQ(plain->port, 80);
+  const auto secured = url::parse("HTTPS://example.com/a?b");
+  ASSERT_TRUE(secured);
+  EXPECT_TRUE(secured->tls);
+  EXPECT_EQ(secured->port, 443);
+  EXPECT_EQ(secured->target, "/a?b");
+  const auto other_port = url::parse("https://[::1]:8443");
+  ASSERT_TRUE(other_port);
+  EXPECT_EQ(other_port->host, "::1");
+  EXPECT_EQ(other_port->port, 8443);
+  const auto r = request::to("GET", "https://example.com:8443/");
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r->tls);
+  EXPECT_EQ(r->port, 8443);
 }
 
 TEST(request, to_builds_from_a_url) {

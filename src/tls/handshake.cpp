@@ -1,0 +1,300 @@
+#include "tether/tls/handshake.hpp"
+
+#include <asio/error.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+#include <asio/ip/address.hpp>
+#include <asio/ssl/error.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "tether/core/error.hpp"
+
+namespace tether::tls {
+
+/// The last session a server gave for one identity: offered on the next connection. Lives as
+/// long as the identity and every SSL that may still deliver a ticket (a TLS 1.3 server sends
+/// them after the handshake, read with the first response).
+class session_cache {
+public:
+  session_cache() = default;
+  session_cache(const session_cache&) = delete;
+  session_cache& operator=(const session_cache&) = delete;
+  ~session_cache() {
+    if (session_ != nullptr) {
+      ::SSL_SESSION_free(session_);
+    }
+  }
+  /// Takes the reference the new-session callback hands over.
+  void keep(SSL_SESSION* s) noexcept {
+    if (session_ != nullptr) {
+      ::SSL_SESSION_free(session_);
+    }
+    session_ = s;
+  }
+  [[nodiscard]] SSL_SESSION* last() const noexcept { return session_; }
+
+private:
+  SSL_SESSION* session_ = nullptr;
+};
+
+namespace {
+
+constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
+
+// Where an SSL keeps a pointer to its identity's session_cache (its shared_ptr is held by the
+// SSL too, through the same slot's free function).
+int cache_index() {
+  static const int index = ::SSL_get_ex_new_index(
+      0, nullptr, nullptr, nullptr,
+      [](void* /*parent*/, void* ptr, CRYPTO_EX_DATA* /*ad*/, int /*idx*/, long /*argl*/,
+         void* /*argp*/) { delete static_cast<std::shared_ptr<session_cache>*>(ptr); });
+  return index;
+}
+
+int on_new_session(SSL* ssl, SSL_SESSION* session) {
+  auto* cache = static_cast<std::shared_ptr<session_cache>*>(::SSL_get_ex_data(ssl, cache_index()));
+  if (cache == nullptr) {
+    return 0; // not ours to keep: OpenSSL frees it
+  }
+  (*cache)->keep(session);
+  return 1; // the reference is the cache's now
+}
+
+// A verification failure, from the result OpenSSL kept on the SSL.
+std::error_code from_verify_result(long result) noexcept {
+  switch (result) {
+  case X509_V_OK:
+    return {};
+  case X509_V_ERR_CERT_HAS_EXPIRED:
+    return make_error_code(errc::tls_certificate_expired);
+  case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+  case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+  case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+  case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+  case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+    return make_error_code(errc::tls_unknown_ca);
+  case X509_V_ERR_HOSTNAME_MISMATCH:
+  case X509_V_ERR_IP_ADDRESS_MISMATCH:
+    return make_error_code(errc::tls_hostname_mismatch);
+  default:
+    return make_error_code(errc::tls_certificate_invalid);
+  }
+}
+
+// What a failed handshake's error means: the verification result first (OpenSSL reports a
+// failed verification as a generic "certificate verify failed"), then the alert or reason.
+std::error_code classify(SSL* ssl, std::error_code ec) noexcept {
+  if (const auto verified = from_verify_result(::SSL_get_verify_result(ssl)); verified) {
+    return verified;
+  }
+  if (ec.category() != asio::error::get_ssl_category()) {
+    return ec == asio::ssl::error::stream_truncated ? make_error_code(errc::tls_handshake_failed)
+                                                    : ec;
+  }
+  switch (ERR_GET_REASON(static_cast<unsigned long>(ec.value()))) {
+  case SSL_R_TLSV1_ALERT_PROTOCOL_VERSION:
+  case SSL_R_UNSUPPORTED_PROTOCOL:
+  case SSL_R_NO_PROTOCOLS_AVAILABLE:
+  case SSL_R_WRONG_SSL_VERSION:
+  case SSL_R_VERSION_TOO_LOW:
+    return make_error_code(errc::tls_protocol_version);
+  case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:
+  case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
+  case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
+  case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
+  case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
+  case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
+  case SSL_R_TLSV1_ALERT_ACCESS_DENIED:
+    return make_error_code(errc::tls_certificate_refused);
+  default:
+    return make_error_code(errc::tls_handshake_failed);
+  }
+}
+
+void count_success(handshake_counters* counters, SSL* ssl) noexcept {
+  if (counters == nullptr) {
+    return;
+  }
+  (::SSL_session_reused(ssl) != 0 ? counters->resumed : counters->full)
+      .fetch_add(1, std::memory_order_relaxed);
+  (::SSL_version(ssl) == TLS1_3_VERSION ? counters->tls1_3 : counters->tls1_2)
+      .fetch_add(1, std::memory_order_relaxed);
+}
+
+void count_failure(handshake_counters* counters, std::error_code ec) noexcept {
+  if (counters != nullptr) {
+    counters->failures[static_cast<std::size_t>(cause_of(ec))].fetch_add(1,
+                                                                         std::memory_order_relaxed);
+  }
+}
+
+} // namespace
+
+const char* to_string(failure_cause cause) noexcept {
+  switch (cause) {
+  case failure_cause::certificate_expired:
+    return "certificate_expired";
+  case failure_cause::unknown_ca:
+    return "unknown_ca";
+  case failure_cause::hostname_mismatch:
+    return "hostname_mismatch";
+  case failure_cause::certificate_invalid:
+    return "certificate_invalid";
+  case failure_cause::certificate_refused:
+    return "certificate_refused";
+  case failure_cause::protocol_version:
+    return "protocol_version";
+  case failure_cause::timeout:
+    return "timeout";
+  case failure_cause::other:
+    break;
+  }
+  return "other";
+}
+
+failure_cause cause_of(std::error_code ec) noexcept {
+  if (ec.category() != error_category()) {
+    return failure_cause::other;
+  }
+  switch (static_cast<errc>(ec.value())) {
+  case errc::tls_certificate_expired:
+    return failure_cause::certificate_expired;
+  case errc::tls_unknown_ca:
+    return failure_cause::unknown_ca;
+  case errc::tls_hostname_mismatch:
+    return failure_cause::hostname_mismatch;
+  case errc::tls_certificate_invalid:
+    return failure_cause::certificate_invalid;
+  case errc::tls_certificate_refused:
+    return failure_cause::certificate_refused;
+  case errc::tls_protocol_version:
+    return failure_cause::protocol_version;
+  case errc::tls_handshake_timeout:
+    return failure_cause::timeout;
+  default:
+    return failure_cause::other;
+  }
+}
+
+client_identity::client_identity(std::shared_ptr<client_context> context, std::string_view host,
+                                 handshake_counters* counters)
+    : context_{std::move(context)}, name_{context_->options().server_name.empty()
+                                              ? std::string{host}
+                                              : context_->options().server_name},
+      counters_{counters} {
+  std::error_code not_address;
+  (void)asio::ip::make_address(name_, not_address);
+  name_is_address_ = !not_address;
+  if (context_->options().session_resumption) {
+    sessions_ = std::make_shared<session_cache>();
+    SSL_CTX* ctx = context_->native().native_handle();
+    // Idempotent: every identity of the context installs the same callback.
+    ::SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    ::SSL_CTX_sess_set_new_cb(ctx, on_new_session);
+  }
+}
+
+client_identity::~client_identity() = default;
+client_identity::client_identity(client_identity&&) noexcept = default;
+client_identity& client_identity::operator=(client_identity&&) noexcept = default;
+
+stream client_identity::open(asio::ip::tcp::socket socket) {
+  stream s{std::move(socket), context_->native()};
+  SSL* ssl = s.tls().native_handle();
+  if (context_->options().verify) {
+    if (name_is_address_) {
+      ::X509_VERIFY_PARAM_set1_ip_asc(::SSL_get0_param(ssl), name_.c_str());
+    } else {
+      ::SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+      ::SSL_set1_host(ssl, name_.c_str());
+    }
+  }
+  if (!name_is_address_) {
+    // RFC 6066: no SNI for an address. OpenSSL's macro casts C-style: its warning, not ours.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wold-style-cast"
+    ::SSL_set_tlsext_host_name(ssl, name_.c_str());
+#pragma GCC diagnostic pop
+  }
+  if (sessions_) {
+    ::SSL_set_ex_data(ssl, cache_index(), new std::shared_ptr<session_cache>{sessions_});
+    if (SSL_SESSION* last = sessions_->last(); last != nullptr) {
+      ::SSL_set_session(ssl, last);
+    }
+  }
+  return s;
+}
+
+asio::awaitable<std::error_code> client_identity::async_handshake(stream& s) {
+  using namespace asio::experimental::awaitable_operators;
+  asio::steady_timer timer{s.get_executor(), context_->options().handshake_timeout};
+  auto done = co_await (s.tls().async_handshake(asio::ssl::stream_base::client, use_tuple) ||
+                        timer.async_wait(use_tuple));
+  std::error_code ec;
+  if (done.index() == 1) {
+    ec = make_error_code(errc::tls_handshake_timeout);
+  } else if (auto [error] = std::get<0>(done); error) {
+    ec = classify(s.tls().native_handle(), error);
+  }
+  if (ec) {
+    ::ERR_clear_error();
+    count_failure(counters_, ec);
+    s.close();
+    co_return ec;
+  }
+  count_success(counters_, s.tls().native_handle());
+  co_return ec;
+}
+
+std::string_view client_identity::alpn(stream& s) noexcept {
+  const unsigned char* data = nullptr;
+  unsigned size = 0;
+  ::SSL_get0_alpn_selected(s.tls().native_handle(), &data, &size);
+  return {reinterpret_cast<const char*>(data), size};
+}
+
+asio::awaitable<std::error_code> async_accept(stream& s, handshake_counters* counters) {
+  auto [error] = co_await s.tls().async_handshake(asio::ssl::stream_base::server, use_tuple);
+  if (error) {
+    const auto ec = classify(s.tls().native_handle(), error);
+    ::ERR_clear_error();
+    count_failure(counters, ec);
+    co_return ec;
+  }
+  count_success(counters, s.tls().native_handle());
+  co_return std::error_code{};
+}
+
+std::error_code classify_failure(stream& s, std::error_code ec) noexcept {
+  if (!s.secured() || ec.category() != asio::error::get_ssl_category()) {
+    return ec;
+  }
+  const auto out = classify(s.tls().native_handle(), ec);
+  ::ERR_clear_error();
+  return out;
+}
+
+std::string peer_subject(stream& s) {
+  X509* cert = ::SSL_get0_peer_certificate(s.tls().native_handle());
+  if (cert == nullptr) {
+    return {};
+  }
+  BIO* out = ::BIO_new(::BIO_s_mem());
+  ::X509_NAME_print_ex(out, ::X509_get_subject_name(cert), 0, XN_FLAG_RFC2253);
+  char* data = nullptr;
+  const long n = ::BIO_get_mem_data(out, &data);
+  std::string subject(data, static_cast<std::size_t>(n));
+  ::BIO_free(out);
+  return subject;
+}
+
+std::string_view protocol_version(stream& s) noexcept {
+  return ::SSL_get_version(s.tls().native_handle());
+}
+
+} // namespace tether::tls
