@@ -75,6 +75,9 @@ void server::impl::start_admin_tasks() {
       o.pool.max_size = 1;
       o.tcp = cl.tcp;
       o.tcp.connect_timeout = cl.health_check.timeout;
+      if (cl.tls) {
+        o.tls = *cl.tls; // checked the way requests go: over TLS, verified alike
+      }
       o.retry.max_attempts = 1;
       o.retry.overall_timeout = cl.health_check.timeout;
       o.budget.reset();

@@ -12,6 +12,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "tether/core/host_port.hpp"
+#include "tether/tls/context.hpp"
 
 namespace tether::proxy {
 
@@ -135,6 +136,29 @@ public:
       return;
     }
     out = static_cast<T>(value);
+  }
+
+  void strings(const YAML::Node& n, const char* key, std::vector<std::string>& out,
+               const std::string& what) {
+    const auto v = n[key];
+    if (!v) {
+      return;
+    }
+    std::vector<std::string> values;
+    if (v.IsSequence()) {
+      for (const auto& item : v) {
+        if (!item.IsScalar() || item.Scalar().empty()) {
+          error(item, what + "." + key + " must list non-empty strings");
+          return;
+        }
+        values.push_back(item.Scalar());
+      }
+    }
+    if (!v.IsSequence() || values.empty()) {
+      error(v, what + "." + key + " must be a list of strings such as [http/1.1]");
+      return;
+    }
+    out = std::move(values);
   }
 
   void boolean(const YAML::Node& n, const char* key, bool& out, const std::string& what) {
@@ -271,6 +295,91 @@ void read_tcp(reader& r, const YAML::Node& n, net::tcp_options& tcp, const std::
   } catch (const std::invalid_argument& e) {
     r.error(n, what + ": " + e.what());
   }
+}
+
+void read_tls_version(reader& r, const YAML::Node& n, tls::version& out, const std::string& what) {
+  if (const auto v = n["min_version"]) {
+    const auto& s = v.IsScalar() ? v.Scalar() : std::string{};
+    if (s == "TLSv1.2" || s == "1.2") {
+      out = tls::version::tls1_2;
+    } else if (s == "TLSv1.3" || s == "1.3") {
+      out = tls::version::tls1_3;
+    } else {
+      r.error(v, what + ".min_version must be TLSv1.2 or TLSv1.3 (older versions are not offered)");
+    }
+  }
+}
+
+// A cluster's `tls:` (TLS to its endpoints). The files are read here, so that `tether validate`
+// names an unreadable CA file or a certificate that does not match its key.
+void read_cluster_tls(reader& r, const YAML::Node& n, std::optional<tls::client_options>& out,
+                      const std::string& what) {
+  if (reader::is_off(n)) {
+    out.reset();
+    return;
+  }
+  if (!r.is_map(n, what + " (or off)")) {
+    return;
+  }
+  r.known_keys(n,
+               {"verify", "ca_file", "server_name", "alpn", "cert_file", "key_file", "min_version",
+                "handshake_timeout", "session_resumption"},
+               what);
+  tls::client_options o;
+  r.boolean(n, "verify", o.verify, what);
+  r.string(n, "ca_file", o.ca_file, what);
+  r.string(n, "server_name", o.server_name, what);
+  r.strings(n, "alpn", o.alpn, what);
+  r.string(n, "cert_file", o.cert_file, what);
+  r.string(n, "key_file", o.key_file, what);
+  read_tls_version(r, n, o.min_version, what);
+  r.duration(n, "handshake_timeout", o.handshake_timeout, what);
+  r.boolean(n, "session_resumption", o.session_resumption, what);
+  try {
+    const tls::client_context check{o};
+  } catch (const std::invalid_argument& e) {
+    r.error(n, what + ": " + e.what());
+  }
+  out = std::move(o);
+}
+
+// A listener's `tls:`: one certificate (cert_file, key_file) or several (certificates), chosen
+// by SNI; every file is read and checked here.
+void read_listener_tls(reader& r, const YAML::Node& n, std::optional<tls::server_options>& out,
+                       const std::string& what) {
+  if (!r.is_map(n, what)) {
+    return;
+  }
+  r.known_keys(n,
+               {"cert_file", "key_file", "certificates", "alpn", "min_version", "client_ca_file",
+                "require_client_certificate"},
+               what);
+  tls::server_options o;
+  tls::certificate first;
+  r.string(n, "cert_file", first.cert_file, what);
+  r.string(n, "key_file", first.key_file, what);
+  if (!first.cert_file.empty() || !first.key_file.empty()) {
+    o.certificates.push_back(first);
+  }
+  if (const auto list = n["certificates"]; list && r.is_sequence(list, what + ".certificates")) {
+    for (const auto& c : list) {
+      tls::certificate pair;
+      if (r.is_map(c, what + ".certificates[]")) {
+        r.known_keys(c, {"cert_file", "key_file"}, what + ".certificates[]");
+        r.string(c, "cert_file", pair.cert_file, what + ".certificates[]");
+        r.string(c, "key_file", pair.key_file, what + ".certificates[]");
+        o.certificates.push_back(pair);
+      }
+    }
+  }
+  r.strings(n, "alpn", o.alpn, what);
+  read_tls_version(r, n, o.min_version, what);
+  r.string(n, "client_ca_file", o.client_ca_file, what);
+  r.boolean(n, "require_client_certificate", o.require_client_certificate, what);
+  if (const auto fault = tls::check_server_options(o); !fault.empty()) {
+    r.error(n, what + ": " + fault);
+  }
+  out = std::move(o);
 }
 
 void read_retry(reader& r, const YAML::Node& n, retry_config& c, const std::string& what) {
@@ -458,9 +567,9 @@ void read_cluster(reader& r, const YAML::Node& n, cluster_config& c, const std::
     return;
   }
   r.known_keys(n,
-               {"name", "endpoints", "lb", "resolve_interval", "pool", "tcp", "request_timeout",
-                "retry", "retry_budget", "circuit_breakers", "breaker", "outlier_detection",
-                "health_check"},
+               {"name", "endpoints", "lb", "resolve_interval", "pool", "tcp", "tls",
+                "request_timeout", "retry", "retry_budget", "circuit_breakers", "breaker",
+                "outlier_detection", "health_check"},
                what);
   r.string(n, "name", c.name, what);
   if (c.name.empty()) {
@@ -505,6 +614,9 @@ void read_cluster(reader& r, const YAML::Node& n, cluster_config& c, const std::
   if (const auto t = n["tcp"]) {
     read_tcp(r, t, c.tcp, named + ".tcp");
   }
+  if (const auto t = n["tls"]) {
+    read_cluster_tls(r, t, c.tls, named + ".tls");
+  }
   read_resilience(r, n, c, named);
   c.retry.policy.overall_timeout = c.request_timeout;
 }
@@ -546,7 +658,7 @@ void read_listeners(reader& r, const YAML::Node& root, const YAML::Node& listene
       if (!r.is_map(n, "a listener")) {
         continue;
       }
-      r.known_keys(n, {"name", "address", "port", "reuse_port"}, "a listener");
+      r.known_keys(n, {"name", "address", "port", "reuse_port", "tls"}, "a listener");
       r.string(n, "name", l.name, "listener");
       r.address(n, "address", l.address, "listener '" + l.name + "'");
       if (!n["port"]) {
@@ -556,6 +668,9 @@ void read_listeners(reader& r, const YAML::Node& root, const YAML::Node& listene
       r.boolean(n, "reuse_port", l.reuse_port, "listener '" + l.name + "'");
       if (l.name.empty()) {
         l.name = l.address + ":" + std::to_string(l.port);
+      }
+      if (const auto t = n["tls"]) {
+        read_listener_tls(r, t, l.tls, "listener '" + l.name + "'.tls");
       }
       c.listeners.push_back(l);
     }
@@ -820,6 +935,20 @@ json cluster_json(const cluster_config& cl) {
                {{"connect_timeout_ms", ms(cl.tcp.connect_timeout)},
                 {"no_delay", cl.tcp.no_delay},
                 {"keepalive", cl.tcp.keepalive}}}};
+  if (const auto& t = cl.tls) {
+    // Paths only: what a key file holds never leaves it.
+    out["tls"] = {{"verify", t->verify},
+                  {"ca_file", t->ca_file.empty() ? "system" : t->ca_file},
+                  {"server_name", t->server_name},
+                  {"alpn", t->alpn},
+                  {"cert_file", t->cert_file},
+                  {"key_file", t->key_file},
+                  {"min_version", tls::to_string(t->min_version)},
+                  {"handshake_timeout_ms", ms(t->handshake_timeout)},
+                  {"session_resumption", t->session_resumption}};
+  } else {
+    out["tls"] = "off";
+  }
   out["retry"] = retry_json(cl.retry);
   out["retry_budget"] = cl.retry_budget
                             ? json{{"percent", cl.retry_budget->percent_can_retry * 100.0},
@@ -872,8 +1001,20 @@ json cluster_json(const cluster_config& cl) {
 std::string to_json(const config& c) {
   json listeners = json::array();
   for (const auto& l : c.listeners) {
-    listeners.push_back(
-        {{"name", l.name}, {"address", l.address}, {"port", l.port}, {"reuse_port", l.reuse_port}});
+    json listener = {
+        {"name", l.name}, {"address", l.address}, {"port", l.port}, {"reuse_port", l.reuse_port}};
+    if (const auto& t = l.tls) {
+      json certificates = json::array();
+      for (const auto& pair : t->certificates) {
+        certificates.push_back({{"cert_file", pair.cert_file}, {"key_file", pair.key_file}});
+      }
+      listener["tls"] = {{"certificates", certificates},
+                         {"alpn", t->alpn},
+                         {"min_version", tls::to_string(t->min_version)},
+                         {"client_ca_file", t->client_ca_file},
+                         {"require_client_certificate", t->require_client_certificate}};
+    }
+    listeners.push_back(std::move(listener));
   }
   json routes = json::array();
   for (const auto& r : c.routes) {

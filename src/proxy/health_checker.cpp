@@ -29,6 +29,7 @@ asio::awaitable<void> health_loop(server::impl* s, std::size_t c, std::size_t e,
       r.host = ep.host;
       r.port = ep.port;
       r.target = hc.path;
+      r.tls = cl.tls.has_value();
       const auto result = co_await client->async_request(r);
       passed = !result.error && std::find(hc.expected_statuses.begin(), hc.expected_statuses.end(),
                                           result.response.status) != hc.expected_statuses.end();

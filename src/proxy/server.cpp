@@ -69,7 +69,11 @@ void server::impl::open_pools(worker& w) {
           });
       auto limits = cfg.downstream.limits;
       limits.max_body = 0; // responses are streamed, never held whole
-      http::http_connector connector{h->address(), h->port(), cl.tcp, limits};
+      std::optional<tls::client_identity> identity;
+      if (const auto& secured = shared.clusters[c]; secured.tls) {
+        identity.emplace(secured.tls, h->address(), secured.handshakes.get());
+      }
+      http::http_connector connector{h->address(), h->port(), cl.tcp, limits, std::move(identity)};
       connector.limit_connections(&up.limits->connections);
       if (h->addresses) {
         connector.use_addresses(h->addresses);
@@ -146,7 +150,13 @@ std::error_code server::start() {
   const std::size_t n =
       cfg.workers != 0 ? cfg.workers : std::max(1U, std::thread::hardware_concurrency());
   s.shared.worker_count = n;
-  s.register_metrics();
+  try {
+    s.register_metrics();
+  } catch (const std::invalid_argument& e) {
+    // A TLS file changed or went away since the config was checked.
+    s.failure = e.what();
+    return make_error_code(std::errc::invalid_argument);
+  }
   for (std::size_t i = 0; i < n; ++i) {
     auto w = std::make_unique<worker>(s.shared, i);
     s.open_pools(*w);
@@ -170,12 +180,13 @@ std::error_code server::start() {
         h->pools[w->id]->start();
       }
     }
-    for (auto& a : w->acceptors) {
+    for (std::size_t l = 0; l < w->acceptors.size(); ++l) {
+      auto& a = w->acceptors[l];
       asio::co_spawn(w->io,
                      net::accept_loop(
                          *a,
-                         [raw = w.get()](asio::ip::tcp::socket socket) {
-                           asio::co_spawn(raw->io, serve(raw, std::move(socket)),
+                         [raw = w.get(), l](asio::ip::tcp::socket socket) {
+                           asio::co_spawn(raw->io, serve(raw, l, std::move(socket)),
                                           report_exceptions{"a client connection"});
                          },
                          s.accept_hooks(*a)),

@@ -57,6 +57,7 @@ struct server::impl {
 
   void register_metrics();            // the series, and the clusters (build_clusters)
   void build_clusters();              // each through the upstream layer, with its series
+  void build_listeners();             // their TLS contexts, with their series
   void open_pools(detail::worker& w); // its pool at every host
   std::error_code bind_listeners();   // every listener on every worker
   void unbind();

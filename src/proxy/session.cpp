@@ -41,14 +41,27 @@ const std::string no_host = "-";
 
 } // namespace
 
-session::session(worker& w, asio::ip::tcp::socket s)
-    : w_{w}, socket_{std::move(s)}, watchdog_{std::make_shared<watchdog>(socket_.get_executor())},
+namespace {
+
+tls::stream accepted(worker& w, std::size_t listener, asio::ip::tcp::socket s) {
+  if (const auto& secured = w.shared.listeners[listener]; secured.context) {
+    return tls::stream{std::move(s), secured.context->native()};
+  }
+  return tls::stream{std::move(s)};
+}
+
+} // namespace
+
+session::session(worker& w, std::size_t listener, asio::ip::tcp::socket s)
+    : w_{w}, stream_{accepted(w, listener, std::move(s))},
+      handshakes_{w.shared.listeners[listener].handshakes.get()},
+      watchdog_{std::make_shared<watchdog>(stream_.get_executor())},
       parser_{http::parser::kind::request, w.shared.cfg.downstream.limits}, events_{w.heads},
       response_events_{w.heads} {
   parser_.tunnel_upgrades(false); // until tunnels exist, an Upgrade is ignored (RFC 9110 7.8)
-  watchdog_->client = &socket_;
+  watchdog_->client = &stream_.socket();
   std::error_code ec;
-  const auto peer = socket_.remote_endpoint(ec);
+  const auto peer = stream_.socket().remote_endpoint(ec);
   client_ip_ = ec ? "unknown" : peer.address().to_string();
   w_.sessions.insert(this);
   ++w_.shared.downstream_active;
@@ -67,7 +80,51 @@ void session::wake_if_idle() {
   }
 }
 
+asio::awaitable<bool> session::secure() {
+  // The handshake is part of the request's head: a client that opens TLS and stalls is cut off
+  // at the request-header timeout like one that stalls in its head.
+  watchdog_->set(steady::now() + w_.shared.cfg.downstream.request_header_timeout);
+  const auto failed = co_await tls::async_accept(stream_);
+  if (!failed) {
+    handshakes_->completed(stream_);
+    co_return true;
+  }
+  handshakes_->failed_by(watchdog_->fired ? tls::failure_cause::timeout : tls::cause_of(failed));
+  stream_.close();
+  co_return false;
+}
+
+asio::awaitable<void> session::close() {
+  std::error_code ignored;
+  if (stream_.secured() && !aborted_) {
+    // close_notify, and the client's in return (or the 1 s of the lingering close).
+    watchdog_->set(steady::now() + std::chrono::seconds{1});
+    co_await stream_.tls().async_shutdown(use_tuple);
+    stream_.close();
+    co_return;
+  }
+  stream_.socket().shutdown(asio::socket_base::shutdown_send, ignored);
+  // A lingering close: what the client still sends (the rest of a refused body, pipelined
+  // requests) is read and dropped for a bounded time, so that closing with unread bytes does
+  // not turn into a reset that destroys the answer before the client reads it.
+  if (!aborted_) {
+    watchdog_->set(steady::now() + std::chrono::seconds{1});
+    std::size_t dropped = 0;
+    while (!watchdog_->fired && dropped < 256 * 1024) {
+      auto [ec, n] = co_await stream_.async_read_some(asio::buffer(small_), use_tuple);
+      if (ec) {
+        break;
+      }
+      dropped += n;
+    }
+  }
+  stream_.close();
+}
+
 asio::awaitable<void> session::run() {
+  if (stream_.secured() && !co_await secure()) {
+    co_return;
+  }
   const auto& d = w_.shared.cfg.downstream;
   std::uint32_t served = 0;
   for (;;) {
@@ -116,23 +173,7 @@ asio::awaitable<void> session::run() {
     events_.trim();
     response_events_.trim();
   }
-  std::error_code ignored;
-  socket_.shutdown(asio::socket_base::shutdown_send, ignored);
-  // A lingering close: what the client still sends (the rest of a refused body, pipelined
-  // requests) is read and dropped for a bounded time, so that closing with unread bytes does
-  // not turn into a reset that destroys the answer before the client reads it.
-  if (!aborted_) {
-    watchdog_->set(steady::now() + std::chrono::seconds{1});
-    std::size_t dropped = 0;
-    while (!watchdog_->fired && dropped < 256 * 1024) {
-      auto [ec, n] = co_await socket_.async_read_some(asio::buffer(small_), use_tuple);
-      if (ec) {
-        break;
-      }
-      dropped += n;
-    }
-  }
-  socket_.close(ignored);
+  co_await close();
 }
 
 void session::abort() {
@@ -173,7 +214,7 @@ asio::awaitable<wait_result> session::next_event(event& out, bool waiting_for_he
     // client costs 2 KiB of buffer, and waiting needs no extra readiness round trip.
     char* into = buffer_ ? buffer_->data() : small_.data();
     const std::size_t room = buffer_ ? buffer_->size() : small_.size();
-    auto [ec, n] = co_await socket_.async_read_some(asio::buffer(into, room), use_tuple);
+    auto [ec, n] = co_await stream_.async_read_some(asio::buffer(into, room), use_tuple);
     if (watchdog_->fired) {
       co_return wait_result::timeout;
     }
@@ -219,7 +260,7 @@ asio::awaitable<void> session::reply_error(int status, const std::string& reason
       out, {status, "text/plain", std::span{own}.first(field ? 2 : 1), body, head_request_,
             close ? http::connection_field::close
                   : (http10_ ? http::connection_field::keep_alive : http::connection_field::none)});
-  co_await asio::async_write(socket_, asio::buffer(out), use_tuple);
+  co_await asio::async_write(stream_, asio::buffer(out), use_tuple);
 }
 
 asio::awaitable<bool> session::refuse(request_context& rq, int status, const std::string& why,
@@ -252,7 +293,7 @@ asio::awaitable<void> session::send_continue(request_context& rq) {
   if (rq.expects_continue && !rq.continue_sent) {
     rq.continue_sent = true;
     const std::string_view cont = "HTTP/1.1 100 Continue\r\n\r\n";
-    co_await asio::async_write(socket_, asio::buffer(cont), use_tuple);
+    co_await asio::async_write(stream_, asio::buffer(cont), use_tuple);
   }
 }
 
@@ -628,7 +669,7 @@ asio::awaitable<bool> session::backoff(clock::duration delay) {
   if (delay <= clock::duration::zero()) {
     co_return !aborted_;
   }
-  asio::steady_timer timer{socket_.get_executor(), delay};
+  asio::steady_timer timer{stream_.get_executor(), delay};
   watchdog_->set(steady::time_point::max()); // the last attempt's deadline is over and done
   watchdog_->sleeper = &timer;
   co_await timer.async_wait(use_tuple);
@@ -651,8 +692,8 @@ void session::access_line(int status, steady::duration took, std::string_view me
   log_access(w_.shared, client_ip_, status, took, method, target, cluster, upstream);
 }
 
-asio::awaitable<void> serve(worker* w, asio::ip::tcp::socket socket) {
-  session s{*w, std::move(socket)};
+asio::awaitable<void> serve(worker* w, std::size_t listener, asio::ip::tcp::socket socket) {
+  session s{*w, listener, std::move(socket)};
   co_await s.run();
 }
 

@@ -33,7 +33,8 @@ enum class wait_result : std::uint8_t { ok, eof, timeout, error, bad_input };
 /// One client connection, served by one coroutine (run) on its worker.
 class session {
 public:
-  session(worker& w, asio::ip::tcp::socket s);
+  /// A connection accepted by listener `listener` (its index in the config).
+  session(worker& w, std::size_t listener, asio::ip::tcp::socket s);
   session(const session&) = delete;
   session& operator=(const session&) = delete;
   ~session();
@@ -289,8 +290,14 @@ private:
   void access_line(int status, steady::duration took, std::string_view method,
                    std::string_view target, std::string_view cluster, std::string_view upstream);
 
+  // A TLS listener's handshake, bounded by the request-header timeout; false: no session.
+  asio::awaitable<bool> secure();
+  // The end of the connection: close_notify for TLS, then a lingering close.
+  asio::awaitable<void> close();
+
   worker& w_;
-  asio::ip::tcp::socket socket_;
+  tls::stream stream_;
+  tls::handshake_counters* handshakes_ = nullptr; // a TLS listener's
   std::shared_ptr<watchdog> watchdog_;
   http::parser parser_;
   event_queue events_;          // the client's requests, parsed
@@ -313,6 +320,6 @@ private:
 };
 
 /// Serves one client connection on worker `w` until it closes.
-asio::awaitable<void> serve(worker* w, asio::ip::tcp::socket socket);
+asio::awaitable<void> serve(worker* w, std::size_t listener, asio::ip::tcp::socket socket);
 
 } // namespace tether::proxy::detail

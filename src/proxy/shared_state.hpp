@@ -30,6 +30,8 @@
 #include "tether/resilience/outlier_detector.hpp"
 #include "tether/resilience/resource_limit.hpp"
 #include "tether/resilience/retry_budget.hpp"
+#include "tether/tls/context.hpp"
+#include "tether/tls/handshake.hpp"
 #include "tether/upstream/cluster.hpp"
 
 namespace tether::proxy::detail {
@@ -71,6 +73,16 @@ struct proxy_cluster {
   std::unique_ptr<upstream_cluster> upstream;
   std::array<prometheus::Counter*, 5> responses{};
   metrics::histogram* duration = nullptr;
+  /// With the cluster's `tls:`: the context every endpoint's connections are made with, and
+  /// their handshakes (each host keeps its own sessions, in its pools' connectors).
+  std::shared_ptr<tls::client_context> tls;
+  std::unique_ptr<tls::handshake_counters> handshakes;
+};
+
+/// A listener's TLS, when it has `tls:`: its certificates and its handshakes.
+struct listener_tls {
+  std::shared_ptr<tls::server_context> context;
+  std::unique_ptr<tls::handshake_counters> handshakes;
 };
 
 /// Everything the workers share: the config, counters and metric handles. Read-only after
@@ -83,6 +95,7 @@ struct shared_state {
   std::vector<const retry_config*> route_retry; // per route: its retry policy (or the cluster's)
   metrics::registry registry;
   std::vector<proxy_cluster> clusters;
+  std::vector<listener_tls> listeners; // per listener (context null: plain HTTP)
   std::size_t worker_count = 1;
   std::array<prometheus::Counter*, static_cast<std::size_t>(cause::count_)> causes{};
   prometheus::Counter* downstream_opened = nullptr;

@@ -1,6 +1,10 @@
 // The proxy's metric series: registered once at start, kept by the counters the workers update.
 #include "server_impl.hpp"
 
+#include <iterator>
+
+#include "tether/tls/tls_metrics.hpp"
+
 namespace tether::proxy {
 
 void server::impl::build_clusters() {
@@ -81,7 +85,32 @@ void server::impl::build_clusters() {
     pc.duration = &reg.histogram_series("tether_proxy_request_duration_seconds",
                                         "From a request's head to the end of its response",
                                         {{"cluster", c.name}});
+    if (c.tls) {
+      pc.tls = std::make_shared<tls::client_context>(*c.tls);
+      pc.handshakes = std::make_unique<tls::handshake_counters>();
+      auto watched = tls::watch_handshakes(reg, "tether_proxy_upstream", {{"cluster", c.name}},
+                                           *pc.handshakes);
+      std::move(watched.begin(), watched.end(), std::back_inserter(shared.callbacks));
+    }
     shared.clusters.push_back(std::move(pc));
+  }
+}
+
+void server::impl::build_listeners() {
+  using namespace detail;
+  for (const auto& l : shared.cfg.listeners) {
+    listener_tls state;
+    if (l.tls) {
+      state.context = std::make_shared<tls::server_context>(*l.tls);
+      state.handshakes = std::make_unique<tls::handshake_counters>();
+      auto watched = tls::watch_handshakes(shared.registry, "tether_proxy_downstream",
+                                           {{"listener", l.name}}, *state.handshakes);
+      std::move(watched.begin(), watched.end(), std::back_inserter(shared.callbacks));
+      for (const auto& warning : state.context->warnings()) {
+        log_event(shared, spdlog::level::warn, "listener '" + l.name + "': " + warning);
+      }
+    }
+    shared.listeners.push_back(std::move(state));
   }
 }
 
@@ -90,6 +119,7 @@ void server::impl::register_metrics() {
   auto& reg = shared.registry;
   const auto& cfg = shared.cfg;
   build_clusters();
+  build_listeners();
   for (const auto& r : cfg.routes) {
     for (std::size_t c = 0; c < cfg.clusters.size(); ++c) {
       if (cfg.clusters[c].name == r.cluster) {

@@ -22,8 +22,8 @@ session::stream_request(request_context& rq, http::http_connection& up, const up
   if (!plan.forward_expect) {
     co_await send_continue(rq);
   }
-  upstream_watch watch{socket_.get_executor()};
-  asio::co_spawn(socket_.get_executor(), watch_upstream(&up, &watch, &rq),
+  upstream_watch watch{stream_.get_executor()};
+  asio::co_spawn(stream_.get_executor(), watch_upstream(&up, &watch, &rq),
                  [this, &watch](const std::exception_ptr& e) {
                    if (e) {
                      log_event(w_.shared, spdlog::level::err,
@@ -137,7 +137,7 @@ asio::awaitable<void> session::watch_upstream(http::http_connection* up, upstrea
     }
     if (!interim.empty()) {
       // A failed write shows on the client's next read; the upload's own read sees it.
-      co_await asio::async_write(socket_, asio::buffer(interim), use_tuple);
+      co_await asio::async_write(stream_, asio::buffer(interim), use_tuple);
     }
     if (watch->final_head) {
       break;
@@ -146,7 +146,7 @@ asio::awaitable<void> session::watch_upstream(http::http_connection* up, upstrea
   if (cut && !watch->stop) {
     watch->cut = true;
     std::error_code ignored;
-    socket_.cancel(ignored);    // the client read the upload waits on, if it does
+    stream_.socket().cancel(ignored);    // the client read the upload waits on, if it does
     up->stream.socket().cancel(ignored); // or its upstream write
   }
 }
@@ -291,8 +291,12 @@ void session::read_failed(http::http_connection& up, std::error_code ec, bool he
   } else {
     end.outcome.result =
         timed_out ? resilience::attempt_result::timeout : resilience::attempt_result::reset;
-    end.failure =
-        timed_out ? "upstream timeout" : "upstream closed the connection before answering";
+    // A TLS alert says more than a reset would (a TLS 1.3 upstream refuses our certificate at
+    // the first read, after the handshake has ended on our side).
+    const auto alert = tls::classify_failure(up.stream, ec);
+    end.failure = timed_out     ? "upstream timeout"
+                  : alert != ec ? "upstream ended the connection: " + alert.message()
+                                : "upstream closed the connection before answering";
   }
 }
 
@@ -387,7 +391,7 @@ asio::awaitable<upstream::exchange_end> session::exchange(proxy_exchange& ex, up
         // The attempt's deadline is met: the rest runs under the request timeout.
         watchdog_->set(coarse_monotonic_clock::instance().now() + request_timeout);
       }
-      auto [wec, wn] = co_await asio::async_write(socket_, asio::buffer(reply), use_tuple);
+      auto [wec, wn] = co_await asio::async_write(stream_, asio::buffer(reply), use_tuple);
       if (wec) {
         lease.mark_broken();
         count(cause::downstream_reset);

@@ -116,24 +116,13 @@ std::error_code classify(SSL* ssl, std::error_code ec) noexcept {
   }
 }
 
-void count_success(handshake_counters* counters, SSL* ssl) noexcept {
-  if (counters == nullptr) {
-    return;
-  }
-  (::SSL_session_reused(ssl) != 0 ? counters->resumed : counters->full)
-      .fetch_add(1, std::memory_order_relaxed);
-  (::SSL_version(ssl) == TLS1_3_VERSION ? counters->tls1_3 : counters->tls1_2)
-      .fetch_add(1, std::memory_order_relaxed);
-}
-
-void count_failure(handshake_counters* counters, std::error_code ec) noexcept {
-  if (counters != nullptr) {
-    counters->failures[static_cast<std::size_t>(cause_of(ec))].fetch_add(1,
-                                                                         std::memory_order_relaxed);
-  }
-}
-
 } // namespace
+
+void handshake_counters::completed(stream& s) noexcept {
+  SSL* ssl = s.tls().native_handle();
+  (::SSL_session_reused(ssl) != 0 ? resumed : full).fetch_add(1, std::memory_order_relaxed);
+  (::SSL_version(ssl) == TLS1_3_VERSION ? tls1_3 : tls1_2).fetch_add(1, std::memory_order_relaxed);
+}
 
 const char* to_string(failure_cause cause) noexcept {
   switch (cause) {
@@ -243,11 +232,15 @@ asio::awaitable<std::error_code> client_identity::async_handshake(stream& s) {
   }
   if (ec) {
     ::ERR_clear_error();
-    count_failure(counters_, ec);
+    if (counters_ != nullptr) {
+      counters_->failed_by(cause_of(ec));
+    }
     s.close();
     co_return ec;
   }
-  count_success(counters_, s.tls().native_handle());
+  if (counters_ != nullptr) {
+    counters_->completed(s);
+  }
   co_return ec;
 }
 
@@ -258,15 +251,13 @@ std::string_view client_identity::alpn(stream& s) noexcept {
   return {reinterpret_cast<const char*>(data), size};
 }
 
-asio::awaitable<std::error_code> async_accept(stream& s, handshake_counters* counters) {
+asio::awaitable<std::error_code> async_accept(stream& s) {
   auto [error] = co_await s.tls().async_handshake(asio::ssl::stream_base::server, use_tuple);
   if (error) {
     const auto ec = classify(s.tls().native_handle(), error);
     ::ERR_clear_error();
-    count_failure(counters, ec);
     co_return ec;
   }
-  count_success(counters, s.tls().native_handle());
   co_return std::error_code{};
 }
 

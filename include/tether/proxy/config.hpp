@@ -17,6 +17,7 @@
 #include "tether/resilience/resource_limit.hpp"
 #include "tether/resilience/retry_budget.hpp"
 #include "tether/resilience/retry_policy.hpp"
+#include "tether/tls/options.hpp"
 #include "tether/upstream/balancer.hpp"
 
 namespace tether::proxy {
@@ -32,6 +33,9 @@ struct listener_config {
   /// between them). Off, a port another process listens on is refused at start, so that a
   /// second tether started by mistake does not silently take part of the traffic.
   bool reuse_port = false;
+  /// TLS termination (certificates chosen by SNI, ALPN, TLS 1.2 at least, optional client
+  /// certificates); none: plain HTTP.
+  std::optional<tls::server_options> tls{};
 };
 
 /// When the proxy tries a request again, and how (a route's, or its cluster's default).
@@ -112,6 +116,9 @@ struct cluster_config {
   /// connections after 50 s, before common server keep-alive timeouts (nginx: 75 s).
   pool::pool_options pool = default_pool();
   net::tcp_options tcp{};
+  /// TLS to the endpoints (verified against the system's trust store or a CA file, SNI, ALPN
+  /// http/1.1, sessions resumed); none: plain HTTP.
+  std::optional<tls::client_options> tls{};
   /// From the request's head arriving to the response's head leaving the upstream (504 past it),
   /// across every attempt.
   clock::duration request_timeout = 15s;

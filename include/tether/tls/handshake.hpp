@@ -47,6 +47,12 @@ struct handshake_counters {
   [[nodiscard]] std::uint64_t failed(failure_cause cause) const noexcept {
     return failures[static_cast<std::size_t>(cause)].load(std::memory_order_relaxed);
   }
+  /// Counts a handshake that completed on `s`: full or resumed, and its version.
+  void completed(stream& s) noexcept;
+  /// Counts a handshake that failed.
+  void failed_by(failure_cause cause) noexcept {
+    failures[static_cast<std::size_t>(cause)].fetch_add(1, std::memory_order_relaxed);
+  }
 };
 
 class session_cache;
@@ -89,10 +95,11 @@ private:
   std::shared_ptr<session_cache> sessions_;
 };
 
-/// The server side of a handshake on an accepted connection, until it ends or `s` is closed
-/// (the caller's timeout closes it: for a listener, the request-header timeout). Counts the
-/// outcome in `counters` when given.
-asio::awaitable<std::error_code> async_accept(stream& s, handshake_counters* counters = nullptr);
+/// The server side of a handshake on an accepted connection, until it ends or `s` is cancelled
+/// (the caller's timeout does it: for a listener, the request-header timeout). The error says
+/// why it failed, as a client handshake's would; the caller counts the outcome (a cancelled
+/// handshake is the caller's timeout).
+asio::awaitable<std::error_code> async_accept(stream& s);
 
 /// What an error of a read or write on `s` means: on a secured stream, a TLS alert becomes a
 /// tether::errc as a handshake's would (a TLS 1.3 server refuses a client certificate after the

@@ -166,7 +166,7 @@ clusters:
       "or 1h",
       "proxy.yaml:13:22: cluster 'web'.pool.max_size must be a whole number in [1, 100000]",
       "proxy.yaml:14:5: unknown key 'colour' in a cluster; expected one of: name, endpoints, lb, "
-      "resolve_interval, pool, tcp, request_timeout, retry, retry_budget, circuit_breakers, "
+      "resolve_interval, pool, tcp, tls, request_timeout, retry, retry_budget, circuit_breakers, "
       "breaker, outlier_detection, health_check",
       "proxy.yaml:15:5: cluster 'web' is defined twice",
   };

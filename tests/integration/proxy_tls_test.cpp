@@ -1,0 +1,279 @@
+// tether proxy with TLS on both sides, against real peers: curl and openssl s_client as clients
+// of a TLS listener (SNI, mTLS, a stalled handshake), sslscan auditing it, and Debian's nginx
+// as a TLS upstream (verification, SNI, client certificates per cluster, an unknown CA). The
+// certificates come from the openssl CLI (support/make_test_ca.sh).
+#include "proxy_fixture.hpp"
+
+#include <set>
+
+#include "nginx_server.hpp"
+#include "test_ca.hpp"
+
+namespace tether::testing {
+namespace {
+
+const test_ca& ca() {
+  return test_ca::get();
+}
+
+std::string metrics_of(const proxy_fixture& p) {
+  return run("curl -sS http://127.0.0.1:" + std::to_string(p.admin_port()) + "/metrics");
+}
+
+bool has(const std::string& text, const std::string& series) {
+  return text.find(series) != std::string::npos;
+}
+
+/// A proxy whose listener terminates TLS (`tls` is the listener's tls: mapping) in front of a
+/// plain backend.
+std::string tls_listener_yaml(std::uint16_t backend, const std::string& tls,
+                              const std::string& downstream = "") {
+  return "workers: 1\n"
+         "listeners:\n  - {name: secure, address: 127.0.0.1, port: 0, tls: " +
+         tls +
+         "}\n"
+         "admin: {address: 127.0.0.1, port: 0}\n" +
+         downstream +
+         "routes: [{path_prefix: /, cluster: backend}]\n"
+         "clusters:\n  - {name: backend, endpoints: [\"127.0.0.1:" +
+         std::to_string(backend) + "\"]}\n";
+}
+
+std::string server_pair() {
+  return "{cert_file: " + ca().path("server.pem") + ", key_file: " + ca().path("server.key") + "}";
+}
+
+std::string curl_tls(std::uint16_t port, const std::string& host = "localhost",
+                     const std::string& extra = "") {
+  return "curl -sS --max-time 5 --cacert " + ca().path("ca.pem") + " --resolve " + host + ":" +
+         std::to_string(port) + ":127.0.0.1 " + extra + " https://" + host + ":" +
+         std::to_string(port) + "/hello 2>&1";
+}
+
+TEST(proxy_tls_listener, terminates_tls_for_curl) {
+  nginx_server backend;
+  proxy_fixture proxy{tls_listener_yaml(backend.port(), server_pair()), nullptr};
+  EXPECT_EQ(run(curl_tls(proxy.port())), "hello\n");
+  // Three requests on one connection: one handshake.
+  const auto three = run(curl_tls(proxy.port()) + " && " + curl_tls(proxy.port()));
+  EXPECT_EQ(three, "hello\nhello\n");
+  const auto m = metrics_of(proxy);
+  EXPECT_TRUE(
+      has(m, "tether_proxy_downstream_tls_handshakes_total{listener=\"secure\",result=\"full\"} 3"))
+      << m;
+  EXPECT_TRUE(has(
+      m, "tether_proxy_downstream_tls_protocol_total{listener=\"secure\",version=\"TLSv1.3\"} 3"))
+      << m;
+}
+
+TEST(proxy_tls_listener, chooses_the_certificate_by_sni) {
+  nginx_server backend;
+  const std::string tls = "{certificates: [" + server_pair() +
+                          ", {cert_file: " + ca().path("other.pem") +
+                          ", key_file: " + ca().path("other.key") + "}]}";
+  proxy_fixture proxy{tls_listener_yaml(backend.port(), tls), nullptr};
+  // Each name is verified by curl against the certificate it got.
+  EXPECT_EQ(run(curl_tls(proxy.port(), "localhost")), "hello\n");
+  EXPECT_EQ(run(curl_tls(proxy.port(), "other.test")), "hello\n");
+  EXPECT_EQ(run(curl_tls(proxy.port(), "api.wild.test")), "hello\n");
+  // No SNI, or a name no certificate has: the default.
+  const std::string s_client =
+      "echo | openssl s_client -connect 127.0.0.1:" + std::to_string(proxy.port()) + " 2>/dev/null";
+  EXPECT_TRUE(has(run(s_client + " -noservername | grep '^subject'"), "CN = localhost"));
+  EXPECT_TRUE(has(run(s_client + " -servername nowhere.test | grep '^subject'"), "CN = localhost"));
+  EXPECT_TRUE(has(run(s_client + " -servername x.wild.test | grep '^subject'"), "CN = other.test"));
+}
+
+TEST(proxy_tls_listener, requires_client_certificates_when_told) {
+  nginx_server backend;
+  const std::string tls =
+      "{cert_file: " + ca().path("server.pem") + ", key_file: " + ca().path("server.key") +
+      ", client_ca_file: " + ca().path("ca.pem") + ", require_client_certificate: true}";
+  proxy_fixture proxy{tls_listener_yaml(backend.port(), tls), nullptr};
+  const std::string cert =
+      "--cert " + ca().path("client.pem") + " --key " + ca().path("client.key");
+  EXPECT_EQ(run(curl_tls(proxy.port(), "localhost", cert)), "hello\n");
+  const auto refused = run(curl_tls(proxy.port()));
+  EXPECT_FALSE(has(refused, "hello")) << refused;
+  const auto m = metrics_of(proxy);
+  EXPECT_TRUE(has(m, "tether_proxy_downstream_tls_handshake_failures_total{cause=\"certificate_"
+                     "refused\",listener=\"secure\"} 1"))
+      << m;
+}
+
+TEST(proxy_tls_listener, a_stalled_handshake_ends_at_the_header_timeout) {
+  nginx_server backend;
+  proxy_fixture proxy{tls_listener_yaml(backend.port(), server_pair(),
+                                        "downstream: {request_header_timeout: 300ms}\n"),
+                      nullptr};
+  bool closed = false;
+  // Two bytes of a TLS record header, then nothing.
+  const auto answer = proxy.raw(std::string{"\x16\x03", 2}, &closed);
+  EXPECT_TRUE(closed) << "the proxy kept a stalled handshake open";
+  EXPECT_TRUE(answer.empty());
+  const auto m = metrics_of(proxy);
+  EXPECT_TRUE(has(m, "tether_proxy_downstream_tls_handshake_failures_total{cause=\"timeout\","
+                     "listener=\"secure\"} 1"))
+      << m;
+}
+
+TEST(proxy_tls_listener, sslscan_finds_no_old_protocol_weak_cipher_or_renegotiation) {
+  nginx_server backend;
+  proxy_fixture proxy{tls_listener_yaml(backend.port(), server_pair()), nullptr};
+  const auto scan =
+      run("sslscan --no-colour --no-heartbleed 127.0.0.1:" + std::to_string(proxy.port()));
+  ASSERT_TRUE(has(scan, "TLSv1.3   enabled")) << scan;
+  EXPECT_TRUE(has(scan, "TLSv1.2   enabled")) << scan;
+  for (const char* off :
+       {"SSLv2     disabled", "SSLv3     disabled", "TLSv1.0   disabled", "TLSv1.1   disabled"}) {
+    EXPECT_TRUE(has(scan, off)) << off << "\n" << scan;
+  }
+  EXPECT_TRUE(has(scan, "Session renegotiation not supported")) << scan;
+  for (const char* weak : {"RC4", "DES-CBC3", "NULL", "EXP", "MD5", "CBC"}) {
+    // Accepted ciphers are listed as "Preferred|Accepted  TLSvX  bits  NAME".
+    for (std::size_t at = scan.find("Accepted"); at != std::string::npos;
+         at = scan.find("Accepted", at + 1)) {
+      const auto line = scan.substr(at, scan.find('\n', at) - at);
+      EXPECT_FALSE(has(line, weak)) << line;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Upstream TLS
+
+/// A proxy on a plain listener; `clusters` is the clusters section's items, `routes` the routes.
+std::string tls_upstream_yaml(const std::string& routes, const std::string& clusters) {
+  return "workers: 1\n"
+         "listeners: [{name: main, address: 127.0.0.1, port: 0}]\n"
+         "admin: {address: 127.0.0.1, port: 0}\n"
+         "routes:\n" +
+         routes + "clusters:\n" + clusters;
+}
+
+std::string secure_cluster(const std::string& name, std::uint16_t port, const std::string& tls) {
+  return "  - {name: " + name + ", endpoints: [\"127.0.0.1:" + std::to_string(port) +
+         "\"], tls: " + tls + "}\n";
+}
+
+TEST(proxy_tls_upstream, verifies_and_sends_sni_to_a_tls_upstream) {
+  nginx_server nginx{"",
+                     nginx_server::tls_settings{ca().path("server.pem"), ca().path("server.key")}};
+  const std::string tls = "{ca_file: " + ca().path("ca.pem") + ", server_name: localhost}";
+  proxy_fixture proxy{tls_upstream_yaml("  - {path_prefix: /, cluster: secure}\n",
+                                        secure_cluster("secure", nginx.port(), tls)),
+                      nullptr};
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(run("curl -sS --max-time 5 " + proxy.url("/hello")), "hello\n");
+  }
+  const auto log = nginx.tls_log(5);
+  ASSERT_EQ(log.size(), 5U);
+  std::set<long> connections;
+  for (const auto& l : log) {
+    connections.insert(l.connection);
+    EXPECT_EQ(l.server_name, "localhost");
+  }
+  EXPECT_EQ(connections.size(), 1U); // pooled: one handshake for five requests
+  const auto m = metrics_of(proxy);
+  EXPECT_TRUE(
+      has(m, "tether_proxy_upstream_tls_handshakes_total{cluster=\"secure\",result=\"full\"} 1"))
+      << m;
+}
+
+TEST(proxy_tls_upstream, never_shares_a_connection_across_client_certificates) {
+  nginx_server nginx{"", nginx_server::tls_settings{ca().path("server.pem"),
+                                                    ca().path("server.key"), ca().path("ca.pem")}};
+  const auto with = [&](const char* cert) {
+    return "{ca_file: " + ca().path("ca.pem") +
+           ", cert_file: " + ca().path(std::string{cert} + ".pem") +
+           ", key_file: " + ca().path(std::string{cert} + ".key") + "}";
+  };
+  proxy_fixture proxy{tls_upstream_yaml("  - {path_prefix: /one/, cluster: one}\n"
+                                        "  - {path_prefix: /, cluster: two}\n",
+                                        secure_cluster("one", nginx.port(), with("client")) +
+                                            secure_cluster("two", nginx.port(), with("client2"))),
+                      nullptr};
+  for (int i = 0; i < 3; ++i) {
+    run("curl -sS --max-time 5 " + proxy.url("/one/x"));
+    run("curl -sS --max-time 5 " + proxy.url("/two"));
+  }
+  const auto log = nginx.tls_log(6);
+  ASSERT_EQ(log.size(), 6U);
+  std::set<long> one;
+  std::set<long> two;
+  for (const auto& l : log) {
+    ASSERT_TRUE(l.client_dn == "CN=client-one" || l.client_dn == "CN=client-two") << l.client_dn;
+    (l.client_dn == "CN=client-one" ? one : two).insert(l.connection);
+  }
+  EXPECT_EQ(one.size(), 1U);
+  EXPECT_EQ(two.size(), 1U);
+  EXPECT_NE(*one.begin(), *two.begin());
+}
+
+TEST(proxy_tls_upstream, an_unknown_ca_is_a_502_counted_by_cause_and_not_retried) {
+  nginx_server nginx{"",
+                     nginx_server::tls_settings{ca().path("server.pem"), ca().path("server.key")}};
+  // The system's trust store does not know the test CA.
+  proxy_fixture proxy{
+      tls_upstream_yaml(
+          "  - {path_prefix: /, cluster: secure}\n",
+          "  - name: secure\n    endpoints: [\"127.0.0.1:" + std::to_string(nginx.port()) +
+              "\"]\n    tls: {}\n"
+              "    retry: {num_retries: 2, retry_on: [connect-failure]}\n"),
+      nullptr};
+  const auto status =
+      run("curl -s -o /dev/null -w '%{http_code}' --max-time 5 " + proxy.url("/hello"));
+  EXPECT_EQ(status, "502");
+  const auto m = metrics_of(proxy);
+  EXPECT_TRUE(has(m, "tether_proxy_upstream_tls_handshake_failures_total{cause=\"unknown_ca\","
+                     "cluster=\"secure\"} 1"))
+      << m;
+  // Retries on connect failures were allowed; a certificate error is not one to retry.
+  EXPECT_TRUE(has(m, "tether_proxy_retries_total{cluster=\"secure\",reason=\"connect_failure\"} 0"))
+      << m;
+  EXPECT_TRUE(nginx.access_log().empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checked before start
+
+std::vector<std::string> errors_of(const std::string& listener_tls) {
+  const auto yaml = tls_listener_yaml(1, listener_tls);
+  return proxy::load_config(yaml, "tls.yaml").errors;
+}
+
+TEST(proxy_tls_config, says_which_file_is_wrong_and_how) {
+  const auto mismatch = errors_of("{cert_file: " + ca().path("server.pem") +
+                                  ", key_file: " + ca().path("other.key") + "}");
+  ASSERT_EQ(mismatch.size(), 1U);
+  EXPECT_TRUE(has(mismatch[0], "tls.yaml:3:")) << mismatch[0];
+  EXPECT_TRUE(has(mismatch[0], "server.pem does not match tls key_file")) << mismatch[0];
+
+  const auto missing =
+      errors_of("{cert_file: /nonexistent/cert.pem, key_file: " + ca().path("server.key") + "}");
+  ASSERT_EQ(missing.size(), 1U);
+  EXPECT_TRUE(has(missing[0], "/nonexistent/cert.pem: cannot read it: No such file")) << missing[0];
+
+  const auto expired = errors_of("{cert_file: " + ca().path("expired.pem") +
+                                 ", key_file: " + ca().path("expired.key") + "}");
+  ASSERT_EQ(expired.size(), 1U);
+  EXPECT_TRUE(has(expired[0], "expired.pem: the certificate expired on Jan 31")) << expired[0];
+
+  const auto not_a_key = errors_of("{cert_file: " + ca().path("server.pem") +
+                                   ", key_file: " + ca().path("server.pem") + "}");
+  ASSERT_EQ(not_a_key.size(), 1U);
+  EXPECT_TRUE(has(not_a_key[0], "not an unencrypted PEM private key")) << not_a_key[0];
+  EXPECT_FALSE(has(not_a_key[0], "BEGIN")) << "no file content in messages";
+}
+
+TEST(proxy_tls_config, config_shows_paths_never_keys) {
+  nginx_server backend;
+  proxy_fixture proxy{tls_listener_yaml(backend.port(), server_pair()), nullptr};
+  const auto config =
+      run("curl -sS http://127.0.0.1:" + std::to_string(proxy.admin_port()) + "/config");
+  EXPECT_TRUE(has(config, ca().path("server.key"))) << config;
+  EXPECT_FALSE(has(config, "PRIVATE KEY")) << config;
+}
+
+} // namespace
+} // namespace tether::testing
