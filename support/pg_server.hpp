@@ -7,6 +7,7 @@
 
 #include <pwd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -37,8 +38,15 @@ public:
     return best;
   }
 
-  /// Makes and starts a cluster. Throws std::runtime_error saying what failed.
-  pg_server() {
+  /// A certificate and key for the server to offer TLS with (ssl=on).
+  struct tls_files {
+    std::string cert_file;
+    std::string key_file;
+  };
+
+  /// Makes and starts a cluster, with TLS when `tls` is given. Throws std::runtime_error saying
+  /// what failed.
+  explicit pg_server(std::optional<tls_files> tls = std::nullopt) {
     const auto bin = find_binaries();
     if (!bin) {
       throw std::runtime_error("PostgreSQL binaries not found under /usr/lib/postgresql");
@@ -63,6 +71,22 @@ public:
     run(as_user_ + (bin_ / "initdb").string() + " -D " + (dir_ / "data").string() +
             " -A trust -U postgres --no-sync -E UTF8 > " + (dir_ / "initdb.log").string() + " 2>&1",
         "initdb");
+    if (tls) {
+      // The server reads its key only when its owner alone may (0600), as the server's user.
+      const auto data = dir_ / "data";
+      std::filesystem::copy_file(tls->cert_file, data / "server.crt");
+      std::filesystem::copy_file(tls->key_file, data / "server.key");
+      ::chmod((data / "server.key").c_str(), 0600);
+      if (::geteuid() == 0) {
+        const passwd* pw = ::getpwnam("postgres");
+        for (const char* f : {"server.crt", "server.key"}) {
+          if (::chown((data / f).c_str(), pw->pw_uid, pw->pw_gid) != 0) {
+            throw std::runtime_error(std::string{"chown of "} + f + " failed");
+          }
+        }
+      }
+      ssl_ = " -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key";
+    }
     start();
   }
 
@@ -88,7 +112,8 @@ public:
     run(pg_ctl() + " -w -t 60 -l " + (dir_ / "server.log").string() + " -o \"-p " +
             std::to_string(port_) + " -k " + dir_.string() +
             " -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off"
-            " -c full_page_writes=off -c max_connections=300\" start > /dev/null",
+            " -c full_page_writes=off -c max_connections=300" +
+            ssl_ + "\" start > /dev/null",
         "pg_ctl start");
     running_ = true;
   }
@@ -127,6 +152,7 @@ private:
   std::filesystem::path bin_;
   std::filesystem::path dir_;
   std::string as_user_;
+  std::string ssl_; // the server's TLS settings, if any
   std::uint16_t port_ = 0;
   bool running_ = false;
 };

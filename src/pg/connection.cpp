@@ -1,5 +1,6 @@
 #include "tether/pg/connection.hpp"
 #include "tether/core/detached.hpp"
+#include "tether/core/error.hpp"
 
 #include <sys/socket.h>
 
@@ -61,6 +62,18 @@ std::error_code connect_error(const char* message) {
   }
   if (m.find("timeout expired") != std::string_view::npos) {
     return make_error_code(std::errc::timed_out);
+  }
+  // libpq does TLS itself (sslmode); its failures get tether's TLS codes, as the HTTP client's
+  // do. libpq says only "certificate verify failed", not why: the message (last_error) has it.
+  if (m.find("does not match host name") != std::string_view::npos) {
+    return make_error_code(tether::errc::tls_hostname_mismatch);
+  }
+  if (m.find("certificate verify failed") != std::string_view::npos) {
+    return make_error_code(tether::errc::tls_certificate_invalid);
+  }
+  if (m.find("SSL error") != std::string_view::npos ||
+      m.find("does not support SSL") != std::string_view::npos) {
+    return make_error_code(tether::errc::tls_handshake_failed);
   }
   return make_error_code(errc::connect_failed);
 }

@@ -4,10 +4,14 @@
 // certificates come from the openssl CLI (support/make_test_ca.sh).
 #include "proxy_fixture.hpp"
 
+#include <sys/stat.h>
+
+#include <filesystem>
 #include <set>
 
 #include "nginx_server.hpp"
 #include "test_ca.hpp"
+#include "tether/tls/context.hpp"
 
 namespace tether::testing {
 namespace {
@@ -264,6 +268,19 @@ TEST(proxy_tls_config, says_which_file_is_wrong_and_how) {
   ASSERT_EQ(not_a_key.size(), 1U);
   EXPECT_TRUE(has(not_a_key[0], "not an unencrypted PEM private key")) << not_a_key[0];
   EXPECT_FALSE(has(not_a_key[0], "BEGIN")) << "no file content in messages";
+}
+
+TEST(proxy_tls_config, a_key_file_every_user_can_read_gets_a_warning) {
+  const std::string readable = ca().path("readable.key");
+  std::filesystem::copy_file(ca().path("server.key"), readable,
+                             std::filesystem::copy_options::overwrite_existing);
+  ::chmod(readable.c_str(), 0644);
+  const tls::server_context open_key{{{{ca().path("server.pem"), readable}}}};
+  ASSERT_EQ(open_key.warnings().size(), 1U);
+  EXPECT_TRUE(has(open_key.warnings()[0], "readable.key is readable by every user"))
+      << open_key.warnings()[0];
+  const tls::server_context closed_key{{{{ca().path("server.pem"), ca().path("server.key")}}}};
+  EXPECT_TRUE(closed_key.warnings().empty());
 }
 
 TEST(proxy_tls_config, config_shows_paths_never_keys) {
