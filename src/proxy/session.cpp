@@ -45,7 +45,7 @@ namespace {
 
 tls::stream accepted(worker& w, std::size_t listener, asio::ip::tcp::socket s) {
   if (const auto& secured = w.shared.listeners[listener]; secured.context) {
-    return tls::stream{std::move(s), secured.context->native()};
+    return tls::stream{std::move(s), secured.context->native(), tls::role::server};
   }
   return tls::stream{std::move(s)};
 }
@@ -97,11 +97,10 @@ asio::awaitable<bool> session::secure() {
 asio::awaitable<void> session::close() {
   std::error_code ignored;
   if (stream_.secured() && !aborted_) {
-    // close_notify, and the client's in return (or the 1 s of the lingering close).
+    // close_notify first: the client knows the end came on purpose (its answer is not waited
+    // for; what it still sends is read below and dropped).
     watchdog_->set(steady::now() + std::chrono::seconds{1});
-    co_await stream_.tls().async_shutdown(use_tuple);
-    stream_.close();
-    co_return;
+    co_await stream_.async_shutdown(use_tuple);
   }
   stream_.socket().shutdown(asio::socket_base::shutdown_send, ignored);
   // A lingering close: what the client still sends (the rest of a refused body, pipelined

@@ -119,7 +119,7 @@ std::error_code classify(SSL* ssl, std::error_code ec) noexcept {
 } // namespace
 
 void handshake_counters::completed(stream& s) noexcept {
-  SSL* ssl = s.tls().native_handle();
+  SSL* ssl = s.native_handle();
   (::SSL_session_reused(ssl) != 0 ? resumed : full).fetch_add(1, std::memory_order_relaxed);
   (::SSL_version(ssl) == TLS1_3_VERSION ? tls1_3 : tls1_2).fetch_add(1, std::memory_order_relaxed);
 }
@@ -193,8 +193,8 @@ client_identity::client_identity(client_identity&&) noexcept = default;
 client_identity& client_identity::operator=(client_identity&&) noexcept = default;
 
 stream client_identity::open(asio::ip::tcp::socket socket) {
-  stream s{std::move(socket), context_->native()};
-  SSL* ssl = s.tls().native_handle();
+  stream s{std::move(socket), context_->native(), role::client};
+  SSL* ssl = s.native_handle();
   if (context_->options().verify) {
     if (name_is_address_) {
       ::X509_VERIFY_PARAM_set1_ip_asc(::SSL_get0_param(ssl), name_.c_str());
@@ -222,13 +222,12 @@ stream client_identity::open(asio::ip::tcp::socket socket) {
 asio::awaitable<std::error_code> client_identity::async_handshake(stream& s) {
   using namespace asio::experimental::awaitable_operators;
   asio::steady_timer timer{s.get_executor(), context_->options().handshake_timeout};
-  auto done = co_await (s.tls().async_handshake(asio::ssl::stream_base::client, use_tuple) ||
-                        timer.async_wait(use_tuple));
+  auto done = co_await (s.async_handshake(use_tuple) || timer.async_wait(use_tuple));
   std::error_code ec;
   if (done.index() == 1) {
     ec = make_error_code(errc::tls_handshake_timeout);
-  } else if (auto [error] = std::get<0>(done); error) {
-    ec = classify(s.tls().native_handle(), error);
+  } else if (auto [error, ignored] = std::get<0>(done); error) {
+    ec = classify(s.native_handle(), error);
   }
   if (ec) {
     ::ERR_clear_error();
@@ -247,14 +246,14 @@ asio::awaitable<std::error_code> client_identity::async_handshake(stream& s) {
 std::string_view client_identity::alpn(stream& s) noexcept {
   const unsigned char* data = nullptr;
   unsigned size = 0;
-  ::SSL_get0_alpn_selected(s.tls().native_handle(), &data, &size);
+  ::SSL_get0_alpn_selected(s.native_handle(), &data, &size);
   return {reinterpret_cast<const char*>(data), size};
 }
 
 asio::awaitable<std::error_code> async_accept(stream& s) {
-  auto [error] = co_await s.tls().async_handshake(asio::ssl::stream_base::server, use_tuple);
+  auto [error, ignored] = co_await s.async_handshake(use_tuple);
   if (error) {
-    const auto ec = classify(s.tls().native_handle(), error);
+    const auto ec = classify(s.native_handle(), error);
     ::ERR_clear_error();
     co_return ec;
   }
@@ -265,13 +264,13 @@ std::error_code classify_failure(stream& s, std::error_code ec) noexcept {
   if (!s.secured() || ec.category() != asio::error::get_ssl_category()) {
     return ec;
   }
-  const auto out = classify(s.tls().native_handle(), ec);
+  const auto out = classify(s.native_handle(), ec);
   ::ERR_clear_error();
   return out;
 }
 
 std::string peer_subject(stream& s) {
-  X509* cert = ::SSL_get0_peer_certificate(s.tls().native_handle());
+  X509* cert = ::SSL_get0_peer_certificate(s.native_handle());
   if (cert == nullptr) {
     return {};
   }
@@ -285,7 +284,7 @@ std::string peer_subject(stream& s) {
 }
 
 std::string_view protocol_version(stream& s) noexcept {
-  return ::SSL_get_version(s.tls().native_handle());
+  return ::SSL_get_version(s.native_handle());
 }
 
 } // namespace tether::tls
