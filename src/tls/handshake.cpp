@@ -1,5 +1,7 @@
 #include "tether/tls/handshake.hpp"
 
+#include <deque>
+
 #include <asio/error.hpp>
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
@@ -16,30 +18,55 @@
 
 namespace tether::tls {
 
-/// The last session a server gave for one identity: offered on the next connection. Lives as
-/// long as the identity and every SSL that may still deliver a ticket (a TLS 1.3 server sends
-/// them after the handshake, read with the first response).
+/// The sessions a server gave for one identity, offered on the next connections. Lives as long
+/// as the identity and every SSL that may still deliver a ticket (a TLS 1.3 server sends them
+/// after the handshake; they are read with the first response).
+///
+/// A TLS 1.3 ticket is used once (RFC 8446, C.4: reusing one lets the connections be linked, and
+/// OpenSSL's client marks it spent), so a few are kept: a server gives two after a full
+/// handshake and one after each resumption, enough for connections opened together. A TLS 1.2
+/// session stays until a newer one comes: it may be resumed again and again.
 class session_cache {
 public:
   session_cache() = default;
   session_cache(const session_cache&) = delete;
   session_cache& operator=(const session_cache&) = delete;
   ~session_cache() {
-    if (session_ != nullptr) {
-      ::SSL_SESSION_free(session_);
+    for (auto* s : sessions_) {
+      ::SSL_SESSION_free(s);
     }
   }
+
   /// Takes the reference the new-session callback hands over.
-  void keep(SSL_SESSION* s) noexcept {
-    if (session_ != nullptr) {
-      ::SSL_SESSION_free(session_);
+  void keep(SSL_SESSION* s) {
+    sessions_.push_back(s);
+    if (sessions_.size() > kept) {
+      ::SSL_SESSION_free(sessions_.front());
+      sessions_.pop_front();
     }
-    session_ = s;
   }
-  [[nodiscard]] SSL_SESSION* last() const noexcept { return session_; }
+
+  /// Offers the newest resumable session on `ssl` (nothing when there is none).
+  void offer(SSL* ssl) {
+    while (!sessions_.empty()) {
+      SSL_SESSION* newest = sessions_.back();
+      if (::SSL_SESSION_is_resumable(newest) == 0) {
+        ::SSL_SESSION_free(newest);
+        sessions_.pop_back();
+        continue;
+      }
+      ::SSL_set_session(ssl, newest); // takes a reference of its own
+      if (::SSL_SESSION_get_protocol_version(newest) >= TLS1_3_VERSION) {
+        ::SSL_SESSION_free(newest);
+        sessions_.pop_back();
+      }
+      return;
+    }
+  }
 
 private:
-  SSL_SESSION* session_ = nullptr;
+  static constexpr std::size_t kept = 4;
+  std::deque<SSL_SESSION*> sessions_; // oldest first
 };
 
 namespace {
@@ -212,9 +239,7 @@ stream client_identity::open(asio::ip::tcp::socket socket) {
   }
   if (sessions_) {
     ::SSL_set_ex_data(ssl, cache_index(), new std::shared_ptr<session_cache>{sessions_});
-    if (SSL_SESSION* last = sessions_->last(); last != nullptr) {
-      ::SSL_set_session(ssl, last);
-    }
+    sessions_->offer(ssl);
   }
   return s;
 }
