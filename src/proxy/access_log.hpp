@@ -16,6 +16,6 @@ std::error_code open_access_log(shared_state& s, const std::string& path);
 /// One line: client, method, target, status, duration, cluster, upstream; text or JSON.
 void log_access(shared_state& s, std::string_view client, int status, steady::duration took,
                 std::string_view method, std::string_view target, std::string_view cluster,
-                std::string_view upstream);
+                std::string_view upstream, std::string_view client_subject = {});
 
 } // namespace tether::proxy::detail

@@ -688,8 +688,9 @@ void read_routes(reader& r, const YAML::Node& root, config& c) {
       if (!r.is_map(n, "a route")) {
         continue;
       }
-      r.known_keys(n, {"host", "path_prefix", "cluster", "retry"}, "a route");
+      r.known_keys(n, {"host", "path_prefix", "cluster", "retry", "client_subject"}, "a route");
       r.string(n, "host", rt.host, "route");
+      r.string(n, "client_subject", rt.client_subject, "route");
       r.string(n, "path_prefix", rt.path_prefix, "route");
       r.string(n, "cluster", rt.cluster, "route");
       if (const auto v = n["retry"]) {
@@ -1019,6 +1020,9 @@ std::string to_json(const config& c) {
   json routes = json::array();
   for (const auto& r : c.routes) {
     json route = {{"host", r.host}, {"path_prefix", r.path_prefix}, {"cluster", r.cluster}};
+    if (!r.client_subject.empty()) {
+      route["client_subject"] = r.client_subject;
+    }
     if (r.retry) {
       route["retry"] = retry_json(*r.retry);
     }

@@ -6,7 +6,8 @@ namespace tether::proxy::detail {
 
 std::optional<std::size_t> find_route(const std::vector<route_config>& routes,
                                       std::string_view authority,
-                                      const http::request_target& target) {
+                                      const http::request_target& target,
+                                      std::string_view client_subject) {
   // Routes compare the host case-insensitively, so it is not copied or lowered.
   const std::string_view host = http::host_of(authority);
   const bool asterisk = target.form == http::target_form::asterisk;
@@ -17,7 +18,8 @@ std::optional<std::size_t> find_route(const std::vector<route_config>& routes,
   for (std::size_t i = 0; i < routes.size(); ++i) {
     const auto& r = routes[i];
     if ((r.host == "*" || iequals(r.host, host)) &&
-        (asterisk ? r.path_prefix == "/" : path.starts_with(r.path_prefix))) {
+        (asterisk ? r.path_prefix == "/" : path.starts_with(r.path_prefix)) &&
+        (r.client_subject.empty() || r.client_subject == client_subject)) {
       return i;
     }
   }

@@ -87,6 +87,7 @@ asio::awaitable<bool> session::secure() {
   const auto failed = co_await tls::async_accept(stream_);
   if (!failed) {
     handshakes_->completed(stream_);
+    peer_subject_ = tls::peer_subject(stream_);
     co_return true;
   }
   handshakes_->failed_by(watchdog_->fired ? tls::failure_cause::timeout : tls::cause_of(failed));
@@ -374,7 +375,7 @@ asio::awaitable<bool> session::handle(head_ptr head_in, bool last) {
     }
     co_return co_await refuse(rq, answer->status, answer->why, "-", answer->field);
   }
-  const auto route_index = find_route(w_.shared.cfg.routes, authority, target);
+  const auto route_index = find_route(w_.shared.cfg.routes, authority, target, peer_subject_);
   if (!route_index) {
     count(cause::no_route);
     const std::string why = "no route for " + std::string{head.target};
@@ -688,7 +689,7 @@ void session::observe(proxy_cluster& c, int status, steady::time_point started,
 void session::access_line(int status, steady::duration took, std::string_view method,
                           std::string_view target, std::string_view cluster,
                           std::string_view upstream) {
-  log_access(w_.shared, client_ip_, status, took, method, target, cluster, upstream);
+  log_access(w_.shared, client_ip_, status, took, method, target, cluster, upstream, peer_subject_);
 }
 
 asio::awaitable<void> serve(worker* w, std::size_t listener, asio::ip::tcp::socket socket) {

@@ -306,6 +306,7 @@ private:
   std::unique_ptr<std::array<char, read_size>> buffer_; // only while a large request is read
   std::array<char, 2048> small_{};
   std::string client_ip_;
+  std::string peer_subject_; // the TLS client certificate's subject, when one was presented
   steady::time_point head_first_byte_{}; // of the head being read
   steady::time_point head_deadline_{};
   bool head_started_ = false;

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include <filesystem>
+#include <fstream>
 #include <set>
 
 #include "nginx_server.hpp"
@@ -103,6 +104,58 @@ TEST(proxy_tls_listener, requires_client_certificates_when_told) {
   EXPECT_TRUE(has(m, "tether_proxy_downstream_tls_handshake_failures_total{cause=\"certificate_"
                      "refused\",listener=\"secure\"} 1"))
       << m;
+}
+
+TEST(proxy_tls_listener, routes_and_logs_by_the_client_certificates_subject) {
+  nginx_server backend{"    location = /who { return 200 \"public\\n\"; }\n"};
+  nginx_server operators{"    location = /who { return 200 \"operators\\n\"; }\n"};
+  char log_name[] = "/tmp/tether-access-XXXXXX";
+  ::close(::mkstemp(log_name));
+  const std::string yaml =
+      "workers: 1\n"
+      "listeners:\n  - {name: secure, address: 127.0.0.1, port: 0, tls: {cert_file: " +
+      ca().path("server.pem") + ", key_file: " + ca().path("server.key") +
+      ", client_ca_file: " + ca().path("ca.pem") +
+      "}}\n"
+      "admin: {address: 127.0.0.1, port: 0}\n"
+      "log: {level: warn, access_log: " +
+      log_name +
+      "}\n"
+      "routes:\n"
+      "  - {path_prefix: /, cluster: operators, client_subject: CN=client-one}\n"
+      "  - {path_prefix: /, cluster: public}\n"
+      "clusters:\n"
+      "  - {name: operators, endpoints: [\"127.0.0.1:" +
+      std::to_string(operators.port()) +
+      "\"]}\n"
+      "  - {name: public, endpoints: [\"127.0.0.1:" +
+      std::to_string(backend.port()) + "\"]}\n";
+  {
+    proxy_fixture proxy{yaml, nullptr};
+    const auto who = [&](const std::string& cert) {
+      auto command = curl_tls(proxy.port(), "localhost",
+                              cert.empty() ? ""
+                                           : "--cert " + ca().path(cert + ".pem") + " --key " +
+                                                 ca().path(cert + ".key"));
+      command.replace(command.find("/hello"), 6, "/who");
+      return run(command);
+    };
+    EXPECT_EQ(who("client"), "operators\n");
+    EXPECT_EQ(who("client2"), "public\n");
+    EXPECT_EQ(who(""), "public\n"); // no certificate: asked for, not required
+    proxy.get().stop();             // the access log is written out by then
+  }
+  std::ifstream in{log_name};
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) {
+    lines.push_back(line);
+  }
+  ::unlink(log_name);
+  ASSERT_EQ(lines.size(), 3U);
+  EXPECT_TRUE(has(lines[0], "cluster=operators")) << lines[0];
+  EXPECT_TRUE(has(lines[0], "client_subject=\"CN=client-one\"")) << lines[0];
+  EXPECT_TRUE(has(lines[1], "client_subject=\"CN=client-two\"")) << lines[1];
+  EXPECT_FALSE(has(lines[2], "client_subject")) << lines[2];
 }
 
 TEST(proxy_tls_listener, a_stalled_handshake_ends_at_the_header_timeout) {

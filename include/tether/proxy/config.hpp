@@ -56,6 +56,9 @@ struct route_config {
   std::string path_prefix = "/";
   std::string cluster;
   std::optional<retry_config> retry{}; ///< none: the cluster's
+  /// Set: only requests over TLS whose client certificate's subject is exactly this (RFC 2253,
+  /// as tls::peer_subject gives it: "CN=client-one,O=Example"). Empty: any request.
+  std::string client_subject{};
 };
 
 /// A failure-rate breaker per upstream host (resilience4j's semantics): a host failing at least

@@ -39,5 +39,18 @@ TEST(router, asterisk_form_goes_where_the_hosts_catch_all_goes) {
   EXPECT_EQ(route_of(routes, "GET", "/elsewhere", "b.example"), std::nullopt);
 }
 
+TEST(router, a_route_for_a_client_certificate_takes_only_its_subject) {
+  const std::vector<route_config> routes = {
+      {"*", "/", "admin", std::nullopt, "CN=operator,O=Example"},
+      {"*", "/", "public", std::nullopt, ""},
+  };
+  http::request_target t;
+  ASSERT_FALSE(http::read_request_target("GET", "/x", t));
+  EXPECT_EQ(find_route(routes, "h", t, "CN=operator,O=Example"), 0U);
+  EXPECT_EQ(find_route(routes, "h", t, "CN=someone-else,O=Example"), 1U);
+  EXPECT_EQ(find_route(routes, "h", t, ""), 1U); // no certificate: not the operator's route
+  EXPECT_EQ(find_route(routes, "h", t, "cn=operator,o=example"), 1U); // exact, as the DN reads
+}
+
 } // namespace
 } // namespace tether::proxy::detail
