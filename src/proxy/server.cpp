@@ -40,6 +40,25 @@ net::accept_hooks server::impl::accept_hooks(const asio::ip::tcp::acceptor& acce
   return hooks;
 }
 
+namespace {
+
+// Every second, the worker's sessions: a TLS session idle since the round before gives back
+// OpenSSL's record buffers (session::release_idle_buffers). Ends with the drain.
+void sweep_buffers(worker* w) {
+  w->buffer_sweep.expires_after(std::chrono::seconds{1});
+  w->buffer_sweep.async_wait([w](std::error_code ec) {
+    if (ec || w->shared.draining.load(std::memory_order_relaxed)) {
+      return;
+    }
+    for (auto* s : w->sessions) {
+      s->release_idle_buffers();
+    }
+    sweep_buffers(w);
+  });
+}
+
+} // namespace
+
 server::server(config c) : server{std::move(c), coarse_monotonic_clock::instance()} {}
 
 server::server(config c, const clock& resilience_clock)
@@ -192,6 +211,10 @@ std::error_code server::start() {
                          s.accept_hooks(*a)),
                      report_exceptions{"a listener's accept loop"});
     }
+    if (std::any_of(cfg.listeners.begin(), cfg.listeners.end(),
+                    [](const listener_config& l) { return l.tls.has_value(); })) {
+      sweep_buffers(w.get());
+    }
     w->work = std::make_shared<asio::executor_work_guard<asio::io_context::executor_type>>(
         w->io.get_executor());
     w->thread = std::thread{[raw = w.get()] { raw->io.run(); }};
@@ -219,6 +242,7 @@ void server::stop() {
   for (auto& w : s.workers) {
     std::promise<void> done;
     asio::post(w->io, [&w, &done] {
+      w->buffer_sweep.cancel();
       for (auto& a : w->acceptors) {
         std::error_code ignored;
         a->close(ignored);

@@ -136,6 +136,7 @@ asio::awaitable<void> session::run() {
     event ev;
     const auto got = co_await next_event(ev, true);
     idle_ = false;
+    idle_sweeps_ = 0;
     if (got != wait_result::ok) {
       // No head to answer: the request line is not known, but the answer is logged all the
       // same (a client that only ever gets 400s should show in the access log).

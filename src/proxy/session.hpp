@@ -42,6 +42,14 @@ public:
   /// Wakes a session waiting for its next request, so a drain closes it now.
   void wake_if_idle();
 
+  /// Called every second by the worker: a TLS session seen waiting for its next request at two
+  /// calls in a row (a second or more) gives back OpenSSL's record buffers.
+  void release_idle_buffers() noexcept {
+    if (idle_ && ++idle_sweeps_ == 2) {
+      (void)stream_.release_buffers();
+    }
+  }
+
   asio::awaitable<void> run();
 
   /// Ends the session now, whatever it is doing (a stop whose drain time is over): its sockets
@@ -311,6 +319,7 @@ private:
   steady::time_point head_deadline_{};
   bool head_started_ = false;
   bool idle_ = false;
+  std::uint8_t idle_sweeps_ = 0; // release_idle_buffers calls since the last request
   bool closing_ = false;
   bool keep_after_ = false;
   bool chunked_response_ = false;

@@ -11,6 +11,7 @@
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
+#include <asio/steady_timer.hpp>
 
 #include "tether/core/random.hpp"
 #include "tether/pool/pool_metrics.hpp"
@@ -36,6 +37,7 @@ struct worker {
   head_pool heads;
   std::set<session*> sessions; // before `io` too: a session's destructor leaves it
   asio::io_context io{1};
+  asio::steady_timer buffer_sweep{io}; // with TLS listeners: idle sessions' buffers, every second
   std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors;
   std::vector<std::shared_ptr<pool::pool_metrics>> pool_observers;
   default_random random;

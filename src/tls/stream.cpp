@@ -77,13 +77,10 @@ engine::engine(asio::ssl::context& context, role side) {
   }
   ::BIO_set_data(bio, this);
   ::SSL_set_bio(ssl_, bio, bio); // one BIO both ways: the SSL owns its one reference
-  // A listener's connections let OpenSSL free its record buffers (about 34 KiB) whenever they
-  // are drained, as nginx does: thousands of clients sit idle between requests. An upstream's
-  // are few, pooled and busy, and keep theirs: the frees and mallocs cost 2,400 instructions a
-  // proxied request (callgrind, bench/proxy/tls.sh's load).
-  if (side == role::server) {
-    ::SSL_set_mode(ssl_, SSL_MODE_RELEASE_BUFFERS);
-  }
+  // OpenSSL keeps its record buffers (about 34 KiB) between calls. SSL_MODE_RELEASE_BUFFERS
+  // would free them whenever drained, at a malloc and a free per record each way (2,400
+  // instructions a proxied request, callgrind under bench/proxy/tls.sh's load); instead the
+  // proxy frees those of connections idle for a second or more (release_buffers).
   // Reading ahead takes everything the input buffer holds in one call.
   ::SSL_set_read_ahead(ssl_, 1);
   if (side == role::client) {
@@ -148,6 +145,10 @@ step engine::shutdown() {
     ::ERR_clear_error();
   }
   return {step::next::done, 0, {}};
+}
+
+bool engine::release_buffers() noexcept {
+  return ::SSL_free_buffers(ssl_) == 1; // refused while they hold data not read yet
 }
 
 asio::mutable_buffer engine::input_space() {

@@ -54,6 +54,10 @@ public:
 
   [[nodiscard]] ssl_st* native_handle() const noexcept { return ssl_; }
 
+  /// Frees OpenSSL's record buffers (about 34 KiB) unless they hold data (false then); they come
+  /// back on the next read or write. For connections that sit idle.
+  bool release_buffers() noexcept;
+
   step read(asio::mutable_buffer into);
   step write(asio::const_buffer from);
   step handshake();
@@ -261,6 +265,11 @@ public:
   }
 
   [[nodiscard]] bool is_open() const noexcept { return socket_.is_open(); }
+
+  /// Lets a secured stream that sits idle give back OpenSSL's record buffers (about 34 KiB);
+  /// nothing for a plain one. Never while an operation is inside OpenSSL (they all run on the
+  /// stream's executor, so any time between them).
+  bool release_buffers() noexcept { return tls_ && tls_->release_buffers(); }
 
   /// Closes the socket now, without a TLS close_notify (sending one is a write the close cannot
   /// wait for). The shutdown is marked done all the same: OpenSSL voids the session of a
