@@ -309,6 +309,10 @@ server_context::server_context(server_options options) : options_{std::move(opti
     // Resumed sessions are only accepted by the listener that made them.
     static constexpr unsigned char session_context[] = "tether";
     ::SSL_CTX_set_session_id_context(ctx, session_context, sizeof session_context - 1);
+    // Clients resume with tickets (TLS 1.3's, and RFC 5077's for TLS 1.2), which need no state
+    // here; OpenSSL's own cache of sessions by ID is a locked table every full handshake
+    // writes to, which only TLS 1.2 clients without tickets would use (nginx's default too).
+    ::SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     if (!options_.client_ca_file.empty()) {
       load_trust(ctx, options_.client_ca_file, "tls client_ca_file");
       ::SSL_CTX_set_client_CA_list(ctx, ::SSL_load_client_CA_file(options_.client_ca_file.c_str()));

@@ -71,6 +71,31 @@ TEST(proxy_tls_listener, terminates_tls_for_curl) {
       << m;
 }
 
+TEST(proxy_tls_listener, resumes_sessions_from_tickets_at_both_versions) {
+  nginx_server backend;
+  proxy_fixture proxy{tls_listener_yaml(backend.port(), server_pair()), nullptr};
+  char dir[] = "/tmp/tether-sessions-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  for (const char* version : {"-tls1_2", "-tls1_3"}) {
+    const std::string session = std::string{dir} + "/session" + version;
+    const std::string s_client = "printf 'GET /hello HTTP/1.1\\r\\nHost: localhost\\r\\n"
+                                 "Connection: close\\r\\n\\r\\n' | openssl s_client -ign_eof " +
+                                 std::string{version} +
+                                 " -connect 127.0.0.1:" + std::to_string(proxy.port()) +
+                                 " -CAfile " + ca().path("ca.pem");
+    const auto first = run(s_client + " -sess_out " + session + " 2>&1");
+    EXPECT_TRUE(has(first, "New, TLSv1")) << version << "\n" << first;
+    const auto again = run(s_client + " -sess_in " + session + " 2>&1");
+    EXPECT_TRUE(has(again, "Reused, TLSv1")) << version << "\n" << again;
+    EXPECT_TRUE(has(again, "hello")) << again;
+  }
+  std::filesystem::remove_all(dir);
+  const auto m = metrics_of(proxy);
+  EXPECT_TRUE(has(
+      m, "tether_proxy_downstream_tls_handshakes_total{listener=\"secure\",result=\"resumed\"} 2"))
+      << m;
+}
+
 TEST(proxy_tls_listener, chooses_the_certificate_by_sni) {
   nginx_server backend;
   const std::string tls = "{certificates: [" + server_pair() +
