@@ -25,6 +25,8 @@
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 
+#include "child_server.hpp"
+
 namespace tether::testing {
 
 class nginx_server {
@@ -177,14 +179,7 @@ public:
   }
 
   /// Stops nginx (SIGTERM to the master this harness started, then waits for it).
-  void stop() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      int status = 0;
-      ::waitpid(pid_, &status, 0);
-      pid_ = -1;
-    }
-  }
+  void stop() { stop_child(pid_); }
 
 private:
   static std::string tls_directives(const std::optional<tls_settings>& tls, const std::string& d) {
@@ -216,24 +211,16 @@ private:
 
   // Waits (up to 5 s) until nginx accepts connections, or fails if it exited.
   void wait_ready() {
-    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds{5};
-    while (std::chrono::steady_clock::now() < give_up) {
-      int status = 0;
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        throw std::runtime_error("nginx exited at start: " + error_log());
-      }
-      asio::io_context io;
-      asio::ip::tcp::socket s{io};
-      std::error_code ec;
-      s.connect({asio::ip::make_address("127.0.0.1"), port_}, ec);
-      if (!ec) {
-        return;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds{10});
+    switch (wait_for_listener(pid_, port_)) {
+    case listener_wait::listening:
+      return;
+    case listener_wait::exited:
+      pid_ = -1;
+      throw std::runtime_error("nginx exited at start: " + error_log());
+    case listener_wait::timed_out:
+      stop();
+      throw std::runtime_error("nginx did not accept connections within 5 s: " + error_log());
     }
-    stop();
-    throw std::runtime_error("nginx did not accept connections within 5 s: " + error_log());
   }
 
   std::string binary_;

@@ -17,6 +17,8 @@
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 
+#include "child_server.hpp"
+
 namespace tether::testing {
 
 class openssl_server {
@@ -43,24 +45,16 @@ public:
       ::execvp("openssl", raw.data());
       ::_exit(127);
     }
-    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds{5};
-    while (std::chrono::steady_clock::now() < give_up) {
-      int status = 0;
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        throw std::runtime_error("openssl s_server exited at start");
-      }
-      asio::io_context io;
-      asio::ip::tcp::socket s{io};
-      std::error_code ec;
-      s.connect({asio::ip::make_address("127.0.0.1"), port_}, ec);
-      if (!ec) {
-        return;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds{10});
+    switch (wait_for_listener(pid_, port_)) {
+    case listener_wait::listening:
+      return;
+    case listener_wait::exited:
+      pid_ = -1;
+      throw std::runtime_error("openssl s_server exited at start");
+    case listener_wait::timed_out:
+      stop();
+      throw std::runtime_error("openssl s_server did not listen within 5 s");
     }
-    stop();
-    throw std::runtime_error("openssl s_server did not listen within 5 s");
   }
   openssl_server(const openssl_server&) = delete;
   openssl_server& operator=(const openssl_server&) = delete;
@@ -68,14 +62,7 @@ public:
 
   [[nodiscard]] std::uint16_t port() const noexcept { return port_; }
 
-  void stop() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      int status = 0;
-      ::waitpid(pid_, &status, 0);
-      pid_ = -1;
-    }
-  }
+  void stop() { stop_child(pid_); }
 
 private:
   std::uint16_t port_ = 0;

@@ -28,6 +28,14 @@ wait_port() {
   echo "nothing listens on $1" >&2
   return 1
 }
+# CPU seconds, user and system, of a process and its children still running (nginx's worker).
+cpu_of() {
+  local user=0 sys=0 p
+  for p in $1 $(pgrep -P "$1" || true); do
+    read -r user sys < <(awk -v u="$user" -v s="$sys" '{ print u + $14, s + $15 }' "/proc/$p/stat")
+  done
+  echo "$(echo "scale=4; $user / $(getconf CLK_TCK)" | bc) $(echo "scale=4; $sys / $(getconf CLK_TCK)" | bc)"
+}
 # Resident memory in KiB of a process and its children (nginx's worker).
 rss_of() {
   local total=0 p
@@ -56,12 +64,13 @@ CONF
   wait_port "$1"
 }
 
-# tether_config PORT BACKEND_PORT: the benchmarks' tether config, in $work/tether.yaml.
+# tether_config PORT BACKEND_PORT [ADMIN_PORT] [LISTENER_TLS]: the benchmarks' tether config, in
+# $work/tether.yaml (LISTENER_TLS: the listener's tls: mapping).
 tether_config() {
   cat > "$work/tether.yaml" << CONF
 workers: 1
-listeners: [{name: bench, address: 127.0.0.1, port: $1}]
-admin: {address: 127.0.0.1, port: $(free_port)}
+listeners: [{name: bench, address: 127.0.0.1, port: $1${4:+, tls: $4}}]
+admin: {address: 127.0.0.1, port: ${3:-$(free_port)}}
 downstream: {idle_timeout: 300s, max_requests_per_connection: 0}
 routes: [{path_prefix: /, cluster: backend}]
 clusters:
@@ -70,8 +79,8 @@ clusters:
     pool: {max_size: 128, idle_timeout: 60s}
 CONF
 }
-# start_tether PORT BACKEND_PORT and start_haproxy PORT BACKEND_PORT [MAXCONN]: in the
-# background, $! their pid.
+# start_tether PORT BACKEND_PORT and start_haproxy PORT BACKEND_PORT [MAXCONN] [BIND_OPTIONS]
+# (such as "ssl crt FILE"): in the background, $! their pid.
 start_tether() {
   tether_config "$1" "$2"
   "${4:-$tether}" proxy -c "$work/tether.yaml" > "$work/tether.log" 2>&1 &
@@ -98,7 +107,7 @@ defaults
   timeout server 300s
   timeout http-keep-alive 300s
 frontend bench
-  bind 127.0.0.1:$1
+  bind 127.0.0.1:$1 ${4:-}
   default_backend backend
 backend backend
   server b 127.0.0.1:$2 maxconn 128

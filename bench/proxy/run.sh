@@ -27,15 +27,6 @@ rounds=${5:-3}
 mkdir -p "$out"
 source bench/proxy/common.sh
 
-# CPU seconds, user and system, of a process and its children still running (nginx's worker).
-cpu_of() {
-  local user=0 sys=0 p
-  for p in $1 $(pgrep -P "$1" || true); do
-    read -r user sys < <(awk -v u="$user" -v s="$sys" '{ print u + $14, s + $15 }' "/proc/$p/stat")
-  done
-  echo "$(echo "scale=4; $user / $(getconf CLK_TCK)" | bc) $(echo "scale=4; $sys / $(getconf CLK_TCK)" | bc)"
-}
-
 # The backend: nginx, one worker, answering /hello.
 backend_port=$(free_port)
 start_backend_nginx "$backend_port"

@@ -23,12 +23,11 @@ out=${4:-build/bench-proxy-tls}
 mkdir -p "$out"
 source bench/proxy/common.sh
 
-cpu_of() {
-  local user=0 sys=0 p
-  for p in $1 $(pgrep -P "$1" || true); do
-    read -r user sys < <(awk -v u="$user" -v s="$sys" '{ print u + $14, s + $15 }' "/proc/$p/stat")
-  done
-  echo "$(echo "scale=4; ($user + $sys) / $(getconf CLK_TCK)" | bc)"
+# CPU seconds of a process and its children, user and system together.
+cpu_total() {
+  local user sys
+  read -r user sys < <(cpu_of "$1")
+  echo "$user + $sys" | bc
 }
 
 sh support/make_test_ca.sh "$work/ca" > /dev/null
@@ -50,43 +49,10 @@ backend_port=$(free_port)
 start_backend_nginx "$backend_port"
 
 start_tls_tether() {
-  cat > "$work/tether-tls.yaml" << CONF
-workers: 1
-listeners:
-  - {name: bench, address: 127.0.0.1, port: $1, tls: {cert_file: $cert, key_file: $key}}
-admin: {address: 127.0.0.1, port: $3}
-downstream: {idle_timeout: 300s, max_requests_per_connection: 0}
-routes: [{path_prefix: /, cluster: backend}]
-clusters:
-  - name: backend
-    endpoints: ["127.0.0.1:$2"]
-    pool: {max_size: 128, idle_timeout: 60s}
-CONF
-  "$tether" proxy -c "$work/tether-tls.yaml" > "$work/tether.log" 2>&1 &
+  tether_config "$1" "$2" "$3" "{cert_file: $cert, key_file: $key}"
+  "$tether" proxy -c "$work/tether.yaml" > "$work/tether.log" 2>&1 &
 }
-start_tls_haproxy() {
-  cat > "$work/haproxy-tls.cfg" << CONF
-global
-  nbthread 1
-  maxconn 4000
-  no strict-limits
-  ssl-default-bind-options ssl-min-ver TLSv1.2
-defaults
-  mode http
-  option http-keep-alive
-  http-reuse always
-  timeout connect 5s
-  timeout client 300s
-  timeout server 300s
-  timeout http-keep-alive 300s
-frontend bench
-  bind 127.0.0.1:$1 ssl crt $work/ca/haproxy.pem
-  default_backend backend
-backend backend
-  server b 127.0.0.1:$2 maxconn 128
-CONF
-  haproxy -db -q -f "$work/haproxy-tls.cfg" &
-}
+start_tls_haproxy() { start_haproxy "$1" "$2" 4000 "ssl crt $work/ca/haproxy.pem"; }
 start_tls_nginx() {
   mkdir -p "$work/nginx-tls"
   cat > "$work/nginx-tls/nginx.conf" << CONF
@@ -126,16 +92,16 @@ measure() {
   body=$(curl -sk "$url")
   [[ $body == "hello from the backend" ]] || { echo "$proxy does not proxy over TLS: '$body'"; exit 1; }
   OPENSSL_CONF=$work/wrk-openssl.cnf wrk -t1 -c"$connections" -d2s "$url" > /dev/null
-  c0=$(cpu_of "$pid")
+  c0=$(cpu_total "$pid")
   result=$(OPENSSL_CONF=$work/wrk-openssl.cnf wrk -t1 -c"$connections" -d"${seconds}s" --latency "$url")
-  c1=$(cpu_of "$pid")
+  c1=$(cpu_total "$pid")
   requests=$(echo "$result" | awk '/requests in/ { print $1 }')
   rps=$(echo "$result" | awk '/Requests\/sec/ { print $2 }')
   p50=$(echo "$result" | awk '$1 == "50%" { print $2 }')
   p99=$(echo "$result" | awk '$1 == "99%" { print $2 }')
   # A handshake per request: the proxies close after each response.
   hs_result=$(OPENSSL_CONF=$work/wrk-openssl.cnf wrk -t1 -c"$connections" -d"${seconds}s" -H "Connection: close" "$url")
-  c2=$(cpu_of "$pid")
+  c2=$(cpu_total "$pid")
   handshakes=$(echo "$hs_result" | awk '/requests in/ { print $1 }')
   hs_rate=$(echo "$hs_result" | awk '/Requests\/sec/ { print $2 }')
   if [[ $proxy == tether ]]; then

@@ -40,6 +40,10 @@ std::pair<asio::ip::tcp::socket, asio::ip::tcp::socket> socket_pair(asio::io_con
   return {std::move(client), acceptor.accept()};
 }
 
+asio::awaitable<std::error_code> accept_on(stream& s) {
+  co_return co_await async_accept(s);
+}
+
 struct pair_fixture : ::testing::Test {
   asio::io_context io;
   server_context server_tls{{{{ca().path("server.pem"), ca().path("server.key")}}}};
@@ -62,6 +66,17 @@ struct pair_fixture : ::testing::Test {
     return done.get();
   }
 
+  /// A client and a server stream over loopback, handshaken.
+  std::pair<stream, stream> connected() {
+    auto [c, s] = socket_pair(io);
+    std::pair<stream, stream> ends{identity.open(std::move(c)),
+                                   stream{std::move(s), server_tls.native(), role::server}};
+    auto accepted = asio::co_spawn(io, accept_on(ends.second), asio::use_future);
+    EXPECT_FALSE(run(identity.async_handshake(ends.first)));
+    EXPECT_FALSE(wait(accepted));
+    return ends;
+  }
+
   /// Runs `body` on the io_context until it returns (10 s bound).
   template <class T>
   T run(asio::awaitable<T> body) {
@@ -69,10 +84,6 @@ struct pair_fixture : ::testing::Test {
     return wait(done);
   }
 };
-
-asio::awaitable<std::error_code> accept_on(stream& s) {
-  co_return co_await async_accept(s);
-}
 
 asio::awaitable<std::string> read_exactly(stream& s, std::size_t n) {
   std::string got(n, '\0');
@@ -82,12 +93,7 @@ asio::awaitable<std::string> read_exactly(stream& s, std::size_t n) {
 }
 
 TEST_F(pair_fixture, carries_data_both_ways_after_the_handshake) {
-  auto [c, s] = socket_pair(io);
-  stream client = identity.open(std::move(c));
-  stream server{std::move(s), server_tls.native(), role::server};
-  auto accepted = asio::co_spawn(io, accept_on(server), asio::use_future);
-  EXPECT_FALSE(run(identity.async_handshake(client)));
-  EXPECT_FALSE(wait(accepted));
+  auto [client, server] = connected();
   EXPECT_EQ(protocol_version(client), "TLSv1.3");
 
   // 100 KiB: several records, each larger than the engine's 8 KiB input buffer.
@@ -116,12 +122,7 @@ TEST_F(pair_fixture, carries_data_both_ways_after_the_handshake) {
 }
 
 TEST_F(pair_fixture, an_idle_stream_gives_back_its_buffers_and_goes_on) {
-  auto [c, s] = socket_pair(io);
-  stream client = identity.open(std::move(c));
-  stream server{std::move(s), server_tls.native(), role::server};
-  auto accepted = asio::co_spawn(io, accept_on(server), asio::use_future);
-  ASSERT_FALSE(run(identity.async_handshake(client)));
-  ASSERT_FALSE(wait(accepted));
+  auto [client, server] = connected();
   auto send = [&](stream& from, std::string text) -> asio::awaitable<bool> {
     auto [ec, n] = co_await asio::async_write(from, asio::buffer(text), use_tuple);
     co_return !ec;
@@ -136,12 +137,7 @@ TEST_F(pair_fixture, an_idle_stream_gives_back_its_buffers_and_goes_on) {
 }
 
 TEST_F(pair_fixture, close_notify_reads_as_the_end_of_the_data) {
-  auto [c, s] = socket_pair(io);
-  stream client = identity.open(std::move(c));
-  stream server{std::move(s), server_tls.native(), role::server};
-  auto accepted = asio::co_spawn(io, accept_on(server), asio::use_future);
-  ASSERT_FALSE(run(identity.async_handshake(client)));
-  ASSERT_FALSE(wait(accepted));
+  auto [client, server] = connected();
   auto shut = [&]() -> asio::awaitable<std::error_code> {
     auto [ec, n] = co_await server.async_shutdown(use_tuple);
     co_return ec;
