@@ -43,9 +43,24 @@ std::string openssl_errors() {
   throw std::invalid_argument(what);
 }
 
-// Opening the file ourselves first gives the operating system's reason (no such file,
-// permission denied), which OpenSSL's "system lib" does not say.
+// A certificate, key or CA bundle is far smaller; a file past this is a wrong path.
+constexpr off_t max_file_size = 4 * 1024 * 1024;
+
+// Looking at the file ourselves first gives the operating system's reason (no such file,
+// permission denied), which OpenSSL's "system lib" does not say, and keeps OpenSSL from reading
+// what is not a file: a config naming /dev/zero or a FIFO would never finish loading.
 void check_readable(const std::string& file, const char* field) {
+  struct stat st {};
+  if (::stat(file.c_str(), &st) != 0) {
+    fail(std::string{field} + " " + file + ": cannot read it: " + std::strerror(errno));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    fail(std::string{field} + " " + file + ": not a regular file");
+  }
+  if (st.st_size > max_file_size) {
+    fail(std::string{field} + " " + file + ": " + std::to_string(st.st_size) +
+         " bytes, too large for PEM certificates or keys (4 MiB at most)");
+  }
   std::ifstream in{file};
   if (!in) {
     fail(std::string{field} + " " + file + ": cannot read it: " + std::strerror(errno));

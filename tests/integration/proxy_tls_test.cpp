@@ -341,6 +341,12 @@ TEST(proxy_tls_config, says_which_file_is_wrong_and_how) {
   ASSERT_EQ(expired.size(), 1U);
   EXPECT_TRUE(has(expired[0], "expired.pem: the certificate expired on Jan 31")) << expired[0];
 
+  // A device or a FIFO would never finish reading: refused before OpenSSL opens it.
+  const auto device =
+      errors_of("{cert_file: /dev/zero, key_file: " + ca().path("server.key") + "}");
+  ASSERT_EQ(device.size(), 1U);
+  EXPECT_TRUE(has(device[0], "/dev/zero: not a regular file")) << device[0];
+
   const auto not_a_key = errors_of("{cert_file: " + ca().path("server.pem") +
                                    ", key_file: " + ca().path("server.pem") + "}");
   ASSERT_EQ(not_a_key.size(), 1U);
