@@ -80,7 +80,8 @@ http::server_response server::impl::admin_request(const http::server_request& r)
       }
       clusters.push_back({{"name", cfg.name}, {"lb", to_string(cfg.lb)}, {"hosts", hosts}});
     }
-    out.body = nlohmann::ordered_json{{"clusters", clusters}}.dump(2);
+    out.body = nlohmann::ordered_json{{"clusters", clusters}}.dump(
+        2, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
   } else {
     out.status = 404;
     out.content_type = "text/plain";

@@ -820,8 +820,62 @@ void read_config(reader& r, const YAML::Node& root, config& c) {
 
 } // namespace
 
+namespace {
+
+// Where the first byte that is not UTF-8 is (RFC 3629: no overlongs, no surrogates, nothing past
+// U+10FFFF), or npos. YAML streams are Unicode; yaml-cpp takes any bytes, and a name that is not
+// UTF-8 would later break /config's JSON and JSON logs. A dozen lines, here because no library
+// tether uses says where the fault is.
+std::size_t first_invalid_utf8(std::string_view s) noexcept {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const auto b = static_cast<unsigned char>(s[i]);
+    std::size_t n = 0;
+    std::uint32_t cp = 0;
+    if (b < 0x80) {
+      ++i;
+      continue;
+    } else if (b >= 0xC2 && b <= 0xDF) {
+      n = 1, cp = b & 0x1FU;
+    } else if (b >= 0xE0 && b <= 0xEF) {
+      n = 2, cp = b & 0x0FU;
+    } else if (b >= 0xF0 && b <= 0xF4) {
+      n = 3, cp = b & 0x07U;
+    } else {
+      return i;
+    }
+    if (i + n >= s.size()) {
+      return i; // cut short at the end
+    }
+    for (std::size_t k = 1; k <= n; ++k) {
+      const auto c = static_cast<unsigned char>(s[i + k]);
+      if ((c & 0xC0U) != 0x80U) {
+        return i;
+      }
+      cp = (cp << 6U) | (c & 0x3FU);
+    }
+    if ((n == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+        (n == 3 && (cp < 0x10000 || cp > 0x10FFFF))) {
+      return i;
+    }
+    i += n + 1;
+  }
+  return std::string_view::npos;
+}
+
+} // namespace
+
 load_result load_config(std::string_view yaml, std::string_view source) {
   load_result out;
+  if (const auto bad = first_invalid_utf8(yaml); bad != std::string_view::npos) {
+    const auto before = yaml.substr(0, bad);
+    const auto line = std::count(before.begin(), before.end(), '\n') + 1;
+    const auto line_start = before.rfind('\n');
+    const auto column = bad - (line_start == std::string_view::npos ? 0 : line_start + 1) + 1;
+    out.errors.push_back(std::string{source} + ":" + std::to_string(line) + ":" +
+                         std::to_string(column) + ": not UTF-8 (a YAML file is Unicode text)");
+    return out;
+  }
   YAML::Node root;
   try {
     root = YAML::Load(std::string{yaml});
@@ -1046,7 +1100,7 @@ std::string to_json(const config& c) {
                       {"format", c.log.format == log_format::json ? "json" : "text"},
                       {"access_log", c.log.access_log}}},
                     {"drain_timeout_ms", ms(c.drain_timeout)}};
-  return out.dump(2);
+  return out.dump(2, ' ', false, json::error_handler_t::replace);
 }
 
 } // namespace tether::proxy

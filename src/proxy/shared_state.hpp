@@ -112,7 +112,10 @@ struct shared_state {
 };
 
 inline std::string json_string(std::string_view s) {
-  return nlohmann::json(std::string{s}).dump();
+  // Bytes that are not UTF-8 (a header value may carry obs-text) are replaced, not thrown on:
+  // a log line must never end a worker.
+  return nlohmann::json(std::string{s})
+      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 /// One line of the process log, as text or as a JSON object's "msg" (log.format).

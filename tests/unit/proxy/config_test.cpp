@@ -134,6 +134,23 @@ clusters:
       << all(bad);
 }
 
+TEST(proxy_config, a_file_that_is_not_utf8_is_refused_where_it_breaks) {
+  const std::string yaml = "listeners: [{name: a, address: 127.0.0.1, port: 8080}]\n"
+                           "routes: [{path_prefix: /, cluster: \"caf\xc3\"}]\n";
+  const auto r = load_config(yaml, "proxy.yaml");
+  ASSERT_EQ(r.errors.size(), 1U);
+  EXPECT_EQ(r.errors[0], "proxy.yaml:2:40: not UTF-8 (a YAML file is Unicode text)");
+  // Real UTF-8, up to four bytes a character, passes.
+  const std::string ok = "listeners: [{name: \"caf\xc3\xa9 \xf0\x9d\x84\x9e\", address: "
+                         "127.0.0.1, port: 8080}]\nroutes: [{path_prefix: /, cluster: c}]\n"
+                         "clusters: [{name: c, endpoints: [\"127.0.0.1:9000\"]}]\n";
+  EXPECT_TRUE(load_config(ok, "proxy.yaml").value) << load_config(ok, "proxy.yaml").errors[0];
+  // Overlong forms and surrogates are not UTF-8 either.
+  for (const char* bad : {"\xc0\xaf", "\xe0\x80\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80"}) {
+    EXPECT_FALSE(load_config(std::string{"workers: 1 # "} + bad + "\n", "p.yaml").errors.empty());
+  }
+}
+
 TEST(proxy_config, every_problem_is_reported_with_file_line_and_column) {
   const auto r = load_config(R"(listeners:
   - name: a
