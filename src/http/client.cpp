@@ -343,6 +343,7 @@ enum class request_result : std::uint8_t {
   circuit_open,
   pool_timeout,
   deadline_exceeded,
+  tls_failure,
   count_
 };
 
@@ -359,7 +360,8 @@ constexpr std::array<std::string_view, static_cast<std::size_t>(request_result::
                             "protocol_error",
                             "circuit_open",
                             "pool_timeout",
-                            "deadline_exceeded"};
+                            "deadline_exceeded",
+                            "tls_failure"};
 
 request_result classify(const client_result& r) noexcept {
   if (!r.error) {
@@ -375,6 +377,12 @@ request_result classify(const client_result& r) noexcept {
   }
   if (ec == tether::errc::deadline_exceeded) {
     return request_result::deadline_exceeded;
+  }
+  // A failed handshake, or a peer's TLS alert (its cause is in the TLS failure counters).
+  if (ec.category() == tether::error_category() &&
+      ec.value() >= static_cast<int>(tether::errc::tls_certificate_expired) &&
+      ec.value() <= static_cast<int>(tether::errc::tls_handshake_failed)) {
+    return request_result::tls_failure;
   }
   if (ec.category() == error_category()) {
     return request_result::protocol_error;

@@ -204,6 +204,7 @@ TEST(tls_client, an_expired_certificate_is_refused) {
   expect_failure(c, https(server.port()), tether::errc::tls_certificate_expired, "expired");
   EXPECT_EQ(c.handshakes().failed, 1U);
   const auto exposed = registry.expose();
+  EXPECT_NE(exposed.find("result=\"tls_failure\"} 1"), std::string::npos) << exposed;
   EXPECT_NE(exposed.find("tether_http_client_tls_handshake_failures_total{cause=\"certificate_"
                          "expired\",client=\"default\"} 1"),
             std::string::npos)
