@@ -55,20 +55,15 @@ const std::error_category& error_category() noexcept {
   return category;
 }
 
+bool is_tls_error(std::error_code ec) noexcept {
+  return ec.category() == error_category() &&
+         ec.value() >= static_cast<int>(errc::tls_certificate_expired) &&
+         ec.value() <= static_cast<int>(errc::tls_handshake_failed);
+}
+
 bool is_certificate_error(std::error_code ec) noexcept {
-  if (ec.category() != error_category()) {
-    return false;
-  }
-  switch (static_cast<errc>(ec.value())) {
-  case errc::tls_certificate_expired:
-  case errc::tls_unknown_ca:
-  case errc::tls_hostname_mismatch:
-  case errc::tls_certificate_invalid:
-  case errc::tls_certificate_refused:
-    return true;
-  default:
-    return false;
-  }
+  // The certificate codes come first among the TLS ones.
+  return is_tls_error(ec) && ec.value() <= static_cast<int>(errc::tls_certificate_refused);
 }
 
 } // namespace tether

@@ -379,9 +379,7 @@ request_result classify(const client_result& r) noexcept {
     return request_result::deadline_exceeded;
   }
   // A failed handshake, or a peer's TLS alert (its cause is in the TLS failure counters).
-  if (ec.category() == tether::error_category() &&
-      ec.value() >= static_cast<int>(tether::errc::tls_certificate_expired) &&
-      ec.value() <= static_cast<int>(tether::errc::tls_handshake_failed)) {
+  if (tether::is_tls_error(ec)) {
     return request_result::tls_failure;
   }
   if (ec.category() == error_category()) {

@@ -120,8 +120,7 @@ std::error_code classify(SSL* ssl, std::error_code ec) noexcept {
     return verified;
   }
   if (ec.category() != asio::error::get_ssl_category()) {
-    return ec == asio::ssl::error::stream_truncated ? make_error_code(errc::tls_handshake_failed)
-                                                    : ec;
+    return ec; // the socket's own (a reset, the peer gone): said as it is
   }
   switch (ERR_GET_REASON(static_cast<unsigned long>(ec.value()))) {
   case SSL_R_TLSV1_ALERT_PROTOCOL_VERSION:
@@ -151,50 +150,28 @@ void handshake_counters::completed(stream& s) noexcept {
   (::SSL_version(ssl) == TLS1_3_VERSION ? tls1_3 : tls1_2).fetch_add(1, std::memory_order_relaxed);
 }
 
+namespace {
+
+// failure_cause follows errc's tls_* codes in order; the last, `other`, is tls_handshake_failed's.
+constexpr auto first_tls = static_cast<int>(errc::tls_certificate_expired);
+static_assert(static_cast<int>(errc::tls_handshake_failed) - first_tls ==
+              static_cast<int>(failure_cause::other));
+static_assert(static_cast<int>(errc::tls_handshake_timeout) - first_tls ==
+              static_cast<int>(failure_cause::timeout));
+
+constexpr std::array<const char*, failure_causes> cause_names = {
+    "certificate_expired", "unknown_ca",       "hostname_mismatch", "certificate_invalid",
+    "certificate_refused", "protocol_version", "timeout",           "other"};
+
+} // namespace
+
 const char* to_string(failure_cause cause) noexcept {
-  switch (cause) {
-  case failure_cause::certificate_expired:
-    return "certificate_expired";
-  case failure_cause::unknown_ca:
-    return "unknown_ca";
-  case failure_cause::hostname_mismatch:
-    return "hostname_mismatch";
-  case failure_cause::certificate_invalid:
-    return "certificate_invalid";
-  case failure_cause::certificate_refused:
-    return "certificate_refused";
-  case failure_cause::protocol_version:
-    return "protocol_version";
-  case failure_cause::timeout:
-    return "timeout";
-  case failure_cause::other:
-    break;
-  }
-  return "other";
+  return cause_names[static_cast<std::size_t>(cause)];
 }
 
 failure_cause cause_of(std::error_code ec) noexcept {
-  if (ec.category() != error_category()) {
-    return failure_cause::other;
-  }
-  switch (static_cast<errc>(ec.value())) {
-  case errc::tls_certificate_expired:
-    return failure_cause::certificate_expired;
-  case errc::tls_unknown_ca:
-    return failure_cause::unknown_ca;
-  case errc::tls_hostname_mismatch:
-    return failure_cause::hostname_mismatch;
-  case errc::tls_certificate_invalid:
-    return failure_cause::certificate_invalid;
-  case errc::tls_certificate_refused:
-    return failure_cause::certificate_refused;
-  case errc::tls_protocol_version:
-    return failure_cause::protocol_version;
-  case errc::tls_handshake_timeout:
-    return failure_cause::timeout;
-  default:
-    return failure_cause::other;
-  }
+  return is_tls_error(ec) ? static_cast<failure_cause>(ec.value() - first_tls)
+                          : failure_cause::other;
 }
 
 client_identity::client_identity(std::shared_ptr<client_context> context, std::string_view host,

@@ -95,6 +95,7 @@ asio::awaitable<std::string> read_exactly(stream& s, std::size_t n) {
 TEST_F(pair_fixture, carries_data_both_ways_after_the_handshake) {
   auto [client, server] = connected();
   EXPECT_EQ(protocol_version(client), "TLSv1.3");
+  EXPECT_EQ(client_identity::alpn(client), "http/1.1"); // both ends offer it
 
   // 100 KiB: several records, each larger than the engine's 8 KiB input buffer.
   const std::string big(100 * 1024, 'x');

@@ -30,6 +30,9 @@ enum class errc {
   tls_handshake_failed,    ///< any other handshake failure (not TLS at all, no common cipher)
 };
 
+/// True for every tls_* code above (a handshake that failed, or a peer's TLS alert).
+[[nodiscard]] bool is_tls_error(std::error_code ec) noexcept;
+
 /// True for the TLS errors about a certificate (expired, unknown CA, hostname mismatch, invalid,
 /// refused): a retry meets the same certificate, so none is retried.
 [[nodiscard]] bool is_certificate_error(std::error_code ec) noexcept;

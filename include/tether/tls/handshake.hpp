@@ -17,7 +17,7 @@
 
 namespace tether::tls {
 
-/// Why a handshake failed, as a metric label says it.
+/// Why a handshake failed, as a metric label says it. In the order of errc's tls_* codes.
 enum class failure_cause : std::uint8_t {
   certificate_expired,
   unknown_ca,
@@ -44,9 +44,6 @@ struct handshake_counters {
   std::atomic<std::uint64_t> tls1_3{0};  ///< completed at TLS 1.3
   std::array<std::atomic<std::uint64_t>, failure_causes> failures{};
 
-  [[nodiscard]] std::uint64_t failed(failure_cause cause) const noexcept {
-    return failures[static_cast<std::size_t>(cause)].load(std::memory_order_relaxed);
-  }
   /// Counts a handshake that completed on `s`: full or resumed, and its version.
   void completed(stream& s) noexcept;
   /// Counts a handshake that failed.

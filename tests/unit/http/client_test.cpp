@@ -32,9 +32,10 @@ TEST(url, parses_host_port_and_target) {
 
 TEST(url, rejects_what_it_cannot_send_safely) {
   for (const char* bad :
-       {"ftp://h", "httpx://h/", "https:/h", "https://", "https://h:0/", "http://", "http:///x", "http://user@h/", "http://h:0/",
-        "http://h:65536/", "http://h:12ab/", "http://h:/", "http://h/a b", "http://h/\r\nX: 1",
-        "http://[::1/", "http://[]/", "http://[::1]x/", "h/x"}) {
+       {"ftp://h", "httpx://h/", "https:/h", "https://", "https://h:0/", "http://", "http:///x",
+        "http://user@h/", "http://h:0/", "http://h:65536/", "http://h:12ab/", "http://h:/",
+        "http://h/a b", "http://h/\r\nX: 1", "http://[::1/", "http://[]/", "http://[::1]x/",
+        "h/x"}) {
     EXPECT_FALSE(url::parse(bad)) << bad;
   }
 }
