@@ -36,7 +36,11 @@ struct worker {
   std::size_t spare_bytes = 0; // their capacity, in all
   head_pool heads;
   std::set<session*> sessions; // before `io` too: a session's destructor leaves it
-  asio::io_context io{1};
+  /// One thread runs it, and every socket on it is touched only from that thread (start and stop
+  /// reach the worker through posts; sockets are made before its thread starts and destroyed
+  /// after it joins). So the reactor takes no lock per socket operation (Asio's "unsafe I/O"
+  /// hint); posts and timers keep theirs, since other threads post to a worker.
+  asio::io_context io{ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   asio::steady_timer buffer_sweep{io}; // with TLS listeners: idle sessions' buffers, every second
   std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors;
   std::vector<std::shared_ptr<pool::pool_metrics>> pool_observers;
