@@ -1,12 +1,16 @@
 #include "tether/pool/pool_metrics.hpp"
 
+#include <algorithm>
+
 #include <asio/error.hpp>
+
+#include "tether/core/error.hpp"
 
 namespace tether::pool {
 namespace {
 
-constexpr std::array<std::string_view, 6> causes{"refused", "timeout",         "unreachable",
-                                                 "reset",   "name_resolution", "other"};
+constexpr std::array<std::string_view, 7> causes{
+    "refused", "timeout", "unreachable", "reset", "name_resolution", "tls", "other"};
 
 } // namespace
 
@@ -27,7 +31,10 @@ std::string_view pool_metrics::cause_of(std::error_code ec) noexcept {
       ec.category() == asio::error::get_addrinfo_category()) {
     return causes[4];
   }
-  return causes[5];
+  if (is_tls_error(ec)) {
+    return causes[5];
+  }
+  return causes[6];
 }
 
 pool_metrics::pool_metrics(metrics::registry& registry, const metrics::labels& labels,
@@ -48,8 +55,13 @@ pool_metrics::pool_metrics(metrics::registry& registry, const metrics::labels& l
               .Add(labels)} {
   auto& failures = registry.counter("tether_pool_connect_failures_total",
                                     "Connections that could not be opened, by cause");
+  auto& fast = registry.counter(
+      "tether_pool_fast_failures_total",
+      "Acquires answered at once with the last connect failure while the pool backs off, by "
+      "cause");
   for (std::size_t i = 0; i < causes.size(); ++i) {
     failures_[i] = &failures.Add(metrics::with_label(labels, "cause", causes[i]));
+    fast_failures_[i] = &fast.Add(metrics::with_label(labels, "cause", causes[i]));
   }
   auto& closed = registry.counter("tether_pool_connections_closed_total",
                                   "Connections the pool closed, by reason");
@@ -82,13 +94,21 @@ pool_metrics::pool_metrics(metrics::registry& registry, const metrics::labels& l
                                       read([](const pool_stats& s) { return s.connecting; })));
 }
 
+namespace {
+
+std::size_t cause_index(std::error_code ec) noexcept {
+  const auto name = pool_metrics::cause_of(ec);
+  return static_cast<std::size_t>(std::find(causes.begin(), causes.end(), name) - causes.begin());
+}
+
+} // namespace
+
 void pool_metrics::on_connect_failed(std::error_code cause) {
-  const auto name = cause_of(cause);
-  for (std::size_t i = 0; i < causes.size(); ++i) {
-    if (causes[i] == name) {
-      failures_[i]->Increment();
-    }
-  }
+  failures_[cause_index(cause)]->Increment();
+}
+
+void pool_metrics::on_acquire_failed_fast(std::error_code cause) {
+  fast_failures_[cause_index(cause)]->Increment();
 }
 
 } // namespace tether::pool

@@ -23,6 +23,7 @@
 #include "tether/core/clock.hpp"
 #include "tether/core/detached.hpp"
 #include "tether/core/error.hpp"
+#include "tether/core/executor.hpp"
 #include "tether/core/random.hpp"
 #include "tether/pool/pool_options.hpp"
 #include "tether/resilience/backoff.hpp"
@@ -169,6 +170,19 @@ public:
     return std::make_shared<connection_pool>(private_tag{}, std::move(executor),
                                              std::move(connector), options, clock,
                                              std::move(observer), seed);
+  }
+
+  /// The same from an any_io_executor, such as `co_await asio::this_coro::executor` in a
+  /// coroutine spawned on an io_context. Throws std::invalid_argument when it is not an
+  /// io_context's executor (use a pool typed on a strand for those).
+  static std::shared_ptr<connection_pool>
+  create(const asio::any_io_executor& executor, Connector connector, const pool_options& options,
+         const clock& clock = coarse_monotonic_clock::instance(),
+         std::shared_ptr<pool_observer> observer = {},
+         std::uint64_t seed = default_random::entropy_seed()) requires
+      std::same_as<Executor, asio::io_context::executor_type> {
+    return create(io_executor_of(executor, "pool::connection_pool::create"), std::move(connector),
+                  options, clock, std::move(observer), seed);
   }
 
   connection_pool(private_tag, Executor executor, Connector connector, const pool_options& options,
@@ -338,6 +352,7 @@ private:
     // The host is failing and nothing could come back before the backoff ends: say why now
     // rather than after the acquire timeout.
     if (all_.empty() && connecting_ == 0 && last_connect_error_ && clock_.now() < backoff_until_) {
+      observer_->on_acquire_failed_fast(last_connect_error_);
       co_return acquire_result{last_connect_error_, {}};
     }
     // Slow path: wait in line, asking for a new connection if there is room.

@@ -19,7 +19,9 @@ namespace tether::pool {
 ///   tether_pool_acquire_wait_seconds, tether_pool_connection_create_seconds,
 ///   tether_pool_connection_usage_seconds              histograms
 ///   tether_pool_acquire_timeouts_total, tether_pool_leaks_total             counters
-///   tether_pool_connect_failures_total{cause=...},
+///   tether_pool_connect_failures_total{cause=...}   connects that failed
+///   tether_pool_fast_failures_total{cause=...}      acquires answered at once with the last
+///                                                   connect failure, while the pool backs off
 ///   tether_pool_connections_closed_total{reason=...}
 class pool_metrics final : public pool_observer {
 public:
@@ -31,6 +33,7 @@ public:
   void on_released(clock::duration held) override { usage_.observe(held); }
   void on_connected(clock::duration took) override { create_.observe(took); }
   void on_connect_failed(std::error_code cause) override;
+  void on_acquire_failed_fast(std::error_code cause) override;
   void on_closed(close_reason reason) override {
     closed_[static_cast<std::size_t>(reason)]->Increment();
   }
@@ -39,7 +42,7 @@ public:
   }
 
   /// The cause label a connect error is counted under: refused, timeout, unreachable, reset,
-  /// name_resolution or other.
+  /// name_resolution, tls (a handshake that failed) or other.
   [[nodiscard]] static std::string_view cause_of(std::error_code ec) noexcept;
 
 private:
@@ -48,7 +51,8 @@ private:
   metrics::histogram& create_;
   prometheus::Counter& timeouts_;
   prometheus::Counter& leaks_;
-  std::array<prometheus::Counter*, 6> failures_{};
+  std::array<prometheus::Counter*, 7> failures_{};
+  std::array<prometheus::Counter*, 7> fast_failures_{};
   std::array<prometheus::Counter*, 9> closed_{};
   std::vector<metrics::callback_registration> gauges_;
 };

@@ -85,6 +85,9 @@ public:
   virtual void on_connected(clock::duration /*took*/) {}
   /// Opening a connection failed.
   virtual void on_connect_failed(std::error_code /*cause*/) {}
+  /// An acquire was answered at once with the last connect failure, `cause`: the host is
+  /// failing, the pool backs off from it and has no connection to give (nothing was dialled).
+  virtual void on_acquire_failed_fast(std::error_code /*cause*/) {}
   /// The pool closed a connection.
   virtual void on_closed(close_reason /*reason*/) {}
   /// A lease has been held longer than leak_threshold (reported once per lease).

@@ -4,6 +4,8 @@
 
 #include <asio/detached.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
+#include <asio/strand.hpp>
+#include <asio/this_coro.hpp>
 #include <optional>
 #include <thread>
 
@@ -24,6 +26,7 @@ using acquire_result = pool_type::acquire_result;
 struct recording_observer : pool_observer {
   int acquired = 0, timeouts = 0, released = 0, connected = 0, leaks = 0, leaks_returned = 0;
   std::vector<std::error_code> connect_failures;
+  std::vector<std::error_code> fast_failures; // acquires answered with the last failure
   std::vector<close_reason> closed;
   std::optional<std::source_location> leak_site;
   clock::duration leak_held{};
@@ -33,6 +36,7 @@ struct recording_observer : pool_observer {
   void on_released(clock::duration) override { ++released; }
   void on_connected(clock::duration) override { ++connected; }
   void on_connect_failed(std::error_code ec) override { connect_failures.push_back(ec); }
+  void on_acquire_failed_fast(std::error_code ec) override { fast_failures.push_back(ec); }
   void on_closed(close_reason r) override { closed.push_back(r); }
   void on_leak(const std::source_location& at, clock::duration held) override {
     ++leaks;
@@ -400,6 +404,10 @@ TEST_F(pool_test, connect_failures_reach_waiters_and_back_off) {
   ASSERT_TRUE(run_until(io, [&] { return second->has_value(); }));
   EXPECT_EQ((*second)->error, make_error_code(std::errc::connection_refused));
   EXPECT_EQ(observer->connect_failures.size(), 1U);
+  // Reported as what it is, so that every refused acquire is seen in the metrics: one dialled
+  // and refused, one answered from the backoff.
+  EXPECT_EQ(observer->fast_failures,
+            std::vector<std::error_code>{make_error_code(std::errc::connection_refused)});
   clock.advance(1s);
   auto after_backoff = acquire(p);
   ASSERT_TRUE(run_until(io, [&] { return after_backoff->has_value(); }));
@@ -517,6 +525,31 @@ TEST_F(pool_test, blocking_acquire_works_from_another_thread_and_refuses_on_the_
   work.reset();
   io.stop();
   runner.join();
+}
+
+TEST_F(pool_test, is_made_from_the_executor_a_coroutine_has) {
+  // `co_await asio::this_coro::executor` gives an any_io_executor: a pool is made from it when
+  // it is an io_context's, and refused, saying why, when it is not.
+  std::shared_ptr<pool_type> made;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        made = pool_type::create(co_await asio::this_coro::executor, fake_connector{state}, options,
+                                 clock, observer, 7);
+      },
+      asio::detached);
+  ASSERT_TRUE(run_until(io, [&] { return made != nullptr; }));
+  EXPECT_EQ(made->get_executor(), io.get_executor());
+
+  const asio::any_io_executor strand = asio::make_strand(io);
+  try {
+    (void)pool_type::create(strand, fake_connector{state}, options, clock, observer, 7);
+    ADD_FAILURE() << "a strand was taken for an io_context's executor";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_EQ(std::string{e.what()},
+              "pool::connection_pool::create: the executor is not an io_context's (give "
+              "io.get_executor(), or the executor of a coroutine spawned on an io_context)");
+  }
 }
 
 } // namespace

@@ -4,6 +4,8 @@
 
 #include <asio/error.hpp>
 
+#include "tether/core/error.hpp"
+
 namespace tether::pool {
 namespace {
 
@@ -22,6 +24,7 @@ TEST(pool_metrics, names_connect_failure_causes) {
   EXPECT_EQ(pool_metrics::cause_of(make_error_code(std::errc::network_unreachable)), "unreachable");
   EXPECT_EQ(pool_metrics::cause_of(make_error_code(std::errc::connection_reset)), "reset");
   EXPECT_EQ(pool_metrics::cause_of(asio::error::host_not_found), "name_resolution");
+  EXPECT_EQ(pool_metrics::cause_of(make_error_code(errc::tls_unknown_ca)), "tls");
   EXPECT_EQ(pool_metrics::cause_of(make_error_code(std::errc::permission_denied)), "other");
 }
 
@@ -39,6 +42,8 @@ TEST(pool_metrics, turns_the_pools_reports_into_series) {
   m.on_released(40ms);
   m.on_connected(1ms);
   m.on_connect_failed(make_error_code(std::errc::connection_refused));
+  m.on_acquire_failed_fast(make_error_code(std::errc::connection_refused));
+  m.on_acquire_failed_fast(make_error_code(std::errc::connection_refused));
   m.on_closed(close_reason::idle_timeout);
   m.on_closed(close_reason::not_reusable);
   m.on_leak(std::source_location::current(), 30s);
@@ -52,6 +57,7 @@ TEST(pool_metrics, turns_the_pools_reports_into_series) {
   EXPECT_TRUE(contains(text, "tether_pool_leaks_total{pool=\"db\"} 1"));
   EXPECT_TRUE(
       contains(text, "tether_pool_connect_failures_total{cause=\"refused\",pool=\"db\"} 1"));
+  EXPECT_TRUE(contains(text, "tether_pool_fast_failures_total{cause=\"refused\",pool=\"db\"} 2"));
   EXPECT_TRUE(contains(
       text, "tether_pool_connections_closed_total{pool=\"db\",reason=\"idle_timeout\"} 1"));
   EXPECT_TRUE(contains(
