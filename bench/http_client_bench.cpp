@@ -134,7 +134,7 @@ int main(int argc, char** argv) {
   tether::http::client_options options;
   options.pool.max_size = static_cast<std::size_t>(connections);
   auto client = tether::http::client::create(io.get_executor(), options);
-  auto request = *tether::http::request::to(
+  auto request = tether::http::request::to(
       "GET", "http://127.0.0.1:" + std::to_string(nginx.port()) + target);
   load_result load;
   const double cpu_before = cpu_seconds(RUSAGE_SELF);

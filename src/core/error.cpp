@@ -43,6 +43,10 @@ public:
       return "TLS: handshake timed out";
     case errc::tls_handshake_failed:
       return "TLS: handshake failed";
+    case errc::response_timeout:
+      return "no response within the per-try timeout";
+    case errc::invalid_request:
+      return "invalid request, not sent";
     }
     return "unknown tether error " + std::to_string(value);
   }

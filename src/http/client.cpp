@@ -20,6 +20,7 @@
 #include <asio/write.hpp>
 
 #include "tether/core/error.hpp"
+#include "tether/core/executor.hpp"
 #include "tether/core/random.hpp"
 #include "tether/metrics/histogram.hpp"
 #include "tether/metrics/resilience_metrics.hpp"
@@ -41,98 +42,7 @@ namespace {
 
 constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
 
-bool has_ctl_or_space(std::string_view s) noexcept {
-  return std::any_of(s.begin(), s.end(), [](char c) {
-    const auto u = static_cast<unsigned char>(c);
-    return u <= 0x20 || u == 0x7F;
-  });
-}
-
 } // namespace
-
-// ---------------------------------------------------------------------------------------------
-// URL, request, response
-
-std::optional<url> url::parse(std::string_view text) {
-  constexpr std::string_view http = "http://";
-  constexpr std::string_view https = "https://";
-  url out;
-  if (text.size() >= https.size() && iequals(text.substr(0, https.size()), https)) {
-    out.tls = true;
-    out.port = 443;
-    text.remove_prefix(https.size());
-  } else if (text.size() >= http.size() && iequals(text.substr(0, http.size()), http)) {
-    text.remove_prefix(http.size());
-  } else {
-    return std::nullopt;
-  }
-  if (has_ctl_or_space(text)) {
-    return std::nullopt;
-  }
-  const auto authority_end = text.find_first_of("/?#");
-  std::string_view authority = text.substr(0, authority_end);
-  std::string_view rest = authority_end == std::string_view::npos ? "" : text.substr(authority_end);
-  if (authority.empty() || authority.find('@') != std::string_view::npos) {
-    return std::nullopt;
-  }
-  std::string_view port_text;
-  if (authority.front() == '[') {
-    const auto close = authority.find(']');
-    if (close == std::string_view::npos || close == 1) {
-      return std::nullopt;
-    }
-    out.host = authority.substr(1, close - 1);
-    const auto after = authority.substr(close + 1);
-    if (!after.empty()) {
-      if (after.front() != ':') {
-        return std::nullopt;
-      }
-      port_text = after.substr(1);
-    }
-  } else {
-    const auto colon = authority.find(':');
-    out.host = authority.substr(0, colon);
-    if (colon != std::string_view::npos) {
-      port_text = authority.substr(colon + 1);
-    }
-  }
-  if (out.host.empty()) {
-    return std::nullopt;
-  }
-  if (authority.back() == ':' || (!port_text.empty())) {
-    unsigned port = 0;
-    const auto [end, ec] =
-        std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-    if (port_text.empty() || ec != std::errc{} || end != port_text.data() + port_text.size() ||
-        port == 0 || port > 65535) {
-      return std::nullopt;
-    }
-    out.port = static_cast<std::uint16_t>(port);
-  }
-  // The fragment is the client's own; it is never sent.
-  rest = rest.substr(0, rest.find('#'));
-  out.target = rest.empty() ? "/" : (rest.front() == '?' ? "/" + std::string{rest} : rest);
-  return out;
-}
-
-std::optional<request> request::to(std::string_view method, std::string_view text) {
-  auto u = url::parse(text);
-  if (!u) {
-    return std::nullopt;
-  }
-  request r;
-  r.method = method;
-  r.host = std::move(u->host);
-  r.port = u->port;
-  r.target = std::move(u->target);
-  r.tls = u->tls;
-  return r;
-}
-
-const std::string* response::find(std::string_view name) const noexcept {
-  const auto* f = find_field(headers, name);
-  return f != nullptr ? &f->value : nullptr;
-}
 
 void client_options::validate() const {
   pool.validate();
@@ -151,80 +61,6 @@ void client_options::validate() const {
   if (user_agent.find_first_of("\r\n") != std::string::npos) {
     throw std::invalid_argument{"client_options.user_agent must not hold CR or LF"};
   }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Retry-After
-
-namespace {
-
-std::optional<int> two_digits(std::string_view s) {
-  if (s.size() != 2 || s[0] < '0' || s[0] > '9' || s[1] < '0' || s[1] > '9') {
-    return std::nullopt;
-  }
-  return (s[0] - '0') * 10 + (s[1] - '0');
-}
-
-// IMF-fixdate, the one date form a sender must produce (RFC 9110 5.6.7):
-// "Sun, 06 Nov 1994 08:49:37 GMT". The obsolete forms are not accepted: a server that sends
-// them gets its Retry-After ignored, which costs only the backoff's own delay.
-std::optional<std::chrono::system_clock::time_point> parse_imf_fixdate(std::string_view v) {
-  static constexpr std::array<std::string_view, 12> months = {
-      "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-  if (v.size() != 29 || v.substr(3, 2) != ", " || v[7] != ' ' || v[11] != ' ' || v[16] != ' ' ||
-      v[19] != ':' || v[22] != ':' || v.substr(25) != " GMT") {
-    return std::nullopt;
-  }
-  const auto day = two_digits(v.substr(5, 2));
-  const auto month = std::find(months.begin(), months.end(), v.substr(8, 3));
-  const auto century = two_digits(v.substr(12, 2));
-  const auto year = two_digits(v.substr(14, 2));
-  const auto hour = two_digits(v.substr(17, 2));
-  const auto minute = two_digits(v.substr(20, 2));
-  const auto second = two_digits(v.substr(23, 2));
-  if (!day || month == months.end() || !century || !year || !hour || !minute || !second ||
-      *day < 1 || *day > 31 || *hour > 23 || *minute > 59 || *second > 60) {
-    return std::nullopt;
-  }
-  std::tm tm{};
-  tm.tm_year = *century * 100 + *year - 1900;
-  tm.tm_mon = static_cast<int>(month - months.begin());
-  tm.tm_mday = *day;
-  tm.tm_hour = *hour;
-  tm.tm_min = *minute;
-  tm.tm_sec = *second;
-  const std::time_t t = timegm(&tm);
-  if (t == static_cast<std::time_t>(-1)) {
-    return std::nullopt;
-  }
-  return std::chrono::system_clock::from_time_t(t);
-}
-
-} // namespace
-
-std::optional<clock::duration> parse_retry_after(std::string_view value,
-                                                 std::chrono::system_clock::time_point now) {
-  value = detail::trim_ows(value);
-  if (!value.empty() &&
-      std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-    std::uint64_t seconds = 0;
-    const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), seconds);
-    if (ec != std::errc{}) {
-      return std::nullopt;
-    }
-    // Anything past a day is as good as "never" to a retry policy; capping keeps the
-    // conversion to nanoseconds from overflowing.
-    return std::chrono::seconds{std::min<std::uint64_t>(seconds, 86400)};
-  }
-  const auto when = parse_imf_fixdate(value);
-  if (!when) {
-    return std::nullopt;
-  }
-  if (*when <= now) {
-    return clock::duration::zero();
-  }
-  return std::chrono::duration_cast<clock::duration>(
-      std::min<std::chrono::system_clock::duration>(*when - now, std::chrono::hours{24}));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -344,6 +180,7 @@ enum class request_result : std::uint8_t {
   pool_timeout,
   deadline_exceeded,
   tls_failure,
+  invalid_request,
   count_
 };
 
@@ -361,7 +198,8 @@ constexpr std::array<std::string_view, static_cast<std::size_t>(request_result::
                             "circuit_open",
                             "pool_timeout",
                             "deadline_exceeded",
-                            "tls_failure"};
+                            "tls_failure",
+                            "invalid_request"};
 
 request_result classify(const client_result& r) noexcept {
   if (!r.error) {
@@ -377,6 +215,12 @@ request_result classify(const client_result& r) noexcept {
   }
   if (ec == tether::errc::deadline_exceeded) {
     return request_result::deadline_exceeded;
+  }
+  if (ec == tether::errc::invalid_request) {
+    return request_result::invalid_request;
+  }
+  if (ec == tether::errc::response_timeout) {
+    return request_result::timeout;
   }
   // A failed handshake, or a peer's TLS alert (its cause is in the TLS failure counters).
   if (tether::is_tls_error(ec)) {
@@ -398,40 +242,18 @@ request_result classify(const client_result& r) noexcept {
   return request_result::connect_failure;
 }
 
-// The request checks the client makes before anything is sent: what the user gives must not be
-// able to change the framing of what goes on the wire.
-std::error_code check_request(const request& r) {
-  if (r.method.empty() || !std::all_of(r.method.begin(), r.method.end(), is_tchar)) {
-    return make_error_code(http::errc::bad_request_line);
+/// The request as a user names it in a message: "GET https://example.com:8443/items".
+std::string describe(const request& r) {
+  std::string out = r.method + (r.tls ? " https://" : " http://");
+  if (r.host.find(':') != std::string::npos) {
+    out.append("[").append(r.host).append("]");
+  } else {
+    out.append(r.host);
   }
-  if (r.host.empty() || has_ctl_or_space(r.host) ||
-      r.host.find_first_of("/?#@[]") != std::string::npos) {
-    return make_error_code(http::errc::bad_request_line);
+  if (r.port != (r.tls ? 443 : 80)) {
+    out.append(":").append(std::to_string(r.port));
   }
-  const bool asterisk = r.target == "*" && r.method == "OPTIONS";
-  if (r.target.empty() || (r.target.front() != '/' && !asterisk) || has_ctl_or_space(r.target)) {
-    return make_error_code(http::errc::bad_request_line);
-  }
-  static constexpr std::array<std::string_view, 8> owned = {
-      "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te",
-      "trailer",        "proxy-connection"};
-  for (const auto& f : r.headers) {
-    if (f.name.empty() || !std::all_of(f.name.begin(), f.name.end(), is_tchar)) {
-      return make_error_code(http::errc::invalid_header);
-    }
-    for (const char c : f.value) {
-      const auto u = static_cast<unsigned char>(c);
-      if ((u < 0x20 && u != '\t') || u == 0x7F) {
-        return make_error_code(http::errc::invalid_header);
-      }
-    }
-    for (const auto name : owned) {
-      if (iequals(f.name, name)) {
-        return make_error_code(http::errc::invalid_header);
-      }
-    }
-  }
-  return {};
+  return out.append(r.target);
 }
 
 bool has_field(const request& r, std::string_view name) noexcept {
@@ -502,7 +324,7 @@ struct client_exchange {
     }
     auto& lease = a.lease();
     // The exchange races the attempt's deadline, here rather than in a coroutine of its own: a
-    // frame less per request. A timeout ends it (and the connection) with timed_out.
+    // frame less per request. A timeout ends it (and the connection) with response_timeout.
     exchange_result exchanged;
     if (!limit) {
       exchanged = co_await http::exchange(*lease, head, body, head_request, out);
@@ -514,7 +336,7 @@ struct client_exchange {
                              timer.async_wait(use_tuple));
       exchanged = which.index() == 0
                       ? std::get<0>(which)
-                      : exchange_result{make_error_code(std::errc::timed_out), false};
+                      : exchange_result{make_error_code(tether::errc::response_timeout), false};
     }
     if (!exchanged.error) {
       std::optional<clock::duration> retry_after;
@@ -534,8 +356,9 @@ struct client_exchange {
     out = {};
     r.error = exchanged.error;
     r.failure = exchanged.error.message();
-    r.outcome.result = exchanged.error == std::errc::timed_out ? resilience::attempt_result::timeout
-                                                               : resilience::attempt_result::reset;
+    r.outcome.result = exchanged.error == tether::errc::response_timeout
+                           ? resilience::attempt_result::timeout
+                           : resilience::attempt_result::reset;
     r.response_bytes = exchanged.response_bytes;
     // A malformed response: the server is broken in a way a retry will not mend.
     r.malformed = exchanged.error.category() == error_category();
@@ -586,6 +409,13 @@ std::shared_ptr<client> client::create(executor_type executor, client_options op
                                   clock);
 }
 
+std::shared_ptr<client> client::create(const asio::any_io_executor& executor,
+                                       client_options options, metrics::registry* registry,
+                                       const clock& clock) {
+  return create(io_executor_of(executor, "http::client::create"), std::move(options), registry,
+                clock);
+}
+
 client::client(private_tag, executor_type executor, client_options options,
                metrics::registry* registry, const clock& clock)
     : executor_{std::move(executor)}, options_{std::move(options)}, registry_{registry},
@@ -619,9 +449,14 @@ client::host& client::host_for(const request& r) {
     identity.emplace(s_->tls, r.host, &s_->handshakes);
   }
   http_connector connector{r.host, r.port, options_.tcp, limits, std::move(identity)};
+  // The pool reads its clock at every acquire and release: the coarse clock, unless the user
+  // gave one of their own (a manual clock in tests), which then times the pool too.
+  const clock& pool_clock = &clock_ == &monotonic_clock::instance()
+                                ? static_cast<const clock&>(coarse_monotonic_clock::instance())
+                                : clock_;
   std::shared_ptr<host_pool> pool;
   if (registry_ == nullptr) {
-    pool = host_pool::create(executor_, std::move(connector), options_.pool);
+    pool = host_pool::create(executor_, std::move(connector), options_.pool, pool_clock);
   } else {
     const metrics::labels labels{{"client", options_.name}, {"host", key}};
     auto& results = registry_->counter("tether_http_client_requests_total",
@@ -663,8 +498,8 @@ client::host& client::host_for(const request& r) {
       auto p = weak->lock();
       return p ? p->stats() : pool::pool_stats{};
     });
-    pool = host_pool::create(executor_, std::move(connector), options_.pool,
-                             coarse_monotonic_clock::instance(), std::move(observer));
+    pool = host_pool::create(executor_, std::move(connector), options_.pool, pool_clock,
+                             std::move(observer));
     *weak = pool;
   }
   pool->start();
@@ -689,7 +524,9 @@ client_result client::send(request r) {
     return {make_error_code(tether::errc::blocking_on_worker),
             {},
             0,
-            resilience::give_up_reason::not_retriable};
+            resilience::give_up_reason::not_retriable,
+            describe(r) + ": send() was called on the client's own thread, which it would "
+                          "wait for; co_await async_request() there instead"};
   }
   std::promise<client_result> promise;
   auto done = promise.get_future();
@@ -711,9 +548,10 @@ asio::awaitable<client_result> client::request_here(request r) {
     out.reason = resilience::give_up_reason::not_retriable;
     co_return out;
   }
-  if (const auto invalid = check_request(r)) {
-    out.error = invalid;
+  if (auto problem = r.problem(); !problem.empty()) {
+    out.error = make_error_code(tether::errc::invalid_request);
     out.reason = resilience::give_up_reason::not_retriable;
+    out.message = describe(r) + ": " + problem;
     co_return out;
   }
   host& h = host_for(r);
@@ -745,10 +583,21 @@ asio::awaitable<client_result> client::request_here(request r) {
     case upstream::loop_end::why::none:
       out.error = end.error;
       if (end.reason == resilience::give_up_reason::deadline_exceeded &&
-          end.error == std::errc::timed_out && clock_.now() >= tries.deadline()) {
+          end.error == tether::errc::response_timeout && clock_.now() >= tries.deadline()) {
         out.error = make_error_code(tether::errc::deadline_exceeded);
       }
       break;
+    }
+  }
+  if (out.error) {
+    out.message = describe(r) + ": ";
+    if (end.outcome.result == resilience::attempt_result::refused ||
+        end.outcome.result == resilience::attempt_result::connect_failure) {
+      out.message += "cannot connect: ";
+    }
+    out.message += out.error.message();
+    if (out.attempts > 1) {
+      out.message += " (" + std::to_string(out.attempts) + " attempts)";
     }
   }
   if (h.duration != nullptr) {

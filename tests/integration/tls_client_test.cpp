@@ -62,7 +62,7 @@ public:
     thread_.join();
   }
 
-  client_result get(const std::string& url) { return client_->send(*request::to("GET", url)); }
+  client_result get(const std::string& url) { return client_->send(request::to("GET", url)); }
   client::tls_stats handshakes() { return client_->handshakes(); }
   client::host_stats stats(const std::string& host, std::uint16_t port) {
     std::promise<client::host_stats> p;

@@ -28,6 +28,9 @@ enum class errc {
   tls_protocol_version,    ///< no TLS version both sides accept (e.g. a TLS 1.0-only peer)
   tls_handshake_timeout,   ///< the handshake did not finish within its timeout
   tls_handshake_failed,    ///< any other handshake failure (not TLS at all, no common cipher)
+  // Requests.
+  response_timeout, ///< no whole response within the per-try timeout (the connection was made)
+  invalid_request,  ///< the request was refused before anything was sent (the message says why)
 };
 
 /// True for every tls_* code above (a handshake that failed, or a peer's TLS alert).

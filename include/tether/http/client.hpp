@@ -10,10 +10,12 @@
 #include <utility>
 #include <vector>
 
+#include <asio/any_io_executor.hpp>
 #include <asio/awaitable.hpp>
 #include <asio/io_context.hpp>
 
 #include "tether/core/clock.hpp"
+#include "tether/http/message.hpp"
 #include "tether/http/parser.hpp"
 #include "tether/metrics/registry.hpp"
 #include "tether/net/tcp_connector.hpp"
@@ -27,68 +29,24 @@ namespace tether::http {
 
 using namespace std::chrono_literals;
 
-/// An absolute `http://` or `https://` URL taken apart.
-struct url {
-  std::string host;         ///< a name, an IPv4 address, or an IPv6 address without brackets
-  std::uint16_t port = 80;  ///< 80 (443 for https) unless the URL says otherwise
-  std::string target = "/"; ///< path and query, as sent in the request line
-  bool tls = false;         ///< https
-
-  /// Parses `http[s]://host[:port][/path][?query]`. nullopt for anything else (another scheme,
-  /// user info, an empty host, a bad port, control bytes or spaces).
-  [[nodiscard]] static std::optional<url> parse(std::string_view text);
-};
-
-/// One header field the client sends or received.
-struct field {
-  std::string name;
-  std::string value;
-};
-
-/// A request for the client to send. The client adds Host (unless given), Content-Length (for a
-/// body, or for POST, PUT and PATCH without one) and User-Agent (unless given); framing and
-/// hop-by-hop fields are the client's to set and are refused here.
-struct request {
-  std::string method = "GET";
-  std::string host;
-  std::uint16_t port = 80;
-  std::string target = "/";
-  std::vector<field> headers{};
-  std::string body{};
-  /// Over TLS (https), as client_options::tls says: the host's certificate verified for `host`,
-  /// which is also sent as SNI.
-  bool tls = false;
-
-  /// A request for `method` on an absolute http:// or https:// URL; nullopt when the URL does
-  /// not parse.
-  [[nodiscard]] static std::optional<request> to(std::string_view method, std::string_view url);
-};
-
-/// A response, read whole (up to client_options::max_response_body).
-struct response {
-  int status = 0;
-  std::string reason{};
-  int version_minor = 1;
-  std::vector<field> headers{};
-  std::string body{};
-
-  /// The value of the first header named `name` (case-insensitive), or nullptr.
-  [[nodiscard]] const std::string* find(std::string_view name) const noexcept;
-};
-
 /// How a request ended: a response (error empty; any status, 5xx included, once retries are
-/// over), or an error that says why there is none.
+/// over), or an error that says why there is none, and a message that says where.
 struct client_result {
   /// Empty when `response` holds the answer. Otherwise: tether::errc::circuit_open,
-  /// pool_timeout, deadline_exceeded; std::errc::connection_refused, timed_out (the per-try
-  /// timeout), connection_reset; asio::error::eof (closed before answering); a tether::http::errc
-  /// for a malformed response or an invalid request; a tether::errc::tls_* for a TLS handshake
+  /// pool_timeout, deadline_exceeded (the overall timeout), response_timeout (the per-try one),
+  /// invalid_request (nothing sent; `message` says what is wrong); std::errc::connection_refused,
+  /// timed_out (connecting), connection_reset; asio::error::eof (closed before answering); a
+  /// tether::http::errc for a malformed response; a tether::errc::tls_* for a TLS handshake
   /// that failed (certificate errors are never retried).
   std::error_code error{};
   http::response response{};
   std::uint32_t attempts = 0; ///< attempts sent or tried, retries included
   /// Why no further attempt was made (succeeded when the last attempt got a response < 500).
   resilience::give_up_reason reason = resilience::give_up_reason::succeeded;
+  /// With an error, the request, where it went and what happened, for a log line or an
+  /// exception: "GET http://127.0.0.1:8080/items: cannot connect: Connection refused (3
+  /// attempts)". Empty with a response.
+  std::string message{};
 };
 
 /// Settings of an http::client. Each host gets its own pool, breaker and budget built from them.
@@ -138,11 +96,6 @@ struct client_options {
   void validate() const;
 };
 
-/// Parses a Retry-After value (RFC 9110 10.2.3): delay-seconds, or an IMF-fixdate taken against
-/// `now`. nullopt when it is neither.
-[[nodiscard]] std::optional<clock::duration>
-parse_retry_after(std::string_view value, std::chrono::system_clock::time_point now);
-
 /// An HTTP/1.1 client: connections kept alive in a tether pool per host, a per-try timeout and an
 /// overall one, retries by the retry policy (idempotent requests only) with jittered backoff, a
 /// retry budget and a circuit breaker per host; every part of it in metrics when given a registry.
@@ -151,8 +104,8 @@ parse_retry_after(std::string_view value, std::chrono::system_clock::time_point 
 /// onto it. Thread-per-core services make one client per worker.
 ///
 ///   auto client = http::client::create(io.get_executor());
-///   auto r = co_await client->async_request(*http::request::to("GET", "http://127.0.0.1:8080/"));
-///   if (!r.error) { use(r.response.status, r.response.body); }
+///   auto r = co_await client->async_request(http::request::to("GET", "http://127.0.0.1:8080/"));
+///   if (r.error) { log(r.message); } else { use(r.response.status, r.response.body); }
 class client : public std::enable_shared_from_this<client> {
   struct private_tag {};
 
@@ -161,6 +114,13 @@ public:
 
   /// Makes a client. With a registry, its series are registered there (labels client, host).
   static std::shared_ptr<client> create(executor_type executor, client_options options = {},
+                                        metrics::registry* registry = nullptr,
+                                        const clock& clock = monotonic_clock::instance());
+
+  /// The same from an any_io_executor, such as `co_await asio::this_coro::executor` in a
+  /// coroutine spawned on an io_context; throws std::invalid_argument for any other executor.
+  static std::shared_ptr<client> create(const asio::any_io_executor& executor,
+                                        client_options options = {},
                                         metrics::registry* registry = nullptr,
                                         const clock& clock = monotonic_clock::instance());
 

@@ -27,7 +27,7 @@ int main() {
   auto client = tether::http::client::create(io.get_executor());
   const auto url = "http://127.0.0.1:" + std::to_string(server->port()) + "/";
   const auto request = tether::http::request::to("GET", url);
-  const auto result = client->send(*request);
+  const auto result = client->send(request);
   std::printf("%d %s\n", result.response.status, result.response.body.c_str());
   asio::post(io, [&] { server->stop(); });
   work.reset();

@@ -1,7 +1,15 @@
 // The HTTP client's pure parts: URLs and Retry-After values.
 #include "tether/http/client.hpp"
 
+#include <stdexcept>
+#include <string>
+
 #include <gtest/gtest.h>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/strand.hpp>
+#include <asio/this_coro.hpp>
 
 namespace tether::http {
 namespace {
@@ -55,19 +63,96 @@ TEST(url, https_is_tls_on_443_unless_a_port_is_given) {
   EXPECT_EQ(other_port->host, "::1");
   EXPECT_EQ(other_port->port, 8443);
   const auto r = request::to("GET", "https://example.com:8443/");
-  ASSERT_TRUE(r);
-  EXPECT_TRUE(r->tls);
-  EXPECT_EQ(r->port, 8443);
+  EXPECT_TRUE(r.tls);
+  EXPECT_EQ(r.port, 8443);
 }
 
 TEST(request, to_builds_from_a_url) {
   auto r = request::to("DELETE", "http://10.0.0.1:81/items/7");
-  ASSERT_TRUE(r);
-  EXPECT_EQ(r->method, "DELETE");
-  EXPECT_EQ(r->host, "10.0.0.1");
-  EXPECT_EQ(r->port, 81);
-  EXPECT_EQ(r->target, "/items/7");
-  EXPECT_FALSE(request::to("GET", "not a url"));
+  EXPECT_EQ(r.method, "DELETE");
+  EXPECT_EQ(r.host, "10.0.0.1");
+  EXPECT_EQ(r.port, 81);
+  EXPECT_EQ(r.target, "/items/7");
+}
+
+// The message of what request::to throws, or "" when it does not.
+std::string refusal(std::string_view method, std::string_view text) {
+  try {
+    (void)request::to(method, text);
+  } catch (const std::invalid_argument& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(request, to_throws_saying_what_is_wrong_instead_of_returning_nothing) {
+  EXPECT_EQ(refusal("GET", "not a url"),
+            "http::request::to: the URL \"not a url\" has no scheme: only http:// and https:// "
+            "URLs are taken");
+  EXPECT_EQ(refusal("GET", "ftp://files.example.com/a"),
+            "http::request::to: the URL \"ftp://files.example.com/a\" has the scheme \"ftp\": "
+            "only http:// and https:// URLs are taken");
+  EXPECT_EQ(refusal("GET", "http://h:99999/"),
+            "http::request::to: the URL \"http://h:99999/\" has the port \"99999\": a port is a "
+            "number from 1 to 65535");
+  EXPECT_EQ(refusal("GET", "http://h/a b"),
+            "http::request::to: the URL \"http://h/a b\" holds a space at offset 10: encode it "
+            "(%20 for a space)");
+  EXPECT_EQ(refusal("GET", "http://h/\r\nX: 1"),
+            "http::request::to: the URL \"http://h/\\x0D\\x0AX: 1\" holds the byte 0x0D at "
+            "offset 9: encode it (%20 for a space)");
+  EXPECT_EQ(refusal("GE T", "http://h/"),
+            "http::request::to: the method \"GE T\" holds 0x20, which a method cannot (RFC 9110 "
+            "9.1: a token)");
+  EXPECT_EQ(refusal("GET", "http://user:pw@h/"),
+            "http::request::to: the URL \"http://user:pw@h/\" holds user information "
+            "(user@host): give credentials in an Authorization header instead");
+  EXPECT_EQ(refusal("GET", "https://h/"), "");
+}
+
+TEST(url, parse_says_what_is_wrong_when_asked) {
+  std::string problem;
+  EXPECT_FALSE(url::parse("http://[::1/", &problem));
+  EXPECT_EQ(
+      problem,
+      "the URL \"http://[::1/\" has an IPv6 address without its closing ']', or an empty one");
+  EXPECT_FALSE(url::parse("http:///x", &problem));
+  EXPECT_EQ(problem, "the URL \"http:///x\" has no host");
+  const std::string long_url = "gopher://" + std::string(100, 'a');
+  EXPECT_FALSE(url::parse(long_url, &problem));
+  EXPECT_EQ(problem,
+            "the URL \"gopher://" + std::string(71, 'a') +
+                "...\" has the scheme \"gopher\": only http:// and https:// URLs are taken");
+  problem.clear();
+  EXPECT_TRUE(url::parse("http://h/", &problem));
+  EXPECT_EQ(problem, "");
+}
+
+TEST(request, problem_names_the_field_and_why) {
+  request r = request::to("POST", "http://h/");
+  EXPECT_EQ(r.problem(), "");
+  r.headers = {{"Content-Length", "5"}};
+  EXPECT_EQ(r.problem(), "the header Content-Length is the client's to set: it frames the body "
+                         "itself (Content-Length from request::body)");
+  r.headers = {{"Connection", "close"}};
+  EXPECT_EQ(r.problem(), "the header Connection is the client's to set: it is about the "
+                         "connection, which the client manages");
+  r.headers = {{"X-Bad", "a\r\nX-Injected: 1"}};
+  EXPECT_EQ(r.problem(), "the value of the header X-Bad holds the byte 0x0D at offset 1: a field "
+                         "value cannot hold control bytes (CR and LF would end it)");
+  r.headers = {{"X Bad", "1"}};
+  EXPECT_EQ(r.problem(),
+            "the header name \"X Bad\" holds 0x20, which a field name cannot (RFC 9110 5.1: a "
+            "token)");
+  r.headers.clear();
+  r.target = "items";
+  EXPECT_EQ(
+      r.problem(),
+      "the target \"items\" does not start with '/' (only OPTIONS may have the target \"*\")");
+  r.target = "/";
+  r.host = "[::1]";
+  EXPECT_EQ(r.problem(), "the host \"[::1]\" holds '[', which a host name or address cannot (an "
+                         "IPv6 address goes without brackets)");
 }
 
 TEST(response, find_is_case_insensitive) {
@@ -105,6 +190,25 @@ TEST(client_options, validate_names_the_bad_field) {
   }
   client_options ok;
   EXPECT_NO_THROW(ok.validate());
+}
+
+TEST(client, is_made_from_the_executor_a_coroutine_has) {
+  asio::io_context io;
+  std::shared_ptr<client> made;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        // (Not in one expression: g++ 12 miscompiles a call with default arguments around a
+        // co_await.)
+        const auto executor = co_await asio::this_coro::executor;
+        made = client::create(executor);
+      },
+      asio::detached);
+  io.run();
+  ASSERT_TRUE(made);
+  EXPECT_EQ(made->get_executor(), io.get_executor());
+  EXPECT_THROW((void)client::create(asio::any_io_executor{asio::make_strand(io)}),
+               std::invalid_argument);
 }
 
 } // namespace
