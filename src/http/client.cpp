@@ -560,7 +560,14 @@ asio::awaitable<client_result> client::request_here(request r) {
 
   const resilience::request_traits traits{r.method, has_field(r, "idempotency-key"), true};
   const auto started = clock_.now();
-  upstream::attempts tries{{options_.retry, traits, started, h.upstream->budget.get()}};
+  std::optional<resilience::retry_policy> own_limits;
+  if (r.timeout || r.per_try_timeout) {
+    own_limits = options_.retry;
+    own_limits->overall_timeout = r.timeout.value_or(own_limits->overall_timeout);
+    own_limits->per_try_timeout = r.per_try_timeout.value_or(own_limits->per_try_timeout);
+  }
+  upstream::attempts tries{
+      {own_limits ? *own_limits : options_.retry, traits, started, h.upstream->budget.get()}};
   client_exchange ex{head, r.body, r.method == "HEAD", out.response, executor_};
   const auto end = co_await upstream::attempt_loop(
       *h.upstream, tries, ex, {0, clock_, s_->random, options_.pool.acquire_timeout, started});
@@ -582,8 +589,8 @@ asio::awaitable<client_result> client::request_here(request r) {
     case upstream::loop_end::why::failed:
     case upstream::loop_end::why::none:
       out.error = end.error;
-      if (end.reason == resilience::give_up_reason::deadline_exceeded &&
-          end.error == tether::errc::response_timeout && clock_.now() >= tries.deadline()) {
+      // An attempt cut short by the overall deadline, not by its own per-try timeout.
+      if (end.error == tether::errc::response_timeout && clock_.now() >= tries.deadline()) {
         out.error = make_error_code(tether::errc::deadline_exceeded);
       }
       break;

@@ -196,6 +196,10 @@ std::string request::problem() const {
     return "the target " + quoted(target) + " holds " + shown(*bad) + " at offset " +
            std::to_string(bad - target.begin()) + ": encode it (%20 for a space)";
   }
+  if ((timeout && *timeout < clock::duration::zero()) ||
+      (per_try_timeout && *per_try_timeout < clock::duration::zero())) {
+    return "a timeout is negative (zero turns one off)";
+  }
   // Framing and hop-by-hop fields: the client writes them itself, from the body and the
   // connection it uses; a second value would let two readers of the message frame it apart.
   static constexpr std::array<std::string_view, 8> owned = {

@@ -2,10 +2,12 @@
 // on demand (status, stall, close, reset, a server closing a kept-alive connection under a
 // request). Keep-alive reuse is checked from the server's side; retries, the budget and the
 // breaker by what reached the server.
+#include "tether/http/blocking_client.hpp"
 #include "tether/http/client.hpp"
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <future>
 #include <set>
 #include <thread>
@@ -248,6 +250,50 @@ TEST(http_client, the_overall_timeout_bounds_every_attempt) {
   client_fixture c{options};
   auto r = c.get(server.port(), "/");
   EXPECT_EQ(r.error, tether::errc::deadline_exceeded) << r.error.message();
+}
+
+TEST(http_client, a_request_may_carry_its_own_timeouts) {
+  http_test_server server;
+  server.set_fault(fault::stall, -1);
+  // The client's own limits would wait 15 s for this stalled server.
+  client_fixture c{fast_retries(retry_on::none, 1)};
+  request r = request::to("GET", "http://127.0.0.1:" + std::to_string(server.port()) + "/");
+  r.per_try_timeout = 100ms;
+  auto per_try = c->send(r);
+  EXPECT_EQ(per_try.error, tether::errc::response_timeout) << per_try.message;
+  r.per_try_timeout.reset();
+  r.timeout = 150ms;
+  auto overall = c->send(r);
+  EXPECT_EQ(overall.error, tether::errc::deadline_exceeded) << overall.message;
+  r.timeout = -1ms;
+  auto negative = c->send(r);
+  EXPECT_EQ(negative.error, tether::errc::invalid_request);
+  EXPECT_NE(negative.message.find("a timeout is negative"), std::string::npos) << negative.message;
+  EXPECT_EQ(server.requests(), 2);
+}
+
+TEST(blocking_client, runs_its_own_thread_for_callers_without_an_io_context) {
+  http_test_server server;
+  const auto url = "http://127.0.0.1:" + std::to_string(server.port()) + "/";
+  std::atomic<int> ok{0};
+  {
+    blocking_client http;
+    auto caller = [&] {
+      for (int i = 0; i < 20; ++i) {
+        const auto r = http.send(request::to("GET", url));
+        if (!r.error && r.response.status == 200 && r.response.body == "ok") {
+          ++ok;
+        }
+      }
+    };
+    std::thread a{caller};
+    std::thread b{caller};
+    a.join();
+    b.join();
+  } // closes its pools and joins its thread
+  EXPECT_EQ(ok.load(), 40);
+  EXPECT_EQ(server.requests(), 40);
+  EXPECT_LE(server.connections(), 2) << "kept alive and pooled across the callers";
 }
 
 TEST(http_client, refused_connections_are_retried_then_reported) {

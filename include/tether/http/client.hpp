@@ -133,12 +133,15 @@ public:
   /// Sends `r` and reads its response, retrying as the policy allows.
   asio::awaitable<client_result> async_request(request r);
 
-  /// Sends from a thread that is not the client's (code without coroutines). Called on the
-  /// client's own thread it returns errc::blocking_on_worker at once rather than deadlock.
+  /// Sends from a thread that is not the client's (code without coroutines), while another
+  /// thread runs the client's io_context: with none running it, this waits forever
+  /// (blocking_client runs one of its own). Called on the client's own thread it returns
+  /// errc::blocking_on_worker at once rather than deadlock.
   client_result send(request r);
 
   /// Closes every host's pool (letting leases come home); requests after it fail with
-  /// errc::pool_closed.
+  /// errc::pool_closed. Until it is called, the pools' housekeepers keep the io_context busy:
+  /// io.run() does not return while a client is open.
   asio::awaitable<void> async_close();
 
   /// Counts for one host, readable on the client's executor: nullopt if it was never used.

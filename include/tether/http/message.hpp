@@ -46,6 +46,11 @@ struct request {
   /// Over TLS (https), as client_options::tls says: the host's certificate verified for `host`,
   /// which is also sent as SNI.
   bool tls = false;
+  /// This request's limits, instead of the client's (client_options::retry) when set: the
+  /// overall timeout covers every attempt and wait between them (errc::deadline_exceeded), the
+  /// per-try one each attempt (errc::response_timeout); zero turns either off.
+  std::optional<clock::duration> timeout{};
+  std::optional<clock::duration> per_try_timeout{};
 
   /// A request for `method` on an absolute http:// or https:// URL. Throws std::invalid_argument
   /// saying what is wrong with the method or the URL; url::parse checks a URL without throwing.
