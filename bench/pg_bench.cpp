@@ -1,23 +1,31 @@
 // Transactions per second of pgbench's select-only workload (one SELECT on pgbench_accounts by a
-// random aid, the simple protocol) in one run, against one PostgreSQL started here:
-//   1. tether's pg pool: 2 worker threads, each with its own pool of 4 sessions and 4 clients;
-//   2. pgbench -S, persistent connections (the ceiling: what the server gives 8 clients);
+// random aid) in one run, against one PostgreSQL started here:
+//   1. tether's pg pool: 2 worker threads, each with its own pool of 4 sessions and 4 clients,
+//      the simple protocol (query) and prepared statements (execute);
+//   2. pgbench -S, persistent connections (the ceiling: what the server gives 8 clients), with
+//      the simple protocol and with -M prepared;
 //   3. pgbench -S -C, a new connection per transaction (what no pool costs);
 //   4. pgbench -S through Debian's PgBouncer in transaction mode with a pool of 8.
 //
 //   cmake --build --preset release --target tether_pg_bench
-//   ./build/release/bench/tether_pg_bench [seconds per run, default 10]
+//   ./build/release/bench/tether_pg_bench [seconds per run, default 5] [rounds, default 3]
+//
+// The ways run in interleaved rounds (each round runs every way once) and the medians are
+// compared: this machine is noisy.
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <random>
 #include <regex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
@@ -55,8 +63,13 @@ double pgbench_tps(const std::string& args) {
   return 0;
 }
 
+// pgbench -S's statement, as pgbench -M prepared names it for the server.
+const tether::pg::statement select_balance{"tether_bench_select",
+                                           "SELECT abalance FROM pgbench_accounts WHERE aid = $1"};
+
 asio::awaitable<void> client(std::shared_ptr<tether::pg::pool> pool, std::atomic<long>* done,
-                             std::atomic<long>* failed, std::atomic<bool>* stop, unsigned seed) {
+                             std::atomic<long>* failed, std::atomic<bool>* stop, unsigned seed,
+                             bool prepared) {
   std::minstd_rand random{seed};
   std::uniform_int_distribution<int> aid{1, accounts};
   while (!stop->load(std::memory_order_relaxed)) {
@@ -65,13 +78,21 @@ asio::awaitable<void> client(std::shared_ptr<tether::pg::pool> pool, std::atomic
       failed->fetch_add(1);
       continue;
     }
-    const auto r = co_await lease.connection->query(
-        "SELECT abalance FROM pgbench_accounts WHERE aid = " + std::to_string(aid(random)) + ";");
+    tether::pg::query_outcome r;
+    if (prepared) {
+      const std::string id = std::to_string(aid(random));
+      const tether::pg::param args[] = {id};
+      r = co_await lease.connection->execute(select_balance, args);
+    } else {
+      const std::string sql =
+          "SELECT abalance FROM pgbench_accounts WHERE aid = " + std::to_string(aid(random)) + ";";
+      r = co_await lease.connection->query(sql);
+    }
     (r.error ? failed : done)->fetch_add(1, std::memory_order_relaxed);
   }
 }
 
-double tether_tps(const std::string& conninfo, std::chrono::seconds duration) {
+double tether_tps(const std::string& conninfo, std::chrono::seconds duration, bool prepared) {
   std::atomic<long> done{0};
   std::atomic<long> failed{0};
   std::atomic<bool> stop{false};
@@ -92,8 +113,9 @@ double tether_tps(const std::string& conninfo, std::chrono::seconds duration) {
         std::this_thread::yield();
       }
       for (int c = 0; c < clients / workers; ++c) {
-        asio::co_spawn(io, client(pool, &done, &failed, &stop, static_cast<unsigned>(w * 100 + c)),
-                       asio::detached);
+        asio::co_spawn(
+            io, client(pool, &done, &failed, &stop, static_cast<unsigned>(w * 100 + c), prepared),
+            asio::detached);
       }
       while (!stop.load()) {
         io.run_for(50ms);
@@ -123,7 +145,8 @@ double tether_tps(const std::string& conninfo, std::chrono::seconds duration) {
 } // namespace
 
 int main(int argc, char** argv) {
-  const std::chrono::seconds duration{argc > 1 ? std::atoi(argv[1]) : 10};
+  const std::chrono::seconds duration{argc > 1 ? std::atoi(argv[1]) : 5};
+  const int rounds = std::max(1, argc > 2 ? std::atoi(argv[2]) : 3);
   tether::testing::pg_server server;
   const std::string target =
       "-h 127.0.0.1 -p " + std::to_string(server.port()) + " -U postgres postgres";
@@ -154,27 +177,63 @@ int main(int argc, char** argv) {
   const bool bouncer_up =
       std::system((server.as_user() + "pgbouncer -d " + dir + "/pgbouncer.ini").c_str()) == 0;
 
-  std::printf("pgbench -S workload, %d clients, %lld s per run, PostgreSQL on 127.0.0.1:%u\n\n",
-              clients, static_cast<long long>(duration.count()), server.port());
-  const double pooled = tether_tps(server.conninfo(), duration);
-  const double direct = pgbench_tps(load + " " + target);
-  const double per_tx = pgbench_tps(load + " -C " + target);
-  double bouncer = 0;
+  std::printf("pgbench -S workload, %d clients, %lld s per run, %d interleaved rounds, "
+              "PostgreSQL on 127.0.0.1:%u\n\n",
+              clients, static_cast<long long>(duration.count()), rounds, server.port());
   if (bouncer_up) {
     std::this_thread::sleep_for(300ms); // pgbouncer's listener comes up after it forks
-    bouncer = pgbench_tps(load + " -h 127.0.0.1 -p " + std::to_string(bouncer_port) +
-                          " -U postgres postgres");
   }
-  std::printf("%-46s %10.0f tps\n", "tether pg pool (2 workers x 4 sessions)", pooled);
-  std::printf("%-46s %10.0f tps\n", "pgbench, persistent connections", direct);
-  std::printf("%-46s %10.0f tps\n", "pgbench -C, a connection per transaction", per_tx);
-  std::printf("%-46s %10.0f tps\n", "pgbench through pgbouncer (transaction mode)", bouncer);
+  const std::string bouncer_target =
+      "-h 127.0.0.1 -p " + std::to_string(bouncer_port) + " -U postgres postgres";
+  // Each round runs every way once, in the same order; the medians are compared.
+  struct way {
+    const char* name;
+    std::function<double()> measure;
+    std::vector<double> tps{};
+  };
+  std::vector<way> ways{
+      {"tether pg pool (2 workers x 4 sessions)",
+       [&] { return tether_tps(server.conninfo(), duration, false); }},
+      {"pgbench, persistent connections", [&] { return pgbench_tps(load + " " + target); }},
+      {"tether pg pool, prepared statements",
+       [&] { return tether_tps(server.conninfo(), duration, true); }},
+      {"pgbench -M prepared, persistent connections",
+       [&] { return pgbench_tps(load + " -M prepared " + target); }},
+      {"pgbench -C, a connection per transaction",
+       [&] { return pgbench_tps(load + " -C " + target); }},
+      {"pgbench through pgbouncer (transaction mode)",
+       [&] { return bouncer_up ? pgbench_tps(load + " " + bouncer_target) : 0.0; }},
+  };
+  for (int round = 0; round < rounds; ++round) {
+    for (auto& w : ways) {
+      w.tps.push_back(w.measure());
+    }
+  }
+  const auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  for (const auto& w : ways) {
+    std::printf("%-46s %10.0f tps  (rounds:", w.name, median(w.tps));
+    for (const double t : w.tps) {
+      std::printf(" %.0f", t);
+    }
+    std::printf(")\n");
+  }
+  const double pooled = median(ways[0].tps);
+  const double direct = median(ways[1].tps);
+  const double pooled_prepared = median(ways[2].tps);
+  const double direct_prepared = median(ways[3].tps);
+  const double per_tx = median(ways[4].tps);
+  const double bouncer = median(ways[5].tps);
   std::printf("\ntether pool / connection per transaction: %.1fx\n",
               per_tx > 0 ? pooled / per_tx : 0);
   std::printf("tether pool / pgbouncer:                  %.2fx\n",
               bouncer > 0 ? pooled / bouncer : 0);
   std::printf("tether pool / pgbench persistent:         %.2fx\n",
               direct > 0 ? pooled / direct : 0);
+  std::printf("the same, prepared statements:            %.2fx\n",
+              direct_prepared > 0 ? pooled_prepared / direct_prepared : 0);
 
   // Stop the PgBouncer this program started, by the pid it wrote.
   std::ifstream pidfile{dir + "/pgbouncer.pid"};

@@ -41,6 +41,43 @@ public:
   }
 };
 
+// Clears a connection's busy mark when its query's coroutine ends, however it ends.
+struct busy_flag {
+  bool& flag;
+  ~busy_flag() { flag = false; }
+};
+
+// libpq's messages on one line, for logs and query_outcome::message: lines indented with a tab
+// continue the line before ("server closed the connection unexpectedly\n\tThis probably
+// means..."), other lines are joined with "; ", and runs of spaces ("FATAL:  ...") become one.
+std::string tidy(const char* message) {
+  std::string out;
+  std::string_view rest{message == nullptr ? "" : message};
+  while (!rest.empty()) {
+    const auto end = rest.find('\n');
+    std::string_view line = rest.substr(0, end);
+    rest = end == std::string_view::npos ? std::string_view{} : rest.substr(end + 1);
+    const bool continues = !line.empty() && (line.front() == '\t' || line.front() == ' ');
+    bool space = false;
+    bool started = false;
+    for (const char c : line) {
+      if (c == ' ' || c == '\t' || c == '\r') {
+        space = started;
+        continue;
+      }
+      if (!started && !out.empty()) {
+        out += continues ? " " : "; ";
+      } else if (space) {
+        out += ' ';
+      }
+      out += c;
+      space = false;
+      started = true;
+    }
+  }
+  return out;
+}
+
 // PQcancel is a blocking network call (libpq 15 has no non-blocking cancel), so it runs on this
 // small pool of its own, never on a worker.
 asio::thread_pool& cancel_threads() {
@@ -101,6 +138,7 @@ void connection::close() noexcept {
   }
   PQfinish(conn_);
   conn_ = nullptr;
+  prepared_.clear(); // they lived on the server's session
 }
 
 bool connection::connected() const noexcept {
@@ -160,12 +198,10 @@ asio::awaitable<void> connection::cancel_on_server() {
   co_return;
 }
 
-int connection::send_query(std::string_view sql, std::span<const param> params) {
-  // libpq wants NUL-terminated text for the statement and each parameter.
-  const std::string statement{sql};
-  std::vector<std::string> owned;
-  owned.reserve(params.size());
-  std::vector<const char*> values;
+connection::sending::sending(kind k, std::string_view t, std::span<const param> params,
+                             std::string_view s)
+    : what{k}, text{t}, sql{s} {
+  owned.reserve(params.size()); // no reallocation: `values` points into it
   values.reserve(params.size());
   for (const auto& p : params) {
     if (p) {
@@ -175,65 +211,131 @@ int connection::send_query(std::string_view sql, std::span<const param> params) 
       values.push_back(nullptr);
     }
   }
-  // Without parameters, the simple protocol: one message and one round trip, as psql and
-  // pgbench's default mode send it. With parameters, the extended protocol keeps them out of
-  // the SQL text.
-  return values.empty()
-             ? PQsendQuery(conn_, statement.c_str())
-             : PQsendQueryParams(conn_, statement.c_str(), static_cast<int>(values.size()), nullptr,
-                                 values.data(), nullptr, nullptr, 0);
+}
+
+int connection::send(const sending& s) {
+  const int count = static_cast<int>(s.values.size());
+  switch (s.what) {
+  case sending::kind::query:
+    // Without parameters, the simple protocol: one message and one round trip, as psql and
+    // pgbench's default mode send it. With parameters, the extended protocol keeps them out of
+    // the SQL text.
+    return count == 0 ? PQsendQuery(conn_, s.text.c_str())
+                      : PQsendQueryParams(conn_, s.text.c_str(), count, nullptr, s.values.data(),
+                                          nullptr, nullptr, 0);
+  case sending::kind::prepare:
+    return PQsendPrepare(conn_, s.text.c_str(), s.sql.c_str(), 0, nullptr);
+  case sending::kind::run_prepared:
+    return PQsendQueryPrepared(conn_, s.text.c_str(), count, s.values.data(), nullptr, nullptr, 0);
+  }
+  return 0;
 }
 
 void connection::read_failure(query_outcome& out, PGresult* r, bool cancelled,
                               clock::duration timeout) {
-  const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-  out.sqlstate = state == nullptr ? "" : state;
-  out.message = PQresultErrorMessage(r);
+  const auto field = [r](int code) {
+    const char* text = PQresultErrorField(r, code);
+    return text == nullptr ? std::string{} : std::string{text};
+  };
+  out.sqlstate = field(PG_DIAG_SQLSTATE);
+  // The server's words, one field each; libpq's whole text ("ERROR:  ...\nDETAIL:  ...\n") only
+  // when the error came from libpq itself and has no fields.
+  out.message = field(PG_DIAG_MESSAGE_PRIMARY);
+  if (out.message.empty()) {
+    out.message = tidy(PQresultErrorMessage(r));
+  }
+  out.detail = field(PG_DIAG_MESSAGE_DETAIL);
+  out.hint = field(PG_DIAG_MESSAGE_HINT);
   // 57014 is query_canceled: ours, if we cancelled.
   out.error = cancelled && out.sqlstate == "57014" ? make_error_code(errc::query_timeout)
                                                    : make_error_code(errc::query_failed);
   if (out.error == errc::query_timeout) {
     // Say what happened in tether's words, with the server's behind it.
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count();
-    while (!out.message.empty() && out.message.back() == '\n') {
-      out.message.pop_back();
-    }
     out.message = "query timed out after " + std::to_string(ms) +
                   " ms and was cancelled on the server (" + out.message + ")";
   }
 }
 
-asio::awaitable<query_outcome>
-connection::query(std::string_view sql, std::span<const param> params, clock::duration timeout) {
-  query_outcome out;
+bool connection::may_start(query_outcome& out) const {
   if (conn_ == nullptr) {
     out.error = errc::connection_lost;
     out.message = "connection closed";
-    co_return out;
+    return false;
   }
   if (in_query_) {
     out.error = errc::busy;
+    out.message = "the connection is already running a query";
+    return false;
+  }
+  return true;
+}
+
+namespace {
+clock::time_point deadline_after(clock::duration timeout) {
+  return timeout > clock::duration::zero() ? monotonic_clock::instance().now() + timeout
+                                           : clock::time_point::max();
+}
+} // namespace
+
+asio::awaitable<query_outcome>
+connection::query(std::string_view sql, std::span<const param> params, clock::duration timeout) {
+  query_outcome out;
+  if (!may_start(out)) {
     co_return out;
   }
   in_query_ = true;
-  struct reset_flag {
-    bool& flag;
-    ~reset_flag() { flag = false; }
-  } reset{in_query_};
+  const busy_flag busy{in_query_};
+  const sending s{sending::kind::query, sql, params};
+  co_return co_await run(s, deadline_after(timeout), timeout);
+}
 
+asio::awaitable<query_outcome>
+connection::execute(const statement& st, std::span<const param> params, clock::duration timeout) {
+  query_outcome out;
+  if (!may_start(out)) {
+    co_return out;
+  }
+  in_query_ = true;
+  const busy_flag busy{in_query_};
+  const auto deadline = deadline_after(timeout);
+  const sending run_it{sending::kind::run_prepared, st.name, params};
+  for (int attempt = 0;; ++attempt) {
+    if (!prepared_.contains(st.name)) {
+      const sending prepare{sending::kind::prepare, st.name, {}, st.sql};
+      auto prepared = co_await run(prepare, deadline, timeout);
+      if (prepared.error) {
+        co_return prepared;
+      }
+      prepared_.insert(st.name);
+    }
+    out = co_await run(run_it, deadline, timeout);
+    // 26000 (invalid_sql_statement_name): the session no longer has the statement, and the
+    // server ran nothing. Prepare it again, once, unless a transaction is open: the error has
+    // aborted it, and the caller must know.
+    if (out.error != errc::query_failed || out.sqlstate != "26000") {
+      co_return out;
+    }
+    prepared_.erase(st.name);
+    if (attempt > 0 || PQtransactionStatus(conn_) != PQTRANS_IDLE) {
+      co_return out;
+    }
+  }
+}
+
+asio::awaitable<query_outcome> connection::run(const sending& s, clock::time_point deadline,
+                                               clock::duration timeout) {
+  query_outcome out;
   const auto lost = [&](query_outcome& o) {
     o.error = errc::connection_lost;
-    o.message = PQerrorMessage(conn_);
+    o.message = tidy(PQerrorMessage(conn_));
   };
 
-  const int sent = send_query(sql, params);
-  if (sent == 0) {
+  if (send(s) == 0) {
     lost(out);
     co_return out;
   }
 
-  auto deadline = timeout > clock::duration::zero() ? monotonic_clock::instance().now() + timeout
-                                                    : clock::time_point::max();
   bool cancelled = false;
   // After a cancel, the server still has to answer; give it a bounded time to.
   const auto after_cancel = [&] {
@@ -336,7 +438,7 @@ asio::awaitable<std::error_code> connector::async_connect(std::unique_ptr<pg::co
     }
   } guard{conn, socket};
   const auto fail = [&](std::error_code ec) {
-    last_error_ = PQerrorMessage(conn);
+    last_error_ = tidy(PQerrorMessage(conn));
     return ec;
   };
   if (PQstatus(conn) == CONNECTION_BAD) {

@@ -7,6 +7,7 @@
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
+#include <cmath>
 #include <memory>
 #include <optional>
 
@@ -117,7 +118,7 @@ TEST_F(pg_test, runs_parameterised_queries_and_reports_server_errors) {
   auto bad = run(one_query(p, "SELECT 1 / $1::int", {"0"}));
   EXPECT_EQ(bad.error, make_error_code(errc::query_failed));
   EXPECT_EQ(bad.sqlstate, "22012"); // division_by_zero
-  EXPECT_NE(bad.message.find("division by zero"), std::string::npos);
+  EXPECT_EQ(bad.message, "division by zero") << "the server's primary message, on its own";
 
   auto null_param = run([](std::shared_ptr<pool> pl) -> asio::awaitable<query_outcome> {
     auto lease = co_await pl->async_acquire();
@@ -127,6 +128,125 @@ TEST_F(pg_test, runs_parameterised_queries_and_reports_server_errors) {
   ASSERT_FALSE(null_param.error);
   EXPECT_EQ(null_param.rows.get(0, 0), "t");
   EXPECT_EQ(p->stats().total, 1U) << "the three queries shared one session";
+}
+
+TEST_F(pg_test, a_server_error_comes_as_message_detail_hint_and_sqlstate) {
+  auto p = make();
+  auto raised = run(one_query(p,
+                              "DO $$ BEGIN RAISE EXCEPTION 'order % is closed', 7 USING "
+                              "DETAIL = 'closed at noon', HINT = 'reopen it first', "
+                              "ERRCODE = '22023'; END $$",
+                              {}));
+  EXPECT_EQ(raised.error, make_error_code(errc::query_failed));
+  EXPECT_EQ(raised.message, "order 7 is closed");
+  EXPECT_EQ(raised.detail, "closed at noon");
+  EXPECT_EQ(raised.hint, "reopen it first");
+  EXPECT_EQ(raised.sqlstate, "22023");
+
+  ASSERT_TRUE(run(one_query(p, "CREATE TABLE IF NOT EXISTS t_unique (id int PRIMARY KEY)", {})));
+  ASSERT_TRUE(run(one_query(p, "INSERT INTO t_unique VALUES (1) ON CONFLICT DO NOTHING", {})));
+  auto twice = run(one_query(p, "INSERT INTO t_unique VALUES ($1::int)", {"1"}));
+  EXPECT_EQ(twice.sqlstate, "23505"); // unique_violation
+  EXPECT_EQ(twice.message, "duplicate key value violates unique constraint \"t_unique_pkey\"");
+  EXPECT_EQ(twice.detail, "Key (id)=(1) already exists.");
+  EXPECT_EQ(twice.hint, "");
+}
+
+TEST_F(pg_test, reads_values_as_typed_cpp_values) {
+  auto p = make();
+  auto r = run(one_query(
+      p,
+      "SELECT 42::int2 AS small, 2147483647::int4 AS big, (-9223372036854775807 - 1)::int8 AS "
+      "huge, 0.25::float4 AS quarter, 'NaN'::float8 AS nan, 123.4500::numeric AS price, true AS "
+      "yes, 'hé'::text AS word, '\\xdeadbeef'::bytea AS blob, "
+      "'2024-02-29 23:59:59.5+05:30'::timestamptz AS stamp, '2024-01-02'::date AS day, "
+      "'infinity'::timestamp AS never, NULL::int AS nothing",
+      {}));
+  ASSERT_FALSE(r.error) << r.message;
+  const auto& rows = r.rows;
+  EXPECT_EQ(rows.value<std::int16_t>(0, "small"), 42);
+  EXPECT_EQ(rows.value<std::int32_t>(0, "big"), 2147483647);
+  EXPECT_EQ(rows.value<std::int64_t>(0, "huge"), std::numeric_limits<std::int64_t>::min());
+  EXPECT_EQ(rows.value<float>(0, "quarter"), 0.25F);
+  EXPECT_TRUE(std::isnan(rows.value<double>(0, "nan")));
+  EXPECT_EQ(rows.value<double>(0, "price"), 123.45);
+  EXPECT_TRUE(rows.value<bool>(0, "yes"));
+  EXPECT_EQ(rows.value<std::string>(0, "word"), "hé");
+  EXPECT_EQ(rows.value<bytes>(0, "blob"), (bytes{0xde, 0xad, 0xbe, 0xef}));
+  using namespace std::chrono;
+  EXPECT_EQ(rows.value<timestamp>(0, "stamp"),
+            timestamp{sys_days{2024y / 2 / 29}} + 18h + 29min + 59s + 500ms)
+      << "whatever the session's TimeZone, the instant is the same";
+  EXPECT_EQ(rows.value<timestamp>(0, "day"), timestamp{sys_days{2024y / 1 / 2}});
+  EXPECT_EQ(rows.value<timestamp>(0, "never"), timestamp::max());
+  EXPECT_EQ(rows.value<std::optional<std::int32_t>>(0, "nothing"), std::nullopt);
+  EXPECT_EQ(rows.value<std::optional<std::int32_t>>(0, "big"), 2147483647);
+
+  const auto refused = [&](auto read) -> std::string {
+    try {
+      read();
+    } catch (const conversion_error& e) {
+      return e.what();
+    }
+    return "no conversion_error";
+  };
+  EXPECT_EQ(refused([&] { (void)rows.value<std::int32_t>(0, "nothing"); }),
+            "column \"nothing\" (12), row 0: NULL (read it as std::optional<int32>) cannot be "
+            "read as int32");
+  EXPECT_EQ(refused([&] { (void)rows.value<std::int16_t>(0, "big"); }),
+            "column \"big\" (1), row 0: '2147483647' cannot be read as int16");
+  EXPECT_EQ(refused([&] { (void)rows.value<std::int32_t>(1, 0); }),
+            "pg::result::value<int32>(1, 0): the result has 1 rows and 13 columns");
+  EXPECT_NE(refused([&] {
+              (void)rows.value<std::int32_t>(0, "Small");
+            }).find("no column named \"Small\"; the columns are \"small\", \"big\""),
+            std::string::npos);
+}
+
+const statement add_two{"tether_test_add", "SELECT $1::int + $2::int"};
+
+asio::awaitable<std::vector<query_outcome>> prepared_uses(std::shared_ptr<pool> p) {
+  std::vector<query_outcome> out;
+  auto lease = co_await p->async_acquire();
+  auto& c = *lease.connection;
+  const param args[] = {"2", "3"};
+  const param other[] = {"40", "2"};
+  out.push_back(co_await c.execute(add_two, args));  // 0: prepares, then runs
+  out.push_back(co_await c.execute(add_two, other)); // 1: runs by name
+  out.push_back(co_await c.query(
+      "SELECT count(*) FROM pg_prepared_statements WHERE name = 'tether_test_add'")); // 2
+  out.push_back(co_await c.query("DEALLOCATE ALL")); // 3: the session loses it
+  out.push_back(co_await c.execute(add_two, args));  // 4: prepared again, answered
+  out.push_back(co_await c.query("BEGIN"));          // 5
+  out.push_back(co_await c.query("DEALLOCATE ALL")); // 6
+  out.push_back(co_await c.execute(add_two, args));  // 7: in a transaction: the error stands
+  out.push_back(co_await c.query("ROLLBACK"));       // 8
+  out.push_back(co_await c.execute(add_two, other)); // 9: prepared again after it
+  const statement broken{"tether_test_broken", "SELEC 1"};
+  out.push_back(co_await c.execute(broken)); // 10: the prepare fails
+  const bool remembered = c.is_prepared("tether_test_broken");
+  out.push_back(co_await c.query(remembered ? "SELECT 'remembered'" : "SELECT 'forgotten'")); // 11
+  co_return out;
+}
+
+TEST_F(pg_test, prepared_statements_are_prepared_once_per_session_and_again_when_lost) {
+  auto p = make();
+  const auto out = run(prepared_uses(p));
+  ASSERT_EQ(out.size(), 12U);
+  ASSERT_FALSE(out[0].error) << out[0].message;
+  EXPECT_EQ(out[0].rows.value<int>(0, 0), 5);
+  ASSERT_FALSE(out[1].error) << out[1].message;
+  EXPECT_EQ(out[1].rows.value<int>(0, 0), 42);
+  EXPECT_EQ(out[2].rows.get(0, 0), "1") << "one statement on the server for both runs";
+  ASSERT_FALSE(out[4].error) << out[4].message;
+  EXPECT_EQ(out[4].rows.value<int>(0, 0), 5);
+  EXPECT_EQ(out[7].error, make_error_code(errc::query_failed));
+  EXPECT_EQ(out[7].sqlstate, "26000") << "not retried inside the aborted transaction";
+  ASSERT_FALSE(out[9].error) << out[9].message;
+  EXPECT_EQ(out[9].rows.value<int>(0, 0), 42);
+  EXPECT_EQ(out[10].sqlstate, "42601"); // syntax_error
+  EXPECT_EQ(out[10].message, "syntax error at or near \"SELEC\"");
+  EXPECT_EQ(out[11].rows.get(0, 0), "forgotten") << "a failed prepare is not remembered";
 }
 
 asio::awaitable<std::pair<query_outcome, query_outcome>> copy_then_query(std::shared_ptr<pool> p) {
@@ -158,6 +278,10 @@ TEST_F(pg_test, a_server_that_is_not_there_gives_waiters_connection_refused) {
   p->start();
   auto r = run(one_query(p, "SELECT 1", {}));
   EXPECT_TRUE(r.error == std::errc::connection_refused) << r.error.message();
+  const std::string& said = p->get_connector().last_error();
+  EXPECT_NE(said.find("Connection refused"), std::string::npos) << said;
+  EXPECT_EQ(said.find_first_of("\n\t"), std::string::npos) << "one line for a log: " << said;
+  EXPECT_EQ(said.find("  "), std::string::npos) << said;
 }
 
 asio::awaitable<std::error_code> hold_three_then_acquire(std::shared_ptr<pool> p) {

@@ -5,6 +5,8 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_set>
+#include <vector>
 
 #include <asio/awaitable.hpp>
 #include <asio/posix/stream_descriptor.hpp>
@@ -20,6 +22,13 @@ using namespace std::chrono_literals;
 
 /// A query parameter in libpq's text format; std::nullopt is SQL NULL.
 using param = std::optional<std::string_view>;
+
+/// A statement prepared once per session and run by name after that (connection::execute).
+/// The name is the server's, unique per session: give each SQL text its own name.
+struct statement {
+  std::string name;
+  std::string sql;
+};
 
 /// One PostgreSQL session driven by libpq in non-blocking mode on Asio: connecting, sending and
 /// reading never block the thread; the coroutine waits on the socket instead.
@@ -40,6 +49,15 @@ public:
   asio::awaitable<query_outcome> query(std::string_view sql, std::span<const param> params = {},
                                        clock::duration timeout = clock::duration::zero());
 
+  /// Runs a prepared statement: on its first use on this session it is prepared (Parse, one round
+  /// trip, types inferred by the server), and from then on it runs by name (Bind and Execute),
+  /// so the server plans it once per session rather than once per query. A session that lost
+  /// the statement (DISCARD ALL, DEALLOCATE, a pooler in front of the server) prepares it again
+  /// and runs it once more: the server refused it without running it. The timeout covers the
+  /// prepare and the run together.
+  asio::awaitable<query_outcome> execute(const statement& s, std::span<const param> params = {},
+                                         clock::duration timeout = clock::duration::zero());
+
   /// BEGIN / COMMIT / ROLLBACK. A lease dropped with a transaction open is not reused: the pool
   /// closes the session, and the server rolls the transaction back.
   asio::awaitable<query_outcome> begin() { return query("BEGIN"); }
@@ -55,15 +73,39 @@ public:
   [[nodiscard]] int backend_pid() const noexcept { return PQbackendPID(conn_); }
   [[nodiscard]] PGconn* native_handle() const noexcept { return conn_; }
 
+  /// True when this session has prepared the statement named `name` (through execute).
+  [[nodiscard]] bool is_prepared(std::string_view name) const noexcept {
+    return prepared_.contains(std::string{name});
+  }
+
   /// Closes the session now.
   void close() noexcept;
 
 private:
+  // What one round trip sends: the simple or extended query, a prepare, or a prepared
+  // statement's run. Text and parameters are copied here, NUL-terminated as libpq wants them,
+  // before the first suspension.
+  struct sending {
+    enum class kind { query, prepare, run_prepared };
+    sending(kind k, std::string_view text, std::span<const param> params,
+            std::string_view sql = {});
+    kind what;
+    std::string text; // the SQL (query) or the statement's name (prepare, run_prepared)
+    std::string sql;  // the statement's SQL (prepare)
+    std::vector<std::string> owned;
+    std::vector<const char*> values; // into `owned`; nullptr for NULL
+  };
+  // Sends `s` and reads every result until the session is idle, cancelling on the server when
+  // `deadline` passes (`timeout` is for the message).
+  asio::awaitable<query_outcome> run(const sending& s, clock::time_point deadline,
+                                     clock::duration timeout);
+  // libpq's PQsend* for `s`: 0 on failure.
+  int send(const sending& s);
+  // Refuses a query on a closed or busy session; true when one may start.
+  bool may_start(query_outcome& out) const;
   asio::awaitable<std::error_code> wait(bool for_write, clock::time_point deadline);
   asio::awaitable<std::error_code> wait_either(clock::time_point deadline);
   asio::awaitable<void> cancel_on_server();
-  // Sends the statement (simple protocol without parameters, extended with); libpq's 0 on failure.
-  int send_query(std::string_view sql, std::span<const param> params);
   // Fills `out` from an error result: SQLSTATE, the server's message, and query_timeout when it
   // is the cancel of a query that ran past `timeout`.
   static void read_failure(query_outcome& out, PGresult* r, bool cancelled,
@@ -72,6 +114,8 @@ private:
   PGconn* conn_;
   asio::posix::stream_descriptor socket_; // libpq's socket, not owned: released before PQfinish
   bool in_query_ = false;
+  // Names of the statements prepared on this session, by execute.
+  std::unordered_set<std::string> prepared_;
 };
 
 /// Settings of a connector.
