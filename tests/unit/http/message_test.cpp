@@ -1,0 +1,179 @@
+// The HTTP client's messages on their own: URLs, requests built and checked, response fields
+// and Retry-After values (tether/http/message.hpp).
+#include "tether/http/message.hpp"
+
+#include <stdexcept>
+#include <string>
+
+#include <gtest/gtest.h>
+
+namespace tether::http {
+namespace {
+
+using namespace std::chrono_literals;
+
+TEST(url, parses_host_port_and_target) {
+  auto u = url::parse("http://example.com:8080/a/b?c=d#frag");
+  ASSERT_TRUE(u);
+  EXPECT_EQ(u->host, "example.com");
+  EXPECT_EQ(u->port, 8080);
+  EXPECT_EQ(u->target, "/a/b?c=d");
+
+  auto plain = url::parse("HTTP://127.0.0.1");
+  ASSERT_TRUE(plain);
+  EXPECT_EQ(plain->port, 80);
+  EXPECT_EQ(plain->target, "/");
+
+  auto query = url::parse("http://h?x=1");
+  ASSERT_TRUE(query);
+  EXPECT_EQ(query->target, "/?x=1");
+
+  auto v6 = url::parse("http://[::1]:9000/x");
+  ASSERT_TRUE(v6);
+  EXPECT_EQ(v6->host, "::1");
+  EXPECT_EQ(v6->port, 9000);
+}
+
+TEST(url, rejects_what_it_cannot_send_safely) {
+  for (const char* bad :
+       {"ftp://h", "httpx://h/", "https:/h", "https://", "https://h:0/", "http://", "http:///x",
+        "http://user@h/", "http://h:0/", "http://h:65536/", "http://h:12ab/", "http://h:/",
+        "http://h/a b", "http://h/\r\nX: 1", "http://[::1/", "http://[]/", "http://[::1]x/",
+        "h/x"}) {
+    EXPECT_FALSE(url::parse(bad)) << bad;
+  }
+}
+
+TEST(url, https_is_tls_on_443_unless_a_port_is_given) {
+  const auto plain = url::parse("http://example.com/a");
+  ASSERT_TRUE(plain);
+  EXPECT_FALSE(plain->tls);
+  EXPECT_EQ(plain->port, 80);
+  const auto secured = url::parse("HTTPS://example.com/a?b");
+  ASSERT_TRUE(secured);
+  EXPECT_TRUE(secured->tls);
+  EXPECT_EQ(secured->port, 443);
+  EXPECT_EQ(secured->target, "/a?b");
+  const auto other_port = url::parse("https://[::1]:8443");
+  ASSERT_TRUE(other_port);
+  EXPECT_EQ(other_port->host, "::1");
+  EXPECT_EQ(other_port->port, 8443);
+  const auto r = request::to("GET", "https://example.com:8443/");
+  EXPECT_TRUE(r.tls);
+  EXPECT_EQ(r.port, 8443);
+}
+
+TEST(request, to_builds_from_a_url) {
+  auto r = request::to("DELETE", "http://10.0.0.1:81/items/7");
+  EXPECT_EQ(r.method, "DELETE");
+  EXPECT_EQ(r.host, "10.0.0.1");
+  EXPECT_EQ(r.port, 81);
+  EXPECT_EQ(r.target, "/items/7");
+}
+
+// The message of what request::to throws, or "" when it does not.
+std::string refusal(std::string_view method, std::string_view text) {
+  try {
+    (void)request::to(method, text);
+  } catch (const std::invalid_argument& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(request, to_throws_saying_what_is_wrong_instead_of_returning_nothing) {
+  EXPECT_EQ(refusal("GET", "not a url"),
+            "http::request::to: the URL \"not a url\" has no scheme: only http:// and https:// "
+            "URLs are taken");
+  EXPECT_EQ(refusal("GET", "ftp://files.example.com/a"),
+            "http::request::to: the URL \"ftp://files.example.com/a\" has the scheme \"ftp\": "
+            "only http:// and https:// URLs are taken");
+  EXPECT_EQ(refusal("GET", "http://h:99999/"),
+            "http::request::to: the URL \"http://h:99999/\" has the port \"99999\": a port is a "
+            "number from 1 to 65535");
+  EXPECT_EQ(refusal("GET", "http://h/a b"),
+            "http::request::to: the URL \"http://h/a b\" holds a space at offset 10: encode it "
+            "(%20 for a space)");
+  EXPECT_EQ(refusal("GET", "http://h/\r\nX: 1"),
+            "http::request::to: the URL \"http://h/\\x0D\\x0AX: 1\" holds the byte 0x0D at "
+            "offset 9: encode it (%20 for a space)");
+  EXPECT_EQ(refusal("GE T", "http://h/"),
+            "http::request::to: the method \"GE T\" holds 0x20, which a method cannot (RFC 9110 "
+            "9.1: a token)");
+  EXPECT_EQ(refusal("GET", "http://user:pw@h/"),
+            "http::request::to: the URL \"http://user:pw@h/\" holds user information "
+            "(user@host): give credentials in an Authorization header instead");
+  EXPECT_EQ(refusal("GET", "https://h/"), "");
+}
+
+TEST(url, parse_says_what_is_wrong_when_asked) {
+  std::string problem;
+  EXPECT_FALSE(url::parse("http://[::1/", &problem));
+  EXPECT_EQ(
+      problem,
+      "the URL \"http://[::1/\" has an IPv6 address without its closing ']', or an empty one");
+  EXPECT_FALSE(url::parse("http:///x", &problem));
+  EXPECT_EQ(problem, "the URL \"http:///x\" has no host");
+  const std::string long_url = "gopher://" + std::string(100, 'a');
+  EXPECT_FALSE(url::parse(long_url, &problem));
+  EXPECT_EQ(problem,
+            "the URL \"gopher://" + std::string(71, 'a') +
+                "...\" has the scheme \"gopher\": only http:// and https:// URLs are taken");
+  problem.clear();
+  EXPECT_TRUE(url::parse("http://h/", &problem));
+  EXPECT_EQ(problem, "");
+}
+
+TEST(request, problem_names_the_field_and_why) {
+  request r = request::to("POST", "http://h/");
+  EXPECT_EQ(r.problem(), "");
+  r.headers = {{"Content-Length", "5"}};
+  EXPECT_EQ(r.problem(), "the header Content-Length is the client's to set: it frames the body "
+                         "itself (Content-Length from request::body)");
+  r.headers = {{"Connection", "close"}};
+  EXPECT_EQ(r.problem(), "the header Connection is the client's to set: it is about the "
+                         "connection, which the client manages");
+  r.headers = {{"X-Bad", "a\r\nX-Injected: 1"}};
+  EXPECT_EQ(r.problem(), "the value of the header X-Bad holds the byte 0x0D at offset 1: a field "
+                         "value cannot hold control bytes (CR and LF would end it)");
+  r.headers = {{"X Bad", "1"}};
+  EXPECT_EQ(r.problem(),
+            "the header name \"X Bad\" holds 0x20, which a field name cannot (RFC 9110 5.1: a "
+            "token)");
+  r.headers.clear();
+  r.target = "items";
+  EXPECT_EQ(
+      r.problem(),
+      "the target \"items\" does not start with '/' (only OPTIONS may have the target \"*\")");
+  r.target = "/";
+  r.host = "[::1]";
+  EXPECT_EQ(r.problem(), "the host \"[::1]\" holds '[', which a host name or address cannot (an "
+                         "IPv6 address goes without brackets)");
+}
+
+TEST(response, find_is_case_insensitive) {
+  response r;
+  r.headers = {{"Content-Type", "text/plain"}, {"X-A", "1"}, {"x-a", "2"}};
+  ASSERT_NE(r.find("content-type"), nullptr);
+  EXPECT_EQ(*r.find("content-type"), "text/plain");
+  EXPECT_EQ(*r.find("X-a"), "1");
+  EXPECT_EQ(r.find("missing"), nullptr);
+}
+
+TEST(retry_after, reads_seconds_and_dates) {
+  const auto now = std::chrono::system_clock::from_time_t(784111777); // Sun, 06 Nov 1994 08:49:37
+  EXPECT_EQ(parse_retry_after("120", now), clock::duration{120s});
+  EXPECT_EQ(parse_retry_after(" 0 ", now), clock::duration{0s});
+  EXPECT_EQ(parse_retry_after("Sun, 06 Nov 1994 08:50:07 GMT", now), clock::duration{30s});
+  EXPECT_EQ(parse_retry_after("Sun, 06 Nov 1994 08:49:00 GMT", now), clock::duration{0s});
+  // Past a day is capped (a policy's max_retry_after ends such a request anyway).
+  EXPECT_EQ(parse_retry_after("99999999999999999", now), clock::duration{24h});
+  for (const char* bad :
+       {"", "-1", "1.5", "soon", "Sunday, 06-Nov-94 08:49:37 GMT", "Sun, 06 Nov 1994 08:49:37 UTC",
+        "Sun, 32 Nov 1994 08:49:37 GMT", "Sun, 06 Foo 1994 08:49:37 GMT"}) {
+    EXPECT_FALSE(parse_retry_after(bad, now)) << bad;
+  }
+}
+
+} // namespace
+} // namespace tether::http
