@@ -22,6 +22,7 @@ struct fake_connection {
   std::atomic<int> holders{0}; ///< stress tests count leases holding it at once (must stay <= 1)
   bool alive = true;           ///< false: the peer went away (is_usable and validate fail)
   bool reusable = true;        ///< false: it may not be pooled again when it comes back
+  bool dirty = false;          ///< true: it needs the connector's reset before it is pooled again
   bool closed = false;
 };
 
@@ -31,15 +32,19 @@ struct fake_connector_state {
   int closed = 0;
   int validations = 0;
   bool validate_result = true;
+  int resets = 0;
+  bool reset_result = true;
+  bool hold_resets = false;              ///< resets wait until release_validations()
   std::deque<std::error_code> failures;  ///< the next connects fail with these, in order
   bool suspend_on_connect = false;       ///< connects complete on a later turn of the loop
   bool hold_validations = false;         ///< validations wait until release_validations()
   std::vector<asio::steady_timer*> held; ///< the validations waiting
   std::set<fake_connection*> live;       ///< connections opened and not closed
 
-  /// Lets every held validation finish (on the next turn of their loop).
+  /// Lets every held validation and reset finish (on the next turn of their loop).
   void release_validations() {
     hold_validations = false;
+    hold_resets = false;
     for (auto* t : held) {
       t->cancel();
     }
@@ -78,6 +83,20 @@ public:
       co_await gate.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
     }
     co_return c.alive && state_->validate_result;
+  }
+
+  bool needs_reset(fake_connection& c) { return c.dirty; }
+
+  asio::awaitable<bool> async_reset(fake_connection& c) {
+    ++state_->resets;
+    if (state_->hold_resets) {
+      asio::steady_timer gate{co_await asio::this_coro::executor,
+                              asio::steady_timer::time_point::max()};
+      state_->held.push_back(&gate);
+      co_await gate.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+    }
+    c.dirty = !state_->reset_result;
+    co_return state_->reset_result;
   }
 
   bool is_usable(fake_connection& c) { return c.alive; }

@@ -45,6 +45,8 @@ std::string_view to_string(close_reason reason) noexcept {
     return "not_reusable";
   case close_reason::evicted:
     return "evicted";
+  case close_reason::reset_failed:
+    return "reset_failed";
   }
   return "unknown";
 }

@@ -49,6 +49,16 @@ concept checks_reuse = requires(C& c, typename C::connection_type& conn) {
   { c.is_reusable(conn) } -> std::same_as<bool>;
 };
 
+/// A connector may also put a returned connection back in a clean state before it is pooled
+/// again: roll back a transaction left open, reset a database session. When `needs_reset` says
+/// so, the pool runs `async_reset` before anyone else gets the connection, and closes it as
+/// `reset_failed` if the reset returns false.
+template <class C>
+concept resets_on_return = requires(C& c, typename C::connection_type& conn) {
+  { c.needs_reset(conn) } -> std::same_as<bool>;
+  { c.async_reset(conn) } -> std::same_as<asio::awaitable<bool>>;
+};
+
 template <connector Connector, class Executor, class Timer>
 class connection_pool;
 
@@ -56,10 +66,10 @@ namespace detail {
 
 /// One connection and what the pool knows of it. The pool keeps one list per state, as Envoy's
 /// conn_pool_base: `idle_` (a stack, so the most recently used goes out first and the rest can
-/// time out) and the leased or probing ones counted in `active_`.
+/// time out) and the leased, probing or resetting ones counted in `active_`.
 template <class Connection>
 struct pooled {
-  enum class state : std::uint8_t { idle, leased, probing };
+  enum class state : std::uint8_t { idle, leased, probing, resetting };
 
   std::unique_ptr<Connection> connection;
   clock::time_point created{};
@@ -596,12 +606,34 @@ private:
     } else if (now >= e->expires) {
       close_active(e, close_reason::max_lifetime);
     } else {
+      if constexpr (resets_on_return<Connector>) {
+        if (connector_.needs_reset(*e->connection)) {
+          e->current = entry::state::resetting; // still counted active
+          asio::co_spawn(executor_, reset(this->shared_from_this(), e),
+                         report_exceptions{"a pool's reset of a returned connection"});
+          return;
+        }
+      }
       e->returned = true;
       offer(e);
       return;
     }
     maybe_connect();
     drained_check();
+  }
+
+  static asio::awaitable<void> reset(std::shared_ptr<connection_pool> self, entry* e) {
+    const bool clean = co_await self->connector_.async_reset(*e->connection);
+    if (!clean || self->state_ != pool_state::open || e->evict) {
+      self->close_active(e, !clean
+                                ? close_reason::reset_failed
+                                : (e->evict ? close_reason::evicted : close_reason::pool_closed));
+      self->maybe_connect();
+      self->drained_check();
+      co_return;
+    }
+    e->returned = true;
+    self->offer(e);
   }
 
   // While closing, the last active connection gone ends the drain early.

@@ -53,7 +53,7 @@ private:
   prometheus::Counter& leaks_;
   std::array<prometheus::Counter*, 7> failures_{};
   std::array<prometheus::Counter*, 7> fast_failures_{};
-  std::array<prometheus::Counter*, 9> closed_{};
+  std::array<prometheus::Counter*, close_reason_count> closed_{};
   std::vector<metrics::callback_registration> gauges_;
 };
 

@@ -215,6 +215,78 @@ TEST_F(pool_test, a_connection_the_connector_will_not_reuse_is_closed_on_return)
   EXPECT_EQ(p->stats().total, 0U);
 }
 
+TEST_F(pool_test, a_returned_connection_that_needs_a_reset_is_reset_before_anyone_gets_it) {
+  options.max_size = 1;
+  state->hold_resets = true;
+  auto p = make();
+  auto a = acquire_now(p);
+  const int id = a.connection->id;
+  a.connection->dirty = true; // say, a session with a transaction left open
+  a.connection.reset();
+  settle();
+  EXPECT_EQ(state->resets, 1);
+  EXPECT_EQ(p->stats().idle, 0U) << "not idle while the reset runs";
+  EXPECT_EQ(p->stats().active, 1U);
+  auto waiting = acquire(p);
+  settle();
+  EXPECT_FALSE(waiting->has_value()) << "handed out before its reset ended";
+  state->release_validations();
+  ASSERT_TRUE(run_until(io, [&] { return waiting->has_value(); }));
+  ASSERT_FALSE((*waiting)->error);
+  EXPECT_EQ((*waiting)->connection->id, id) << "the reset connection, not a new one";
+  EXPECT_FALSE((*waiting)->connection->dirty);
+  EXPECT_TRUE(observer->closed.empty());
+  EXPECT_EQ(state->opened, 1);
+}
+
+TEST_F(pool_test, a_clean_connection_is_pooled_without_a_reset) {
+  options.max_size = 1;
+  auto p = make();
+  acquire_now(p).connection.reset();
+  settle();
+  EXPECT_EQ(state->resets, 0);
+  EXPECT_EQ(p->stats().idle, 1U);
+}
+
+TEST_F(pool_test, a_connection_whose_reset_fails_is_closed_and_replaced_for_a_waiter) {
+  options.max_size = 1;
+  state->reset_result = false;
+  auto p = make();
+  auto a = acquire_now(p);
+  a.connection->dirty = true;
+  auto waiting = acquire(p);
+  settle();
+  a.connection.reset();
+  ASSERT_TRUE(run_until(io, [&] { return waiting->has_value(); }));
+  ASSERT_FALSE((*waiting)->error);
+  EXPECT_EQ((*waiting)->connection->id, 2);
+  EXPECT_EQ(observer->closed, std::vector<close_reason>{close_reason::reset_failed});
+}
+
+TEST_F(pool_test, a_pool_closed_during_a_reset_closes_the_connection_when_it_ends) {
+  options.max_size = 1;
+  state->hold_resets = true;
+  auto p = make();
+  auto a = acquire_now(p);
+  a.connection->dirty = true;
+  a.connection.reset();
+  settle();
+  auto closed = std::make_shared<bool>(false);
+  asio::co_spawn(
+      io,
+      [](std::shared_ptr<pool_type> pl, std::shared_ptr<bool> done) -> asio::awaitable<void> {
+        co_await pl->async_close();
+        *done = true;
+      }(p, closed),
+      asio::detached);
+  settle();
+  state->release_validations();
+  ASSERT_TRUE(run_until(io, [&] { return *closed; }));
+  EXPECT_EQ(observer->closed, std::vector<close_reason>{close_reason::pool_closed});
+  EXPECT_EQ(state->live.size(), 0U);
+  EXPECT_EQ(p->stats().total, 0U);
+}
+
 TEST_F(pool_test, a_connection_whose_peer_left_is_not_handed_out) {
   options.max_size = 2;
   auto p = make();
