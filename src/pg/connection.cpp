@@ -4,6 +4,8 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <vector>
 
@@ -36,6 +38,10 @@ public:
       return "connection to PostgreSQL lost during the query";
     case errc::busy:
       return "the connection is already running a query";
+    case errc::transaction_rolled_back:
+      return "the transaction was rolled back: a statement in it had failed";
+    case errc::no_transaction:
+      return "the transaction is not open";
     }
     return "unknown tether.pg error " + std::to_string(value);
   }
@@ -145,15 +151,33 @@ bool connection::connected() const noexcept {
   return conn_ != nullptr && PQstatus(conn_) == CONNECTION_OK;
 }
 
-bool connection::reusable() noexcept {
-  if (!connected() || in_query_ || PQtransactionStatus(conn_) != PQTRANS_IDLE) {
+bool connection::in_transaction() const noexcept {
+  if (conn_ == nullptr) {
     return false;
+  }
+  const auto status = PQtransactionStatus(conn_);
+  return status == PQTRANS_INTRANS || status == PQTRANS_INERROR;
+}
+
+bool connection::resettable() noexcept {
+  if (!connected() || in_query_ || PQtransactionStatus(conn_) == PQTRANS_ACTIVE) {
+    return false;
+  }
+  // Just after a statement ended, the session was heard from: the pool's checks on return and on
+  // the borrow that follows at once skip the syscall (HikariCP skips its validation for 500 ms
+  // after a use; a backend ended inside the window fails its next query as connection_lost).
+  if (coarse_monotonic_clock::instance().now() < heard_until_) {
+    return true;
   }
   // An idle session has nothing to say: bytes (a terminated backend's FATAL error) or EOF mean
   // the server is done with it.
   char byte = 0;
   const auto n = ::recv(PQsocket(conn_), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+bool connection::reusable() noexcept {
+  return resettable() && PQtransactionStatus(conn_) == PQTRANS_IDLE;
 }
 
 asio::awaitable<std::error_code> connection::wait(bool for_write, clock::time_point deadline) {
@@ -287,7 +311,29 @@ connection::query(std::string_view sql, std::span<const param> params, clock::du
   in_query_ = true;
   const busy_flag busy{in_query_};
   const sending s{sending::kind::query, sql, params};
-  co_return co_await run(s, deadline_after(timeout), timeout);
+  const auto deadline = deadline_after(timeout);
+  if (sql == "ROLLBACK") {
+    rollback_pending_ = false; // the statement is the rollback (the pool's reset, say)
+  }
+  if (rollback_pending_) {
+    const bool rolled_back = co_await roll_back_abandoned(out, deadline, timeout);
+    if (!rolled_back) {
+      co_return out;
+    }
+  }
+  co_return co_await run(s, deadline, timeout);
+}
+
+asio::awaitable<bool> connection::roll_back_abandoned(query_outcome& out,
+                                                      clock::time_point deadline,
+                                                      clock::duration timeout) {
+  rollback_pending_ = false;
+  if (!in_transaction()) {
+    co_return true;
+  }
+  const sending rollback{sending::kind::query, "ROLLBACK", {}};
+  out = co_await run(rollback, deadline, timeout);
+  co_return !out.error;
 }
 
 asio::awaitable<query_outcome>
@@ -300,11 +346,19 @@ connection::execute(const statement& st, std::span<const param> params, clock::d
   const busy_flag busy{in_query_};
   const auto deadline = deadline_after(timeout);
   const sending run_it{sending::kind::run_prepared, st.name, params};
+  if (rollback_pending_) {
+    const bool rolled_back = co_await roll_back_abandoned(out, deadline, timeout);
+    if (!rolled_back) {
+      co_return out;
+    }
+  }
   for (int attempt = 0;; ++attempt) {
     if (!prepared_.contains(st.name)) {
       const sending prepare{sending::kind::prepare, st.name, {}, st.sql};
       auto prepared = co_await run(prepare, deadline, timeout);
-      if (prepared.error) {
+      // 42P05 (duplicate_prepared_statement): the session has it already, prepared before
+      // tether forgot it. Outside a transaction, run it; inside, the error has aborted it.
+      if (prepared.error && (prepared.sqlstate != "42P05" || in_transaction())) {
         co_return prepared;
       }
       prepared_.insert(st.name);
@@ -411,6 +465,8 @@ asio::awaitable<query_outcome> connection::run(const sending& s, clock::time_poi
   }
   if (!connected()) {
     lost(out);
+  } else if (out.error != errc::connection_lost) {
+    heard_until_ = coarse_monotonic_clock::instance().now() + heard_window;
   }
   co_return out;
 }
@@ -479,6 +535,43 @@ asio::awaitable<std::error_code> connector::async_connect(std::unique_ptr<pg::co
 asio::awaitable<bool> connector::async_validate(pg::connection& c) {
   const auto r = co_await c.query("SELECT 1", {}, options_.probe_timeout);
   co_return !r.error;
+}
+
+connector::connector(connector_options options) : options_{std::move(options)} {
+  // DISCARD ALL and DEALLOCATE drop the session's prepared statements, which execute must then
+  // prepare again. (Were one of them only in a comment or a string of the query, the cost is a
+  // needless prepare, answered 42P05 and run.)
+  std::string lower = options_.reset_query;
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  for (auto at = lower.find("discard"); at != std::string::npos && !reset_drops_prepared_;
+       at = lower.find("discard", at + 1)) {
+    const auto word = lower.find_first_not_of(" \t\r\n", at + 7);
+    reset_drops_prepared_ = word != std::string::npos && lower.compare(word, 3, "all") == 0;
+  }
+  reset_drops_prepared_ = reset_drops_prepared_ || lower.find("deallocate") != std::string::npos;
+}
+
+asio::awaitable<bool> connector::async_reset(pg::connection& c) {
+  if (c.in_transaction()) {
+    const auto rolled_back = co_await c.query("ROLLBACK", {}, options_.probe_timeout);
+    if (rolled_back.error) {
+      last_error_ = "ROLLBACK of a returned session: " + rolled_back.message;
+      co_return false;
+    }
+  }
+  if (options_.reset_query.empty()) {
+    co_return c.reusable();
+  }
+  const auto reset = co_await c.query(options_.reset_query, {}, options_.probe_timeout);
+  if (reset.error) {
+    last_error_ = "reset_query of a returned session: " + reset.message;
+    co_return false;
+  }
+  if (reset_drops_prepared_) {
+    c.forget_prepared();
+  }
+  co_return c.reusable();
 }
 
 } // namespace tether::pg

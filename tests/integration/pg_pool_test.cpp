@@ -335,13 +335,124 @@ asio::awaitable<query_outcome> drop_mid_transaction(std::shared_ptr<pool> p) {
   co_return co_await lease.connection->query("SELECT count(*) FROM t_drop");
 }
 
-TEST_F(pg_test, a_lease_dropped_mid_transaction_is_rolled_back_not_reused) {
+TEST_F(pg_test, a_lease_dropped_mid_transaction_is_rolled_back_and_its_session_reused) {
+  options.max_size = 1;
   auto p = make();
   auto count = run(drop_mid_transaction(p));
   ASSERT_FALSE(count.error) << count.message;
   EXPECT_EQ(count.rows.get(0, 0), "0") << "the insert was rolled back";
-  EXPECT_EQ(observer->closed,
-            std::vector<tether::pool::close_reason>{tether::pool::close_reason::not_reusable});
+  EXPECT_TRUE(observer->closed.empty()) << "the pool rolled the session back and kept it";
+  EXPECT_EQ(p->stats().total, 1U);
+}
+
+struct transaction_story {
+  query_outcome committed, counted_after_commit, failed_statement, commit_of_failed, after_end,
+      counted_after_drop, state_after_drop;
+  bool open_after_begin = false;
+};
+
+asio::awaitable<transaction_story> transactions(std::shared_ptr<pool> p) {
+  transaction_story out;
+  auto lease = co_await p->async_acquire();
+  auto& c = *lease.connection;
+  co_await c.query("CREATE TABLE IF NOT EXISTS t_tx (v int UNIQUE)");
+  co_await c.query("TRUNCATE t_tx");
+  {
+    transaction tx{c};
+    co_await tx.begin();
+    out.open_after_begin = tx.open();
+    const param one[] = {"1"};
+    co_await tx.query("INSERT INTO t_tx VALUES ($1::int)", one);
+    out.committed = co_await tx.commit();
+    out.after_end = co_await tx.query("SELECT 1");
+  }
+  out.counted_after_commit = co_await c.query("SELECT count(*) FROM t_tx");
+  {
+    transaction tx{c};
+    co_await tx.begin();
+    co_await tx.query("INSERT INTO t_tx VALUES (2)");
+    out.failed_statement = co_await tx.query("INSERT INTO t_tx VALUES (1)"); // unique_violation
+    out.commit_of_failed = co_await tx.commit();
+  }
+  {
+    transaction tx{c};
+    co_await tx.begin();
+    co_await tx.query("INSERT INTO t_tx VALUES (3)");
+  } // dropped open: the session's next statement rolls it back first
+  out.state_after_drop = co_await c.query("SELECT now() = statement_timestamp()");
+  out.counted_after_drop = co_await c.query("SELECT count(*) FROM t_tx");
+  co_return out;
+}
+
+TEST_F(pg_test, a_transaction_commits_reports_a_rollback_and_is_rolled_back_when_dropped) {
+  auto p = make();
+  const auto story = run(transactions(p));
+  EXPECT_TRUE(story.open_after_begin);
+  ASSERT_FALSE(story.committed.error) << story.committed.message;
+  EXPECT_EQ(story.committed.rows.command(), "COMMIT");
+  EXPECT_EQ(story.counted_after_commit.rows.get(0, 0), "1");
+  EXPECT_EQ(story.after_end.error, make_error_code(errc::no_transaction));
+
+  EXPECT_EQ(story.failed_statement.sqlstate, "23505");
+  EXPECT_EQ(story.commit_of_failed.error, make_error_code(errc::transaction_rolled_back))
+      << "COMMIT of a failed transaction is not a success";
+  EXPECT_EQ(story.commit_of_failed.message,
+            "COMMIT rolled the transaction back: a statement in it had failed");
+
+  ASSERT_FALSE(story.state_after_drop.error) << story.state_after_drop.message;
+  EXPECT_EQ(story.state_after_drop.rows.get(0, 0), "t")
+      << "the statement ran on its own, not inside the dropped transaction";
+  EXPECT_EQ(story.counted_after_drop.rows.get(0, 0), "1") << "rows 2 and 3 were rolled back";
+}
+
+// Leaves session state behind, then looks at the next lease of the same (only) session.
+asio::awaitable<std::vector<query_outcome>> dirty_then_look(std::shared_ptr<pool> p) {
+  std::vector<query_outcome> out;
+  int first_pid = 0;
+  {
+    auto lease = co_await p->async_acquire();
+    first_pid = lease.connection->backend_pid();
+    co_await lease.connection->query("SET application_name = 'left_behind'");
+    co_await lease.connection->query("CREATE TEMP TABLE t_left (v int)");
+    const param args[] = {"1", "2"};
+    co_await lease.connection->execute(add_two, args);
+  }
+  auto lease = co_await p->async_acquire();
+  query_outcome same;
+  same.message = lease.connection->backend_pid() == first_pid ? "same" : "other";
+  out.push_back(std::move(same));                                           // 0
+  out.push_back(co_await lease.connection->query("SHOW application_name")); // 1
+  out.push_back(co_await lease.connection->query(
+      "SELECT count(*) FROM pg_class WHERE relname = 't_left'")); // 2
+  const param args[] = {"20", "22"};
+  out.push_back(co_await lease.connection->execute(add_two, args)); // 3
+  co_return out;
+}
+
+TEST_F(pg_test, a_reset_query_clears_what_a_lease_left_on_its_session) {
+  options.max_size = 1;
+  auto p = pool::create(io.get_executor(),
+                        connector{{.conninfo = server->conninfo(), .reset_query = "DISCARD ALL"}},
+                        options, coarse_monotonic_clock::instance(), observer);
+  p->start();
+  const auto out = run(dirty_then_look(p));
+  ASSERT_EQ(out.size(), 4U);
+  EXPECT_EQ(out[0].message, "same") << "one session, reset and reused";
+  EXPECT_EQ(out[1].rows.get(0, 0), "") << "the SET was dropped";
+  EXPECT_EQ(out[2].rows.get(0, 0), "0") << "the temporary table was dropped";
+  ASSERT_FALSE(out[3].error) << out[3].message << " (the prepared statement was prepared again)";
+  EXPECT_EQ(out[3].rows.value<int>(0, 0), 42);
+  EXPECT_TRUE(observer->closed.empty());
+}
+
+TEST_F(pg_test, without_a_reset_query_a_returned_session_keeps_its_state_and_costs_nothing) {
+  options.max_size = 1;
+  auto p = make();
+  const auto out = run(dirty_then_look(p));
+  ASSERT_EQ(out.size(), 4U);
+  EXPECT_EQ(out[0].message, "same");
+  EXPECT_EQ(out[1].rows.get(0, 0), "left_behind") << "documented: reset_query is off by default";
+  ASSERT_FALSE(out[3].error) << out[3].message;
 }
 
 asio::awaitable<std::pair<query_outcome, query_outcome>>

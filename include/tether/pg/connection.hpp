@@ -58,8 +58,9 @@ public:
   asio::awaitable<query_outcome> execute(const statement& s, std::span<const param> params = {},
                                          clock::duration timeout = clock::duration::zero());
 
-  /// BEGIN / COMMIT / ROLLBACK. A lease dropped with a transaction open is not reused: the pool
-  /// closes the session, and the server rolls the transaction back.
+  /// BEGIN / COMMIT / ROLLBACK as plain statements; pg::transaction wraps them and rolls back a
+  /// transaction it drops. A lease that comes back with a transaction open is rolled back by
+  /// the pool before the session is pooled again.
   asio::awaitable<query_outcome> begin() { return query("BEGIN"); }
   asio::awaitable<query_outcome> commit() { return query("COMMIT"); }
   asio::awaitable<query_outcome> rollback() { return query("ROLLBACK"); }
@@ -67,6 +68,13 @@ public:
   /// True when the session is connected, idle (no transaction, no query) and its socket shows
   /// nothing unexpected (a terminated backend sends an error and closes).
   [[nodiscard]] bool reusable() noexcept;
+  /// Like reusable(), but a transaction may be open (a ROLLBACK makes the session reusable).
+  [[nodiscard]] bool resettable() noexcept;
+  /// True inside a transaction block, failed or not.
+  [[nodiscard]] bool in_transaction() const noexcept;
+  /// A pg::transaction dropped while open: the session's next query or execute first rolls it
+  /// back, so nothing runs inside a transaction its owner gave up.
+  void abandon_transaction() noexcept { rollback_pending_ = true; }
   /// True while connected (not necessarily idle).
   [[nodiscard]] bool connected() const noexcept;
   /// The backend's process id (for pg_terminate_backend in tests and logs).
@@ -77,6 +85,8 @@ public:
   [[nodiscard]] bool is_prepared(std::string_view name) const noexcept {
     return prepared_.contains(std::string{name});
   }
+  /// Forgets the statements prepared: the server dropped them (DISCARD ALL, DEALLOCATE ALL).
+  void forget_prepared() noexcept { prepared_.clear(); }
 
   /// Closes the session now.
   void close() noexcept;
@@ -103,6 +113,10 @@ private:
   int send(const sending& s);
   // Refuses a query on a closed or busy session; true when one may start.
   bool may_start(query_outcome& out) const;
+  // The ROLLBACK of an abandoned transaction, before the next statement; false (and `out`
+  // says why) when it failed.
+  asio::awaitable<bool> roll_back_abandoned(query_outcome& out, clock::time_point deadline,
+                                            clock::duration timeout);
   asio::awaitable<std::error_code> wait(bool for_write, clock::time_point deadline);
   asio::awaitable<std::error_code> wait_either(clock::time_point deadline);
   asio::awaitable<void> cancel_on_server();
@@ -114,6 +128,11 @@ private:
   PGconn* conn_;
   asio::posix::stream_descriptor socket_; // libpq's socket, not owned: released before PQfinish
   bool in_query_ = false;
+  bool rollback_pending_ = false; // a pg::transaction was dropped open
+  // Until when the session counts as heard from (a statement just ended on it), on the coarse
+  // clock: resettable() skips its recv(MSG_PEEK) before then.
+  static constexpr clock::duration heard_window = std::chrono::milliseconds{5};
+  clock::time_point heard_until_{};
   // Names of the statements prepared on this session, by execute.
   std::unordered_set<std::string> prepared_;
 };
@@ -124,8 +143,14 @@ struct connector_options {
   /// defaults and the PG* environment variables (PGHOST, PGPORT, PGUSER, PGDATABASE, ...).
   std::string conninfo;
   clock::duration connect_timeout = 10s;
-  /// How long the pool's keepalive and validation probe (SELECT 1) may take.
+  /// How long the pool's keepalive and validation probe (SELECT 1), and its reset of a
+  /// returned session, may take.
   clock::duration probe_timeout = 5s;
+  /// Run on every session that comes back to the pool, before anyone else gets it, as
+  /// PgBouncer's server_reset_query: "DISCARD ALL" drops a lease's SET, temporary tables,
+  /// prepared statements, LISTENs and advisory locks. Empty (the default): nothing is run, and
+  /// a returned session costs no round trip. A transaction left open is rolled back either way.
+  std::string reset_query = {};
 };
 
 /// Opens PostgreSQL sessions for tether's pool (connection_pool<pg::connector>).
@@ -133,15 +158,21 @@ class connector {
 public:
   using connection_type = pg::connection;
 
-  explicit connector(connector_options options = {}) : options_{std::move(options)} {}
+  explicit connector(connector_options options = {});
 
   asio::awaitable<std::error_code> async_connect(std::unique_ptr<pg::connection>& out);
   /// SELECT 1 within probe_timeout.
   asio::awaitable<bool> async_validate(pg::connection& c);
   [[nodiscard]] bool is_usable(pg::connection& c) noexcept { return c.reusable(); }
-  /// Checked when a lease comes back: a session left in a transaction, or broken mid-query, is
-  /// closed instead of pooled.
-  [[nodiscard]] bool is_reusable(pg::connection& c) noexcept { return c.reusable(); }
+  /// Checked when a lease comes back: a session broken mid-query is closed instead of pooled.
+  [[nodiscard]] bool is_reusable(pg::connection& c) noexcept { return c.resettable(); }
+  /// A session that comes back inside a transaction, or any session when there is a
+  /// reset_query, is reset before it is pooled again.
+  [[nodiscard]] bool needs_reset(pg::connection& c) const noexcept {
+    return c.in_transaction() || !options_.reset_query.empty();
+  }
+  /// ROLLBACK if a transaction is open, then the reset_query, each within probe_timeout.
+  asio::awaitable<bool> async_reset(pg::connection& c);
   void close(pg::connection& c) noexcept { c.close(); }
 
   /// The last connect error's text from libpq (for logs).
@@ -149,6 +180,7 @@ public:
 
 private:
   connector_options options_;
+  bool reset_drops_prepared_ = false; // the reset_query drops prepared statements
   std::string last_error_;
 };
 

@@ -8,11 +8,13 @@ namespace tether::pg {
 /// Errors of tether's PostgreSQL layer. The server's own message and SQLSTATE travel beside the
 /// code (query_outcome::message, ::sqlstate).
 enum class errc {
-  connect_failed = 1, ///< the server could not be reached or refused the session
-  query_failed,       ///< the server answered the query with an error (see sqlstate)
-  query_timeout,      ///< the per-query timeout passed; the query was cancelled on the server
-  connection_lost,    ///< the connection broke mid-query; the query's fate is unknown
-  busy,               ///< the connection is already running a query
+  connect_failed = 1,      ///< the server could not be reached or refused the session
+  query_failed,            ///< the server answered the query with an error (see sqlstate)
+  query_timeout,           ///< the per-query timeout passed; the query was cancelled on the server
+  connection_lost,         ///< the connection broke mid-query; the query's fate is unknown
+  busy,                    ///< the connection is already running a query
+  transaction_rolled_back, ///< COMMIT rolled the transaction back: a statement in it had failed
+  no_transaction,          ///< a transaction's statement, commit or rollback while it is not open
 };
 
 /// The category of tether::pg::errc; its name is "tether.pg".

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "tether/pg/connection.hpp"
+#include "tether/pg/transaction.hpp"
 #include "tether/pool/connection_pool.hpp"
 
 namespace tether::pg {

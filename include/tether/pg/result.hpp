@@ -105,6 +105,11 @@ public:
   }
   /// The index of the column named `name` (exact, case-sensitive), or -1.
   [[nodiscard]] int column_index(std::string_view name) const noexcept;
+  /// The command's tag as the server sent it: "SELECT 3", "INSERT 0 1", "COMMIT", or "ROLLBACK"
+  /// for a COMMIT of a failed transaction.
+  [[nodiscard]] std::string_view command() const noexcept {
+    return r_ ? PQcmdStatus(r_.get()) : "";
+  }
   /// Rows a command touched (INSERT, UPDATE, DELETE), as the server reported.
   [[nodiscard]] std::string_view affected() const noexcept {
     return r_ ? PQcmdTuples(r_.get()) : "";
