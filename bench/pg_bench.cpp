@@ -12,7 +12,11 @@
 //
 // The ways run in interleaved rounds (each round runs every way once) and the medians are
 // compared: this machine is noisy.
+//
+// Beside each rate, the client's CPU time per transaction: with the server on the same two cores,
+// what the client spends is taken from the server, so it bounds the rate a client can reach.
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <atomic>
@@ -20,6 +24,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <functional>
+#include <latch>
 #include <memory>
 #include <random>
 #include <regex>
@@ -53,14 +58,38 @@ std::string run_capture(const std::string& command) {
   return out;
 }
 
-double pgbench_tps(const std::string& args) {
+// CPU time (user + system) of this process, or of its waited-for children.
+double cpu_seconds(int who) {
+  rusage u{};
+  ::getrusage(who, &u);
+  const auto seconds = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+  };
+  return seconds(u.ru_utime) + seconds(u.ru_stime);
+}
+
+// One run of one way: transactions per second, and the client's CPU per transaction.
+struct run {
+  double tps = 0;
+  double cpu_us = 0;
+};
+
+run pgbench_run(const std::string& args) {
+  const double cpu_before = cpu_seconds(RUSAGE_CHILDREN);
   const std::string out = run_capture("pgbench " + args + " 2>&1");
+  const double cpu = cpu_seconds(RUSAGE_CHILDREN) - cpu_before;
   std::smatch m;
+  run r;
   if (std::regex_search(out, m, std::regex{R"(tps = ([0-9.]+))"})) {
-    return std::stod(m[1]);
+    r.tps = std::stod(m[1]);
   }
-  std::fprintf(stderr, "pgbench gave no tps:\n%s\n", out.c_str());
-  return 0;
+  if (std::regex_search(out, m, std::regex{R"(processed: ([0-9]+))"}) && std::stod(m[1]) > 0) {
+    r.cpu_us = cpu * 1e6 / std::stod(m[1]);
+  }
+  if (r.tps == 0) {
+    std::fprintf(stderr, "pgbench gave no tps:\n%s\n", out.c_str());
+  }
+  return r;
 }
 
 // pgbench -S's statement, as pgbench -M prepared names it for the server.
@@ -92,12 +121,12 @@ asio::awaitable<void> client(std::shared_ptr<tether::pg::pool> pool, std::atomic
   }
 }
 
-double tether_tps(const std::string& conninfo, std::chrono::seconds duration, bool prepared) {
+run tether_run(const std::string& conninfo, std::chrono::seconds duration, bool prepared) {
   std::atomic<long> done{0};
   std::atomic<long> failed{0};
   std::atomic<bool> stop{false};
   std::vector<std::thread> threads;
-  std::atomic<int> warm{0};
+  std::latch warm{workers + 1};
   for (int w = 0; w < workers; ++w) {
     threads.emplace_back([&, w] {
       asio::io_context io{1};
@@ -108,10 +137,7 @@ double tether_tps(const std::string& conninfo, std::chrono::seconds duration, bo
       pool->start();
       io.run_for(300ms); // sessions open before the clock starts
       io.restart();
-      warm.fetch_add(1);
-      while (warm.load() < workers) {
-        std::this_thread::yield();
-      }
+      warm.arrive_and_wait();
       for (int c = 0; c < clients / workers; ++c) {
         asio::co_spawn(
             io, client(pool, &done, &failed, &stop, static_cast<unsigned>(w * 100 + c), prepared),
@@ -123,13 +149,13 @@ double tether_tps(const std::string& conninfo, std::chrono::seconds duration, bo
       io.run_for(200ms); // let the last queries finish
     });
   }
-  while (warm.load() < workers) {
-    std::this_thread::yield();
-  }
+  warm.arrive_and_wait();
   const long before = done.load();
+  const double cpu_before = cpu_seconds(RUSAGE_SELF);
   const auto started = std::chrono::steady_clock::now();
   std::this_thread::sleep_for(duration); // a benchmark's measuring window, not a test's wait
   const long counted = done.load() - before;
+  const double cpu = cpu_seconds(RUSAGE_SELF) - cpu_before;
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   stop.store(true);
@@ -139,7 +165,8 @@ double tether_tps(const std::string& conninfo, std::chrono::seconds duration, bo
   if (failed.load() > 0) {
     std::fprintf(stderr, "tether: %ld queries failed\n", failed.load());
   }
-  return static_cast<double>(counted) / seconds;
+  return {static_cast<double>(counted) / seconds,
+          counted > 0 ? cpu * 1e6 / static_cast<double>(counted) : 0};
 }
 
 } // namespace
@@ -178,7 +205,9 @@ int main(int argc, char** argv) {
       std::system((server.as_user() + "pgbouncer -d " + dir + "/pgbouncer.ini").c_str()) == 0;
 
   std::printf("pgbench -S workload, %d clients, %lld s per run, %d interleaved rounds, "
-              "PostgreSQL on 127.0.0.1:%u\n\n",
+              "PostgreSQL on 127.0.0.1:%u\n"
+              "us: the client's CPU time (user + system) per transaction; PgBouncer's own is not "
+              "counted\n\n",
               clients, static_cast<long long>(duration.count()), rounds, server.port());
   if (bouncer_up) {
     std::this_thread::sleep_for(300ms); // pgbouncer's listener comes up after it forks
@@ -188,25 +217,28 @@ int main(int argc, char** argv) {
   // Each round runs every way once, in the same order; the medians are compared.
   struct way {
     const char* name;
-    std::function<double()> measure;
+    std::function<run()> measure;
     std::vector<double> tps{};
+    std::vector<double> cpu_us{};
   };
   std::vector<way> ways{
       {"tether pg pool (2 workers x 4 sessions)",
-       [&] { return tether_tps(server.conninfo(), duration, false); }},
-      {"pgbench, persistent connections", [&] { return pgbench_tps(load + " " + target); }},
+       [&] { return tether_run(server.conninfo(), duration, false); }},
+      {"pgbench, persistent connections", [&] { return pgbench_run(load + " " + target); }},
       {"tether pg pool, prepared statements",
-       [&] { return tether_tps(server.conninfo(), duration, true); }},
+       [&] { return tether_run(server.conninfo(), duration, true); }},
       {"pgbench -M prepared, persistent connections",
-       [&] { return pgbench_tps(load + " -M prepared " + target); }},
+       [&] { return pgbench_run(load + " -M prepared " + target); }},
       {"pgbench -C, a connection per transaction",
-       [&] { return pgbench_tps(load + " -C " + target); }},
+       [&] { return pgbench_run(load + " -C " + target); }},
       {"pgbench through pgbouncer (transaction mode)",
-       [&] { return bouncer_up ? pgbench_tps(load + " " + bouncer_target) : 0.0; }},
+       [&] { return bouncer_up ? pgbench_run(load + " " + bouncer_target) : run{}; }},
   };
   for (int round = 0; round < rounds; ++round) {
     for (auto& w : ways) {
-      w.tps.push_back(w.measure());
+      const run r = w.measure();
+      w.tps.push_back(r.tps);
+      w.cpu_us.push_back(r.cpu_us);
     }
   }
   const auto median = [](std::vector<double> v) {
@@ -214,9 +246,9 @@ int main(int argc, char** argv) {
     return v[v.size() / 2];
   };
   for (const auto& w : ways) {
-    std::printf("%-46s %10.0f tps  (rounds:", w.name, median(w.tps));
-    for (const double t : w.tps) {
-      std::printf(" %.0f", t);
+    std::printf("%-46s %8.0f tps %6.1f us  (rounds:", w.name, median(w.tps), median(w.cpu_us));
+    for (std::size_t i = 0; i < w.tps.size(); ++i) {
+      std::printf(" %.0f/%.1f", w.tps[i], w.cpu_us[i]);
     }
     std::printf(")\n");
   }

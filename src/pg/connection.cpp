@@ -222,35 +222,58 @@ asio::awaitable<void> connection::cancel_on_server() {
   co_return;
 }
 
-connection::sending::sending(kind k, std::string_view t, std::span<const param> params,
-                             std::string_view s)
-    : what{k}, text{t}, sql{s} {
-  owned.reserve(params.size()); // no reallocation: `values` points into it
-  values.reserve(params.size());
+connection::sending::sending(kind k, std::string_view sql, std::span<const param> params)
+    : what_{k}, owned_text_{sql} {
+  text_ = owned_text_.c_str();
+  pack(params);
+}
+
+connection::sending::sending(kind k, const statement& st, std::span<const param> params)
+    : what_{k}, text_{st.name.c_str()}, sql_{st.sql.c_str()} {
+  pack(params);
+}
+
+void connection::sending::pack(std::span<const param> params) {
+  count_ = static_cast<int>(params.size());
+  std::size_t length = 0;
+  for (const auto& p : params) {
+    length += p ? p->size() + 1 : 0;
+  }
+  packed_.reserve(length);
   for (const auto& p : params) {
     if (p) {
-      owned.emplace_back(*p);
-      values.push_back(owned.back().c_str());
-    } else {
-      values.push_back(nullptr);
+      packed_.append(*p);
+      packed_.push_back('\0');
+    }
+  }
+  // Pointers only once the buffer holds everything: it does not move after this.
+  if (params.size() > inline_params) {
+    spilled_.resize(params.size());
+  }
+  const auto slots =
+      spilled_.empty() ? std::span<const char*>{inline_} : std::span<const char*>{spilled_};
+  const char* next = packed_.data();
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    if (params[i]) {
+      slots[i] = next;
+      next += params[i]->size() + 1;
     }
   }
 }
 
 int connection::send(const sending& s) {
-  const int count = static_cast<int>(s.values.size());
-  switch (s.what) {
+  switch (s.what()) {
   case sending::kind::query:
     // Without parameters, the simple protocol: one message and one round trip, as psql and
     // pgbench's default mode send it. With parameters, the extended protocol keeps them out of
     // the SQL text.
-    return count == 0 ? PQsendQuery(conn_, s.text.c_str())
-                      : PQsendQueryParams(conn_, s.text.c_str(), count, nullptr, s.values.data(),
-                                          nullptr, nullptr, 0);
+    return s.count() == 0 ? PQsendQuery(conn_, s.text())
+                          : PQsendQueryParams(conn_, s.text(), s.count(), nullptr, s.values(),
+                                              nullptr, nullptr, 0);
   case sending::kind::prepare:
-    return PQsendPrepare(conn_, s.text.c_str(), s.sql.c_str(), 0, nullptr);
+    return PQsendPrepare(conn_, s.text(), s.sql(), 0, nullptr);
   case sending::kind::run_prepared:
-    return PQsendQueryPrepared(conn_, s.text.c_str(), count, s.values.data(), nullptr, nullptr, 0);
+    return PQsendQueryPrepared(conn_, s.text(), s.count(), s.values(), nullptr, nullptr, 0);
   }
   return 0;
 }
@@ -345,7 +368,7 @@ connection::execute(const statement& st, std::span<const param> params, clock::d
   in_query_ = true;
   const busy_flag busy{in_query_};
   const auto deadline = deadline_after(timeout);
-  const sending run_it{sending::kind::run_prepared, st.name, params};
+  const sending run_it{sending::kind::run_prepared, st, params};
   if (rollback_pending_) {
     const bool rolled_back = co_await roll_back_abandoned(out, deadline, timeout);
     if (!rolled_back) {
@@ -354,7 +377,7 @@ connection::execute(const statement& st, std::span<const param> params, clock::d
   }
   for (int attempt = 0;; ++attempt) {
     if (!prepared_.contains(st.name)) {
-      const sending prepare{sending::kind::prepare, st.name, {}, st.sql};
+      const sending prepare{sending::kind::prepare, st, {}};
       auto prepared = co_await run(prepare, deadline, timeout);
       // 42P05 (duplicate_prepared_statement): the session has it already, prepared before
       // tether forgot it. Outside a transaction, run it; inside, the error has aborted it.

@@ -130,6 +130,35 @@ TEST_F(pg_test, runs_parameterised_queries_and_reports_server_errors) {
   EXPECT_EQ(p->stats().total, 1U) << "the three queries shared one session";
 }
 
+TEST_F(pg_test, every_parameter_reaches_the_server_in_its_place_however_many_there_are) {
+  // Up to eight parameters are kept in place and more spill to the heap: both, with NULLs,
+  // empty strings and long values among them, and through query and execute alike.
+  auto p = make();
+  const std::string long_value(300, 'x');
+  auto out = run([&](std::shared_ptr<pool> pl) -> asio::awaitable<std::vector<query_outcome>> {
+    auto lease = co_await pl->async_acquire();
+    std::vector<query_outcome> got;
+    const param few[] = {"a", std::nullopt, ""};
+    got.push_back(co_await lease.connection->query(
+        "SELECT concat_ws('|', $1::text, coalesce($2::text, 'NULL'), $3::text, 'end')", few));
+    const param many[] = {"1", "2", std::nullopt, "4", "", long_value, "7", "8", "9", "10", "11"};
+    const std::string sql = "SELECT concat_ws('|', $1::text, $2::text, coalesce($3::text, 'NULL'), "
+                            "$4::text, $5::text, length($6::text), $7::text, $8::text, $9::text, "
+                            "$10::text, $11::text)";
+    got.push_back(co_await lease.connection->query(sql, many));
+    const statement st{"tether_test_many", sql};
+    got.push_back(co_await lease.connection->execute(st, many));
+    co_return got;
+  }(p));
+  ASSERT_EQ(out.size(), 3U);
+  ASSERT_FALSE(out[0].error) << out[0].message;
+  EXPECT_EQ(out[0].rows.get(0, 0), "a|NULL||end");
+  for (std::size_t i = 1; i < 3; ++i) {
+    ASSERT_FALSE(out[i].error) << out[i].message;
+    EXPECT_EQ(out[i].rows.get(0, 0), "1|2|NULL|4||300|7|8|9|10|11");
+  }
+}
+
 TEST_F(pg_test, a_server_error_comes_as_message_detail_hint_and_sqlstate) {
   auto p = make();
   auto raised = run(one_query(p,

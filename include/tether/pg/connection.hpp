@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <memory>
 #include <optional>
 #include <span>
@@ -93,17 +94,39 @@ public:
 
 private:
   // What one round trip sends: the simple or extended query, a prepare, or a prepared
-  // statement's run. Text and parameters are copied here, NUL-terminated as libpq wants them,
-  // before the first suspension.
-  struct sending {
+  // statement's run, NUL-terminated as libpq wants it. A query's SQL and every parameter are
+  // copied here before the first suspension; a statement's name and SQL are read from the
+  // statement, which outlives the call. Parameters are packed into one buffer, and up to
+  // `inline_params` pointers to them are kept in place, so a run of a prepared statement with a
+  // few short parameters allocates nothing.
+  class sending {
+  public:
     enum class kind { query, prepare, run_prepared };
-    sending(kind k, std::string_view text, std::span<const param> params,
-            std::string_view sql = {});
-    kind what;
-    std::string text; // the SQL (query) or the statement's name (prepare, run_prepared)
-    std::string sql;  // the statement's SQL (prepare)
-    std::vector<std::string> owned;
-    std::vector<const char*> values; // into `owned`; nullptr for NULL
+    sending(kind k, std::string_view sql, std::span<const param> params);
+    sending(kind k, const statement& st, std::span<const param> params);
+    sending(const sending&) = delete; // `values_` points into `packed_`
+    sending& operator=(const sending&) = delete;
+
+    [[nodiscard]] kind what() const noexcept { return what_; }
+    [[nodiscard]] const char* text() const noexcept { return text_; }
+    [[nodiscard]] const char* sql() const noexcept { return sql_; }
+    [[nodiscard]] int count() const noexcept { return count_; }
+    [[nodiscard]] const char* const* values() const noexcept {
+      return spilled_.empty() ? inline_.data() : spilled_.data();
+    }
+
+  private:
+    void pack(std::span<const param> params);
+
+    static constexpr std::size_t inline_params = 8;
+    kind what_;
+    const char* text_ = nullptr; // the SQL (query) or the statement's name
+    const char* sql_ = nullptr;  // the statement's SQL (prepare)
+    std::string owned_text_;     // a query's SQL
+    std::string packed_;         // each parameter followed by a NUL
+    int count_ = 0;
+    std::array<const char*, inline_params> inline_{}; // into `packed_`; nullptr for NULL
+    std::vector<const char*> spilled_;                // the same, beyond inline_params
   };
   // Sends `s` and reads every result until the session is idle, cancelling on the server when
   // `deadline` passes (`timeout` is for the message).
