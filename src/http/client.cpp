@@ -181,6 +181,7 @@ enum class request_result : std::uint8_t {
   deadline_exceeded,
   tls_failure,
   invalid_request,
+  cancelled,
   count_
 };
 
@@ -199,7 +200,8 @@ constexpr std::array<std::string_view, static_cast<std::size_t>(request_result::
                             "pool_timeout",
                             "deadline_exceeded",
                             "tls_failure",
-                            "invalid_request"};
+                            "invalid_request",
+                            "cancelled"};
 
 request_result classify(const client_result& r) noexcept {
   if (!r.error) {
@@ -218,6 +220,9 @@ request_result classify(const client_result& r) noexcept {
   }
   if (ec == tether::errc::invalid_request) {
     return request_result::invalid_request;
+  }
+  if (ec == std::errc::operation_canceled) {
+    return request_result::cancelled;
   }
   if (ec == tether::errc::response_timeout) {
     return request_result::timeout;
@@ -338,6 +343,16 @@ struct client_exchange {
                       ? std::get<0>(which)
                       : exchange_result{make_error_code(tether::errc::response_timeout), false};
     }
+    // Cancelled by the caller (a `||` it lost, a cancellation slot it emitted): whatever the
+    // exchange ended with, the request stops here. The host did nothing wrong: nothing is held
+    // against it, nothing is retried, and the connection, cut mid-exchange, is not reused.
+    const auto cancel = co_await asio::this_coro::cancellation_state;
+    if (cancel.cancelled() != asio::cancellation_type::none) {
+      lease.mark_broken();
+      out = {};
+      r.how = upstream::exchange_end::kind::stopped;
+      co_return r;
+    }
     if (!exchanged.error) {
       std::optional<clock::duration> retry_after;
       if (const auto* v = out.find("retry-after")) {
@@ -367,11 +382,19 @@ struct client_exchange {
     co_return r;
   }
 
+  // False when the request was cancelled, before or during the wait.
   asio::awaitable<bool> back_off(clock::duration delay) {
+    const auto before = co_await asio::this_coro::cancellation_state;
+    if (before.cancelled() != asio::cancellation_type::none) {
+      co_return false;
+    }
     if (delay > clock::duration::zero()) {
       asio::steady_timer timer{executor,
                                std::chrono::duration_cast<asio::steady_timer::duration>(delay)};
-      co_await timer.async_wait(use_tuple);
+      auto [ec] = co_await timer.async_wait(use_tuple);
+      if (ec) {
+        co_return false;
+      }
     }
     co_return true;
   }
@@ -569,11 +592,20 @@ asio::awaitable<client_result> client::request_here(request r) {
   upstream::attempts tries{
       {own_limits ? *own_limits : options_.retry, traits, started, h.upstream->budget.get()}};
   client_exchange ex{head, r.body, r.method == "HEAD", out.response, executor_};
+  // A cancelled request ends with operation_canceled, not with an exception from the next wait
+  // (Asio's default once a coroutine is cancelled); the caller's setting is put back after.
+  const bool threw_if_cancelled = co_await asio::this_coro::throw_if_cancelled();
+  co_await asio::this_coro::throw_if_cancelled(false);
   const auto end = co_await upstream::attempt_loop(
       *h.upstream, tries, ex, {0, clock_, s_->random, options_.pool.acquire_timeout, started});
+  co_await asio::this_coro::throw_if_cancelled(threw_if_cancelled);
   out.attempts = end.passes;
   out.reason = end.reason;
-  if (end.how != upstream::loop_end::kind::answered) {
+  if (end.how == upstream::loop_end::kind::stopped) {
+    out.response = {};
+    out.error = make_error_code(std::errc::operation_canceled);
+    out.reason = resilience::give_up_reason::not_retriable;
+  } else if (end.how != upstream::loop_end::kind::answered) {
     out.response = {};
     switch (end.cause) {
     case upstream::loop_end::why::circuit_open:
@@ -596,7 +628,9 @@ asio::awaitable<client_result> client::request_here(request r) {
       break;
     }
   }
-  if (out.error) {
+  if (out.error == std::errc::operation_canceled) {
+    out.message = describe(r) + ": cancelled";
+  } else if (out.error) {
     out.message = describe(r) + ": ";
     if (end.outcome.result == resilience::attempt_result::refused ||
         end.outcome.result == resilience::attempt_result::connect_failure) {

@@ -8,12 +8,17 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <functional>
 #include <future>
 #include <set>
 #include <thread>
 
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/cancellation_signal.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/executor_work_guard.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+#include <asio/steady_timer.hpp>
 #include <asio/use_future.hpp>
 
 #include "http_test_server.hpp"
@@ -270,6 +275,124 @@ TEST(http_client, a_request_may_carry_its_own_timeouts) {
   EXPECT_EQ(negative.error, tether::errc::invalid_request);
   EXPECT_NE(negative.message.find("a timeout is negative"), std::string::npos) << negative.message;
   EXPECT_EQ(server.requests(), 2);
+}
+
+// Runs `r` on the client's thread with a cancellation slot, cancels it once `cancel_when` holds
+// (polled within a bound), and returns what the request ended with.
+client_result cancelled_request(client_fixture& c, request r,
+                                const std::function<bool()>& cancel_when) {
+  asio::cancellation_signal signal;
+  std::promise<client_result> ended;
+  auto result = ended.get_future();
+  asio::post(c.io(), [&] {
+    asio::co_spawn(
+        c.io(), c->async_request(std::move(r)),
+        asio::bind_cancellation_slot(signal.slot(), [&](std::exception_ptr e, client_result out) {
+          if (e) {
+            ended.set_exception(e);
+          } else {
+            ended.set_value(std::move(out));
+          }
+        }));
+  });
+  for (int i = 0; i < 1000 && !cancel_when(); ++i) {
+    std::this_thread::sleep_for(2ms);
+  }
+  std::promise<void> emitted;
+  asio::post(c.io(), [&] {
+    signal.emit(asio::cancellation_type::terminal);
+    emitted.set_value();
+  });
+  emitted.get_future().wait();
+  if (result.wait_for(10s) != std::future_status::ready) {
+    ADD_FAILURE() << "the cancelled request did not end";
+    std::abort(); // the promise and signal are on this frame
+  }
+  return result.get();
+}
+
+TEST(http_client, a_cancelled_request_ends_at_once_is_not_retried_and_not_held_against_the_host) {
+  http_test_server server;
+  server.set_fault(fault::stall, 1);
+  auto options = fast_retries(retry_on::timeout | retry_on::reset, 3);
+  // A breaker that one failure opens: a cancellation counted as a failure would open it.
+  options.breaker.emplace();
+  options.breaker->minimum_calls = 1;
+  options.breaker->window_size = 1;
+  options.breaker->failures = resilience::breaker_failures::gateway_errors;
+  metrics::registry registry;
+  client_fixture c{options, &registry};
+  const auto url = "http://127.0.0.1:" + std::to_string(server.port()) + "/";
+  auto r = cancelled_request(c, request::to("GET", url), [&] { return server.requests() == 1; });
+  EXPECT_EQ(r.error, std::errc::operation_canceled) << r.message;
+  EXPECT_EQ(r.message, "GET " + url + ": cancelled");
+  EXPECT_EQ(r.attempts, 1U);
+  EXPECT_EQ(server.requests(), 1) << "a cancelled request is not retried";
+  EXPECT_EQ(c.stats(server.port()).breaker, resilience::breaker_state::closed);
+
+  // The connection cut mid-exchange is not reused: the next request opens another.
+  auto next = c.get(server.port(), "/");
+  ASSERT_FALSE(next.error) << next.message;
+  EXPECT_EQ(next.response.status, 200);
+  EXPECT_EQ(server.connections(), 2);
+  const auto text = registry.expose();
+  const std::string labels =
+      "client=\"default\",host=\"127.0.0.1:" + std::to_string(server.port()) + "\"";
+  EXPECT_NE(text.find("tether_http_client_requests_total{" + labels + ",result=\"cancelled\"} 1"),
+            std::string::npos)
+      << text;
+}
+
+TEST(http_client, a_request_cancelled_while_it_waits_to_retry_stops_waiting) {
+  http_test_server server;
+  server.set_fault(fault::status, -1, 503);
+  auto options = fast_retries(retry_on::gateway_error, 3);
+  options.retry.backoff = {30s, 1.0, 30s, resilience::jitter::none};
+  options.retry.overall_timeout = 120s; // room for the wait, so that the retry is decided
+  client_fixture c{options};
+  const auto url = "http://127.0.0.1:" + std::to_string(server.port()) + "/";
+  auto r = cancelled_request(c, request::to("GET", url), [&] { return server.requests() == 1; });
+  EXPECT_EQ(r.error, std::errc::operation_canceled) << r.message;
+  EXPECT_EQ(server.requests(), 1);
+}
+
+TEST(http_client, a_request_cancelled_while_it_waits_for_a_connection_leaves_the_line) {
+  http_test_server server;
+  server.set_fault(fault::stall, 1);
+  auto options = fast_retries(retry_on::none, 1);
+  options.pool.max_size = 1;
+  options.pool.acquire_timeout = 30s;
+  options.retry.per_try_timeout = 1s; // the first request, stalled, holds the one connection
+  client_fixture c{options};
+  auto first = std::async(std::launch::async, [&] { return c.get(server.port(), "/"); });
+  const auto url = "http://127.0.0.1:" + std::to_string(server.port()) + "/";
+  auto r = cancelled_request(c, request::to("GET", url),
+                             [&] { return c.stats(server.port()).pool.pending == 1; });
+  EXPECT_EQ(r.error, std::errc::operation_canceled) << r.message;
+  EXPECT_EQ(r.message, "GET " + url + ": cancelled");
+  EXPECT_EQ(c.stats(server.port()).pool.pending, 0U);
+  EXPECT_EQ(first.get().error, tether::errc::response_timeout);
+  EXPECT_EQ(server.requests(), 1) << "the cancelled request was never sent";
+}
+
+TEST(http_client, losing_a_race_cancels_the_request_without_an_exception) {
+  // The idiom: co_await (client->async_request(r) || timer.async_wait(...)).
+  http_test_server server;
+  server.set_fault(fault::stall, -1);
+  client_fixture c{fast_retries(retry_on::timeout | retry_on::reset, 3)};
+  auto r = request::to("GET", "http://127.0.0.1:" + std::to_string(server.port()) + "/");
+  auto raced = asio::co_spawn(
+      c.io(),
+      [&]() -> asio::awaitable<std::size_t> {
+        using namespace asio::experimental::awaitable_operators;
+        asio::steady_timer timer{co_await asio::this_coro::executor, 50ms};
+        auto which = co_await (c->async_request(r) || timer.async_wait(asio::use_awaitable));
+        co_return which.index();
+      },
+      asio::use_future);
+  ASSERT_EQ(raced.wait_for(10s), std::future_status::ready);
+  EXPECT_EQ(raced.get(), 1U) << "the timer won";
+  EXPECT_EQ(server.requests(), 1) << "the stalled attempt was not retried after the race";
 }
 
 TEST(blocking_client, runs_its_own_thread_for_callers_without_an_io_context) {
