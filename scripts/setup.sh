@@ -9,7 +9,8 @@ packages=(
   clang-14 lld-14 libclang-rt-14-dev clang-format clang-tidy
   # libraries (design.md, "Dependencies")
   libasio-dev libhttp-parser-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev
-  libspdlog-dev libfmt-dev prometheus-cpp-dev libssl-dev libpq-dev
+  libspdlog-dev libfmt-dev prometheus-cpp-dev libssl-dev libpq-dev liburiparser-dev
+  zlib1g-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   # peers used by tests and benchmarks: promtool checks our metric exposition; PostgreSQL

@@ -47,6 +47,10 @@ public:
       return "no response within the per-try timeout";
     case errc::invalid_request:
       return "invalid request, not sent";
+    case errc::too_many_redirects:
+      return "too many redirects";
+    case errc::bad_redirect:
+      return "a redirect that cannot be followed";
     }
     return "unknown tether error " + std::to_string(value);
   }

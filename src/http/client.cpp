@@ -1,5 +1,6 @@
 #include "tether/http/client.hpp"
 #include "tether/http/connection.hpp"
+#include "tether/http/content_coding.hpp"
 #include "tether/http/fields.hpp"
 
 #include <algorithm>
@@ -14,11 +15,13 @@
 #include <asio/co_spawn.hpp>
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
+#include <asio/ip/tcp.hpp>
 #include <asio/read.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 
+#include "tether/core/detached.hpp"
 #include "tether/core/error.hpp"
 #include "tether/core/executor.hpp"
 #include "tether/core/random.hpp"
@@ -249,23 +252,16 @@ request_result classify(const client_result& r) noexcept {
 
 /// The request as a user names it in a message: "GET https://example.com:8443/items".
 std::string describe(const request& r) {
-  std::string out = r.method + (r.tls ? " https://" : " http://");
-  if (r.host.find(':') != std::string::npos) {
-    out.append("[").append(r.host).append("]");
-  } else {
-    out.append(r.host);
-  }
-  if (r.port != (r.tls ? 443 : 80)) {
-    out.append(":").append(std::to_string(r.port));
-  }
-  return out.append(r.target);
+  return r.method + " " + r.target_url();
 }
 
 bool has_field(const request& r, std::string_view name) noexcept {
   return find_field(r.headers, name) != nullptr;
 }
 
-void write_head(std::string& out, const request& r, std::string_view user_agent) {
+// `accept_encoding`: the codings the client decodes itself, sent unless the request has its own.
+void write_head(std::string& out, const request& r, std::string_view user_agent,
+                std::string_view accept_encoding) {
   out.reserve(64 + r.target.size() + r.host.size() + r.headers.size() * 32);
   out.append(r.method).append(" ").append(r.target).append(" HTTP/1.1\r\n");
   if (!has_field(r, "host")) {
@@ -284,6 +280,9 @@ void write_head(std::string& out, const request& r, std::string_view user_agent)
   if (!user_agent.empty() && !has_field(r, "user-agent")) {
     out.append("User-Agent: ").append(user_agent).append("\r\n");
   }
+  if (!accept_encoding.empty()) {
+    out.append("Accept-Encoding: ").append(accept_encoding).append("\r\n");
+  }
   for (const auto& f : r.headers) {
     out.append(f.name).append(": ").append(f.value).append("\r\n");
   }
@@ -293,15 +292,86 @@ void write_head(std::string& out, const request& r, std::string_view user_agent)
   out.append("\r\n");
 }
 
+// Decodes the body of a response the client asked for compressed (gzip, deflate), removing
+// the Content-Encoding and Content-Length fields it no longer matches. A body in a coding the
+// client does not take (br) is left as it came, its fields with it.
+std::error_code decode_answer(response& res, std::uint64_t max_size) {
+  const auto* coding = res.find("content-encoding");
+  if (coding == nullptr || res.body.empty() || !decodable(*coding)) {
+    return {};
+  }
+  if (auto ec = decode_body(res.body, *coding, max_size)) {
+    return ec;
+  }
+  std::erase_if(res.headers, [](const field& f) {
+    return tether::iequals(f.name, "content-encoding") || tether::iequals(f.name, "content-length");
+  });
+  res.decompressed = true;
+  return {};
+}
+
 } // namespace
 
 // ---------------------------------------------------------------------------------------------
 // Per-host state
 
+/// A host name looked up now and every resolve_interval; its connections use the last answer,
+/// and a failed lookup keeps it. Stopped by async_close.
+struct client::address_refresh {
+  explicit address_refresh(const executor_type& executor) : timer{executor}, resolver{executor} {}
+
+  std::shared_ptr<net::address_cache> cache;
+  asio::steady_timer timer;
+  asio::ip::tcp::resolver resolver;
+  bool stopped = false;
+  std::uint64_t lookups = 0;
+  prometheus::Counter* ok = nullptr; // null without a registry
+  prometheus::Counter* failed = nullptr;
+
+  void stop() {
+    stopped = true;
+    timer.cancel();
+    resolver.cancel();
+  }
+};
+
+namespace {
+
+asio::awaitable<void> refresh_addresses(std::shared_ptr<client::address_refresh> r,
+                                        std::string name, std::uint16_t port,
+                                        clock::duration interval) {
+  const std::string service = std::to_string(port);
+  while (!r->stopped) {
+    ++r->lookups;
+    auto [ec, results] = co_await r->resolver.async_resolve(name, service, use_tuple);
+    if (r->stopped) {
+      co_return;
+    }
+    if (!ec && !results.empty()) {
+      std::vector<asio::ip::tcp::endpoint> addresses;
+      for (const auto& entry : results) {
+        addresses.push_back(entry.endpoint());
+      }
+      r->cache->set(std::move(addresses));
+      if (r->ok != nullptr) {
+        r->ok->Increment();
+      }
+    } else if (r->failed != nullptr) {
+      r->failed->Increment();
+    }
+    r->timer.expires_after(std::chrono::duration_cast<asio::steady_timer::duration>(interval));
+    co_await r->timer.async_wait(use_tuple);
+  }
+}
+
+} // namespace
+
 /// One upstream host as the client keeps it: a cluster of that one host in the upstream layer
 /// (its pool, breaker and budget) and the client's own series.
 struct client::host {
   std::unique_ptr<upstream::cluster<http_connector>> upstream;
+  /// For a host given by name: its lookups on a schedule (client_options::resolve_interval).
+  std::shared_ptr<address_refresh> refresh;
 
   // Metrics (null without a registry).
   std::array<prometheus::Counter*, static_cast<std::size_t>(request_result::count_)> results{};
@@ -472,6 +542,11 @@ client::host& client::host_for(const request& r) {
     identity.emplace(s_->tls, r.host, &s_->handshakes);
   }
   http_connector connector{r.host, r.port, options_.tcp, limits, std::move(identity)};
+  if (target.addresses && options_.resolve_interval > clock::duration::zero()) {
+    h->refresh = std::make_shared<address_refresh>(executor_);
+    h->refresh->cache = target.addresses;
+    connector.use_addresses(target.addresses);
+  }
   // The pool reads its clock at every acquire and release: the coarse clock, unless the user
   // gave one of their own (a manual clock in tests), which then times the pool too.
   const clock& pool_clock = &clock_ == &monotonic_clock::instance()
@@ -508,6 +583,12 @@ client::host& client::host_for(const request& r) {
                                    .Add(labels);
     h->duration = &registry_->histogram_series("tether_http_client_request_duration_seconds",
                                                "Time from a request to its final outcome", labels);
+    if (h->refresh) {
+      auto& lookups = registry_->counter("tether_http_client_dns_lookups_total",
+                                         "Scheduled lookups of a host given by name, by result");
+      h->refresh->ok = &lookups.Add(metrics::with_label(labels, "result", "ok"));
+      h->refresh->failed = &lookups.Add(metrics::with_label(labels, "result", "failed"));
+    }
     if (target.breaker) {
       series.gauges.watch(*registry_, *target.breaker, labels);
     }
@@ -527,6 +608,11 @@ client::host& client::host_for(const request& r) {
   }
   pool->start();
   target.pools.push_back(std::move(pool));
+  if (h->refresh) {
+    asio::co_spawn(executor_,
+                   refresh_addresses(h->refresh, r.host, r.port, options_.resolve_interval),
+                   report_exceptions{"the HTTP client's scheduled lookups of a host"});
+  }
   return *s_->hosts.emplace(std::move(key), std::move(h)).first->second;
 }
 
@@ -565,6 +651,59 @@ client_result client::send(request r) {
 }
 
 asio::awaitable<client_result> client::request_here(request r) {
+  // Not a coroutine: a request that follows no redirect costs no frame for it.
+  const auto limit = r.max_redirects.value_or(options_.max_redirects);
+  if (limit == 0) {
+    return send_once(std::move(r));
+  }
+  return follow_redirects(std::move(r), limit);
+}
+
+asio::awaitable<client_result> client::follow_redirects(request r, std::uint32_t limit) {
+  // The overall timeout is the whole chain's: each request gets what is left of it.
+  const auto started = clock_.now();
+  const auto overall = r.timeout.value_or(options_.retry.overall_timeout);
+  for (std::uint32_t hops = 0;; ++hops) {
+    if (overall > clock::duration::zero()) {
+      r.timeout = std::max(overall - (clock_.now() - started), clock::duration{1});
+    }
+    client_result out = co_await send_once(r);
+    out.redirects = hops;
+    if (hops > 0) {
+      out.url = r.target_url();
+    }
+    const auto* location = out.response.find("location");
+    if (out.error || !is_redirect(out.response.status) || location == nullptr) {
+      co_return out; // an answer, an error, or a 3xx with nowhere to go (its body says why)
+    }
+    const auto status = out.response.status;
+    const auto failed = [&](tether::errc code, std::string why) {
+      out.error = make_error_code(code);
+      out.message = describe(r) + ": " + why;
+      out.response = {};
+      out.reason = resilience::give_up_reason::not_retriable;
+      return std::move(out);
+    };
+    if (hops == limit) {
+      co_return failed(tether::errc::too_many_redirects,
+                       "a " + std::to_string(status) + " to " + *location + " after " +
+                           std::to_string(limit) + " redirect" + (limit == 1 ? "" : "s") +
+                           ", the limit (max_redirects)");
+    }
+    std::string problem;
+    auto next = redirected(r, status, *location, &problem);
+    if (!next) {
+      co_return failed(tether::errc::bad_redirect, problem);
+    }
+    r = std::move(*next);
+    if (overall > clock::duration::zero() && clock_.now() - started >= overall) {
+      co_return failed(tether::errc::deadline_exceeded,
+                       "the overall timeout passed while following redirects");
+    }
+  }
+}
+
+asio::awaitable<client_result> client::send_once(request r) {
   client_result out;
   if (s_->closed) {
     out.error = make_error_code(tether::errc::pool_closed);
@@ -579,7 +718,10 @@ asio::awaitable<client_result> client::request_here(request r) {
   }
   host& h = host_for(r);
   std::string head;
-  write_head(head, r, options_.user_agent);
+  // The client decodes what it asked for; a request with its own Accept-Encoding gets the body
+  // as it came.
+  const bool decompress = options_.decompress && !has_field(r, "accept-encoding");
+  write_head(head, r, options_.user_agent, decompress ? accepted_codings : std::string_view{});
 
   const resilience::request_traits traits{r.method, has_field(r, "idempotency-key"), true};
   const auto started = clock_.now();
@@ -628,6 +770,13 @@ asio::awaitable<client_result> client::request_here(request r) {
       break;
     }
   }
+  if (!out.error && decompress) {
+    if (const auto ec = decode_answer(out.response, options_.max_response_body)) {
+      out.error = ec;
+      out.response = {};
+      out.reason = resilience::give_up_reason::not_retriable;
+    }
+  }
   if (out.error == std::errc::operation_canceled) {
     out.message = describe(r) + ": cancelled";
   } else if (out.error) {
@@ -656,6 +805,11 @@ asio::awaitable<void> client::async_close() {
 asio::awaitable<void> client::close_on(std::shared_ptr<client> self) {
   self->s_->closed = true;
   for (auto& [key, h] : self->s_->hosts) {
+    if (h->refresh) {
+      h->refresh->stop();
+    }
+  }
+  for (auto& [key, h] : self->s_->hosts) {
     co_await h->upstream->at(0).pool(0).async_close();
   }
 }
@@ -682,6 +836,8 @@ std::optional<client::host_stats> client::stats(std::string_view host_name, std:
   out.pool = target.pool(0).stats();
   out.breaker = target.breaker ? target.breaker->state() : resilience::breaker_state::disabled;
   out.connections_opened = target.pool(0).get_connector().opened();
+  out.dns_lookups = target.pool(0).get_connector().lookups() +
+                    (found->second->refresh ? found->second->refresh->lookups : 0);
   return out;
 }
 

@@ -8,6 +8,10 @@
 #include <ctime>
 #include <stdexcept>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <uriparser/Uri.h>
+
 #include "text.hpp"
 
 namespace tether::http {
@@ -86,7 +90,8 @@ std::optional<url> url::parse(std::string_view text, std::string* problem) {
     return fail(problem, "the URL " + quoted(whole) + " holds " +
                              (*bad == ' ' ? std::string{"a space"} : "the byte " + shown(*bad)) +
                              " at offset " +
-                             std::to_string(whole.size() - text.size() + (bad - text.begin())) +
+                             std::to_string(whole.size() - text.size() +
+                                            static_cast<std::size_t>(bad - text.begin())) +
                              ": encode it (%20 for a space)");
   }
   const auto authority_end = text.find_first_of("/?#");
@@ -240,6 +245,134 @@ std::string request::problem() const {
 const std::string* response::find(std::string_view name) const noexcept {
   const auto* f = find_field(headers, name);
   return f != nullptr ? &f->value : nullptr;
+}
+
+std::string request::target_url() const {
+  std::string out{tls ? "https://" : "http://"};
+  if (host.find(':') != std::string::npos) {
+    out.append("[").append(host).append("]");
+  } else {
+    out.append(host);
+  }
+  if (port != (tls ? 443 : 80)) {
+    out.append(":").append(std::to_string(port));
+  }
+  return out.append(target);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Redirects
+
+bool is_redirect(int status) noexcept {
+  return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}
+
+namespace {
+
+// A URI parsed by uriparser, freed with it. Reference resolution (RFC 3986 5.2, dot segments
+// included) is uriparser's, not written here again.
+struct parsed_uri {
+  UriUriA uri{};
+  bool ok = false;
+
+  explicit parsed_uri(std::string_view text) {
+    const char* error = nullptr;
+    ok = uriParseSingleUriExA(&uri, text.data(), text.data() + text.size(), &error) == URI_SUCCESS;
+  }
+  parsed_uri() = default;
+  parsed_uri(const parsed_uri&) = delete;
+  parsed_uri& operator=(const parsed_uri&) = delete;
+  ~parsed_uri() { uriFreeUriMembersA(&uri); }
+
+  [[nodiscard]] std::optional<std::string> text() const {
+    int length = 0;
+    if (uriToStringCharsRequiredA(&uri, &length) != URI_SUCCESS) {
+      return std::nullopt;
+    }
+    std::string out(static_cast<std::size_t>(length) + 1, '\0');
+    int written = 0;
+    if (uriToStringA(out.data(), &uri, length + 1, &written) != URI_SUCCESS) {
+      return std::nullopt;
+    }
+    out.resize(static_cast<std::size_t>(written > 0 ? written - 1 : 0)); // less its NUL
+    return out;
+  }
+};
+
+// An IPv6 address in its RFC 5952 form (uriparser writes every group out in full); any other
+// host as it is.
+std::string canonical_host(const std::string& host) {
+  in6_addr address{};
+  std::array<char, INET6_ADDRSTRLEN> text{};
+  if (host.find(':') == std::string::npos || ::inet_pton(AF_INET6, host.c_str(), &address) != 1 ||
+      ::inet_ntop(AF_INET6, &address, text.data(), text.size()) == nullptr) {
+    return host;
+  }
+  return text.data();
+}
+
+bool starts_with_ci(std::string_view text, std::string_view prefix) noexcept {
+  return text.size() >= prefix.size() && iequals(text.substr(0, prefix.size()), prefix);
+}
+
+void drop_fields(std::vector<field>& fields, bool (*drop)(std::string_view)) {
+  std::erase_if(fields, [drop](const field& f) { return drop(f.name); });
+}
+
+} // namespace
+
+std::optional<request> redirected(const request& r, int status, std::string_view location,
+                                  std::string* problem) {
+  const std::string base_text = r.target_url();
+  const parsed_uri base{base_text};
+  const parsed_uri reference{location};
+  if (!base.ok || !reference.ok) {
+    return fail(problem, "the redirect's Location " + quoted(location) +
+                             " is not a URI reference (RFC 3986)");
+  }
+  parsed_uri resolved;
+  if (uriAddBaseUriA(&resolved.uri, &reference.uri, &base.uri) != URI_SUCCESS) {
+    return fail(problem, "the redirect's Location " + quoted(location) +
+                             " cannot be resolved against " + quoted(base_text));
+  }
+  const auto text = resolved.text();
+  if (!text) {
+    return fail(problem, "the redirect's Location " + quoted(location) +
+                             " cannot be resolved against " + quoted(base_text));
+  }
+  std::string wrong;
+  auto target = url::parse(*text, &wrong);
+  if (!target) {
+    return fail(problem,
+                "the redirect's Location " + quoted(location) + " cannot be followed: " + wrong);
+  }
+
+  request next = r;
+  next.host = canonical_host(target->host);
+  next.port = target->port;
+  next.target = std::move(target->target);
+  next.tls = target->tls;
+  const bool to_get = (status == 303 && r.method != "HEAD") ||
+                      ((status == 301 || status == 302) && r.method == "POST");
+  if (to_get) {
+    next.method = "GET";
+    next.body.clear();
+    drop_fields(next.headers,
+                [](std::string_view name) { return starts_with_ci(name, "content-"); });
+  }
+  const bool same_origin =
+      next.tls == r.tls && next.port == r.port && iequals(next.host, canonical_host(r.host));
+  if (!same_origin) {
+    drop_fields(next.headers, [](std::string_view name) {
+      return iequals(name, "authorization") || iequals(name, "proxy-authorization") ||
+             iequals(name, "cookie") || iequals(name, "host");
+    });
+  }
+  if (auto refused = next.problem(); !refused.empty()) {
+    return fail(problem,
+                "the redirect's Location " + quoted(location) + " cannot be followed: " + refused);
+  }
+  return next;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -71,6 +71,8 @@ public:
       return "invalid Host field (not host[:port])";
     case errc::host_mismatch:
       return "the Host field does not match the request-target's authority";
+    case errc::bad_content_coding:
+      return "the body is not what its Content-Encoding says (corrupt or truncated)";
     }
     return "unknown tether.http error " + std::to_string(value);
   }

@@ -135,6 +135,7 @@ tcp_connector::async_connect(std::unique_ptr<tcp_connection>& out) {
     endpoints = tcp::resolver::results_type::create(cached.begin(), cached.end(), host_,
                                                     std::to_string(port_));
   } else {
+    ++lookups_;
     tcp::resolver resolver{executor};
     auto resolved = co_await (resolver.async_resolve(host_, std::to_string(port_), use_tuple) ||
                               deadline.async_wait(use_tuple));

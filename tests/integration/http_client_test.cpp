@@ -76,11 +76,11 @@ public:
   }
 
   /// Stats of a host, read on the client's thread.
-  client::host_stats stats(std::uint16_t port) {
+  client::host_stats stats(std::uint16_t port) { return stats("127.0.0.1", port); }
+  client::host_stats stats(const std::string& host, std::uint16_t port) {
     std::promise<client::host_stats> p;
-    asio::post(io_, [&] {
-      p.set_value(client_->stats("127.0.0.1", port).value_or(client::host_stats{}));
-    });
+    asio::post(io_,
+               [&] { p.set_value(client_->stats(host, port).value_or(client::host_stats{})); });
     return p.get_future().get();
   }
 
@@ -105,6 +105,16 @@ client_options fast_retries(retry_on conditions, std::uint32_t attempts) {
   o.retry.backoff = {1ms, 2.0, 4ms, resilience::jitter::full};
   o.breaker.reset();
   return o;
+}
+
+client_result send_url(client_fixture& c, const std::string& method, const std::string& url,
+                       std::string body = {}, std::vector<field> headers = {},
+                       std::optional<std::uint32_t> max_redirects = std::nullopt) {
+  auto r = request::to(method, url);
+  r.body = std::move(body);
+  r.headers = std::move(headers);
+  r.max_redirects = max_redirects;
+  return c->send(std::move(r));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -136,6 +146,40 @@ TEST(http_client, reads_chunked_and_echoed_bodies) {
   ASSERT_FALSE(echoed.error) << echoed.error.message();
   EXPECT_EQ(echoed.response.body, big);
   EXPECT_EQ(server.connections(), 1);
+}
+
+TEST(http_client, a_host_given_by_name_is_looked_up_on_a_schedule_not_per_connection) {
+  // "localhost" resolves through the system's resolver (/etc/hosts) like any name. Every
+  // response closes its connection, so each request opens a new one.
+  http_test_server server;
+  metrics::registry registry;
+  client_options options;
+  options.resolve_interval = 1h;
+  client_fixture cached{options, &registry};
+  const auto url = "http://localhost:" + std::to_string(server.port()) + "/close";
+  for (int i = 0; i < 5; ++i) {
+    auto r = send_url(cached, "GET", url);
+    ASSERT_FALSE(r.error) << r.message;
+  }
+  const auto stats = cached.stats("localhost", server.port());
+  EXPECT_EQ(stats.connections_opened, 5U);
+  // The scheduled lookup, and at most the first connection's own, made before its answer came.
+  EXPECT_LE(stats.dns_lookups, 2U);
+  EXPECT_GE(stats.dns_lookups, 1U);
+  EXPECT_NE(registry.expose().find("tether_http_client_dns_lookups_total{client=\"default\","
+                                   "host=\"localhost:" +
+                                   std::to_string(server.port()) + "\",result=\"ok\"} 1"),
+            std::string::npos)
+      << registry.expose();
+
+  options.resolve_interval = 0s;
+  client_fixture uncached{options};
+  for (int i = 0; i < 3; ++i) {
+    auto r = send_url(uncached, "GET", url);
+    ASSERT_FALSE(r.error) << r.message;
+  }
+  EXPECT_EQ(uncached.stats("localhost", server.port()).dns_lookups, 3U)
+      << "without the schedule, every connection looks the name up";
 }
 
 TEST(http_client, a_response_that_closes_the_connection_is_not_reused) {
@@ -365,6 +409,10 @@ TEST(http_client, a_request_cancelled_while_it_waits_for_a_connection_leaves_the
   options.retry.per_try_timeout = 1s; // the first request, stalled, holds the one connection
   client_fixture c{options};
   auto first = std::async(std::launch::async, [&] { return c.get(server.port(), "/"); });
+  for (int i = 0; i < 1000 && server.requests() == 0; ++i) {
+    std::this_thread::sleep_for(1ms); // until the first holds the connection
+  }
+  ASSERT_EQ(server.requests(), 1);
   const auto url = "http://127.0.0.1:" + std::to_string(server.port()) + "/";
   auto r = cancelled_request(c, request::to("GET", url),
                              [&] { return c.stats(server.port()).pool.pending == 1; });
@@ -713,6 +761,118 @@ TEST(http_client_nginx, retries_gets_on_503_but_not_posts) {
   }
   EXPECT_EQ(gets, 3);
   EXPECT_EQ(posts, 1);
+}
+
+// Redirects served by nginx: `return 3xx` with absolute and relative Locations, an endpoint that
+// shows what reached it, and a second nginx as another origin.
+std::string redirect_locations(std::uint16_t other_port) {
+  return "    location = /show { return 200 \"$request_method auth=[$http_authorization] "
+         "cookie=[$http_cookie] type=[$content_type] length=[$content_length]\\n\"; }\n"
+         "    location = /a/b/up { absolute_redirect off; return 302 ../../show; }\n"
+         "    location = /moved { return 301 /show; }\n"
+         "    location = /see-other { return 303 /show; }\n"
+         "    location = /temporary { return 307 /show; }\n"
+         "    location = /permanent { return 308 /show; }\n"
+         "    location = /loop { return 302 /loop; }\n"
+         "    location = /elsewhere { return 302 http://127.0.0.1:" +
+         std::to_string(other_port) +
+         "/show; }\n"
+         "    location = /nowhere { return 302 \"ftp://127.0.0.1/file\"; }\n";
+}
+
+TEST(http_client_nginx, follows_redirects_when_asked_with_the_methods_rfc_9110_gives) {
+  nginx_server other{redirect_locations(1)};
+  nginx_server nginx{redirect_locations(other.port())};
+  client_options options;
+  options.max_redirects = 3;
+  client_fixture c{options};
+  const auto base = "http://127.0.0.1:" + std::to_string(nginx.port());
+
+  auto up = send_url(c, "GET", base + "/a/b/up");
+  ASSERT_FALSE(up.error) << up.message;
+  EXPECT_EQ(up.response.status, 200);
+  EXPECT_EQ(up.response.body, "GET auth=[] cookie=[] type=[] length=[]\n");
+  EXPECT_EQ(up.redirects, 1U);
+  EXPECT_EQ(up.url, base + "/show") << "a relative Location, resolved";
+
+  // 303 (and 301 for a POST): a GET without the body; 307 and 308: the POST again, body and all.
+  const std::vector<field> form{{"Content-Type", "text/plain"}};
+  for (const auto& [path, expected] : std::vector<std::pair<std::string, std::string>>{
+           {"/see-other", "GET auth=[] cookie=[] type=[] length=[]\n"},
+           {"/moved", "GET auth=[] cookie=[] type=[] length=[]\n"},
+           {"/temporary", "POST auth=[] cookie=[] type=[text/plain] length=[5]\n"},
+           {"/permanent", "POST auth=[] cookie=[] type=[text/plain] length=[5]\n"}}) {
+    auto r = send_url(c, "POST", base + path, "hello", form);
+    ASSERT_FALSE(r.error) << path << ": " << r.message;
+    EXPECT_EQ(r.response.body, expected) << path;
+  }
+
+  // Credentials stay with their origin.
+  const std::vector<field> secrets{{"Authorization", "Bearer t"}, {"Cookie", "s=1"}};
+  auto same = send_url(c, "GET", base + "/see-other", {}, secrets);
+  EXPECT_EQ(same.response.body, "GET auth=[Bearer t] cookie=[s=1] type=[] length=[]\n");
+  auto crossed = send_url(c, "GET", base + "/elsewhere", {}, secrets);
+  ASSERT_FALSE(crossed.error) << crossed.message;
+  EXPECT_EQ(crossed.response.body, "GET auth=[] cookie=[] type=[] length=[]\n");
+  EXPECT_EQ(crossed.url, "http://127.0.0.1:" + std::to_string(other.port()) + "/show");
+  ASSERT_EQ(other.access_log(1).size(), 1U);
+}
+
+TEST(http_client_nginx, a_redirect_is_the_answer_unless_asked_and_a_loop_ends_at_the_limit) {
+  nginx_server nginx{redirect_locations(1)};
+  client_fixture c;
+  const auto base = "http://127.0.0.1:" + std::to_string(nginx.port());
+  auto plain = send_url(c, "GET", base + "/see-other");
+  ASSERT_FALSE(plain.error) << plain.message;
+  EXPECT_EQ(plain.response.status, 303) << "max_redirects is 0 by default";
+  EXPECT_EQ(plain.redirects, 0U);
+
+  auto loop = send_url(c, "GET", base + "/loop", {}, {}, 3);
+  EXPECT_EQ(loop.error, tether::errc::too_many_redirects);
+  EXPECT_EQ(loop.message, "GET " + base + "/loop: a 302 to " + base +
+                              "/loop after 3 redirects, the limit (max_redirects)");
+  EXPECT_EQ(loop.redirects, 3U);
+
+  auto nowhere = send_url(c, "GET", base + "/nowhere", {}, {}, 3);
+  EXPECT_EQ(nowhere.error, tether::errc::bad_redirect);
+  EXPECT_NE(nowhere.message.find("the redirect's Location \"ftp://127.0.0.1/file\" cannot be "
+                                 "followed"),
+            std::string::npos)
+      << nowhere.message;
+  // 1 + (1 + 3) + 1 requests reached nginx: the loop stopped at its limit.
+  EXPECT_EQ(nginx.access_log(6).size(), 6U);
+}
+
+TEST(http_client_nginx, asks_for_gzip_and_hands_over_the_body_decoded) {
+  nginx_server nginx{"    gzip on; gzip_min_length 1; gzip_types application/octet-stream;\n"};
+  client_fixture c;
+  const auto url = "http://127.0.0.1:" + std::to_string(nginx.port()) + "/large.bin";
+  auto decoded = send_url(c, "GET", url);
+  ASSERT_FALSE(decoded.error) << decoded.message;
+  EXPECT_TRUE(decoded.response.decompressed) << "nginx compressed it: the client asked";
+  EXPECT_EQ(decoded.response.body, std::string(1024 * 1024, 'x'));
+  EXPECT_EQ(decoded.response.find("content-encoding"), nullptr);
+  EXPECT_EQ(decoded.response.find("content-length"), nullptr);
+
+  // A request with its own Accept-Encoding gets the bytes as they came.
+  auto raw = send_url(c, "GET", url, {}, {{"Accept-Encoding", "gzip"}});
+  ASSERT_FALSE(raw.error) << raw.message;
+  EXPECT_FALSE(raw.response.decompressed);
+  ASSERT_NE(raw.response.find("content-encoding"), nullptr);
+  EXPECT_EQ(*raw.response.find("content-encoding"), "gzip");
+  ASSERT_GE(raw.response.body.size(), 2U);
+  EXPECT_EQ(raw.response.body.substr(0, 2), "\x1f\x8b") << "gzip's magic bytes";
+  EXPECT_LT(raw.response.body.size(), 64U * 1024);
+
+  // Turned off, the client does not ask and nginx does not compress.
+  client_options plain_options;
+  plain_options.decompress = false;
+  client_fixture plain{plain_options};
+  auto as_is = send_url(plain, "GET", url);
+  ASSERT_FALSE(as_is.error) << as_is.message;
+  EXPECT_FALSE(as_is.response.decompressed);
+  EXPECT_EQ(as_is.response.find("content-encoding"), nullptr);
+  EXPECT_EQ(as_is.response.body.size(), 1024U * 1024U);
 }
 
 } // namespace

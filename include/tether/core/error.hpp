@@ -29,8 +29,10 @@ enum class errc {
   tls_handshake_timeout,   ///< the handshake did not finish within its timeout
   tls_handshake_failed,    ///< any other handshake failure (not TLS at all, no common cipher)
   // Requests.
-  response_timeout, ///< no whole response within the per-try timeout (the connection was made)
-  invalid_request,  ///< the request was refused before anything was sent (the message says why)
+  response_timeout,   ///< no whole response within the per-try timeout (the connection was made)
+  invalid_request,    ///< the request was refused before anything was sent (the message says why)
+  too_many_redirects, ///< a redirect beyond the limit (client_options::max_redirects)
+  bad_redirect,       ///< a redirect whose Location cannot be followed (the message says why)
 };
 
 /// True for every tls_* code above (a handshake that failed, or a peer's TLS alert).

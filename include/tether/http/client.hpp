@@ -34,7 +34,8 @@ using namespace std::chrono_literals;
 struct client_result {
   /// Empty when `response` holds the answer. Otherwise: tether::errc::circuit_open,
   /// pool_timeout, deadline_exceeded (the overall timeout), response_timeout (the per-try one),
-  /// invalid_request (nothing sent; `message` says what is wrong); std::errc::connection_refused,
+  /// invalid_request (nothing sent; `message` says what is wrong), too_many_redirects,
+  /// bad_redirect; std::errc::operation_canceled (the caller cancelled); connection_refused,
   /// timed_out (connecting), connection_reset; asio::error::eof (closed before answering); a
   /// tether::http::errc for a malformed response; a tether::errc::tls_* for a TLS handshake
   /// that failed (certificate errors are never retried).
@@ -47,6 +48,10 @@ struct client_result {
   /// exception: "GET http://127.0.0.1:8080/items: cannot connect: Connection refused (3
   /// attempts)". Empty with a response.
   std::string message{};
+  /// Redirects followed on the way to this result (client_options::max_redirects).
+  std::uint32_t redirects = 0;
+  /// With redirects followed, the URL the last request went to (where `response` came from).
+  std::string url{};
 };
 
 /// Settings of an http::client. Each host gets its own pool, breaker and budget built from them.
@@ -71,6 +76,19 @@ struct client_options {
   std::optional<resilience::circuit_breaker_options> breaker = default_breaker();
   parser_limits limits{};
   std::uint64_t max_response_body = 64ULL * 1024 * 1024; ///< larger responses fail (body_too_large)
+  /// Redirects (301, 302, 303, 307, 308) followed per request, as http::redirected says; one
+  /// more is errc::too_many_redirects. 0 (the default, as libcurl's): a 3xx is the answer.
+  /// request::max_redirects sets it for one request.
+  std::uint32_t max_redirects = 0;
+  /// Asks for gzip and deflate (Accept-Encoding) and hands over the body decoded, as browsers
+  /// and Go's client do; up to max_response_body decoded. A request that sets its own
+  /// Accept-Encoding gets the body as it came.
+  bool decompress = true;
+  /// A host given by name is looked up when first used and again at this interval, off the
+  /// request path; new connections use the last answer (a failed lookup keeps it), so a busy
+  /// host costs one lookup per interval rather than one per connection. 0: every new connection
+  /// looks the name up itself.
+  clock::duration resolve_interval = 30s;
   std::string user_agent = "tether";
   /// The `client` label of every metric series.
   std::string name = "default";
@@ -149,6 +167,9 @@ public:
     pool::pool_stats pool{};
     resilience::breaker_state breaker = resilience::breaker_state::closed;
     std::uint64_t connections_opened = 0;
+    /// Lookups of the host's name: on the resolve_interval schedule, and by connections made
+    /// while no answer was in (or every connection's, with resolve_interval 0).
+    std::uint64_t dns_lookups = 0;
   };
   [[nodiscard]] std::optional<host_stats> stats(std::string_view host, std::uint16_t port,
                                                 bool tls = false) const;
@@ -164,11 +185,17 @@ public:
   [[nodiscard]] const executor_type& get_executor() const noexcept { return executor_; }
 
   struct host;
+  struct address_refresh;
 
 private:
   static asio::awaitable<client_result> request_on(std::shared_ptr<client> self, request r);
   static asio::awaitable<void> close_on(std::shared_ptr<client> self);
+  // On the client's executor: send_once, or follow_redirects when the request may follow any.
   asio::awaitable<client_result> request_here(request r);
+  // One request, its retries included; a 3xx is its answer.
+  asio::awaitable<client_result> send_once(request r);
+  // Requests, one per redirect, up to `limit` redirects, within the first one's overall timeout.
+  asio::awaitable<client_result> follow_redirects(request r, std::uint32_t limit);
   host& host_for(const request& r);
 
   executor_type executor_;

@@ -85,6 +85,8 @@ public:
   void use_addresses(std::shared_ptr<const net::address_cache> cache) noexcept {
     tcp_.use_addresses(std::move(cache));
   }
+  /// See net::tcp_connector::lookups.
+  [[nodiscard]] std::uint64_t lookups() const noexcept { return tcp_.lookups(); }
 
   /// True for a TLS host.
   [[nodiscard]] bool secured() const noexcept { return tls_.has_value(); }

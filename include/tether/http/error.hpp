@@ -33,6 +33,7 @@ enum class errc {
   duplicate_host,              ///< 400: more than one Host field
   invalid_host,                ///< 400: a Host that is not uri-host [":" port]
   host_mismatch,               ///< 400: Host disagrees with an absolute-form target's authority
+  bad_content_coding,          ///< a body that is not what its Content-Encoding says (corrupt gzip)
 };
 
 /// The category of tether::http::errc; its name is "tether.http".

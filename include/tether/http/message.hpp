@@ -51,10 +51,16 @@ struct request {
   /// per-try one each attempt (errc::response_timeout); zero turns either off.
   std::optional<clock::duration> timeout{};
   std::optional<clock::duration> per_try_timeout{};
+  /// Redirects this request follows, instead of client_options::max_redirects when set.
+  std::optional<std::uint32_t> max_redirects{};
 
   /// A request for `method` on an absolute http:// or https:// URL. Throws std::invalid_argument
   /// saying what is wrong with the method or the URL; url::parse checks a URL without throwing.
   [[nodiscard]] static request to(std::string_view method, std::string_view url);
+
+  /// The absolute URL this request goes to: "https://example.com:8443/items?page=2" (the port
+  /// only when it is not the scheme's).
+  [[nodiscard]] std::string target_url() const;
 
   /// What the client would refuse to send in this request, in a sentence ("the header
   /// Content-Length is the client's to set: it writes it from the body"), or empty when
@@ -69,10 +75,29 @@ struct response {
   int version_minor = 1;
   std::vector<field> headers{};
   std::string body{};
+  /// The body came gzip or deflate and the client decoded it (client_options::decompress); the
+  /// Content-Encoding and Content-Length fields it no longer matches were removed.
+  bool decompressed = false;
 
   /// The value of the first header named `name` (case-insensitive), or nullptr.
   [[nodiscard]] const std::string* find(std::string_view name) const noexcept;
 };
+
+/// 301, 302, 303, 307 and 308: the statuses whose Location the client follows when asked
+/// (client_options::max_redirects). 300 (a choice), 304 (a cache's answer) and 305/306 (unused)
+/// are answers.
+[[nodiscard]] bool is_redirect(int status) noexcept;
+
+/// The request a redirect asks for (RFC 9110 15.4): `r` again, to `location` resolved against
+/// r's URL (RFC 3986 5.2: absolute, "//host/path", "/path", "path", "?query"). The method
+/// follows RFC 9110 and what browsers do: 303 turns every method but HEAD into GET, 301 and 302
+/// turn POST into GET, 307 and 308 keep the method and the body. A request turned into a GET
+/// loses its body and its Content-* fields. A request to another origin (scheme, host or port)
+/// loses the credentials it carried (Authorization, Proxy-Authorization, Cookie) and a Host it
+/// was given. nullopt when `location` cannot be followed (not a URI reference, not http or
+/// https); then `*problem` says why, naming it.
+[[nodiscard]] std::optional<request>
+redirected(const request& r, int status, std::string_view location, std::string* problem = nullptr);
 
 /// Parses a Retry-After value (RFC 9110 10.2.3): delay-seconds, or an IMF-fixdate taken against
 /// `now`. nullopt when it is neither.

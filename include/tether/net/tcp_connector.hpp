@@ -93,11 +93,16 @@ public:
     addresses_ = std::move(cache);
   }
 
+  /// Lookups of the name this connector made itself (none for an IP address, none while a
+  /// cache it uses has an answer). Read on the connector's executor.
+  [[nodiscard]] std::uint64_t lookups() const noexcept { return lookups_; }
+
 private:
   std::string host_;
   std::uint16_t port_;
   tcp_options options_;
   std::shared_ptr<const address_cache> addresses_;
+  std::uint64_t lookups_ = 0;
 };
 
 } // namespace tether::net

@@ -160,6 +160,116 @@ TEST(response, find_is_case_insensitive) {
   EXPECT_EQ(r.find("missing"), nullptr);
 }
 
+TEST(request, target_url_omits_the_default_port_and_brackets_ipv6) {
+  EXPECT_EQ(request::to("GET", "http://h/a?b").target_url(), "http://h/a?b");
+  EXPECT_EQ(request::to("GET", "https://h:8443/").target_url(), "https://h:8443/");
+  EXPECT_EQ(request::to("GET", "http://[::1]:80/x").target_url(), "http://[::1]/x");
+}
+
+// Where `location` leads from `from` (RFC 3986 5.4's examples, among others).
+std::string resolve(std::string_view from, std::string_view location) {
+  std::string problem;
+  auto next = redirected(request::to("GET", from), 302, location, &problem);
+  return next ? next->target_url() : "error: " + problem;
+}
+
+TEST(redirected, resolves_the_location_against_the_request_url) {
+  const std::string base = "http://a/b/c/d;p?q";
+  EXPECT_EQ(resolve(base, "g"), "http://a/b/c/g");
+  EXPECT_EQ(resolve(base, "./g"), "http://a/b/c/g");
+  EXPECT_EQ(resolve(base, "g/"), "http://a/b/c/g/");
+  EXPECT_EQ(resolve(base, "/g"), "http://a/g");
+  EXPECT_EQ(resolve(base, "//g"), "http://g/");
+  EXPECT_EQ(resolve(base, "?y"), "http://a/b/c/d;p?y");
+  EXPECT_EQ(resolve(base, "g?y"), "http://a/b/c/g?y");
+  EXPECT_EQ(resolve(base, "g#s"), "http://a/b/c/g") << "a fragment is never sent";
+  EXPECT_EQ(resolve(base, "../g"), "http://a/b/g");
+  EXPECT_EQ(resolve(base, "../../../g"), "http://a/g");
+  EXPECT_EQ(resolve(base, "https://other:8443/x"), "https://other:8443/x");
+  EXPECT_EQ(resolve("https://a:8443/b", "/c"), "https://a:8443/c");
+  EXPECT_EQ(resolve("http://[::1]:8080/b", "c"), "http://[::1]:8080/c");
+  EXPECT_EQ(resolve("http://[::1]:8080/b", "http://[0:0::1]:8080/c"), "http://[::1]:8080/c");
+}
+
+TEST(redirected, refuses_a_location_it_cannot_follow_and_says_which) {
+  EXPECT_EQ(resolve("http://a/", "ftp://a/file"),
+            "error: the redirect's Location \"ftp://a/file\" cannot be followed: the URL "
+            "\"ftp://a/file\" has the scheme \"ftp\": only http:// and https:// URLs are taken");
+  EXPECT_EQ(resolve("http://a/", "/a b"),
+            "error: the redirect's Location \"/a b\" is not a URI reference (RFC 3986)");
+  EXPECT_EQ(resolve("http://a/", "http://u@h/"),
+            "error: the redirect's Location \"http://u@h/\" cannot be followed: the URL "
+            "\"http://u@h/\" holds user information (user@host): give credentials in an "
+            "Authorization header instead");
+}
+
+request post_with_body() {
+  auto r = request::to("POST", "http://a/form");
+  r.body = "x=1";
+  r.headers = {{"Content-Type", "application/x-www-form-urlencoded"}, {"Accept", "*/*"}};
+  return r;
+}
+
+TEST(redirected, changes_the_method_as_rfc_9110_and_browsers_do) {
+  // 303: anything but HEAD becomes a GET without a body or its Content-* fields.
+  for (const int status : {301, 302, 303}) {
+    auto next = redirected(post_with_body(), status, "/done");
+    ASSERT_TRUE(next);
+    EXPECT_EQ(next->method, "GET") << status;
+    EXPECT_TRUE(next->body.empty()) << status;
+    ASSERT_EQ(next->headers.size(), 1U) << status;
+    EXPECT_EQ(next->headers[0].name, "Accept");
+  }
+  auto put = request::to("PUT", "http://a/x");
+  put.body = "v";
+  EXPECT_EQ(redirected(put, 303, "/y")->method, "GET");
+  EXPECT_EQ(redirected(put, 301, "/y")->method, "PUT") << "301 and 302 change only POST";
+  EXPECT_EQ(redirected(put, 301, "/y")->body, "v");
+  EXPECT_EQ(redirected(request::to("HEAD", "http://a/"), 303, "/y")->method, "HEAD");
+  // 307 and 308 keep the method and the body.
+  for (const int status : {307, 308}) {
+    auto next = redirected(post_with_body(), status, "/again");
+    ASSERT_TRUE(next);
+    EXPECT_EQ(next->method, "POST");
+    EXPECT_EQ(next->body, "x=1");
+    EXPECT_EQ(next->headers.size(), 2U);
+    EXPECT_EQ(next->target, "/again");
+  }
+}
+
+TEST(redirected, credentials_do_not_cross_to_another_origin) {
+  auto r = request::to("GET", "http://a:8080/x");
+  r.headers = {{"Authorization", "Bearer t"},
+               {"Cookie", "s=1"},
+               {"Proxy-Authorization", "Basic p"},
+               {"Host", "a.example"},
+               {"Accept", "*/*"}};
+  auto same = redirected(r, 302, "/y");
+  ASSERT_TRUE(same);
+  EXPECT_EQ(same->headers.size(), 5U) << "the same origin keeps them";
+  for (const char* other : {"http://b:8080/y", "http://a:8081/y", "https://a:8080/y"}) {
+    auto next = redirected(r, 302, other);
+    ASSERT_TRUE(next) << other;
+    ASSERT_EQ(next->headers.size(), 1U) << other;
+    EXPECT_EQ(next->headers[0].name, "Accept") << other;
+  }
+  EXPECT_EQ(redirected(r, 302, "http://A:8080/y")->headers.size(), 5U)
+      << "host names compare without case";
+  auto v6 = r;
+  v6.host = "::1";
+  EXPECT_EQ(redirected(v6, 302, "http://[0::1]:8080/y")->headers.size(), 5U)
+      << "an IPv6 address compares as an address";
+}
+
+TEST(redirected, is_redirect_names_the_statuses_followed) {
+  for (const int status : {301, 302, 303, 307, 308}) {
+    EXPECT_TRUE(is_redirect(status)) << status;
+  }
+  for (const int status : {200, 300, 304, 305, 306, 309, 400}) {
+    EXPECT_FALSE(is_redirect(status)) << status;
+  }
+}
+
 TEST(retry_after, reads_seconds_and_dates) {
   const auto now = std::chrono::system_clock::from_time_t(784111777); // Sun, 06 Nov 1994 08:49:37
   EXPECT_EQ(parse_retry_after("120", now), clock::duration{120s});
