@@ -58,33 +58,41 @@ std::string run_capture(const std::string& command) {
   return out;
 }
 
-// CPU time (user + system) of this process, or of its waited-for children.
-double cpu_seconds(int who) {
+// CPU time in user space and in the kernel, of this process or of its waited-for children.
+struct cpu_time {
+  double user = 0;
+  double system = 0;
+  cpu_time operator-(const cpu_time& o) const { return {user - o.user, system - o.system}; }
+};
+
+cpu_time cpu_seconds(int who) {
   rusage u{};
   ::getrusage(who, &u);
   const auto seconds = [](const timeval& t) {
     return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
   };
-  return seconds(u.ru_utime) + seconds(u.ru_stime);
+  return {seconds(u.ru_utime), seconds(u.ru_stime)};
 }
 
 // One run of one way: transactions per second, and the client's CPU per transaction.
 struct run {
   double tps = 0;
-  double cpu_us = 0;
+  double user_us = 0;
+  double system_us = 0;
 };
 
 run pgbench_run(const std::string& args) {
-  const double cpu_before = cpu_seconds(RUSAGE_CHILDREN);
+  const auto cpu_before = cpu_seconds(RUSAGE_CHILDREN);
   const std::string out = run_capture("pgbench " + args + " 2>&1");
-  const double cpu = cpu_seconds(RUSAGE_CHILDREN) - cpu_before;
+  const auto cpu = cpu_seconds(RUSAGE_CHILDREN) - cpu_before;
   std::smatch m;
   run r;
   if (std::regex_search(out, m, std::regex{R"(tps = ([0-9.]+))"})) {
     r.tps = std::stod(m[1]);
   }
   if (std::regex_search(out, m, std::regex{R"(processed: ([0-9]+))"}) && std::stod(m[1]) > 0) {
-    r.cpu_us = cpu * 1e6 / std::stod(m[1]);
+    r.user_us = cpu.user * 1e6 / std::stod(m[1]);
+    r.system_us = cpu.system * 1e6 / std::stod(m[1]);
   }
   if (r.tps == 0) {
     std::fprintf(stderr, "pgbench gave no tps:\n%s\n", out.c_str());
@@ -151,11 +159,11 @@ run tether_run(const std::string& conninfo, std::chrono::seconds duration, bool 
   }
   warm.arrive_and_wait();
   const long before = done.load();
-  const double cpu_before = cpu_seconds(RUSAGE_SELF);
+  const auto cpu_before = cpu_seconds(RUSAGE_SELF);
   const auto started = std::chrono::steady_clock::now();
   std::this_thread::sleep_for(duration); // a benchmark's measuring window, not a test's wait
   const long counted = done.load() - before;
-  const double cpu = cpu_seconds(RUSAGE_SELF) - cpu_before;
+  const auto cpu = cpu_seconds(RUSAGE_SELF) - cpu_before;
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   stop.store(true);
@@ -165,8 +173,8 @@ run tether_run(const std::string& conninfo, std::chrono::seconds duration, bool 
   if (failed.load() > 0) {
     std::fprintf(stderr, "tether: %ld queries failed\n", failed.load());
   }
-  return {static_cast<double>(counted) / seconds,
-          counted > 0 ? cpu * 1e6 / static_cast<double>(counted) : 0};
+  const double per = counted > 0 ? 1e6 / static_cast<double>(counted) : 0;
+  return {static_cast<double>(counted) / seconds, cpu.user * per, cpu.system * per};
 }
 
 } // namespace
@@ -206,8 +214,8 @@ int main(int argc, char** argv) {
 
   std::printf("pgbench -S workload, %d clients, %lld s per run, %d interleaved rounds, "
               "PostgreSQL on 127.0.0.1:%u\n"
-              "us: the client's CPU time (user + system) per transaction; PgBouncer's own is not "
-              "counted\n\n",
+              "us: the client's CPU time per transaction (user + system: medians of each); "
+              "PgBouncer's own is not counted\n\n",
               clients, static_cast<long long>(duration.count()), rounds, server.port());
   if (bouncer_up) {
     std::this_thread::sleep_for(300ms); // pgbouncer's listener comes up after it forks
@@ -219,7 +227,8 @@ int main(int argc, char** argv) {
     const char* name;
     std::function<run()> measure;
     std::vector<double> tps{};
-    std::vector<double> cpu_us{};
+    std::vector<double> user_us{};
+    std::vector<double> system_us{};
   };
   std::vector<way> ways{
       {"tether pg pool (2 workers x 4 sessions)",
@@ -238,7 +247,8 @@ int main(int argc, char** argv) {
     for (auto& w : ways) {
       const run r = w.measure();
       w.tps.push_back(r.tps);
-      w.cpu_us.push_back(r.cpu_us);
+      w.user_us.push_back(r.user_us);
+      w.system_us.push_back(r.system_us);
     }
   }
   const auto median = [](std::vector<double> v) {
@@ -246,9 +256,12 @@ int main(int argc, char** argv) {
     return v[v.size() / 2];
   };
   for (const auto& w : ways) {
-    std::printf("%-46s %8.0f tps %6.1f us  (rounds:", w.name, median(w.tps), median(w.cpu_us));
+    const double user = median(w.user_us);
+    const double system = median(w.system_us);
+    std::printf("%-46s %8.0f tps %5.1f us (%4.1f + %4.1f)  (rounds:", w.name, median(w.tps),
+                user + system, user, system);
     for (std::size_t i = 0; i < w.tps.size(); ++i) {
-      std::printf(" %.0f/%.1f", w.tps[i], w.cpu_us[i]);
+      std::printf(" %.0f/%.1f", w.tps[i], w.user_us[i] + w.system_us[i]);
     }
     std::printf(")\n");
   }

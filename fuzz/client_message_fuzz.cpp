@@ -1,8 +1,9 @@
 // Fuzzes what tether's HTTP client reads from strings it does not control: a URL given to
 // request::to / url::parse, a redirect's Location resolved against a request's URL (uriparser
-// and url::parse together), a Retry-After value, and a compressed body (zlib behind
-// decode_body). The first byte picks the status of the redirect and the body's coding; the rest
-// is split into a base URL and a Location at the first newline, and is also the body.
+// and url::parse together), a Retry-After value, a compressed body (zlib behind decode_body),
+// a proxy URL, NO_PROXY rules and a proxy's answer to CONNECT. The first byte picks the status of
+// the redirect and the body's coding; the rest is split into a base URL and a Location at the first
+// newline, and is also the body.
 //
 // Checked beyond "no crash, no sanitizer report": a URL that parses prints back (target_url) as
 // a URL that parses to the same parts, and a redirect that is followed leads to a request the
@@ -17,6 +18,7 @@
 
 #include "tether/http/content_coding.hpp"
 #include "tether/http/message.hpp"
+#include "tether/http/proxy.hpp"
 
 namespace {
 
@@ -72,6 +74,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
   }
   (void)parse_retry_after(input, std::chrono::system_clock::time_point{});
+  std::string why_not;
+  const auto proxy = proxy_endpoint::parse(base, &why_not);
+  require(proxy.has_value() || !why_not.empty(), "a proxy refused without a reason", base);
+  (void)bypasses_proxy(location, u ? std::string_view{u->host} : base, u ? u->port : 80);
+  if (const auto status = connect_reply_status(input)) {
+    require(*status >= 0 && *status <= 999, "a status out of range", input);
+  }
 
   constexpr const char* codings[] = {"gzip", "deflate", "deflate, gzip", "identity"};
   std::string body{input};

@@ -19,6 +19,8 @@ packages=(
   # HTTP peers: nginx serves the HTTP client's integration tests; wrk, curl and haproxy are the
   # side-by-side load generators and proxies of the benchmarks
   nginx wrk haproxy
+  # a forward proxy for the HTTP client's proxy tests (the binary alone, no system service)
+  tinyproxy-bin
   # TLS peers: the openssl CLI makes the tests' CA and runs s_server/s_client; sslscan audits a
   # tether listener's protocols and ciphers
   openssl sslscan

@@ -9,12 +9,22 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <stdexcept>
+#include <string>
 #include <thread>
 
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 
 namespace tether::testing {
+
+/// A TCP port free on 127.0.0.1 at the time of the call, for a child to listen on.
+inline std::uint16_t free_port() {
+  asio::io_context io;
+  asio::ip::tcp::acceptor a{io, {asio::ip::make_address("127.0.0.1"), 0}};
+  return a.local_endpoint().port();
+}
 
 /// How waiting for a child's listener ended.
 enum class listener_wait { listening, exited, timed_out };
@@ -47,6 +57,23 @@ inline void stop_child(pid_t& pid) {
     int status = 0;
     ::waitpid(pid, &status, 0);
     pid = -1;
+  }
+}
+
+/// Waits for the child `pid` (`name`, for messages) to accept connections on `port`. Throws
+/// std::runtime_error, with what `log` returns, when it exited or did not listen within 5 s
+/// (then it is stopped); `pid` is -1 after either.
+inline void await_listener(pid_t& pid, std::uint16_t port, const std::string& name,
+                           const std::function<std::string()>& log) {
+  switch (wait_for_listener(pid, port)) {
+  case listener_wait::listening:
+    return;
+  case listener_wait::exited:
+    pid = -1;
+    throw std::runtime_error(name + " exited at start: " + log());
+  case listener_wait::timed_out:
+    stop_child(pid);
+    throw std::runtime_error(name + " did not accept connections within 5 s: " + log());
   }
 }
 

@@ -121,7 +121,7 @@ public:
               err_path.c_str(), static_cast<char*>(nullptr));
       ::_exit(127);
     }
-    wait_ready();
+    await_listener(pid_, port_, "nginx", [this] { return error_log(); });
   }
 
   nginx_server(const nginx_server&) = delete;
@@ -196,31 +196,11 @@ private:
     return out;
   }
 
-  static std::uint16_t free_port() {
-    asio::io_context io;
-    asio::ip::tcp::acceptor a{io, {asio::ip::make_address("127.0.0.1"), 0}};
-    return a.local_endpoint().port();
-  }
-
   std::string error_log() const {
     std::ifstream in{dir_ / "error.log"};
     std::stringstream s;
     s << in.rdbuf();
     return s.str();
-  }
-
-  // Waits (up to 5 s) until nginx accepts connections, or fails if it exited.
-  void wait_ready() {
-    switch (wait_for_listener(pid_, port_)) {
-    case listener_wait::listening:
-      return;
-    case listener_wait::exited:
-      pid_ = -1;
-      throw std::runtime_error("nginx exited at start: " + error_log());
-    case listener_wait::timed_out:
-      stop();
-      throw std::runtime_error("nginx did not accept connections within 5 s: " + error_log());
-    }
   }
 
   std::string binary_;

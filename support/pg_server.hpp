@@ -20,6 +20,8 @@
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 
+#include "child_server.hpp"
+
 namespace tether::testing {
 
 class pg_server {
@@ -141,12 +143,6 @@ private:
     if (std::system(command.c_str()) != 0) {
       throw std::runtime_error(std::string{what} + " failed: " + command);
     }
-  }
-
-  static std::uint16_t free_port() {
-    asio::io_context io;
-    asio::ip::tcp::acceptor a{io, {asio::ip::make_address("127.0.0.1"), 0}};
-    return a.local_endpoint().port();
   }
 
   std::filesystem::path bin_;

@@ -51,6 +51,10 @@ public:
       return "too many redirects";
     case errc::bad_redirect:
       return "a redirect that cannot be followed";
+    case errc::proxy_refused:
+      return "the proxy refused to open a tunnel to the host";
+    case errc::proxy_authentication_required:
+      return "the proxy wants credentials (407): give them in its URL, http://user:password@host";
     }
     return "unknown tether error " + std::to_string(value);
   }

@@ -2,6 +2,7 @@
 #include "tether/http/connection.hpp"
 #include "tether/http/content_coding.hpp"
 #include "tether/http/fields.hpp"
+#include "tether/http/proxy.hpp"
 
 #include <algorithm>
 #include <array>
@@ -17,9 +18,12 @@
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/read.hpp>
+#include <asio/read_until.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
+
+#include <openssl/evp.h>
 
 #include "tether/core/detached.hpp"
 #include "tether/core/error.hpp"
@@ -63,6 +67,12 @@ void client_options::validate() const {
   }
   if (user_agent.find_first_of("\r\n") != std::string::npos) {
     throw std::invalid_argument{"client_options.user_agent must not hold CR or LF"};
+  }
+  for (const auto& [field, value] : {std::pair{"http", &proxy.http}, {"https", &proxy.https}}) {
+    std::string problem;
+    if (!value->empty() && !proxy_endpoint::parse(*value, &problem)) {
+      throw std::invalid_argument{std::string{"client_options.proxy."} + field + ": " + problem};
+    }
   }
 }
 
@@ -260,10 +270,16 @@ bool has_field(const request& r, std::string_view name) noexcept {
 }
 
 // `accept_encoding`: the codings the client decodes itself, sent unless the request has its own.
+// `proxied`: to a forward proxy, the target in absolute form and its Proxy-Authorization.
 void write_head(std::string& out, const request& r, std::string_view user_agent,
-                std::string_view accept_encoding) {
+                std::string_view accept_encoding, bool proxied = false,
+                std::string_view proxy_authorization = {}) {
   out.reserve(64 + r.target.size() + r.host.size() + r.headers.size() * 32);
-  out.append(r.method).append(" ").append(r.target).append(" HTTP/1.1\r\n");
+  out.append(r.method).append(" ").append(proxied ? r.target_url() : r.target);
+  out.append(" HTTP/1.1\r\n");
+  if (!proxy_authorization.empty()) {
+    out.append("Proxy-Authorization: ").append(proxy_authorization).append("\r\n");
+  }
   if (!has_field(r, "host")) {
     out.append("Host: ");
     const bool ipv6 = r.host.find(':') != std::string::npos;
@@ -290,6 +306,35 @@ void write_head(std::string& out, const request& r, std::string_view user_agent,
     out.append("Content-Length: ").append(std::to_string(r.body.size())).append("\r\n");
   }
   out.append("\r\n");
+}
+
+// "Basic base64(user:password)" (RFC 7617), with OpenSSL's base64.
+std::string basic_authorization(const std::string& user, const std::string& password) {
+  const std::string pair = user + ":" + password;
+  std::string encoded(4 * ((pair.size() + 2) / 3) + 1, '\0');
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(encoded.data()),
+                                reinterpret_cast<const unsigned char*>(pair.data()),
+                                static_cast<int>(pair.size()));
+  encoded.resize(static_cast<std::size_t>(n));
+  return "Basic " + encoded;
+}
+
+// The proxy a request to r's host goes through, or none (no proxy for its scheme, or no_proxy
+// sends it direct). The settings were checked by client_options::validate.
+std::optional<proxy_route> proxy_for(const request& r, const proxy_settings& settings) {
+  const std::string& url = r.tls ? settings.https : settings.http;
+  if (url.empty() || bypasses_proxy(settings.no_proxy, r.host, r.port)) {
+    return std::nullopt;
+  }
+  const auto proxy = proxy_endpoint::parse(url);
+  if (!proxy) {
+    return std::nullopt;
+  }
+  proxy_route route{proxy->host, proxy->port};
+  if (!proxy->user.empty()) {
+    route.authorization = basic_authorization(proxy->user, proxy->password);
+  }
+  return route;
 }
 
 // Decodes the body of a response the client asked for compressed (gzip, deflate), removing
@@ -372,6 +417,10 @@ struct client::host {
   std::unique_ptr<upstream::cluster<http_connector>> upstream;
   /// For a host given by name: its lookups on a schedule (client_options::resolve_interval).
   std::shared_ptr<address_refresh> refresh;
+  /// Through a forward proxy, plain HTTP: requests go in absolute form, with this
+  /// Proxy-Authorization (when not empty).
+  bool absolute_form = false;
+  std::string proxy_authorization;
 
   // Metrics (null without a registry).
   std::array<prometheus::Counter*, static_cast<std::size_t>(request_result::count_)> results{};
@@ -541,8 +590,15 @@ client::host& client::host_for(const request& r) {
   if (r.tls) {
     identity.emplace(s_->tls, r.host, &s_->handshakes);
   }
-  http_connector connector{r.host, r.port, options_.tcp, limits, std::move(identity)};
-  if (target.addresses && options_.resolve_interval > clock::duration::zero()) {
+  std::optional<proxy_route> route = proxy_for(r, options_.proxy);
+  if (route && !r.tls) {
+    h->absolute_form = true;
+    h->proxy_authorization = route->authorization;
+  }
+  const bool direct = !route;
+  http_connector connector{r.host,          r.port, options_.tcp, limits, std::move(identity),
+                           std::move(route)};
+  if (direct && target.addresses && options_.resolve_interval > clock::duration::zero()) {
     h->refresh = std::make_shared<address_refresh>(executor_);
     h->refresh->cache = target.addresses;
     connector.use_addresses(target.addresses);
@@ -721,7 +777,8 @@ asio::awaitable<client_result> client::send_once(request r) {
   // The client decodes what it asked for; a request with its own Accept-Encoding gets the body
   // as it came.
   const bool decompress = options_.decompress && !has_field(r, "accept-encoding");
-  write_head(head, r, options_.user_agent, decompress ? accepted_codings : std::string_view{});
+  write_head(head, r, options_.user_agent, decompress ? accepted_codings : std::string_view{},
+             h.absolute_form, h.proxy_authorization);
 
   const resilience::request_traits traits{r.method, has_field(r, "idempotency-key"), true};
   const auto started = clock_.now();
@@ -841,6 +898,58 @@ std::optional<client::host_stats> client::stats(std::string_view host_name, std:
   return out;
 }
 
+http_connector::http_connector(std::string host, std::uint16_t port, const net::tcp_options& tcp,
+                               const parser_limits& limits, std::optional<tls::client_identity> tls,
+                               std::optional<proxy_route> proxy)
+    : tcp_{proxy ? proxy->host : host, proxy ? proxy->port : port, tcp}, limits_{limits},
+      tls_{std::move(tls)}, proxy_{std::move(proxy)}, connect_timeout_{tcp.connect_timeout} {
+  if (proxy_ && tls_) {
+    std::string authority = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+    authority.append(":").append(std::to_string(port));
+    connect_request_ = "CONNECT " + authority + " HTTP/1.1\r\nHost: " + authority + "\r\n";
+    if (!proxy_->authorization.empty()) {
+      connect_request_ += "Proxy-Authorization: " + proxy_->authorization + "\r\n";
+    }
+    connect_request_ += "\r\n";
+  }
+}
+
+asio::awaitable<std::error_code> http_connector::open_tunnel(asio::ip::tcp::socket& socket) {
+  using namespace asio::experimental::awaitable_operators;
+  asio::steady_timer deadline{
+      socket.get_executor(),
+      std::chrono::duration_cast<asio::steady_timer::duration>(connect_timeout_)};
+  auto written = co_await (asio::async_write(socket, asio::buffer(connect_request_), use_tuple) ||
+                           deadline.async_wait(use_tuple));
+  if (written.index() == 1) {
+    co_return make_error_code(std::errc::timed_out);
+  }
+  if (auto [ec, n] = std::get<0>(written); ec) {
+    co_return ec;
+  }
+  // The proxy's answer, up to its blank line. A 2xx has no body (RFC 9110 9.3.6), and nothing
+  // else comes before the TLS handshake we start: bytes past the head are a broken proxy.
+  std::string head;
+  auto read = co_await (asio::async_read_until(socket, asio::dynamic_buffer(head, 16 * 1024),
+                                               "\r\n\r\n", use_tuple) ||
+                        deadline.async_wait(use_tuple));
+  if (read.index() == 1) {
+    co_return make_error_code(std::errc::timed_out);
+  }
+  auto [ec, n] = std::get<0>(read);
+  if (ec) {
+    co_return ec == asio::error::not_found ? make_error_code(tether::errc::proxy_refused) : ec;
+  }
+  const auto status = connect_reply_status(head);
+  if (status == 407) {
+    co_return make_error_code(tether::errc::proxy_authentication_required);
+  }
+  if (!status || *status < 200 || *status > 299 || n != head.size()) {
+    co_return make_error_code(tether::errc::proxy_refused);
+  }
+  co_return std::error_code{};
+}
+
 asio::awaitable<std::error_code>
 http_connector::async_connect(std::unique_ptr<http_connection>& out) {
   resilience::resource_guard slot;
@@ -854,6 +963,11 @@ http_connector::async_connect(std::unique_ptr<http_connection>& out) {
   const std::error_code ec = co_await tcp_.async_connect(tcp);
   if (ec) {
     co_return ec;
+  }
+  if (!connect_request_.empty()) {
+    if (const auto refused = co_await open_tunnel(tcp->socket); refused) {
+      co_return refused;
+    }
   }
   if (tls_) {
     auto secured = tls_->open(std::move(tcp->socket));

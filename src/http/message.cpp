@@ -16,6 +16,7 @@
 
 namespace tether::http {
 
+using detail::fail;
 using detail::iequals;
 using detail::is_tchar;
 
@@ -54,13 +55,6 @@ std::string quoted(std::string_view text) {
 }
 
 /// Sets `*problem` when given; nullopt, for the caller to return.
-std::nullopt_t fail(std::string* problem, std::string text) {
-  if (problem != nullptr) {
-    *problem = std::move(text);
-  }
-  return std::nullopt;
-}
-
 } // namespace
 
 // ---------------------------------------------------------------------------------------------

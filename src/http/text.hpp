@@ -3,6 +3,8 @@
 // Small text helpers the HTTP codec's parts share (private to src/http).
 
 #include <cstring>
+#include <optional>
+#include <string>
 #include <string_view>
 
 #include "tether/core/text.hpp"
@@ -26,6 +28,15 @@ using tether::iequals;
     v.remove_suffix(1);
   }
   return v;
+}
+
+/// Sets `*problem` (when asked for) to why something was refused, and returns nullopt: the
+/// form of every `parse(text, problem)` here.
+inline std::nullopt_t fail(std::string* problem, std::string text) {
+  if (problem != nullptr) {
+    *problem = std::move(text);
+  }
+  return std::nullopt;
 }
 
 } // namespace tether::http::detail

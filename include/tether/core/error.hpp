@@ -33,6 +33,8 @@ enum class errc {
   invalid_request,    ///< the request was refused before anything was sent (the message says why)
   too_many_redirects, ///< a redirect beyond the limit (client_options::max_redirects)
   bad_redirect,       ///< a redirect whose Location cannot be followed (the message says why)
+  proxy_refused,      ///< a forward proxy did not open the tunnel (CONNECT) to the host
+  proxy_authentication_required, ///< the proxy wants credentials it was not given (407)
 };
 
 /// True for every tls_* code above (a handshake that failed, or a peer's TLS alert).

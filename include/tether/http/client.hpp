@@ -17,6 +17,7 @@
 #include "tether/core/clock.hpp"
 #include "tether/http/message.hpp"
 #include "tether/http/parser.hpp"
+#include "tether/http/proxy.hpp"
 #include "tether/metrics/registry.hpp"
 #include "tether/net/tcp_connector.hpp"
 #include "tether/pool/pool_options.hpp"
@@ -89,6 +90,10 @@ struct client_options {
   /// host costs one lookup per interval rather than one per connection. 0: every new connection
   /// looks the name up itself.
   clock::duration resolve_interval = 30s;
+  /// Forward proxies, from the environment by default as curl and Go take them (http_proxy,
+  /// https_proxy, no_proxy; see proxy_settings::from_environment, which also sends localhost and
+  /// loopback addresses direct). Assign `{}` to go direct whatever the environment says.
+  proxy_settings proxy = proxy_settings::from_environment();
   std::string user_agent = "tether";
   /// The `client` label of every metric series.
   std::string name = "default";

@@ -33,6 +33,13 @@ struct http_connection {
   resilience::resource_guard slot{}; ///< a unit of the connector's connection limit, if any
 };
 
+/// How a connector reaches its host through a forward proxy (see proxy.hpp).
+struct proxy_route {
+  std::string host; ///< the proxy's name or address
+  std::uint16_t port = 80;
+  std::string authorization{}; ///< the Proxy-Authorization value ("Basic ..."); empty: none
+};
+
 /// Opens HTTP connections to one host for its pool: TCP through tcp_connector, then, for a TLS
 /// host, the handshake with the host's identity (HTTP/1.1 has no handshake of its own). Liveness
 /// is TCP's: a peer that closed (or sent a TLS close_notify) is seen by a peek.
@@ -40,10 +47,13 @@ class http_connector {
 public:
   using connection_type = http_connection;
 
-  /// Plain HTTP with `tls` empty; HTTPS with the identity's context, SNI and sessions.
+  /// Plain HTTP with `tls` empty; HTTPS with the identity's context, SNI and sessions. With a
+  /// proxy, TCP goes to the proxy, and a TLS host is reached through a CONNECT tunnel to
+  /// host:port made before the handshake (plain requests are the client's to write in
+  /// absolute form).
   http_connector(std::string host, std::uint16_t port, const net::tcp_options& tcp,
-                 const parser_limits& limits, std::optional<tls::client_identity> tls = {})
-      : tcp_{std::move(host), port, tcp}, limits_{limits}, tls_{std::move(tls)} {}
+                 const parser_limits& limits, std::optional<tls::client_identity> tls = {},
+                 std::optional<proxy_route> proxy = {});
 
   /// Connects (see net::tcp_connector) and, for TLS, handshakes (see
   /// tls::client_identity::async_handshake); the connection gets a response parser.
@@ -92,11 +102,18 @@ public:
   [[nodiscard]] bool secured() const noexcept { return tls_.has_value(); }
 
 private:
+  // CONNECT host:port through the proxy on `socket`, within the connect timeout: an error
+  // unless the proxy answers 2xx (errc::proxy_refused, proxy_authentication_required).
+  asio::awaitable<std::error_code> open_tunnel(asio::ip::tcp::socket& socket);
+
   net::tcp_connector tcp_;
   parser_limits limits_;
   std::optional<tls::client_identity> tls_;
   std::uint64_t opened_ = 0;
   resilience::resource_limit* limit_ = nullptr;
+  std::optional<proxy_route> proxy_;
+  std::string connect_request_; // the CONNECT request, written once; empty without a tunnel
+  clock::duration connect_timeout_;
 };
 
 } // namespace tether::http
