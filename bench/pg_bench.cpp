@@ -35,6 +35,8 @@
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
 
 #include "pg_server.hpp"
 #include "tether/pg/pool.hpp"
@@ -129,6 +131,16 @@ asio::awaitable<void> client(std::shared_ptr<tether::pg::pool> pool, std::atomic
   }
 }
 
+asio::awaitable<void> close_when_stopped(std::shared_ptr<tether::pg::pool> pool,
+                                         std::atomic<bool>* stop) {
+  asio::steady_timer tick{co_await asio::this_coro::executor};
+  while (!stop->load()) {
+    tick.expires_after(20ms);
+    co_await tick.async_wait(asio::use_awaitable);
+  }
+  co_await pool->async_close();
+}
+
 run tether_run(const std::string& conninfo, std::chrono::seconds duration, bool prepared) {
   std::atomic<long> done{0};
   std::atomic<long> failed{0};
@@ -151,10 +163,12 @@ run tether_run(const std::string& conninfo, std::chrono::seconds duration, bool 
             io, client(pool, &done, &failed, &stop, static_cast<unsigned>(w * 100 + c), prepared),
             asio::detached);
       }
-      while (!stop.load()) {
-        io.run_for(50ms);
-      }
-      io.run_for(200ms); // let the last queries finish
+      // io.run(), as a service runs it: Asio keeps its recycled memory (coroutine frames,
+      // operations) for the length of a run() call, so a loop of run_for() calls would make
+      // every one of them a malloc and a free. The pool closes when the clock stops, and
+      // run() returns once the last query is done.
+      asio::co_spawn(io, close_when_stopped(pool, &stop), asio::detached);
+      io.run();
     });
   }
   warm.arrive_and_wait();
