@@ -61,7 +61,10 @@ public:
 
   asio::awaitable<std::error_code> async_connect(std::unique_ptr<fake_connection>& out) {
     if (state_->suspend_on_connect) {
-      co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
+      // The executor in a local first: g++ 12 miscompiles a co_await nested in another's
+      // operands.
+      const auto executor = co_await asio::this_coro::executor;
+      co_await asio::post(executor, asio::use_awaitable);
     }
     if (!state_->failures.empty()) {
       const auto ec = state_->failures.front();
@@ -77,10 +80,7 @@ public:
   asio::awaitable<bool> async_validate(fake_connection& c) {
     ++state_->validations;
     if (state_->hold_validations) {
-      asio::steady_timer gate{co_await asio::this_coro::executor,
-                              asio::steady_timer::time_point::max()};
-      state_->held.push_back(&gate);
-      co_await gate.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+      co_await held_here();
     }
     co_return c.alive && state_->validate_result;
   }
@@ -90,10 +90,7 @@ public:
   asio::awaitable<bool> async_reset(fake_connection& c) {
     ++state_->resets;
     if (state_->hold_resets) {
-      asio::steady_timer gate{co_await asio::this_coro::executor,
-                              asio::steady_timer::time_point::max()};
-      state_->held.push_back(&gate);
-      co_await gate.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+      co_await held_here();
     }
     c.dirty = !state_->reset_result;
     co_return state_->reset_result;
@@ -111,6 +108,14 @@ public:
   }
 
 private:
+  // Waits until the test releases what is held (release_validations()).
+  asio::awaitable<void> held_here() {
+    const auto executor = co_await asio::this_coro::executor;
+    asio::steady_timer gate{executor, asio::steady_timer::time_point::max()};
+    state_->held.push_back(&gate);
+    co_await gate.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+  }
+
   std::shared_ptr<fake_connector_state> state_;
 };
 

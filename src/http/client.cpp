@@ -7,16 +7,22 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <cstdio>
 #include <ctime>
+#include <functional>
 #include <future>
+#include <span>
 #include <stdexcept>
 #include <unordered_map>
 #include <variant>
 
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/cancellation_signal.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/ip/tcp.hpp>
+#include <asio/post.hpp>
 #include <asio/read.hpp>
 #include <asio/read_until.hpp>
 #include <asio/steady_timer.hpp>
@@ -83,10 +89,22 @@ namespace {
 
 using host_pool = pool::connection_pool<http_connector>;
 
-/// Collects one response from the parser's callbacks, skipping interim (1xx) responses.
+/// A response body streamed to the caller (request::on_body). The response is judged at its
+/// head (`is_answer`: the retry rules, a redirect to follow), and only the answer's body goes
+/// to the sink.
+struct body_stream {
+  const std::function<bool(std::string_view)>& sink;
+  std::function<bool(const response&)> is_answer;
+  bool streaming = false; ///< this response's body goes to the sink
+  bool started = false;   ///< a piece reached the sink
+  bool stopped = false;   ///< the sink returned false
+};
+
+/// Collects one response from the parser's callbacks, skipping interim (1xx) responses; with a
+/// stream, the answer's body goes there instead.
 class response_reader final : public parser_handler {
 public:
-  explicit response_reader(response& r) : r_{r} {}
+  response_reader(response& r, body_stream* stream) : r_{r}, stream_{stream} {}
 
   void on_head(const message_head& head) override {
     if (head.status >= 100 && head.status < 200) {
@@ -102,10 +120,19 @@ public:
       r_.headers.push_back({std::string{h.name}, std::string{h.value}});
     }
     keep_alive_ = head.keep_alive;
+    if (stream_ != nullptr) {
+      stream_->streaming = stream_->is_answer(r_);
+    }
   }
   void on_body(std::string_view piece) override {
-    if (!interim_) {
+    if (interim_) {
+      return;
+    }
+    if (stream_ == nullptr || !stream_->streaming) {
       r_.body.append(piece);
+    } else if (!stream_->stopped) {
+      stream_->started = true;
+      stream_->stopped = !stream_->sink(piece);
     }
   }
   void on_message_complete() override {
@@ -121,6 +148,7 @@ public:
 
 private:
   response& r_;
+  body_stream* stream_;
   bool interim_ = false;
   bool complete_ = false;
   bool keep_alive_ = false;
@@ -134,12 +162,66 @@ struct exchange_result {
 
 /// Writes the request and reads its response on `c`. Not bounded in time by itself: the caller
 /// races it against the attempt's deadline.
+/// A request body produced as it is sent (request::body_source): with a length, as is; without,
+/// in chunks.
+struct body_producer {
+  const std::function<std::string_view()>& next;
+  std::optional<std::uint64_t> length;
+};
+
+/// Writes what `body` produces after the head: the pieces, or chunks and the last chunk. An
+/// error when writing fails, or when a source with a length gives more or less than it.
+asio::awaitable<std::error_code> write_produced(http_connection& c, const body_producer& body) {
+  std::uint64_t sent = 0;
+  for (;;) {
+    const std::string_view piece = body.next();
+    std::array<char, 24> size_line{};
+    std::array<asio::const_buffer, 3> buffers{};
+    std::size_t count = 0;
+    if (body.length) {
+      if (sent + piece.size() > *body.length || (piece.empty() && sent != *body.length)) {
+        co_return make_error_code(errc::invalid_content_length); // the source broke its word
+      }
+      if (piece.empty()) {
+        co_return std::error_code{};
+      }
+      buffers[count++] = asio::buffer(piece);
+    } else {
+      // chunk = chunk-size CRLF chunk-data CRLF; the last chunk is "0" CRLF CRLF (RFC 9112 7.1)
+      const int n = std::snprintf(size_line.data(), size_line.size(), "%zx\r\n", piece.size());
+      buffers[count++] = asio::buffer(size_line.data(), static_cast<std::size_t>(n));
+      if (!piece.empty()) {
+        buffers[count++] = asio::buffer(piece);
+      }
+      buffers[count++] = asio::buffer("\r\n", 2);
+    }
+    auto [error, written] = co_await asio::async_write(
+        c.stream, std::span<const asio::const_buffer>{buffers.data(), count}, use_tuple);
+    if (error) {
+      co_return net::normalized(tls::classify_failure(c.stream, error));
+    }
+    sent += piece.size();
+    if (piece.empty()) {
+      co_return std::error_code{};
+    }
+  }
+}
+
 asio::awaitable<exchange_result> exchange(http_connection& c, std::string_view head,
-                                          std::string_view body, bool head_request, response& out) {
+                                          std::string_view body, bool head_request, response& out,
+                                          body_stream* stream, const body_producer* produced) {
   exchange_result result;
   c.reusable = false;
+  // A streamed body is the caller's to bound; the connection's limit is put back after.
+  c.parser.set_max_body(stream != nullptr ? 0 : c.max_body);
   const std::array<asio::const_buffer, 2> buffers = {asio::buffer(head), asio::buffer(body)};
   auto [write_error, written] = co_await asio::async_write(c.stream, buffers, use_tuple);
+  if (!write_error && produced != nullptr) {
+    if (const auto produce_error = co_await write_produced(c, *produced)) {
+      result.error = produce_error;
+      co_return result;
+    }
+  }
   if (write_error) {
     result.error = net::normalized(tls::classify_failure(c.stream, write_error));
     co_return result;
@@ -147,7 +229,7 @@ asio::awaitable<exchange_result> exchange(http_connection& c, std::string_view h
   if (head_request) {
     c.parser.expect_head_response();
   }
-  response_reader reader{out};
+  response_reader reader{out, stream};
   for (;;) {
     auto [read_error, n] = co_await c.stream.async_read_some(asio::buffer(c.buffer), use_tuple);
     if (read_error == asio::error::eof) {
@@ -167,6 +249,10 @@ asio::awaitable<exchange_result> exchange(http_connection& c, std::string_view h
     const std::size_t used = c.parser.feed({c.buffer.data(), n}, reader);
     if (c.parser.error()) {
       result.error = c.parser.error();
+      co_return result;
+    }
+    if (stream != nullptr && stream->stopped) {
+      result.error = make_error_code(std::errc::operation_canceled); // the caller's sink
       co_return result;
     }
     if (reader.complete()) {
@@ -302,7 +388,13 @@ void write_head(std::string& out, const request& r, std::string_view user_agent,
   for (const auto& f : r.headers) {
     out.append(f.name).append(": ").append(f.value).append("\r\n");
   }
-  if (!r.body.empty() || r.method == "POST" || r.method == "PUT" || r.method == "PATCH") {
+  if (r.body_source) {
+    if (r.body_length) {
+      out.append("Content-Length: ").append(std::to_string(*r.body_length)).append("\r\n");
+    } else {
+      out.append("Transfer-Encoding: chunked\r\n");
+    }
+  } else if (!r.body.empty() || r.method == "POST" || r.method == "PUT" || r.method == "PATCH") {
     out.append("Content-Length: ").append(std::to_string(r.body.size())).append("\r\n");
   }
   out.append("\r\n");
@@ -341,11 +433,17 @@ std::optional<proxy_route> proxy_for(const request& r, const proxy_settings& set
 // the Content-Encoding and Content-Length fields it no longer matches. A body in a coding the
 // client does not take (br) is left as it came, its fields with it.
 std::error_code decode_answer(response& res, std::uint64_t max_size) {
-  const auto* coding = res.find("content-encoding");
-  if (coding == nullptr || res.body.empty() || !decodable(*coding)) {
+  // Every Content-Encoding field, in order: several are one list (RFC 9110 5.3).
+  std::string codings;
+  for (const auto& f : res.headers) {
+    if (tether::iequals(f.name, "content-encoding")) {
+      codings.append(codings.empty() ? "" : ", ").append(f.value);
+    }
+  }
+  if (codings.empty() || res.body.empty() || !decodable(codings)) {
     return {};
   }
-  if (auto ec = decode_body(res.body, *coding, max_size)) {
+  if (auto ec = decode_body(res.body, codings, max_size)) {
     return ec;
   }
   std::erase_if(res.headers, [](const field& f) {
@@ -438,10 +536,47 @@ struct client_exchange {
   bool head_request = false;
   response& out;
   client::executor_type executor;
+  // With request::on_body: where the answer's body goes, and whether a 3xx with a Location is
+  // followed (then it is not the answer).
+  const std::function<bool(std::string_view)>* sink = nullptr;
+  const body_producer* produced = nullptr; ///< with request::body_source
+  bool follows_redirects = false;
+  bool sink_stopped = false; ///< the sink ended the request
+
+  // The head's outcome for the retry rules.
+  static resilience::attempt_outcome outcome_of(const response& res) {
+    std::optional<clock::duration> retry_after;
+    if (const auto* v = res.find("retry-after")) {
+      retry_after = parse_retry_after(*v, std::chrono::system_clock::now());
+    }
+    return resilience::attempt_outcome::from_status(res.status, retry_after);
+  }
 
   asio::awaitable<upstream::exchange_end> exchange(upstream::attempt<http_connector>& a) {
     upstream::exchange_end r;
     out = {};
+    // Cancelled while the connection was on its way (handed over, not yet resumed): nothing
+    // is sent. Asio does not deliver a cancellation again to the operations that follow it.
+    const auto before = co_await asio::this_coro::cancellation_state;
+    if (before.cancelled() != asio::cancellation_type::none) {
+      r.how = upstream::exchange_end::kind::stopped;
+      co_return r;
+    }
+    // Streaming, the response is judged at its head, so that only the answer's body reaches
+    // the caller; otherwise once it is whole.
+    std::unique_ptr<body_stream> stream;
+    std::optional<upstream::attempts::decision> decided;
+    bool judged = false;
+    if (sink != nullptr) {
+      stream = std::make_unique<body_stream>(body_stream{*sink, {}});
+      stream->is_answer = [&](const response& res) {
+        judged = true;
+        decided = a.at_response(outcome_of(res));
+        const bool redirect =
+            follows_redirects && is_redirect(res.status) && res.find("location") != nullptr;
+        return !(decided && decided->retry) && !redirect;
+      };
+    }
     std::optional<clock::duration> limit;
     if (a.deadline() != clock::time_point::max()) {
       limit = std::max(a.deadline() - a.start(), clock::duration::zero());
@@ -451,13 +586,15 @@ struct client_exchange {
     // frame less per request. A timeout ends it (and the connection) with response_timeout.
     exchange_result exchanged;
     if (!limit) {
-      exchanged = co_await http::exchange(*lease, head, body, head_request, out);
+      exchanged =
+          co_await http::exchange(*lease, head, body, head_request, out, stream.get(), produced);
     } else {
       using namespace asio::experimental::awaitable_operators;
       asio::steady_timer timer{executor,
                                std::chrono::duration_cast<asio::steady_timer::duration>(*limit)};
-      auto which = co_await (http::exchange(*lease, head, body, head_request, out) ||
-                             timer.async_wait(use_tuple));
+      auto which =
+          co_await (http::exchange(*lease, head, body, head_request, out, stream.get(), produced) ||
+                    timer.async_wait(use_tuple));
       exchanged = which.index() == 0
                       ? std::get<0>(which)
                       : exchange_result{make_error_code(tether::errc::response_timeout), false};
@@ -466,19 +603,18 @@ struct client_exchange {
     // exchange ended with, the request stops here. The host did nothing wrong: nothing is held
     // against it, nothing is retried, and the connection, cut mid-exchange, is not reused.
     const auto cancel = co_await asio::this_coro::cancellation_state;
-    if (cancel.cancelled() != asio::cancellation_type::none) {
+    sink_stopped = stream && stream->stopped;
+    if (cancel.cancelled() != asio::cancellation_type::none || sink_stopped) {
       lease.mark_broken();
       out = {};
       r.how = upstream::exchange_end::kind::stopped;
       co_return r;
     }
     if (!exchanged.error) {
-      std::optional<clock::duration> retry_after;
-      if (const auto* v = out.find("retry-after")) {
-        retry_after = parse_retry_after(*v, std::chrono::system_clock::now());
+      if (!judged) {
+        decided = a.at_response(outcome_of(out));
       }
-      const auto outcome = resilience::attempt_outcome::from_status(out.status, retry_after);
-      if (const auto decision = a.at_response(outcome); decision && decision->retry) {
+      if (const auto& decision = decided; decision && decision->retry) {
         r.how = upstream::exchange_end::kind::retry;
         r.delay = decision->delay;
         co_return r;
@@ -497,7 +633,8 @@ struct client_exchange {
     // A malformed response: the server is broken in a way a retry will not mend.
     r.malformed = exchanged.error.category() == error_category();
     // A TLS 1.3 server refuses a client certificate at the first read: no retry mends that.
-    r.same_on_retry = is_certificate_error(exchanged.error);
+    // Nor is a request retried once part of its answer went to the caller's sink.
+    r.same_on_retry = is_certificate_error(exchanged.error) || (stream && stream->started);
     co_return r;
   }
 
@@ -674,8 +811,24 @@ client::host& client::host_for(const request& r) {
 
 asio::awaitable<client_result> client::async_request(request r) {
   if (!executor_.running_in_this_thread()) {
-    co_return co_await asio::co_spawn(executor_, request_on(shared_from_this(), std::move(r)),
-                                      asio::use_awaitable);
+    // The caller's cancellation is emitted on the caller's thread: it reaches the request on
+    // the client's own, where its operations live, through a signal posted there.
+    auto signal = std::make_shared<asio::cancellation_signal>();
+    auto cancel_state = co_await asio::this_coro::cancellation_state;
+    auto caller = cancel_state.slot();
+    if (caller.is_connected()) {
+      caller.assign([signal, executor = executor_](asio::cancellation_type type) {
+        asio::post(executor, [signal, type] { signal->emit(type); });
+      });
+    }
+    auto spawned =
+        asio::co_spawn(executor_, request_on(shared_from_this(), std::move(r)),
+                       asio::bind_cancellation_slot(signal->slot(), asio::use_awaitable));
+    auto out = co_await std::move(spawned);
+    if (caller.is_connected()) {
+      caller.clear();
+    }
+    co_return out;
   }
   co_return co_await request_here(std::move(r));
 }
@@ -723,7 +876,7 @@ asio::awaitable<client_result> client::follow_redirects(request r, std::uint32_t
     if (overall > clock::duration::zero()) {
       r.timeout = std::max(overall - (clock_.now() - started), clock::duration{1});
     }
-    client_result out = co_await send_once(r);
+    client_result out = co_await send_once(r, true);
     out.redirects = hops;
     if (hops > 0) {
       out.url = r.target_url();
@@ -759,7 +912,7 @@ asio::awaitable<client_result> client::follow_redirects(request r, std::uint32_t
   }
 }
 
-asio::awaitable<client_result> client::send_once(request r) {
+asio::awaitable<client_result> client::send_once(request r, bool follows_redirects) {
   client_result out;
   if (s_->closed) {
     out.error = make_error_code(tether::errc::pool_closed);
@@ -776,11 +929,15 @@ asio::awaitable<client_result> client::send_once(request r) {
   std::string head;
   // The client decodes what it asked for; a request with its own Accept-Encoding gets the body
   // as it came.
-  const bool decompress = options_.decompress && !has_field(r, "accept-encoding");
+  // Not for a Range request either (as Go's client): a part of a compressed body cannot be
+  // decoded on its own.
+  const bool decompress = options_.decompress && !has_field(r, "accept-encoding") &&
+                          !has_field(r, "range") && !r.on_body;
   write_head(head, r, options_.user_agent, decompress ? accepted_codings : std::string_view{},
              h.absolute_form, h.proxy_authorization);
 
-  const resilience::request_traits traits{r.method, has_field(r, "idempotency-key"), true};
+  const resilience::request_traits traits{r.method, has_field(r, "idempotency-key"),
+                                          !r.body_source};
   const auto started = clock_.now();
   std::optional<resilience::retry_policy> own_limits;
   if (r.timeout || r.per_try_timeout) {
@@ -791,6 +948,15 @@ asio::awaitable<client_result> client::send_once(request r) {
   upstream::attempts tries{
       {own_limits ? *own_limits : options_.retry, traits, started, h.upstream->budget.get()}};
   client_exchange ex{head, r.body, r.method == "HEAD", out.response, executor_};
+  if (r.on_body) {
+    ex.sink = &r.on_body;
+    ex.follows_redirects = follows_redirects;
+  }
+  std::optional<body_producer> produced;
+  if (r.body_source) {
+    produced.emplace(body_producer{r.body_source, r.body_length});
+    ex.produced = &*produced;
+  }
   // A cancelled request ends with operation_canceled, not with an exception from the next wait
   // (Asio's default once a coroutine is cancelled); the caller's setting is put back after.
   const bool threw_if_cancelled = co_await asio::this_coro::throw_if_cancelled();
@@ -835,7 +1001,9 @@ asio::awaitable<client_result> client::send_once(request r) {
     }
   }
   if (out.error == std::errc::operation_canceled) {
-    out.message = describe(r) + ": cancelled";
+    out.message =
+        describe(r) +
+        (ex.sink_stopped ? ": the body's reader (request::on_body) stopped it" : ": cancelled");
   } else if (out.error) {
     out.message = describe(r) + ": ";
     if (end.outcome.result == resilience::attempt_result::refused ||

@@ -1,5 +1,6 @@
 #include "tether/http/content_coding.hpp"
 
+#include <algorithm>
 #include <array>
 #include <vector>
 
@@ -52,16 +53,24 @@ inflated inflate_into(std::string_view in, std::string& out, int window_bits,
     return inflated::corrupt;
   }
   out.clear();
-  // NOLINTNEXTLINE(cppcoreguidelines-pro-type-const-cast): zlib's next_in is not const.
-  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
-  z.avail_in = static_cast<uInt>(in.size());
+  const bool gzip = window_bits > MAX_WBITS;
+  std::size_t fed = 0; // of `in`, handed to zlib so far (avail_in is 32 bits wide)
+  const auto feed = [&] {
+    if (z.avail_in == 0 && fed < in.size()) {
+      const auto n = std::min<std::size_t>(in.size() - fed, 1U << 30);
+      // zlib's next_in is not const; it does not write through it.
+      z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data() + fed));
+      z.avail_in = static_cast<uInt>(n);
+      fed += n;
+    }
+  };
   std::array<char, 16 * 1024> chunk{};
-  int rc = Z_OK;
   auto result = inflated::ok;
-  while (rc != Z_STREAM_END) {
+  for (;;) {
+    feed();
     z.next_out = reinterpret_cast<Bytef*>(chunk.data());
     z.avail_out = static_cast<uInt>(chunk.size());
-    rc = inflate(&z, Z_NO_FLUSH);
+    const int rc = inflate(&z, Z_NO_FLUSH);
     if (rc != Z_OK && rc != Z_STREAM_END) {
       result = inflated::corrupt; // Z_DATA_ERROR, or Z_BUF_ERROR: the input ended early
       break;
@@ -72,13 +81,23 @@ inflated inflate_into(std::string_view in, std::string& out, int window_bits,
       break;
     }
     out.append(chunk.data(), produced);
-    if (rc == Z_OK && produced == 0 && z.avail_in == 0) {
+    const bool input_left = z.avail_in != 0 || fed < in.size();
+    if (rc == Z_STREAM_END) {
+      if (!input_left) {
+        break;
+      }
+      // gzip may hold several members one after another (RFC 1952 2.2); anything else after
+      // the end of the stream is not the coding's.
+      if (!gzip || inflateReset(&z) != Z_OK) {
+        result = inflated::corrupt;
+        break;
+      }
+      continue;
+    }
+    if (produced == 0 && !input_left) {
       result = inflated::corrupt; // no more input and no end of stream: truncated
       break;
     }
-  }
-  if (result == inflated::ok && z.avail_in != 0) {
-    result = inflated::corrupt; // bytes after the end of the stream
   }
   inflateEnd(&z);
   return result;
@@ -105,6 +124,11 @@ std::error_code decode_body(std::string& body, std::string_view content_encoding
   });
   if (applied.empty()) {
     return {};
+  }
+  // Each layer may inflate up to max_size: more than a few is a way to spend the client's CPU,
+  // not a way to send a body (curl stops at 5 too).
+  if (applied.size() > max_codings) {
+    return make_error_code(errc::bad_content_coding);
   }
   std::string_view source = body;
   std::string decoded;

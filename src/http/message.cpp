@@ -168,6 +168,12 @@ std::string request::problem() const {
   if (method.empty()) {
     return "the method is empty";
   }
+  if (body_source && !body.empty()) {
+    return "the request has both a body and a body_source: give one";
+  }
+  if (body_length && !body_source) {
+    return "body_length is for a body_source: a body's length is its size";
+  }
   if (const auto bad = std::find_if_not(method.begin(), method.end(), is_tchar);
       bad != method.end()) {
     return "the method " + quoted(method) + " holds " + shown(*bad) +
@@ -348,9 +354,16 @@ std::optional<request> redirected(const request& r, int status, std::string_view
   next.tls = target->tls;
   const bool to_get = (status == 303 && r.method != "HEAD") ||
                       ((status == 301 || status == 302) && r.method == "POST");
+  if (!to_get && r.body_source) {
+    return fail(problem, "a " + std::to_string(status) +
+                             " asks for the body again, and a "
+                             "request::body_source is read once: not followed");
+  }
   if (to_get) {
     next.method = "GET";
     next.body.clear();
+    next.body_source = nullptr;
+    next.body_length.reset();
     drop_fields(next.headers,
                 [](std::string_view name) { return starts_with_ci(name, "content-"); });
   }

@@ -869,6 +869,10 @@ parser::parser(kind k, parser_limits limits) : s_{std::make_unique<state>()} {
 
 parser::~parser() = default;
 
+void parser::set_max_body(std::uint64_t bytes) noexcept {
+  s_->limits.max_body = bytes;
+}
+
 bool parser::idle() const noexcept {
   return !s_->in_message;
 }

@@ -143,6 +143,13 @@ proxy_settings proxy_settings::from_environment() {
   // httpoxy: in a CGI script, HTTP_PROXY is what a request's "Proxy:" header set.
   out.http = first_set("http_proxy", env("REQUEST_METHOD").empty() ? "HTTP_PROXY" : nullptr);
   out.https = first_set("https_proxy", "HTTPS_PROXY");
+  // A proxy the client cannot use (https://, socks5://) is left out rather than refused: the
+  // environment is the machine's, and every client made with the defaults would throw.
+  for (std::string* setting : {&out.http, &out.https}) {
+    if (!setting->empty() && !proxy_endpoint::parse(*setting)) {
+      setting->clear();
+    }
+  }
   out.no_proxy = first_set("no_proxy", "NO_PROXY");
   // As Go does: a proxy from the environment is for the world outside, never for this machine
   // (a test server on 127.0.0.1, a sidecar on localhost).
@@ -153,7 +160,15 @@ proxy_settings proxy_settings::from_environment() {
 }
 
 std::optional<proxy_endpoint> proxy_endpoint::parse(std::string_view text, std::string* problem) {
-  const std::string given{text};
+  // As the setting is shown in a message: credentials never go in a log.
+  std::string given{text};
+  if (const auto at = given.rfind('@'); at != std::string::npos) {
+    const auto scheme_end = given.find("://");
+    const auto from = scheme_end == std::string::npos ? 0 : scheme_end + 3;
+    if (at >= from) {
+      given.replace(from, at - from, "***");
+    }
+  }
   std::string full{trim_ows(text)};
   if (full.find("://") == std::string::npos) {
     full = "http://" + full;

@@ -182,6 +182,83 @@ TEST(http_client, a_host_given_by_name_is_looked_up_on_a_schedule_not_per_connec
       << "without the schedule, every connection looks the name up";
 }
 
+TEST(http_client, a_streamed_body_gets_only_the_answer_never_a_retried_response) {
+  // A 503, retried, then a 200: the 503's body ("failing") must not reach the reader.
+  http_test_server server;
+  server.set_fault(fault::status, 1, 503);
+  client_fixture c{fast_retries(retry_on::gateway_error, 2)};
+  std::string seen;
+  auto r = request::to("GET", "http://127.0.0.1:" + std::to_string(server.port()) + "/");
+  r.on_body = [&](std::string_view piece) {
+    seen.append(piece);
+    return true;
+  };
+  const auto out = c->send(std::move(r));
+  ASSERT_FALSE(out.error) << out.message;
+  EXPECT_EQ(out.response.status, 200);
+  EXPECT_EQ(out.attempts, 2U);
+  EXPECT_EQ(seen, "ok");
+  EXPECT_TRUE(out.response.body.empty()) << "a streamed body is not kept";
+}
+
+TEST(http_client, a_produced_body_goes_chunked_or_with_its_length) {
+  http_test_server server;
+  client_fixture c;
+  const auto url = "http://127.0.0.1:" + std::to_string(server.port()) + "/echo";
+  const std::string piece(100 * 1024, 'p');
+  int calls = 0;
+  const auto ten_pieces = [&]() -> std::string_view {
+    return calls++ < 10 ? std::string_view{piece} : std::string_view{};
+  };
+  auto chunked = request::to("POST", url);
+  chunked.body_source = ten_pieces;
+  const auto echoed = c->send(chunked);
+  ASSERT_FALSE(echoed.error) << echoed.message;
+  EXPECT_EQ(echoed.response.body.size(), 10U * piece.size());
+  EXPECT_EQ(echoed.response.body.find_first_not_of('p'), std::string::npos);
+  EXPECT_EQ(calls, 11) << "ten pieces and the end";
+
+  calls = 0;
+  auto sized = request::to("POST", url);
+  sized.body_source = ten_pieces;
+  sized.body_length = 10 * piece.size();
+  const auto echoed_sized = c->send(sized);
+  ASSERT_FALSE(echoed_sized.error) << echoed_sized.message;
+  EXPECT_EQ(echoed_sized.response.body.size(), 10U * piece.size());
+
+  // A source that gives more than the length it promised: an error, and nothing is reused.
+  calls = 0;
+  auto lying = request::to("POST", url);
+  lying.body_source = ten_pieces;
+  lying.body_length = 1000;
+  const auto refused = c->send(lying);
+  EXPECT_EQ(refused.error, errc::invalid_content_length) << refused.message;
+  const auto after = c.get(server.port(), "/");
+  ASSERT_FALSE(after.error) << after.message;
+
+  auto both = request::to("POST", url);
+  both.body = "x";
+  both.body_source = ten_pieces;
+  EXPECT_EQ(c->send(both).error, tether::errc::invalid_request);
+}
+
+TEST(http_client, a_produced_body_is_sent_once_whatever_the_retry_rules) {
+  // PUT is idempotent and 503 is retried by these rules, but the body cannot be produced twice.
+  http_test_server server;
+  server.set_fault(fault::status, -1, 503);
+  client_fixture c{fast_retries(retry_on::gateway_error, 3)};
+  int calls = 0;
+  auto r = request::to("PUT", "http://127.0.0.1:" + std::to_string(server.port()) + "/");
+  r.body_source = [&]() -> std::string_view { return calls++ == 0 ? "once" : ""; };
+  const auto out = c->send(r);
+  ASSERT_FALSE(out.error) << out.message;
+  EXPECT_EQ(out.response.status, 503);
+  EXPECT_EQ(out.attempts, 1U);
+  EXPECT_EQ(out.reason, give_up_reason::body_not_replayable);
+  EXPECT_EQ(server.requests(), 1);
+  EXPECT_EQ(calls, 2);
+}
+
 TEST(http_client, a_response_that_closes_the_connection_is_not_reused) {
   http_test_server server;
   client_fixture c;
@@ -400,6 +477,35 @@ TEST(http_client, a_request_cancelled_while_it_waits_to_retry_stops_waiting) {
   EXPECT_EQ(server.requests(), 1);
 }
 
+TEST(http_client, a_caller_on_another_thread_that_loses_a_race_cancels_on_the_clients_thread) {
+  // The caller's coroutine runs on an io_context of its own: its cancellation must reach the
+  // request's operations on the client's thread, not run their handlers on the caller's (TSan
+  // sees the difference).
+  http_test_server server;
+  server.set_fault(fault::stall, -1);
+  client_fixture c{fast_retries(retry_on::timeout | retry_on::reset, 3)};
+  asio::io_context caller_io;
+  auto r = request::to("GET", "http://127.0.0.1:" + std::to_string(server.port()) + "/");
+  auto raced = asio::co_spawn(
+      caller_io,
+      [&]() -> asio::awaitable<std::size_t> {
+        using namespace asio::experimental::awaitable_operators;
+        const auto executor = co_await asio::this_coro::executor;
+        asio::steady_timer timer{executor, 50ms};
+        auto requested = c->async_request(r);
+        auto waited = timer.async_wait(asio::use_awaitable);
+        auto which = co_await (std::move(requested) || std::move(waited));
+        co_return which.index();
+      },
+      asio::use_future);
+  std::thread caller{[&] { caller_io.run_for(10s); }};
+  const auto ready = raced.wait_for(10s);
+  caller.join();
+  ASSERT_EQ(ready, std::future_status::ready);
+  EXPECT_EQ(raced.get(), 1U);
+  EXPECT_EQ(server.requests(), 1);
+}
+
 TEST(http_client, a_request_cancelled_while_it_waits_for_a_connection_leaves_the_line) {
   http_test_server server;
   server.set_fault(fault::stall, 1);
@@ -433,8 +539,12 @@ TEST(http_client, losing_a_race_cancels_the_request_without_an_exception) {
       c.io(),
       [&]() -> asio::awaitable<std::size_t> {
         using namespace asio::experimental::awaitable_operators;
-        asio::steady_timer timer{co_await asio::this_coro::executor, 50ms};
-        auto which = co_await (c->async_request(r) || timer.async_wait(asio::use_awaitable));
+        // Each awaitable named first: g++ 12 miscompiles temporaries inside a co_await.
+        const auto executor = co_await asio::this_coro::executor;
+        asio::steady_timer timer{executor, 50ms};
+        auto requested = c->async_request(r);
+        auto waited = timer.async_wait(asio::use_awaitable);
+        auto which = co_await (std::move(requested) || std::move(waited));
         co_return which.index();
       },
       asio::use_future);
@@ -841,6 +951,62 @@ TEST(http_client_nginx, a_redirect_is_the_answer_unless_asked_and_a_loop_ends_at
       << nowhere.message;
   // 1 + (1 + 3) + 1 requests reached nginx: the loop stopped at its limit.
   EXPECT_EQ(nginx.access_log(6).size(), 6U);
+}
+
+TEST(http_client_nginx, streams_a_body_larger_than_the_limit_and_stops_when_asked) {
+  nginx_server nginx{redirect_locations(1)};
+  client_options options;
+  options.max_response_body = 64 * 1024; // large.bin is 1 MiB
+  options.max_redirects = 2;
+  client_fixture c{options};
+  const auto base = "http://127.0.0.1:" + std::to_string(nginx.port());
+
+  std::size_t bytes = 0;
+  int pieces = 0;
+  bool all_x = true;
+  auto whole = request::to("GET", base + "/large.bin");
+  whole.on_body = [&](std::string_view piece) {
+    bytes += piece.size();
+    ++pieces;
+    all_x = all_x && piece.find_first_not_of('x') == std::string_view::npos;
+    return true;
+  };
+  const auto streamed = c->send(whole);
+  ASSERT_FALSE(streamed.error) << streamed.message;
+  EXPECT_EQ(bytes, 1024U * 1024U);
+  EXPECT_GT(pieces, 1) << "handed over as it arrived";
+  EXPECT_TRUE(all_x);
+  EXPECT_TRUE(streamed.response.body.empty());
+  EXPECT_EQ(*streamed.response.find("content-length"), "1048576") << "as sent, not decoded";
+
+  // The reader stops after 100 KiB: the request ends, the connection with it.
+  std::size_t taken = 0;
+  auto stopped = request::to("GET", base + "/large.bin");
+  stopped.on_body = [&](std::string_view piece) {
+    taken += piece.size();
+    return taken < 100 * 1024;
+  };
+  const auto cut = c->send(stopped);
+  EXPECT_EQ(cut.error, std::errc::operation_canceled);
+  EXPECT_EQ(cut.message,
+            "GET " + base + "/large.bin: the body's reader (request::on_body) stopped it");
+  EXPECT_LT(taken, 200U * 1024U);
+
+  // A redirect followed is not the answer: only /show's body reaches the reader.
+  std::string shown;
+  auto redirected_request = request::to("GET", base + "/see-other");
+  redirected_request.on_body = [&](std::string_view piece) {
+    shown.append(piece);
+    return true;
+  };
+  const auto followed = c->send(redirected_request);
+  ASSERT_FALSE(followed.error) << followed.message;
+  EXPECT_EQ(followed.redirects, 1U);
+  EXPECT_EQ(shown, "GET auth=[] cookie=[] type=[] length=[]\n");
+
+  // The limit is back for a request that does not stream.
+  const auto kept = c->send(request::to("GET", base + "/large.bin"));
+  EXPECT_EQ(kept.error, errc::body_too_large) << kept.message;
 }
 
 TEST(http_client_nginx, asks_for_gzip_and_hands_over_the_body_decoded) {

@@ -197,8 +197,9 @@ private:
   static asio::awaitable<void> close_on(std::shared_ptr<client> self);
   // On the client's executor: send_once, or follow_redirects when the request may follow any.
   asio::awaitable<client_result> request_here(request r);
-  // One request, its retries included; a 3xx is its answer.
-  asio::awaitable<client_result> send_once(request r);
+  // One request, its retries included; a 3xx is its answer (or, for a streamed body, is
+  // followed when `follows_redirects`: its body is not the caller's).
+  asio::awaitable<client_result> send_once(request r, bool follows_redirects = false);
   // Requests, one per redirect, up to `limit` redirects, within the first one's overall timeout.
   asio::awaitable<client_result> follow_redirects(request r, std::uint32_t limit);
   host& host_for(const request& r);

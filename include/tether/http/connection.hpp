@@ -23,7 +23,7 @@ namespace tether::http {
 /// read buffer, and whether the last exchange left it fit for another request.
 struct http_connection {
   http_connection(tls::stream s, const parser_limits& limits)
-      : stream{std::move(s)}, parser{parser::kind::response, limits} {}
+      : stream{std::move(s)}, parser{parser::kind::response, limits}, max_body{limits.max_body} {}
 
   tls::stream stream;
   http::parser parser;
@@ -31,6 +31,7 @@ struct http_connection {
   bool reusable = false;        ///< the last response ended cleanly and kept the connection open
   clock::time_point returned{}; ///< when it last came back to the pool (coarse clock)
   resilience::resource_guard slot{}; ///< a unit of the connector's connection limit, if any
+  std::uint64_t max_body = 0;        ///< the parser's body limit, put back after a streamed body
 };
 
 /// How a connector reaches its host through a forward proxy (see proxy.hpp).

@@ -1,12 +1,16 @@
 #pragma once
 // Content codings the HTTP client decodes (RFC 9110 8.4.1): gzip and deflate, on zlib.
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
 #include <system_error>
 
 namespace tether::http {
+
+/// The most codings one body may be in (gzip of gzip of ...); more is errc::bad_content_coding.
+inline constexpr std::size_t max_codings = 5;
 
 /// What the client sends as Accept-Encoding when it decodes responses itself.
 inline constexpr std::string_view accepted_codings = "gzip, deflate";

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -53,6 +54,22 @@ struct request {
   std::optional<clock::duration> per_try_timeout{};
   /// Redirects this request follows, instead of client_options::max_redirects when set.
   std::optional<std::uint32_t> max_redirects{};
+  /// Streams the answer's body: called with each piece as it arrives instead of keeping it in
+  /// response::body (which stays empty), so a body larger than memory can be read. Return
+  /// false to stop the transfer: the request ends with std::errc::operation_canceled and the
+  /// connection is closed. Only the answer's body comes here (a response the client retries,
+  /// or a redirect it follows, never does), and once a piece has come the request is not
+  /// retried: the caller has seen part of an answer. No max_response_body applies, and the body
+  /// comes as it was sent (not decoded: client_options::decompress is off for this request).
+  std::function<bool(std::string_view)> on_body{};
+  /// Produces the body as it is sent, instead of `body`, for a body larger than memory: called
+  /// for each piece until it returns an empty view (the end); a piece stays valid until the
+  /// next call. With `body_length`, the body goes with that Content-Length (a source that
+  /// gives more or less is an error and the connection is closed); without, chunked. Such a
+  /// request is sent at most once: a failure after the first byte is not retried, a 307 or 308
+  /// is not followed (both would need the body again).
+  std::function<std::string_view()> body_source{};
+  std::optional<std::uint64_t> body_length{};
 
   /// A request for `method` on an absolute http:// or https:// URL. Throws std::invalid_argument
   /// saying what is wrong with the method or the URL; url::parse checks a URL without throwing.

@@ -95,6 +95,10 @@ public:
   /// For responses: the next response answers a HEAD request (so it has no body).
   void expect_head_response() noexcept { head_response_ = true; }
 
+  /// The body limit from now on (parser_limits::max_body; 0: none): a client that streams one
+  /// response's body to its caller lifts it for that response.
+  void set_max_body(std::uint64_t bytes) noexcept;
+
   /// For requests: whether a request with Upgrade starts a tunnel after it (the default), or is
   /// an ordinary request whose Upgrade a server that does not switch protocols ignores (RFC
   /// 9110 7.8), the connection going on with the next request. CONNECT always starts one.

@@ -29,7 +29,9 @@ struct proxy_settings {
   /// is a CGI script, where a request's "Proxy:" header would set it: "httpoxy"), https_proxy
   /// or HTTPS_PROXY, no_proxy or NO_PROXY; lower case first. With a proxy set, localhost and
   /// the loopback addresses are added to no_proxy, as Go's client does: a proxy in the
-  /// environment is for the outside world, not for a sidecar on this machine.
+  /// environment is for the outside world, not for a sidecar on this machine. A proxy the
+  /// client cannot use (https://, socks5://) is left out, so that requests go direct rather
+  /// than every client made with the defaults throwing.
   [[nodiscard]] static proxy_settings from_environment();
 };
 
@@ -40,8 +42,9 @@ struct proxy_endpoint {
   std::string user;     ///< percent-decoded; empty without credentials
   std::string password; ///< percent-decoded
 
-  /// Parses a proxy setting; nullopt (and `*problem` says what is wrong) for a scheme other
-  /// than http (https:// and socks proxies are not supported), an empty host or a bad port.
+  /// Parses a proxy setting; nullopt (and `*problem` says what is wrong, with any credentials
+  /// in it shown as ***) for a scheme other than http (https:// and socks proxies are not
+  /// supported), an empty host or a bad port.
   [[nodiscard]] static std::optional<proxy_endpoint> parse(std::string_view text,
                                                            std::string* problem = nullptr);
 };

@@ -61,6 +61,31 @@ TEST(content_coding, undoes_several_codings_last_applied_first) {
   EXPECT_EQ(plain, "as it came");
 }
 
+TEST(content_coding, reads_every_member_of_a_gzip_body) {
+  std::string body = compressed("first, ", gzip_wrapper) + compressed("second", gzip_wrapper);
+  EXPECT_FALSE(decode_body(body, "gzip", 1 << 20));
+  EXPECT_EQ(body, "first, second");
+  std::string deflated = compressed("one", zlib_wrapper) + compressed("two", zlib_wrapper);
+  EXPECT_EQ(decode_body(deflated, "deflate", 1 << 20), errc::bad_content_coding)
+      << "deflate has one stream";
+}
+
+TEST(content_coding, refuses_more_than_five_layers) {
+  std::string body = "x";
+  for (std::size_t i = 0; i < max_codings + 1; ++i) {
+    body = compressed(body, gzip_wrapper);
+  }
+  std::string six = body;
+  EXPECT_EQ(decode_body(six, "gzip, gzip, gzip, gzip, gzip, gzip", 1 << 20),
+            errc::bad_content_coding);
+  std::string five = compressed("x", gzip_wrapper);
+  for (std::size_t i = 1; i < max_codings; ++i) {
+    five = compressed(five, gzip_wrapper);
+  }
+  EXPECT_FALSE(decode_body(five, "gzip,gzip,gzip,gzip,gzip", 1 << 20));
+  EXPECT_EQ(five, "x");
+}
+
 TEST(content_coding, takes_only_the_codings_it_decodes) {
   EXPECT_TRUE(decodable("gzip"));
   EXPECT_TRUE(decodable("deflate, gzip"));

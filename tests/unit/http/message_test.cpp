@@ -237,6 +237,33 @@ TEST(redirected, changes_the_method_as_rfc_9110_and_browsers_do) {
   }
 }
 
+TEST(redirected, a_produced_body_is_never_asked_for_again) {
+  auto r = request::to("PUT", "http://a/x");
+  r.body_source = [] { return std::string_view{}; };
+  r.body_length = 0;
+  std::string problem;
+  EXPECT_FALSE(redirected(r, 307, "/y", &problem));
+  EXPECT_EQ(problem, "a 307 asks for the body again, and a request::body_source is read once: "
+                     "not followed");
+  auto get = redirected(r, 303, "/y");
+  ASSERT_TRUE(get);
+  EXPECT_EQ(get->method, "GET");
+  EXPECT_FALSE(get->body_source);
+  EXPECT_FALSE(get->body_length);
+}
+
+TEST(request, problem_refuses_a_body_and_a_source_together) {
+  auto r = request::to("POST", "http://a/x");
+  r.body = "x";
+  r.body_source = [] { return std::string_view{}; };
+  EXPECT_EQ(r.problem(), "the request has both a body and a body_source: give one");
+  r.body.clear();
+  EXPECT_EQ(r.problem(), "");
+  r.body_source = nullptr;
+  r.body_length = 3;
+  EXPECT_EQ(r.problem(), "body_length is for a body_source: a body's length is its size");
+}
+
 TEST(redirected, credentials_do_not_cross_to_another_origin) {
   auto r = request::to("GET", "http://a:8080/x");
   r.headers = {{"Authorization", "Bearer t"},

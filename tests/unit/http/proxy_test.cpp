@@ -41,6 +41,9 @@ TEST(proxy_endpoint, says_what_it_cannot_take) {
   EXPECT_FALSE(proxy_endpoint::parse("http://", &problem));
   EXPECT_FALSE(proxy_endpoint::parse("http://a b:1", &problem));
   EXPECT_EQ(problem, "the proxy \"http://a b:1\" is not a URL");
+  EXPECT_FALSE(proxy_endpoint::parse("socks5://me:secret@h:1080", &problem));
+  EXPECT_EQ(problem.find("secret"), std::string::npos) << problem;
+  EXPECT_NE(problem.find("socks5://***@h:1080"), std::string::npos) << problem;
 }
 
 TEST(no_proxy, matches_names_their_subdomains_addresses_blocks_and_ports) {
@@ -111,6 +114,14 @@ TEST_F(environment, ignores_http_proxy_in_upper_case_inside_a_cgi_script) {
   EXPECT_EQ(proxy_settings::from_environment().http, "");
   ::setenv("http_proxy", "http://chosen:1", 1);
   EXPECT_EQ(proxy_settings::from_environment().http, "http://chosen:1");
+}
+
+TEST_F(environment, leaves_out_a_proxy_it_cannot_use_instead_of_refusing_every_client) {
+  ::setenv("https_proxy", "https://secure-proxy:443", 1);
+  ::setenv("http_proxy", "socks5://socks:1080", 1);
+  const auto s = proxy_settings::from_environment();
+  EXPECT_EQ(s.https, "");
+  EXPECT_EQ(s.http, "");
 }
 
 TEST_F(environment, empty_means_direct_with_no_rules_added) {
