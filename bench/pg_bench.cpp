@@ -4,8 +4,13 @@
 //      the simple protocol (query) and prepared statements (execute);
 //   2. pgbench -S, persistent connections (the ceiling: what the server gives 8 clients), with
 //      the simple protocol and with -M prepared;
-//   3. pgbench -S -C, a new connection per transaction (what no pool costs);
-//   4. pgbench -S through Debian's PgBouncer in transaction mode with a pool of 8.
+//   3. tether's pool running pipelines of 10 prepared SELECTs per lease (libpq's pipeline
+//      mode, one round trip each), and pgbench running a script of the same 10 between
+//      \startpipeline and \endpipeline;
+//   4. pgbench -S -C, a new connection per transaction (what no pool costs);
+//   5. pgbench -S through Debian's PgBouncer in transaction mode with a pool of 8.
+// Every way is counted in SELECTs per second ("tps": one SELECT is one of pgbench -S's
+// transactions).
 //
 //   cmake --build --preset release --target tether_pg_bench
 //   ./build/release/bench/tether_pg_bench [seconds per run, default 5] [rounds, default 3]
@@ -19,6 +24,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -83,18 +89,21 @@ struct run {
   double system_us = 0;
 };
 
-run pgbench_run(const std::string& args) {
+// `per_transaction`: statements in one of pgbench's transactions (a pipeline script's batch),
+// so that every way is counted in statements per second.
+run pgbench_run(const std::string& args, int per_transaction = 1) {
   const auto cpu_before = cpu_seconds(RUSAGE_CHILDREN);
   const std::string out = run_capture("pgbench " + args + " 2>&1");
   const auto cpu = cpu_seconds(RUSAGE_CHILDREN) - cpu_before;
   std::smatch m;
   run r;
   if (std::regex_search(out, m, std::regex{R"(tps = ([0-9.]+))"})) {
-    r.tps = std::stod(m[1]);
+    r.tps = std::stod(m[1]) * per_transaction;
   }
   if (std::regex_search(out, m, std::regex{R"(processed: ([0-9]+))"}) && std::stod(m[1]) > 0) {
-    r.user_us = cpu.user * 1e6 / std::stod(m[1]);
-    r.system_us = cpu.system * 1e6 / std::stod(m[1]);
+    const double statements = std::stod(m[1]) * per_transaction;
+    r.user_us = cpu.user * 1e6 / statements;
+    r.system_us = cpu.system * 1e6 / statements;
   }
   if (r.tps == 0) {
     std::fprintf(stderr, "pgbench gave no tps:\n%s\n", out.c_str());
@@ -106,9 +115,32 @@ run pgbench_run(const std::string& args) {
 const tether::pg::statement select_balance{"tether_bench_select",
                                            "SELECT abalance FROM pgbench_accounts WHERE aid = $1"};
 
+// How a tether client sends its SELECTs: one query each (simple protocol), one prepared
+// statement each, or `batch` prepared statements in one pipeline (one round trip).
+enum class mode { simple, prepared, pipelined };
+constexpr std::size_t batch = 10;
+
+// A lease, `batch` SELECTs in one pipeline, the lease back: `batch` statements done.
+asio::awaitable<void> pipelined_batch(tether::pg::connection& c, std::minstd_rand& random,
+                                      std::atomic<long>* done, std::atomic<long>* failed) {
+  std::uniform_int_distribution<int> aid{1, accounts};
+  std::array<std::string, batch> ids;
+  std::array<tether::pg::param, batch> args;
+  std::array<tether::pg::pipelined, batch> statements;
+  for (std::size_t i = 0; i < batch; ++i) {
+    ids[i] = std::to_string(aid(random));
+    args[i] = ids[i];
+    statements[i] = {.prepared = &select_balance, .params = {&args[i], 1}};
+  }
+  const auto outcomes = co_await c.pipeline(statements);
+  for (const auto& r : outcomes) {
+    (r.error ? failed : done)->fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
 asio::awaitable<void> client(std::shared_ptr<tether::pg::pool> pool, std::atomic<long>* done,
                              std::atomic<long>* failed, std::atomic<bool>* stop, unsigned seed,
-                             bool prepared) {
+                             mode how) {
   std::minstd_rand random{seed};
   std::uniform_int_distribution<int> aid{1, accounts};
   while (!stop->load(std::memory_order_relaxed)) {
@@ -117,8 +149,12 @@ asio::awaitable<void> client(std::shared_ptr<tether::pg::pool> pool, std::atomic
       failed->fetch_add(1);
       continue;
     }
+    if (how == mode::pipelined) {
+      co_await pipelined_batch(*lease.connection, random, done, failed);
+      continue;
+    }
     tether::pg::query_outcome r;
-    if (prepared) {
+    if (how == mode::prepared) {
       const std::string id = std::to_string(aid(random));
       const tether::pg::param args[] = {id};
       r = co_await lease.connection->execute(select_balance, args);
@@ -141,7 +177,7 @@ asio::awaitable<void> close_when_stopped(std::shared_ptr<tether::pg::pool> pool,
   co_await pool->async_close();
 }
 
-run tether_run(const std::string& conninfo, std::chrono::seconds duration, bool prepared) {
+run tether_run(const std::string& conninfo, std::chrono::seconds duration, mode how) {
   std::atomic<long> done{0};
   std::atomic<long> failed{0};
   std::atomic<bool> stop{false};
@@ -159,9 +195,9 @@ run tether_run(const std::string& conninfo, std::chrono::seconds duration, bool 
       io.restart();
       warm.arrive_and_wait();
       for (int c = 0; c < clients / workers; ++c) {
-        asio::co_spawn(
-            io, client(pool, &done, &failed, &stop, static_cast<unsigned>(w * 100 + c), prepared),
-            asio::detached);
+        asio::co_spawn(io,
+                       client(pool, &done, &failed, &stop, static_cast<unsigned>(w * 100 + c), how),
+                       asio::detached);
       }
       // io.run(), as a service runs it: Asio keeps its recycled memory (coroutine frames,
       // operations) for the length of a run() call, so a loop of run_for() calls would make
@@ -244,14 +280,35 @@ int main(int argc, char** argv) {
     std::vector<double> user_us{};
     std::vector<double> system_us{};
   };
+  // pgbench's own pipeline: a script of `batch` SELECTs between \startpipeline and
+  // \endpipeline (pgbench 14+), prepared.
+  const std::string script = dir + "/pipeline.sql";
+  {
+    std::ofstream out{script};
+    for (std::size_t i = 0; i < batch; ++i) {
+      out << "\\set aid" << i << " random(1, " << accounts << ")\n";
+    }
+    out << "\\startpipeline\n";
+    for (std::size_t i = 0; i < batch; ++i) {
+      out << "SELECT abalance FROM pgbench_accounts WHERE aid = :aid" << i << ";\n";
+    }
+    out << "\\endpipeline\n";
+  }
+  const std::string pipeline_load = "-n -c " + std::to_string(clients) + " -j " +
+                                    std::to_string(workers) + " -T " +
+                                    std::to_string(duration.count()) + " -M prepared -f " + script;
   std::vector<way> ways{
       {"tether pg pool (2 workers x 4 sessions)",
-       [&] { return tether_run(server.conninfo(), duration, false); }},
+       [&] { return tether_run(server.conninfo(), duration, mode::simple); }},
       {"pgbench, persistent connections", [&] { return pgbench_run(load + " " + target); }},
       {"tether pg pool, prepared statements",
-       [&] { return tether_run(server.conninfo(), duration, true); }},
+       [&] { return tether_run(server.conninfo(), duration, mode::prepared); }},
       {"pgbench -M prepared, persistent connections",
        [&] { return pgbench_run(load + " -M prepared " + target); }},
+      {"tether pg pool, pipelines of 10 prepared",
+       [&] { return tether_run(server.conninfo(), duration, mode::pipelined); }},
+      {"pgbench -M prepared, pipeline script of 10",
+       [&] { return pgbench_run(pipeline_load + " " + target, batch); }},
       {"pgbench -C, a connection per transaction",
        [&] { return pgbench_run(load + " -C " + target); }},
       {"pgbench through pgbouncer (transaction mode)",
@@ -283,8 +340,10 @@ int main(int argc, char** argv) {
   const double direct = median(ways[1].tps);
   const double pooled_prepared = median(ways[2].tps);
   const double direct_prepared = median(ways[3].tps);
-  const double per_tx = median(ways[4].tps);
-  const double bouncer = median(ways[5].tps);
+  const double pooled_pipelined = median(ways[4].tps);
+  const double direct_pipelined = median(ways[5].tps);
+  const double per_tx = median(ways[6].tps);
+  const double bouncer = median(ways[7].tps);
   std::printf("\ntether pool / connection per transaction: %.1fx\n",
               per_tx > 0 ? pooled / per_tx : 0);
   std::printf("tether pool / pgbouncer:                  %.2fx\n",
@@ -293,6 +352,10 @@ int main(int argc, char** argv) {
               direct > 0 ? pooled / direct : 0);
   std::printf("the same, prepared statements:            %.2fx\n",
               direct_prepared > 0 ? pooled_prepared / direct_prepared : 0);
+  std::printf("the same, pipelines of %zu:               %.2fx\n", batch,
+              direct_pipelined > 0 ? pooled_pipelined / direct_pipelined : 0);
+  std::printf("tether pipelined / pgbench -M prepared:   %.2fx\n",
+              direct_prepared > 0 ? pooled_pipelined / direct_prepared : 0);
 
   // Stop the PgBouncer this program started, by the pid it wrote.
   std::ifstream pidfile{dir + "/pgbouncer.pid"};

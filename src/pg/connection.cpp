@@ -42,6 +42,8 @@ public:
       return "the transaction was rolled back: a statement in it had failed";
     case errc::no_transaction:
       return "the transaction is not open";
+    case errc::pipeline_aborted:
+      return "not run: an earlier statement of its pipeline failed";
     }
     return "unknown tether.pg error " + std::to_string(value);
   }
@@ -398,6 +400,183 @@ connection::execute(const statement& st, std::span<const param> params, clock::d
       co_return out;
     }
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pipelines. run() below keeps its own copy of the flush and wait loops: a query is the hot path,
+// and there each helper would be a coroutine frame more per round trip.
+
+asio::awaitable<bool> connection::flush(clock::time_point& deadline, bool& cancelled) {
+  for (;;) {
+    const int flushed = PQflush(conn_);
+    if (flushed <= 0) {
+      co_return flushed == 0;
+    }
+    const auto ec = co_await wait_either(deadline);
+    if (ec == std::errc::timed_out && !cancelled) {
+      cancelled = true;
+      deadline = monotonic_clock::instance().now() + std::chrono::seconds{5};
+      co_await cancel_on_server();
+    } else if (ec || PQconsumeInput(conn_) == 0) {
+      co_return false;
+    }
+  }
+}
+
+asio::awaitable<bool> connection::await_result(clock::time_point& deadline, bool& cancelled) {
+  while (PQisBusy(conn_) != 0) {
+    const auto ec = co_await wait(false, deadline);
+    if (ec == std::errc::timed_out && !cancelled) {
+      cancelled = true;
+      deadline = monotonic_clock::instance().now() + std::chrono::seconds{5};
+      co_await cancel_on_server();
+      continue;
+    }
+    if (ec || PQconsumeInput(conn_) == 0) {
+      co_return false;
+    }
+  }
+  co_return true;
+}
+
+bool connection::send_pipeline(std::span<const pipelined> statements, std::vector<bool>& prepares) {
+  if (PQenterPipelineMode(conn_) == 0) {
+    return false;
+  }
+  std::vector<std::string_view> preparing; // in this pipeline, before it is answered
+  for (std::size_t i = 0; i < statements.size(); ++i) {
+    const auto& p = statements[i];
+    if (p.prepared != nullptr) {
+      // A statement new to this session is prepared in the same round trip, before its first
+      // run in it.
+      const std::string_view name = p.prepared->name;
+      prepares[i] = !prepared_.contains(p.prepared->name) &&
+                    std::find(preparing.begin(), preparing.end(), name) == preparing.end();
+      if (prepares[i]) {
+        preparing.push_back(name);
+      }
+      if (prepares[i] && PQsendPrepare(conn_, p.prepared->name.c_str(), p.prepared->sql.c_str(), 0,
+                                       nullptr) == 0) {
+        return false;
+      }
+      const sending run_it{sending::kind::run_prepared, *p.prepared, p.params};
+      if (send(run_it) == 0) {
+        return false;
+      }
+    } else {
+      const sending one{sending::kind::query, p.sql, p.params};
+      // Pipeline mode takes only the extended protocol: PQsendQueryParams, even without
+      // parameters.
+      if (PQsendQueryParams(conn_, one.text(), one.count(), nullptr, one.values(), nullptr, nullptr,
+                            0) == 0) {
+        return false;
+      }
+    }
+  }
+  return PQpipelineSync(conn_) != 0;
+}
+
+asio::awaitable<std::vector<query_outcome>>
+connection::pipeline(std::span<const pipelined> statements, clock::duration timeout) {
+  std::vector<query_outcome> out(statements.size());
+  const auto fail_all = [&](errc code, const std::string& message) {
+    for (auto& o : out) {
+      o = query_outcome{};
+      o.error = code;
+      o.message = message;
+    }
+  };
+  if (statements.empty()) {
+    co_return out;
+  }
+  query_outcome refused;
+  if (!may_start(refused)) {
+    fail_all(static_cast<errc>(refused.error.value()), refused.message);
+    co_return out;
+  }
+  in_query_ = true;
+  const busy_flag busy{in_query_};
+  auto deadline = deadline_after(timeout);
+  if (rollback_pending_) {
+    query_outcome rolled;
+    const bool rolled_back = co_await roll_back_abandoned(rolled, deadline, timeout);
+    if (!rolled_back) {
+      fail_all(static_cast<errc>(rolled.error.value()), rolled.message);
+      co_return out;
+    }
+  }
+  std::vector<bool> prepares(statements.size(), false);
+  bool cancelled = false;
+  // Each co_await in a statement of its own: g++ 12 miscompiles one inside || or &&.
+  bool sent = send_pipeline(statements, prepares);
+  if (sent) {
+    sent = co_await flush(deadline, cancelled);
+  }
+  if (!sent) {
+    fail_all(errc::connection_lost, tidy(PQerrorMessage(conn_)));
+    close();
+    co_return out;
+  }
+  // The answers in order: for each statement its prepare's result (when it had one), then its
+  // own; each followed by a null. Then the Sync's.
+  for (std::size_t i = 0; i < statements.size(); ++i) {
+    for (int part = prepares[i] ? 0 : 1; part < 2; ++part) {
+      const bool answered = co_await await_result(deadline, cancelled);
+      if (!answered) {
+        fail_all(errc::connection_lost, cancelled ? "no answer after cancelling the pipeline"
+                                                  : tidy(PQerrorMessage(conn_)));
+        close();
+        co_return out;
+      }
+      PGresult* r = PQgetResult(conn_);
+      const auto status = PQresultStatus(r);
+      if (status == PGRES_PIPELINE_ABORTED) {
+        if (!out[i].error) {
+          out[i].error = errc::pipeline_aborted;
+          out[i].message = "not run: an earlier statement of the pipeline failed";
+        }
+        PQclear(r);
+      } else if (status == PGRES_FATAL_ERROR || status == PGRES_BAD_RESPONSE) {
+        if (!out[i].error) {
+          read_failure(out[i], r, cancelled, timeout);
+        }
+        PQclear(r);
+      } else if (part == 0) {
+        prepared_.insert(statements[i].prepared->name);
+        PQclear(r);
+      } else if (!out[i].error) {
+        out[i].rows = result{r};
+      } else {
+        PQclear(r);
+      }
+      // The null that ends this statement's results.
+      const bool ended = co_await await_result(deadline, cancelled);
+      if (!ended) {
+        fail_all(errc::connection_lost, tidy(PQerrorMessage(conn_)));
+        close();
+        co_return out;
+      }
+      if (PGresult* extra = PQgetResult(conn_); extra != nullptr) {
+        PQclear(extra); // not expected of one statement; dropped rather than misread
+      }
+    }
+  }
+  const bool sync_came = co_await await_result(deadline, cancelled);
+  if (!sync_came) {
+    fail_all(errc::connection_lost, tidy(PQerrorMessage(conn_)));
+    close();
+    co_return out;
+  }
+  PGresult* sync_result = PQgetResult(conn_);
+  const bool synced = PQresultStatus(sync_result) == PGRES_PIPELINE_SYNC;
+  PQclear(sync_result);
+  if (!synced || PQexitPipelineMode(conn_) == 0) {
+    fail_all(errc::connection_lost, "the pipeline did not end in step with the server");
+    close();
+    co_return out;
+  }
+  heard_until_ = coarse_monotonic_clock::instance().now() + heard_window;
+  co_return out;
 }
 
 asio::awaitable<query_outcome> connection::run(const sending& s, clock::time_point deadline,

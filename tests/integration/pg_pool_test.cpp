@@ -278,6 +278,66 @@ TEST_F(pg_test, prepared_statements_are_prepared_once_per_session_and_again_when
   EXPECT_EQ(out[11].rows.get(0, 0), "forgotten") << "a failed prepare is not remembered";
 }
 
+// Two pipelines on one session, then what the server shows of them.
+asio::awaitable<std::vector<std::vector<query_outcome>>> pipelines(std::shared_ptr<pool> p) {
+  std::vector<std::vector<query_outcome>> out;
+  auto lease = co_await p->async_acquire();
+  auto& c = *lease.connection;
+  const param two_three[] = {"2", "3"};
+  const param forty_two[] = {"40", "2"};
+  const param word[] = {"pipelined"};
+  const pipelined reads[] = {
+      {.prepared = &add_two, .params = two_three},
+      {.sql = "SELECT upper($1::text)", .params = word},
+      {.prepared = &add_two, .params = forty_two},
+      {.sql = "SELECT count(*) FROM pg_prepared_statements WHERE name = 'tether_test_add'"},
+  };
+  out.push_back(co_await c.pipeline(reads)); // prepares add_two in the same round trip
+  out.push_back(co_await c.pipeline(reads)); // runs it by name
+  // A failure in the middle: what came before is rolled back, what comes after is not run.
+  co_await c.query("CREATE TEMP TABLE t_pipe (v int)");
+  const pipelined failing[] = {
+      {.sql = "INSERT INTO t_pipe VALUES (1)"},
+      {.sql = "SELECT 1 / 0"},
+      {.sql = "INSERT INTO t_pipe VALUES (2)"},
+  };
+  out.push_back(co_await c.pipeline(failing));
+  std::vector<query_outcome> after;
+  after.push_back(co_await c.query("SELECT count(*) FROM t_pipe"));
+  out.push_back(std::move(after));
+  const std::span<const pipelined> nothing{};
+  out.push_back(co_await c.pipeline(nothing));
+  co_return out;
+}
+
+TEST_F(pg_test, a_pipeline_runs_its_statements_in_one_round_trip_and_stops_at_a_failure) {
+  auto p = make();
+  const auto out = run(pipelines(p));
+  ASSERT_EQ(out.size(), 5U);
+  for (std::size_t round = 0; round < 2; ++round) {
+    const auto& reads = out[round];
+    ASSERT_EQ(reads.size(), 4U);
+    for (const auto& r : reads) {
+      ASSERT_FALSE(r.error) << round << ": " << r.message;
+    }
+    EXPECT_EQ(reads[0].rows.value<int>(0, 0), 5);
+    EXPECT_EQ(reads[1].rows.get(0, 0), "PIPELINED");
+    EXPECT_EQ(reads[2].rows.value<int>(0, 0), 42);
+    EXPECT_EQ(reads[3].rows.get(0, 0), "1")
+        << "prepared once, in the first pipeline, before the count ran in it";
+  }
+  const auto& failing = out[2];
+  ASSERT_EQ(failing.size(), 3U);
+  EXPECT_FALSE(failing[0].error) << failing[0].message;
+  EXPECT_EQ(failing[1].error, make_error_code(errc::query_failed));
+  EXPECT_EQ(failing[1].sqlstate, "22012");
+  EXPECT_EQ(failing[2].error, make_error_code(errc::pipeline_aborted));
+  ASSERT_FALSE(out[3][0].error) << out[3][0].message;
+  EXPECT_EQ(out[3][0].rows.get(0, 0), "0") << "the insert before the failure was rolled back";
+  EXPECT_TRUE(out[4].empty());
+  EXPECT_EQ(p->stats().total, 1U);
+}
+
 asio::awaitable<std::pair<query_outcome, query_outcome>> copy_then_query(std::shared_ptr<pool> p) {
   auto lease = co_await p->async_acquire();
   co_await lease.connection->query("CREATE TABLE IF NOT EXISTS t_copy (v int)");

@@ -31,6 +31,14 @@ struct statement {
   std::string sql;
 };
 
+/// One statement of a pipeline (connection::pipeline): SQL run through the extended protocol,
+/// or a prepared statement (prepared in the same round trip on its first use on the session).
+struct pipelined {
+  std::string_view sql{};
+  const statement* prepared = nullptr; ///< when set, `sql` is not used
+  std::span<const param> params{};
+};
+
 /// One PostgreSQL session driven by libpq in non-blocking mode on Asio: connecting, sending and
 /// reading never block the thread; the coroutine waits on the socket instead.
 class connection {
@@ -58,6 +66,16 @@ public:
   /// prepare and the run together.
   asio::awaitable<query_outcome> execute(const statement& s, std::span<const param> params = {},
                                          clock::duration timeout = clock::duration::zero());
+
+  /// Runs `statements` in one round trip with libpq's pipeline mode (PostgreSQL 14+): all of
+  /// them are sent, then one Sync, and their answers are read back in order, one outcome each.
+  /// Outside a transaction block they run in one implicit transaction: when one fails, those
+  /// before it are rolled back and those after it are not run (errc::pipeline_aborted). A
+  /// batch of independent reads costs one round trip instead of one each. The timeout covers
+  /// the whole pipeline (errc::query_timeout, cancelled on the server).
+  asio::awaitable<std::vector<query_outcome>>
+  pipeline(std::span<const pipelined> statements,
+           clock::duration timeout = clock::duration::zero());
 
   /// BEGIN / COMMIT / ROLLBACK as plain statements; pg::transaction wraps them and rolls back a
   /// transaction it drops. A lease that comes back with a transaction open is rolled back by
@@ -128,6 +146,13 @@ private:
     std::array<const char*, inline_params> inline_{}; // into `packed_`; nullptr for NULL
     std::vector<const char*> spilled_;                // the same, beyond inline_params
   };
+  // Sends a pipeline (everything, then a Sync); false when the session broke.
+  bool send_pipeline(std::span<const pipelined> statements, std::vector<bool>& prepares);
+  // Waits until a whole result can be taken (PQisBusy is false), cancelling on the server when
+  // `deadline` passes; false when the session broke or did not answer the cancel.
+  asio::awaitable<bool> await_result(clock::time_point& deadline, bool& cancelled);
+  // Flushes what libpq holds to send, reading meanwhile; false when the session broke.
+  asio::awaitable<bool> flush(clock::time_point& deadline, bool& cancelled);
   // Sends `s` and reads every result until the session is idle, cancelling on the server when
   // `deadline` passes (`timeout` is for the message).
   asio::awaitable<query_outcome> run(const sending& s, clock::time_point deadline,

@@ -15,6 +15,7 @@ enum class errc {
   busy,                    ///< the connection is already running a query
   transaction_rolled_back, ///< COMMIT rolled the transaction back: a statement in it had failed
   no_transaction,          ///< a transaction's statement, commit or rollback while it is not open
+  pipeline_aborted,        ///< not run: an earlier statement of its pipeline failed
 };
 
 /// The category of tether::pg::errc; its name is "tether.pg".
