@@ -108,6 +108,11 @@ std::optional<url> url::parse(std::string_view text, std::string* problem) {
                                " has an IPv6 address without its closing ']', or an empty one");
     }
     out.host = authority.substr(1, close - 1);
+    in6_addr address{};
+    if (::inet_pton(AF_INET6, out.host.c_str(), &address) != 1) {
+      return fail(problem, "the URL " + quoted(whole) + " has \"[" + out.host +
+                               "]\" where an IPv6 address goes: brackets hold only one");
+    }
     const auto after = authority.substr(close + 1);
     if (!after.empty()) {
       if (after.front() != ':') {
@@ -397,7 +402,9 @@ std::optional<int> two_digits(std::string_view s) {
 // IMF-fixdate, the one date form a sender must produce (RFC 9110 5.6.7):
 // "Sun, 06 Nov 1994 08:49:37 GMT". The obsolete forms are not accepted: a server that sends
 // them gets its Retry-After ignored, which costs only the backoff's own delay.
-std::optional<std::chrono::system_clock::time_point> parse_imf_fixdate(std::string_view v) {
+// Seconds since the epoch (a time_t, not a system_clock time point: a date centuries ahead,
+// which a server may send, does not fit system_clock's nanoseconds).
+std::optional<std::time_t> parse_imf_fixdate(std::string_view v) {
   static constexpr std::array<std::string_view, 12> months = {
       "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
   if (v.size() != 29 || v.substr(3, 2) != ", " || v[7] != ' ' || v[11] != ' ' || v[16] != ' ' ||
@@ -426,7 +433,7 @@ std::optional<std::chrono::system_clock::time_point> parse_imf_fixdate(std::stri
   if (t == static_cast<std::time_t>(-1)) {
     return std::nullopt;
   }
-  return std::chrono::system_clock::from_time_t(t);
+  return t;
 }
 
 } // namespace
@@ -449,11 +456,12 @@ std::optional<clock::duration> parse_retry_after(std::string_view value,
   if (!when) {
     return std::nullopt;
   }
-  if (*when <= now) {
+  // In whole seconds, capped at a day before any conversion to a finer unit can overflow.
+  const std::time_t from = std::chrono::system_clock::to_time_t(now);
+  if (*when <= from) {
     return clock::duration::zero();
   }
-  return std::chrono::duration_cast<clock::duration>(
-      std::min<std::chrono::system_clock::duration>(*when - now, std::chrono::hours{24}));
+  return std::chrono::seconds{std::min<std::time_t>(*when - from, 86400)};
 }
 
 } // namespace tether::http
