@@ -14,6 +14,7 @@
 //
 //   cmake --build --preset release --target tether_pg_bench
 //   ./build/release/bench/tether_pg_bench [seconds per run, default 5] [rounds, default 3]
+//                                         [only the ways whose name contains one of A|B|...]
 //
 // The ways run in interleaved rounds (each round runs every way once) and the medians are
 // compared: this machine is noisy.
@@ -35,6 +36,7 @@
 #include <random>
 #include <regex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -177,9 +179,22 @@ asio::awaitable<void> close_when_stopped(std::shared_ptr<tether::pg::pool> pool,
   co_await pool->async_close();
 }
 
-run tether_run(const std::string& conninfo, std::chrono::seconds duration, mode how) {
+// Each worker counts on a cache line of its own, as each pgbench thread keeps its own counts: a
+// shared counter would move between the cores on every query.
+struct alignas(64) counts {
   std::atomic<long> done{0};
   std::atomic<long> failed{0};
+};
+
+run tether_run(const std::string& conninfo, std::chrono::seconds duration, mode how) {
+  std::array<counts, workers> per_worker;
+  const auto total = [&per_worker](std::atomic<long> counts::*which) {
+    long sum = 0;
+    for (const auto& c : per_worker) {
+      sum += (c.*which).load();
+    }
+    return sum;
+  };
   std::atomic<bool> stop{false};
   std::vector<std::thread> threads;
   std::latch warm{workers + 1};
@@ -196,7 +211,9 @@ run tether_run(const std::string& conninfo, std::chrono::seconds duration, mode 
       warm.arrive_and_wait();
       for (int c = 0; c < clients / workers; ++c) {
         asio::co_spawn(io,
-                       client(pool, &done, &failed, &stop, static_cast<unsigned>(w * 100 + c), how),
+                       client(pool, &per_worker[static_cast<std::size_t>(w)].done,
+                              &per_worker[static_cast<std::size_t>(w)].failed, &stop,
+                              static_cast<unsigned>(w * 100 + c), how),
                        asio::detached);
       }
       // io.run(), as a service runs it: Asio keeps its recycled memory (coroutine frames,
@@ -208,11 +225,11 @@ run tether_run(const std::string& conninfo, std::chrono::seconds duration, mode 
     });
   }
   warm.arrive_and_wait();
-  const long before = done.load();
+  const long before = total(&counts::done);
   const auto cpu_before = cpu_seconds(RUSAGE_SELF);
   const auto started = std::chrono::steady_clock::now();
   std::this_thread::sleep_for(duration); // a benchmark's measuring window, not a test's wait
-  const long counted = done.load() - before;
+  const long counted = total(&counts::done) - before;
   const auto cpu = cpu_seconds(RUSAGE_SELF) - cpu_before;
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
@@ -220,8 +237,8 @@ run tether_run(const std::string& conninfo, std::chrono::seconds duration, mode 
   for (auto& t : threads) {
     t.join();
   }
-  if (failed.load() > 0) {
-    std::fprintf(stderr, "tether: %ld queries failed\n", failed.load());
+  if (const long failed = total(&counts::failed); failed > 0) {
+    std::fprintf(stderr, "tether: %ld queries failed\n", failed);
   }
   const double per = counted > 0 ? 1e6 / static_cast<double>(counted) : 0;
   return {static_cast<double>(counted) / seconds, cpu.user * per, cpu.system * per};
@@ -314,9 +331,24 @@ int main(int argc, char** argv) {
       {"pgbench through pgbouncer (transaction mode)",
        [&] { return bouncer_up ? pgbench_run(load + " " + bouncer_target) : run{}; }},
   };
+  // To profile a way or compare two closely: the others do not run (their figures read 0).
+  const std::string only = argc > 3 ? argv[3] : "";
+  const auto chosen = [&only](std::string_view name) {
+    std::string_view rest = only;
+    for (;;) {
+      const auto bar = rest.find('|');
+      if (name.find(rest.substr(0, bar)) != std::string_view::npos) {
+        return true;
+      }
+      if (bar == std::string_view::npos) {
+        return false;
+      }
+      rest.remove_prefix(bar + 1);
+    }
+  };
   for (int round = 0; round < rounds; ++round) {
     for (auto& w : ways) {
-      const run r = w.measure();
+      const run r = chosen(w.name) ? w.measure() : run{};
       w.tps.push_back(r.tps);
       w.user_us.push_back(r.user_us);
       w.system_us.push_back(r.system_us);

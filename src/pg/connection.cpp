@@ -225,8 +225,17 @@ asio::awaitable<void> connection::cancel_on_server() {
 }
 
 connection::sending::sending(kind k, std::string_view sql, std::span<const param> params)
-    : what_{k}, owned_text_{sql} {
-  text_ = owned_text_.c_str();
+    : what_{k} {
+  // libpq takes NUL-terminated text, and a string_view need not be: a copy, in place when the
+  // SQL is short (as most are) so that a query costs no allocation for it.
+  if (sql.size() < short_text_.size()) {
+    sql.copy(short_text_.data(), sql.size());
+    short_text_[sql.size()] = '\0';
+    text_ = short_text_.data();
+  } else {
+    owned_text_ = sql;
+    text_ = owned_text_.c_str();
+  }
   pack(params);
 }
 
@@ -392,7 +401,7 @@ connection::execute(const statement& st, std::span<const param> params, clock::d
     // 26000 (invalid_sql_statement_name): the session no longer has the statement, and the
     // server ran nothing. Prepare it again, once, unless a transaction is open: the error has
     // aborted it, and the caller must know.
-    if (out.error != errc::query_failed || out.sqlstate != "26000") {
+    if (!out.error || out.error != errc::query_failed || out.sqlstate != "26000") {
       co_return out;
     }
     prepared_.erase(st.name);
@@ -413,7 +422,7 @@ asio::awaitable<bool> connection::flush(clock::time_point& deadline, bool& cance
       co_return flushed == 0;
     }
     const auto ec = co_await wait_either(deadline);
-    if (ec == std::errc::timed_out && !cancelled) {
+    if (ec && ec == std::errc::timed_out && !cancelled) {
       cancelled = true;
       deadline = monotonic_clock::instance().now() + std::chrono::seconds{5};
       co_await cancel_on_server();
@@ -426,7 +435,7 @@ asio::awaitable<bool> connection::flush(clock::time_point& deadline, bool& cance
 asio::awaitable<bool> connection::await_result(clock::time_point& deadline, bool& cancelled) {
   while (PQisBusy(conn_) != 0) {
     const auto ec = co_await wait(false, deadline);
-    if (ec == std::errc::timed_out && !cancelled) {
+    if (ec && ec == std::errc::timed_out && !cancelled) {
       cancelled = true;
       deadline = monotonic_clock::instance().now() + std::chrono::seconds{5};
       co_await cancel_on_server();
@@ -521,7 +530,12 @@ connection::pipeline(std::span<const pipelined> statements, clock::duration time
   // own; each followed by a null. Then the Sync's.
   for (std::size_t i = 0; i < statements.size(); ++i) {
     for (int part = prepares[i] ? 0 : 1; part < 2; ++part) {
-      const bool answered = co_await await_result(deadline, cancelled);
+      // Most answers of a pipeline come in the same reads as the first: a wait (a coroutine
+      // frame) only when libpq has not got the whole of this one yet.
+      bool answered = true;
+      if (PQisBusy(conn_) != 0) {
+        answered = co_await await_result(deadline, cancelled);
+      }
       if (!answered) {
         fail_all(errc::connection_lost, cancelled ? "no answer after cancelling the pipeline"
                                                   : tidy(PQerrorMessage(conn_)));
@@ -550,7 +564,10 @@ connection::pipeline(std::span<const pipelined> statements, clock::duration time
         PQclear(r);
       }
       // The null that ends this statement's results.
-      const bool ended = co_await await_result(deadline, cancelled);
+      bool ended = true;
+      if (PQisBusy(conn_) != 0) {
+        ended = co_await await_result(deadline, cancelled);
+      }
       if (!ended) {
         fail_all(errc::connection_lost, tidy(PQerrorMessage(conn_)));
         close();
@@ -561,7 +578,10 @@ connection::pipeline(std::span<const pipelined> statements, clock::duration time
       }
     }
   }
-  const bool sync_came = co_await await_result(deadline, cancelled);
+  bool sync_came = true;
+  if (PQisBusy(conn_) != 0) {
+    sync_came = co_await await_result(deadline, cancelled);
+  }
   if (!sync_came) {
     fail_all(errc::connection_lost, tidy(PQerrorMessage(conn_)));
     close();
@@ -611,7 +631,7 @@ asio::awaitable<query_outcome> connection::run(const sending& s, clock::time_poi
     // libpq: while output is pending, wait for either direction, and read what arrives so
     // the server is never blocked writing to us while we wait to write to it.
     const auto ec = co_await wait_either(deadline);
-    if (ec == std::errc::timed_out && !cancelled) {
+    if (ec && ec == std::errc::timed_out && !cancelled) {
       after_cancel();
       co_await cancel_on_server();
     } else if (ec || PQconsumeInput(conn_) == 0) {
@@ -630,7 +650,9 @@ asio::awaitable<query_outcome> connection::run(const sending& s, clock::time_poi
       } else {
         ec = co_await wait(false, deadline);
       }
-      if (ec == std::errc::timed_out && !cancelled) {
+      // (`ec &&` first: comparing with an errc goes through the categories' virtual calls,
+      // and this runs once per round trip.)
+      if (ec && ec == std::errc::timed_out && !cancelled) {
         after_cancel();
         co_await cancel_on_server();
         continue;
@@ -674,7 +696,7 @@ asio::awaitable<query_outcome> connection::run(const sending& s, clock::time_poi
   }
   if (!connected()) {
     lost(out);
-  } else if (out.error != errc::connection_lost) {
+  } else if (!out.error || out.error != errc::connection_lost) {
     heard_until_ = coarse_monotonic_clock::instance().now() + heard_window;
   }
   co_return out;

@@ -140,7 +140,8 @@ private:
     kind what_;
     const char* text_ = nullptr; // the SQL (query) or the statement's name
     const char* sql_ = nullptr;  // the statement's SQL (prepare)
-    std::string owned_text_;     // a query's SQL
+    std::array<char, 256> short_text_; // a query's SQL when it is short, NUL-terminated
+    std::string owned_text_;           // a longer one
     std::string packed_;         // each parameter followed by a NUL
     int count_ = 0;
     std::array<const char*, inline_params> inline_{}; // into `packed_`; nullptr for NULL
