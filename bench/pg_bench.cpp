@@ -155,17 +155,17 @@ asio::awaitable<void> client(std::shared_ptr<tether::pg::pool> pool, std::atomic
       co_await pipelined_batch(*lease.connection, random, done, failed);
       continue;
     }
-    tether::pg::query_outcome r;
     if (how == mode::prepared) {
       const std::string id = std::to_string(aid(random));
       const tether::pg::param args[] = {id};
-      r = co_await lease.connection->execute(select_balance, args);
+      const auto r = co_await lease.connection->execute(select_balance, args);
+      (r.error ? failed : done)->fetch_add(1, std::memory_order_relaxed);
     } else {
       const std::string sql =
           "SELECT abalance FROM pgbench_accounts WHERE aid = " + std::to_string(aid(random)) + ";";
-      r = co_await lease.connection->query(sql);
+      const auto r = co_await lease.connection->query(sql);
+      (r.error ? failed : done)->fetch_add(1, std::memory_order_relaxed);
     }
-    (r.error ? failed : done)->fetch_add(1, std::memory_order_relaxed);
   }
 }
 

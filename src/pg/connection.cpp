@@ -224,18 +224,8 @@ asio::awaitable<void> connection::cancel_on_server() {
   co_return;
 }
 
-connection::sending::sending(kind k, std::string_view sql, std::span<const param> params)
-    : what_{k} {
-  // libpq takes NUL-terminated text, and a string_view need not be: a copy, in place when the
-  // SQL is short (as most are) so that a query costs no allocation for it.
-  if (sql.size() < short_text_.size()) {
-    sql.copy(short_text_.data(), sql.size());
-    short_text_[sql.size()] = '\0';
-    text_ = short_text_.data();
-  } else {
-    owned_text_ = sql;
-    text_ = owned_text_.c_str();
-  }
+connection::sending::sending(kind k, const char* sql, std::span<const param> params)
+    : what_{k}, text_{sql} {
   pack(params);
 }
 
@@ -338,82 +328,17 @@ clock::time_point deadline_after(clock::duration timeout) {
 
 asio::awaitable<query_outcome>
 connection::query(std::string_view sql, std::span<const param> params, clock::duration timeout) {
-  query_outcome out;
-  if (!may_start(out)) {
-    co_return out;
-  }
-  in_query_ = true;
-  const busy_flag busy{in_query_};
-  const sending s{sending::kind::query, sql, params};
-  const auto deadline = deadline_after(timeout);
-  if (sql == "ROLLBACK") {
-    rollback_pending_ = false; // the statement is the rollback (the pool's reset, say)
-  }
-  if (rollback_pending_) {
-    const bool rolled_back = co_await roll_back_abandoned(out, deadline, timeout);
-    if (!rolled_back) {
-      co_return out;
-    }
-  }
-  co_return co_await run(s, deadline, timeout);
-}
-
-asio::awaitable<bool> connection::roll_back_abandoned(query_outcome& out,
-                                                      clock::time_point deadline,
-                                                      clock::duration timeout) {
-  rollback_pending_ = false;
-  if (!in_transaction()) {
-    co_return true;
-  }
-  const sending rollback{sending::kind::query, "ROLLBACK", {}};
-  out = co_await run(rollback, deadline, timeout);
-  co_return !out.error;
+  return perform(sql, nullptr, params, timeout);
 }
 
 asio::awaitable<query_outcome>
 connection::execute(const statement& st, std::span<const param> params, clock::duration timeout) {
-  query_outcome out;
-  if (!may_start(out)) {
-    co_return out;
-  }
-  in_query_ = true;
-  const busy_flag busy{in_query_};
-  const auto deadline = deadline_after(timeout);
-  const sending run_it{sending::kind::run_prepared, st, params};
-  if (rollback_pending_) {
-    const bool rolled_back = co_await roll_back_abandoned(out, deadline, timeout);
-    if (!rolled_back) {
-      co_return out;
-    }
-  }
-  for (int attempt = 0;; ++attempt) {
-    if (!prepared_.contains(st.name)) {
-      const sending prepare{sending::kind::prepare, st, {}};
-      auto prepared = co_await run(prepare, deadline, timeout);
-      // 42P05 (duplicate_prepared_statement): the session has it already, prepared before
-      // tether forgot it. Outside a transaction, run it; inside, the error has aborted it.
-      if (prepared.error && (prepared.sqlstate != "42P05" || in_transaction())) {
-        co_return prepared;
-      }
-      prepared_.insert(st.name);
-    }
-    out = co_await run(run_it, deadline, timeout);
-    // 26000 (invalid_sql_statement_name): the session no longer has the statement, and the
-    // server ran nothing. Prepare it again, once, unless a transaction is open: the error has
-    // aborted it, and the caller must know.
-    if (!out.error || out.error != errc::query_failed || out.sqlstate != "26000") {
-      co_return out;
-    }
-    prepared_.erase(st.name);
-    if (attempt > 0 || PQtransactionStatus(conn_) != PQTRANS_IDLE) {
-      co_return out;
-    }
-  }
+  return perform({}, &st, params, timeout);
 }
 
 // ---------------------------------------------------------------------------------------------
-// Pipelines. run() below keeps its own copy of the flush and wait loops: a query is the hot path,
-// and there each helper would be a coroutine frame more per round trip.
+// Pipelines. perform() below keeps its own copy of the flush and wait loops: a query is the hot
+// path, and there each helper would be a coroutine frame more per round trip.
 
 asio::awaitable<bool> connection::flush(clock::time_point& deadline, bool& cancelled) {
   for (;;) {
@@ -473,7 +398,8 @@ bool connection::send_pipeline(std::span<const pipelined> statements, std::vecto
         return false;
       }
     } else {
-      const sending one{sending::kind::query, p.sql, p.params};
+      sql_text_.assign(p.sql); // sent before the next statement reuses it
+      const sending one{sending::kind::query, sql_text_.c_str(), p.params};
       // Pipeline mode takes only the extended protocol: PQsendQueryParams, even without
       // parameters.
       if (PQsendQueryParams(conn_, one.text(), one.count(), nullptr, one.values(), nullptr, nullptr,
@@ -503,17 +429,23 @@ connection::pipeline(std::span<const pipelined> statements, clock::duration time
     fail_all(static_cast<errc>(refused.error.value()), refused.message);
     co_return out;
   }
-  in_query_ = true;
-  const busy_flag busy{in_query_};
   auto deadline = deadline_after(timeout);
-  if (rollback_pending_) {
-    query_outcome rolled;
-    const bool rolled_back = co_await roll_back_abandoned(rolled, deadline, timeout);
-    if (!rolled_back) {
+  if (rollback_pending_ && in_transaction()) {
+    // The abandoned transaction's ROLLBACK first (it clears rollback_pending_), in its own
+    // round trip: pipeline mode would run it as part of the batch.
+    const auto rolled = co_await query("ROLLBACK", {}, timeout);
+    if (rolled.error) {
       fail_all(static_cast<errc>(rolled.error.value()), rolled.message);
       co_return out;
     }
   }
+  rollback_pending_ = false;
+  if (!may_start(refused)) { // closed while rolling back
+    fail_all(static_cast<errc>(refused.error.value()), refused.message);
+    co_return out;
+  }
+  in_query_ = true;
+  const busy_flag busy{in_query_};
   std::vector<bool> prepares(statements.size(), false);
   bool cancelled = false;
   // Each co_await in a statement of its own: g++ 12 miscompiles one inside || or &&.
@@ -599,107 +531,196 @@ connection::pipeline(std::span<const pipelined> statements, clock::duration time
   co_return out;
 }
 
-asio::awaitable<query_outcome> connection::run(const sending& s, clock::time_point deadline,
-                                               clock::duration timeout) {
+// libpq's PQsend* for a query's SQL or a prepared statement's run. Apart from perform() so that
+// the sending is on the stack, not in its frame (libpq has copied it all when this returns).
+int connection::send_statement(std::string_view sql, const statement* st,
+                               std::span<const param> params) {
+  if (st != nullptr) {
+    return send(sending{sending::kind::run_prepared, *st, params});
+  }
+  // libpq takes NUL-terminated text and a string_view need not be: the session's buffer, which
+  // keeps its capacity, holds a copy.
+  sql_text_.assign(sql);
+  return send(sending{sending::kind::query, sql_text_.c_str(), params});
+}
+
+// Every round trip of one query or execute, in one coroutine (a frame more per statement costs
+// as much as libpq's own work for it): the ROLLBACK of a transaction a pg::transaction
+// abandoned, the prepare of a statement new to the session, the statement, and once more after
+// preparing again when the server had lost the statement. The frame stays under the 1 KiB that
+// Asio recycles (a larger one is allocated for every call): the steps before the statement's
+// own keep their outcome on the heap, and what is sent is built outside it.
+asio::awaitable<query_outcome> connection::perform(std::string_view sql, const statement* st,
+                                                   std::span<const param> params,
+                                                   clock::duration timeout) {
   query_outcome out;
+  if (!may_start(out)) {
+    co_return out;
+  }
+  in_query_ = true;
+  const busy_flag busy{in_query_};
+  auto deadline = deadline_after(timeout);
+  if (st == nullptr && sql == "ROLLBACK") {
+    rollback_pending_ = false; // the statement is the rollback (the pool's reset, say)
+  }
+  enum class step : std::uint8_t { roll_back, prepare, statement };
+  const auto after_rollback = [&] {
+    return st != nullptr && !prepared_.contains(st->name) ? step::prepare : step::statement;
+  };
+  step next = rollback_pending_ && in_transaction() ? step::roll_back : after_rollback();
+  rollback_pending_ = false;
+  bool prepared_again = false;
+  std::unique_ptr<query_outcome> side; // a ROLLBACK's or a prepare's outcome, when there is one
+
   const auto lost = [&](query_outcome& o) {
     o.error = errc::connection_lost;
     o.message = tidy(PQerrorMessage(conn_));
   };
-
-  if (send(s) == 0) {
-    lost(out);
-    co_return out;
-  }
-
-  bool cancelled = false;
-  // After a cancel, the server still has to answer; give it a bounded time to.
-  const auto after_cancel = [&] {
-    cancelled = true;
-    deadline = monotonic_clock::instance().now() + std::chrono::seconds{5};
-  };
-
   for (;;) {
-    const int flushed = PQflush(conn_);
-    if (flushed == 0) {
+    if (next != step::statement) {
+      side = std::make_unique<query_outcome>();
+    }
+    query_outcome& got = next == step::statement ? out : *side;
+    const int sent = next == step::roll_back ? send(sending{sending::kind::query, "ROLLBACK", {}})
+                     : next == step::prepare ? send(sending{sending::kind::prepare, *st, {}})
+                                             : send_statement(sql, st, params);
+    if (sent == 0) {
+      lost(got);
       break;
     }
-    if (flushed < 0) {
-      lost(out);
-      co_return out;
-    }
-    // libpq: while output is pending, wait for either direction, and read what arrives so
-    // the server is never blocked writing to us while we wait to write to it.
-    const auto ec = co_await wait_either(deadline);
-    if (ec && ec == std::errc::timed_out && !cancelled) {
-      after_cancel();
-      co_await cancel_on_server();
-    } else if (ec || PQconsumeInput(conn_) == 0) {
-      lost(out);
-      co_return out;
-    }
-  }
 
-  for (;;) {
-    while (PQisBusy(conn_) != 0) {
-      // Without a deadline, the socket's wait itself, not a coroutine around it: one frame
-      // fewer per round trip.
-      std::error_code ec;
-      if (deadline == clock::time_point::max()) {
-        std::tie(ec) = co_await socket_.async_wait(stream::wait_read, use_tuple);
-      } else {
-        ec = co_await wait(false, deadline);
+    bool cancelled = false;
+    // After a cancel, the server still has to answer; give it a bounded time to.
+    const auto after_cancel = [&] {
+      cancelled = true;
+      deadline = monotonic_clock::instance().now() + std::chrono::seconds{5};
+    };
+    bool broken = false;
+    for (;;) {
+      const int flushed = PQflush(conn_);
+      if (flushed == 0) {
+        break;
       }
-      // (`ec &&` first: comparing with an errc goes through the categories' virtual calls,
-      // and this runs once per round trip.)
+      if (flushed < 0) {
+        broken = true;
+        break;
+      }
+      // libpq: while output is pending, wait for either direction, and read what arrives so
+      // the server is never blocked writing to us while we wait to write to it.
+      const auto ec = co_await wait_either(deadline);
       if (ec && ec == std::errc::timed_out && !cancelled) {
         after_cancel();
         co_await cancel_on_server();
-        continue;
-      }
-      if (ec || PQconsumeInput(conn_) == 0) {
-        lost(out);
-        if (ec) {
-          out.message = cancelled ? "no answer after cancelling the query" : ec.message();
-        }
-        co_return out;
+      } else if (ec || PQconsumeInput(conn_) == 0) {
+        broken = true;
+        break;
       }
     }
-    PGresult* r = PQgetResult(conn_);
-    if (r == nullptr) {
+    if (broken) {
+      lost(got);
       break;
     }
-    const auto status = PQresultStatus(r);
-    if (status == PGRES_COPY_IN || status == PGRES_COPY_OUT || status == PGRES_COPY_BOTH) {
-      // COPY needs a streaming API tether does not have yet. libpq would hand out a COPY result
-      // for ever; end it: refuse the data for COPY FROM, drop the session for COPY TO.
-      PQclear(r);
-      out.error = errc::query_failed;
-      out.message = "COPY is not supported by tether::pg::connection::query";
-      if (status == PGRES_COPY_IN && PQputCopyEnd(conn_, "COPY is not supported") == 1) {
-        continue; // the server answers with an error, then the session is idle again
+
+    for (;;) {
+      while (PQisBusy(conn_) != 0) {
+        // Without a deadline, the socket's wait itself, not a coroutine around it: one frame
+        // fewer per round trip.
+        std::error_code ec;
+        if (deadline == clock::time_point::max()) {
+          std::tie(ec) = co_await socket_.async_wait(stream::wait_read, use_tuple);
+        } else {
+          ec = co_await wait(false, deadline);
+        }
+        // (`ec &&` first: comparing with an errc goes through the categories' virtual calls,
+        // and this runs once per round trip.)
+        if (ec && ec == std::errc::timed_out && !cancelled) {
+          after_cancel();
+          co_await cancel_on_server();
+          continue;
+        }
+        if (ec || PQconsumeInput(conn_) == 0) {
+          lost(got);
+          if (ec) {
+            got.message = cancelled ? "no answer after cancelling the query" : ec.message();
+          }
+          broken = true;
+          break;
+        }
       }
-      close();
+      if (broken) {
+        break;
+      }
+      PGresult* r = PQgetResult(conn_);
+      if (r == nullptr) {
+        break;
+      }
+      const auto status = PQresultStatus(r);
+      if (status == PGRES_COPY_IN || status == PGRES_COPY_OUT || status == PGRES_COPY_BOTH) {
+        // COPY needs a streaming API tether does not have yet. libpq would hand out a COPY
+        // result for ever; end it: refuse the data for COPY FROM, drop the session for COPY TO.
+        PQclear(r);
+        got.error = errc::query_failed;
+        got.message = "COPY is not supported by tether::pg::connection::query";
+        if (status == PGRES_COPY_IN && PQputCopyEnd(conn_, "COPY is not supported") == 1) {
+          continue; // the server answers with an error, then the session is idle again
+        }
+        close();
+        co_return std::move(got);
+      }
+      if (status == PGRES_FATAL_ERROR || status == PGRES_BAD_RESPONSE ||
+          status == PGRES_NONFATAL_ERROR) {
+        if (!got.error) {
+          read_failure(got, r, cancelled, timeout);
+        }
+        PQclear(r);
+      } else if (!got.error) {
+        got.rows = result{r};
+      } else {
+        PQclear(r);
+      }
+    }
+    if (broken) {
+      break;
+    }
+    if (!connected()) {
+      lost(got);
+      break;
+    }
+    heard_until_ = coarse_monotonic_clock::instance().now() + heard_window;
+
+    // What comes after this step.
+    if (next == step::roll_back) {
+      if (side->error) {
+        co_return std::move(*side);
+      }
+      next = after_rollback();
+    } else if (next == step::prepare) {
+      // 42P05 (duplicate_prepared_statement): the session has it already, prepared before
+      // tether forgot it. Outside a transaction, run it; inside, the error has aborted it.
+      if (side->error && (side->sqlstate != "42P05" || in_transaction())) {
+        co_return std::move(*side);
+      }
+      prepared_.insert(st->name);
+      next = step::statement;
+    } else if (st != nullptr && out.error && out.error == errc::query_failed &&
+               out.sqlstate == "26000" && !prepared_again &&
+               PQtransactionStatus(conn_) == PQTRANS_IDLE) {
+      // 26000 (invalid_sql_statement_name): the session no longer has the statement, and the
+      // server ran nothing. Prepare it again, once, unless a transaction is open: the error
+      // has aborted it, and the caller must know.
+      prepared_.erase(st->name);
+      prepared_again = true;
+      out = query_outcome{};
+      next = step::prepare;
+    } else {
+      if (st != nullptr && out.error == errc::query_failed && out.sqlstate == "26000") {
+        prepared_.erase(st->name);
+      }
       co_return out;
     }
-    if (status == PGRES_FATAL_ERROR || status == PGRES_BAD_RESPONSE ||
-        status == PGRES_NONFATAL_ERROR) {
-      if (!out.error) {
-        read_failure(out, r, cancelled, timeout);
-      }
-      PQclear(r);
-    } else if (!out.error) {
-      out.rows = result{r};
-    } else {
-      PQclear(r);
-    }
   }
-  if (!connected()) {
-    lost(out);
-  } else if (!out.error || out.error != errc::connection_lost) {
-    heard_until_ = coarse_monotonic_clock::instance().now() + heard_window;
-  }
-  co_return out;
+  // The session broke during a step: what that step says is the outcome.
+  co_return next == step::statement ? std::move(out) : std::move(*side);
 }
 
 asio::awaitable<std::error_code> connector::async_connect(std::unique_ptr<pg::connection>& out) {

@@ -438,6 +438,8 @@ struct transaction_story {
   query_outcome committed, counted_after_commit, failed_statement, commit_of_failed, after_end,
       counted_after_drop, state_after_drop;
   bool open_after_begin = false;
+  query_outcome executed_after_drop;
+  std::vector<query_outcome> pipelined_after_drop;
 };
 
 asio::awaitable<transaction_story> transactions(std::shared_ptr<pool> p) {
@@ -470,6 +472,22 @@ asio::awaitable<transaction_story> transactions(std::shared_ptr<pool> p) {
   } // dropped open: the session's next statement rolls it back first
   out.state_after_drop = co_await c.query("SELECT now() = statement_timestamp()");
   out.counted_after_drop = co_await c.query("SELECT count(*) FROM t_tx");
+  // The same before a prepared statement and before a pipeline.
+  {
+    transaction tx{c};
+    co_await tx.begin();
+    co_await tx.query("INSERT INTO t_tx VALUES (4)");
+  }
+  const param args[] = {"1", "1"};
+  out.executed_after_drop = co_await c.execute(add_two, args);
+  {
+    transaction tx{c};
+    co_await tx.begin();
+    co_await tx.query("INSERT INTO t_tx VALUES (5)");
+  }
+  // (A pipeline's statements share an implicit transaction: the row count tells.)
+  const pipelined look[] = {{.sql = "SELECT count(*) FROM t_tx"}};
+  out.pipelined_after_drop = co_await c.pipeline(look);
   co_return out;
 }
 
@@ -492,6 +510,12 @@ TEST_F(pg_test, a_transaction_commits_reports_a_rollback_and_is_rolled_back_when
   EXPECT_EQ(story.state_after_drop.rows.get(0, 0), "t")
       << "the statement ran on its own, not inside the dropped transaction";
   EXPECT_EQ(story.counted_after_drop.rows.get(0, 0), "1") << "rows 2 and 3 were rolled back";
+
+  ASSERT_FALSE(story.executed_after_drop.error) << story.executed_after_drop.message;
+  EXPECT_EQ(story.executed_after_drop.rows.value<int>(0, 0), 2);
+  ASSERT_EQ(story.pipelined_after_drop.size(), 1U);
+  ASSERT_FALSE(story.pipelined_after_drop[0].error) << story.pipelined_after_drop[0].message;
+  EXPECT_EQ(story.pipelined_after_drop[0].rows.get(0, 0), "1") << "rows 4 and 5 were rolled back";
 }
 
 // Leaves session state behind, then looks at the next lease of the same (only) session.

@@ -112,15 +112,16 @@ public:
 
 private:
   // What one round trip sends: the simple or extended query, a prepare, or a prepared
-  // statement's run, NUL-terminated as libpq wants it. A query's SQL and every parameter are
-  // copied here before the first suspension; a statement's name and SQL are read from the
-  // statement, which outlives the call. Parameters are packed into one buffer, and up to
+  // statement's run, NUL-terminated as libpq wants it. Every parameter is copied here before
+  // the first suspension; a query's SQL is in the session's sql_text_, and a statement's name
+  // and SQL are read from the statement, which outlives the call. Parameters are packed into one buffer, and up to
   // `inline_params` pointers to them are kept in place, so a run of a prepared statement with a
   // few short parameters allocates nothing.
   class sending {
   public:
     enum class kind { query, prepare, run_prepared };
-    sending(kind k, std::string_view sql, std::span<const param> params);
+    // `sql` is NUL-terminated and outlives the sending.
+    sending(kind k, const char* sql, std::span<const param> params);
     sending(kind k, const statement& st, std::span<const param> params);
     sending(const sending&) = delete; // `values_` points into `packed_`
     sending& operator=(const sending&) = delete;
@@ -140,8 +141,6 @@ private:
     kind what_;
     const char* text_ = nullptr; // the SQL (query) or the statement's name
     const char* sql_ = nullptr;  // the statement's SQL (prepare)
-    std::array<char, 256> short_text_; // a query's SQL when it is short, NUL-terminated
-    std::string owned_text_;           // a longer one
     std::string packed_;         // each parameter followed by a NUL
     int count_ = 0;
     std::array<const char*, inline_params> inline_{}; // into `packed_`; nullptr for NULL
@@ -154,18 +153,15 @@ private:
   asio::awaitable<bool> await_result(clock::time_point& deadline, bool& cancelled);
   // Flushes what libpq holds to send, reading meanwhile; false when the session broke.
   asio::awaitable<bool> flush(clock::time_point& deadline, bool& cancelled);
-  // Sends `s` and reads every result until the session is idle, cancelling on the server when
-  // `deadline` passes (`timeout` is for the message).
-  asio::awaitable<query_outcome> run(const sending& s, clock::time_point deadline,
-                                     clock::duration timeout);
+  // One query or execute: `sql` for a query, `st` for a prepared statement's run.
+  asio::awaitable<query_outcome> perform(std::string_view sql, const statement* st,
+                                         std::span<const param> params, clock::duration timeout);
+  // libpq's PQsend* for a query (`sql`) or a prepared statement's run (`st`): 0 on failure.
+  int send_statement(std::string_view sql, const statement* st, std::span<const param> params);
   // libpq's PQsend* for `s`: 0 on failure.
   int send(const sending& s);
   // Refuses a query on a closed or busy session; true when one may start.
   bool may_start(query_outcome& out) const;
-  // The ROLLBACK of an abandoned transaction, before the next statement; false (and `out`
-  // says why) when it failed.
-  asio::awaitable<bool> roll_back_abandoned(query_outcome& out, clock::time_point deadline,
-                                            clock::duration timeout);
   asio::awaitable<std::error_code> wait(bool for_write, clock::time_point deadline);
   asio::awaitable<std::error_code> wait_either(clock::time_point deadline);
   asio::awaitable<void> cancel_on_server();
@@ -184,6 +180,8 @@ private:
   clock::time_point heard_until_{};
   // Names of the statements prepared on this session, by execute.
   std::unordered_set<std::string> prepared_;
+  // The text of the query being sent, NUL-terminated for libpq (its capacity kept).
+  std::string sql_text_;
 };
 
 /// Settings of a connector.
