@@ -1,17 +1,12 @@
 #include "tether/http/client.hpp"
 #include "tether/http/connection.hpp"
 #include "tether/http/content_coding.hpp"
-#include "tether/http/fields.hpp"
 #include "tether/http/proxy.hpp"
 
 #include <algorithm>
 #include <array>
-#include <charconv>
-#include <cstdio>
-#include <ctime>
 #include <functional>
 #include <future>
-#include <span>
 #include <stdexcept>
 #include <unordered_map>
 #include <variant>
@@ -19,17 +14,11 @@
 #include <asio/bind_cancellation_slot.hpp>
 #include <asio/cancellation_signal.hpp>
 #include <asio/co_spawn.hpp>
-#include <asio/experimental/as_tuple.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/post.hpp>
-#include <asio/read.hpp>
-#include <asio/read_until.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
-#include <asio/write.hpp>
-
-#include <openssl/evp.h>
 
 #include "tether/core/detached.hpp"
 #include "tether/core/error.hpp"
@@ -44,16 +33,26 @@
 #include "tether/upstream/attempt_loop.hpp"
 #include "tether/upstream/attempts.hpp"
 
-#include "text.hpp"
+#include "exchange.hpp"
 
 namespace tether::http {
 
-using detail::iequals;
-using detail::is_tchar;
+using detail::body_producer;
+using detail::body_stream;
+using detail::classify;
+using detail::decode_answer;
+using detail::describe;
+using detail::exchange_result;
+using detail::has_field;
+using detail::proxy_for;
+using detail::request_result;
+using detail::request_result_names;
+using detail::use_tuple;
+using detail::write_head;
 
 namespace {
 
-constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
+using host_pool = pool::connection_pool<http_connector>;
 
 } // namespace
 
@@ -81,379 +80,6 @@ void client_options::validate() const {
     }
   }
 }
-
-// ---------------------------------------------------------------------------------------------
-// Connections and the connector the per-host pools use
-
-namespace {
-
-using host_pool = pool::connection_pool<http_connector>;
-
-/// A response body streamed to the caller (request::on_body). The response is judged at its
-/// head (`is_answer`: the retry rules, a redirect to follow), and only the answer's body goes
-/// to the sink.
-struct body_stream {
-  const std::function<bool(std::string_view)>& sink;
-  std::function<bool(const response&)> is_answer;
-  bool streaming = false; ///< this response's body goes to the sink
-  bool started = false;   ///< a piece reached the sink
-  bool stopped = false;   ///< the sink returned false
-};
-
-/// Collects one response from the parser's callbacks, skipping interim (1xx) responses; with a
-/// stream, the answer's body goes there instead.
-class response_reader final : public parser_handler {
-public:
-  response_reader(response& r, body_stream* stream) : r_{r}, stream_{stream} {}
-
-  void on_head(const message_head& head) override {
-    if (head.status >= 100 && head.status < 200) {
-      interim_ = true;
-      return;
-    }
-    r_.status = head.status;
-    r_.reason = head.reason;
-    r_.version_minor = head.version_minor;
-    r_.headers.clear();
-    r_.headers.reserve(head.headers.size());
-    for (const auto& h : head.headers) {
-      r_.headers.push_back({std::string{h.name}, std::string{h.value}});
-    }
-    keep_alive_ = head.keep_alive;
-    if (stream_ != nullptr) {
-      stream_->streaming = stream_->is_answer(r_);
-    }
-  }
-  void on_body(std::string_view piece) override {
-    if (interim_) {
-      return;
-    }
-    if (stream_ == nullptr || !stream_->streaming) {
-      r_.body.append(piece);
-    } else if (!stream_->stopped) {
-      stream_->started = true;
-      stream_->stopped = !stream_->sink(piece);
-    }
-  }
-  void on_message_complete() override {
-    if (interim_) {
-      interim_ = false;
-      return;
-    }
-    complete_ = true;
-  }
-
-  [[nodiscard]] bool complete() const noexcept { return complete_; }
-  [[nodiscard]] bool keep_alive() const noexcept { return keep_alive_; }
-
-private:
-  response& r_;
-  body_stream* stream_;
-  bool interim_ = false;
-  bool complete_ = false;
-  bool keep_alive_ = false;
-};
-
-/// What one exchange on a connection came to.
-struct exchange_result {
-  std::error_code error;
-  bool response_bytes = false; ///< any byte of a response arrived
-};
-
-/// Writes the request and reads its response on `c`. Not bounded in time by itself: the caller
-/// races it against the attempt's deadline.
-/// A request body produced as it is sent (request::body_source): with a length, as is; without,
-/// in chunks.
-struct body_producer {
-  const std::function<std::string_view()>& next;
-  std::optional<std::uint64_t> length;
-};
-
-/// Writes what `body` produces after the head: the pieces, or chunks and the last chunk. An
-/// error when writing fails, or when a source with a length gives more or less than it.
-asio::awaitable<std::error_code> write_produced(http_connection& c, const body_producer& body) {
-  std::uint64_t sent = 0;
-  for (;;) {
-    const std::string_view piece = body.next();
-    std::array<char, 24> size_line{};
-    std::array<asio::const_buffer, 3> buffers{};
-    std::size_t count = 0;
-    if (body.length) {
-      if (sent + piece.size() > *body.length || (piece.empty() && sent != *body.length)) {
-        co_return make_error_code(errc::invalid_content_length); // the source broke its word
-      }
-      if (piece.empty()) {
-        co_return std::error_code{};
-      }
-      buffers[count++] = asio::buffer(piece);
-    } else {
-      // chunk = chunk-size CRLF chunk-data CRLF; the last chunk is "0" CRLF CRLF (RFC 9112 7.1)
-      const int n = std::snprintf(size_line.data(), size_line.size(), "%zx\r\n", piece.size());
-      buffers[count++] = asio::buffer(size_line.data(), static_cast<std::size_t>(n));
-      if (!piece.empty()) {
-        buffers[count++] = asio::buffer(piece);
-      }
-      buffers[count++] = asio::buffer("\r\n", 2);
-    }
-    auto [error, written] = co_await asio::async_write(
-        c.stream, std::span<const asio::const_buffer>{buffers.data(), count}, use_tuple);
-    if (error) {
-      co_return net::normalized(tls::classify_failure(c.stream, error));
-    }
-    sent += piece.size();
-    if (piece.empty()) {
-      co_return std::error_code{};
-    }
-  }
-}
-
-asio::awaitable<exchange_result> exchange(http_connection& c, std::string_view head,
-                                          std::string_view body, bool head_request, response& out,
-                                          body_stream* stream, const body_producer* produced) {
-  exchange_result result;
-  c.reusable = false;
-  // A streamed body is the caller's to bound; the connection's limit is put back after.
-  c.parser.set_max_body(stream != nullptr ? 0 : c.max_body);
-  const std::array<asio::const_buffer, 2> buffers = {asio::buffer(head), asio::buffer(body)};
-  auto [write_error, written] = co_await asio::async_write(c.stream, buffers, use_tuple);
-  if (!write_error && produced != nullptr) {
-    if (const auto produce_error = co_await write_produced(c, *produced)) {
-      result.error = produce_error;
-      co_return result;
-    }
-  }
-  if (write_error) {
-    result.error = net::normalized(tls::classify_failure(c.stream, write_error));
-    co_return result;
-  }
-  if (head_request) {
-    c.parser.expect_head_response();
-  }
-  response_reader reader{out, stream};
-  for (;;) {
-    auto [read_error, n] = co_await c.stream.async_read_some(asio::buffer(c.buffer), use_tuple);
-    if (read_error == asio::error::eof) {
-      c.parser.finish(reader);
-      if (c.parser.error()) {
-        result.error = c.parser.error();
-      } else if (!reader.complete()) {
-        result.error = asio::error::eof;
-      }
-      co_return result;
-    }
-    if (read_error) {
-      result.error = net::normalized(tls::classify_failure(c.stream, read_error));
-      co_return result;
-    }
-    result.response_bytes = true;
-    const std::size_t used = c.parser.feed({c.buffer.data(), n}, reader);
-    if (c.parser.error()) {
-      result.error = c.parser.error();
-      co_return result;
-    }
-    if (stream != nullptr && stream->stopped) {
-      result.error = make_error_code(std::errc::operation_canceled); // the caller's sink
-      co_return result;
-    }
-    if (reader.complete()) {
-      // Bytes past the response were never asked for: the connection is out of step.
-      c.reusable = reader.keep_alive() && used == n && c.parser.idle();
-      co_return result;
-    }
-  }
-}
-
-// Result labels of tether_http_client_requests_total.
-enum class request_result : std::uint8_t {
-  status_1xx,
-  status_2xx,
-  status_3xx,
-  status_4xx,
-  status_5xx,
-  refused,
-  connect_failure,
-  timeout,
-  reset,
-  protocol_error,
-  circuit_open,
-  pool_timeout,
-  deadline_exceeded,
-  tls_failure,
-  invalid_request,
-  cancelled,
-  count_
-};
-
-constexpr std::array<std::string_view, static_cast<std::size_t>(request_result::count_)>
-    request_result_names = {"1xx",
-                            "2xx",
-                            "3xx",
-                            "4xx",
-                            "5xx",
-                            "refused",
-                            "connect_failure",
-                            "timeout",
-                            "reset",
-                            "protocol_error",
-                            "circuit_open",
-                            "pool_timeout",
-                            "deadline_exceeded",
-                            "tls_failure",
-                            "invalid_request",
-                            "cancelled"};
-
-request_result classify(const client_result& r) noexcept {
-  if (!r.error) {
-    const int cls = std::clamp(r.response.status / 100, 1, 5);
-    return static_cast<request_result>(cls - 1);
-  }
-  const auto& ec = r.error;
-  if (ec == tether::errc::circuit_open) {
-    return request_result::circuit_open;
-  }
-  if (ec == tether::errc::pool_timeout || ec == tether::errc::pool_closed) {
-    return request_result::pool_timeout;
-  }
-  if (ec == tether::errc::deadline_exceeded) {
-    return request_result::deadline_exceeded;
-  }
-  if (ec == tether::errc::invalid_request) {
-    return request_result::invalid_request;
-  }
-  if (ec == std::errc::operation_canceled) {
-    return request_result::cancelled;
-  }
-  if (ec == tether::errc::response_timeout) {
-    return request_result::timeout;
-  }
-  // A failed handshake, or a peer's TLS alert (its cause is in the TLS failure counters).
-  if (tether::is_tls_error(ec)) {
-    return request_result::tls_failure;
-  }
-  if (ec.category() == error_category()) {
-    return request_result::protocol_error;
-  }
-  if (ec == std::errc::connection_refused) {
-    return request_result::refused;
-  }
-  if (ec == std::errc::timed_out) {
-    return request_result::timeout;
-  }
-  if (r.attempts > 0 && (ec == asio::error::eof || ec == std::errc::connection_reset ||
-                         ec == std::errc::broken_pipe || ec == asio::error::operation_aborted)) {
-    return request_result::reset;
-  }
-  return request_result::connect_failure;
-}
-
-/// The request as a user names it in a message: "GET https://example.com:8443/items".
-std::string describe(const request& r) {
-  return r.method + " " + r.target_url();
-}
-
-bool has_field(const request& r, std::string_view name) noexcept {
-  return find_field(r.headers, name) != nullptr;
-}
-
-// `accept_encoding`: the codings the client decodes itself, sent unless the request has its own.
-// `proxied`: to a forward proxy, the target in absolute form and its Proxy-Authorization.
-void write_head(std::string& out, const request& r, std::string_view user_agent,
-                std::string_view accept_encoding, bool proxied = false,
-                std::string_view proxy_authorization = {}) {
-  out.reserve(64 + r.target.size() + r.host.size() + r.headers.size() * 32);
-  out.append(r.method).append(" ").append(proxied ? r.target_url() : r.target);
-  out.append(" HTTP/1.1\r\n");
-  if (!proxy_authorization.empty()) {
-    out.append("Proxy-Authorization: ").append(proxy_authorization).append("\r\n");
-  }
-  if (!has_field(r, "host")) {
-    out.append("Host: ");
-    const bool ipv6 = r.host.find(':') != std::string::npos;
-    if (ipv6) {
-      out.append("[").append(r.host).append("]");
-    } else {
-      out.append(r.host);
-    }
-    if (r.port != (r.tls ? 443 : 80)) {
-      out.append(":").append(std::to_string(r.port));
-    }
-    out.append("\r\n");
-  }
-  if (!user_agent.empty() && !has_field(r, "user-agent")) {
-    out.append("User-Agent: ").append(user_agent).append("\r\n");
-  }
-  if (!accept_encoding.empty()) {
-    out.append("Accept-Encoding: ").append(accept_encoding).append("\r\n");
-  }
-  for (const auto& f : r.headers) {
-    out.append(f.name).append(": ").append(f.value).append("\r\n");
-  }
-  if (r.body_source) {
-    if (r.body_length) {
-      out.append("Content-Length: ").append(std::to_string(*r.body_length)).append("\r\n");
-    } else {
-      out.append("Transfer-Encoding: chunked\r\n");
-    }
-  } else if (!r.body.empty() || r.method == "POST" || r.method == "PUT" || r.method == "PATCH") {
-    out.append("Content-Length: ").append(std::to_string(r.body.size())).append("\r\n");
-  }
-  out.append("\r\n");
-}
-
-// "Basic base64(user:password)" (RFC 7617), with OpenSSL's base64.
-std::string basic_authorization(const std::string& user, const std::string& password) {
-  const std::string pair = user + ":" + password;
-  std::string encoded(4 * ((pair.size() + 2) / 3) + 1, '\0');
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(encoded.data()),
-                                reinterpret_cast<const unsigned char*>(pair.data()),
-                                static_cast<int>(pair.size()));
-  encoded.resize(static_cast<std::size_t>(n));
-  return "Basic " + encoded;
-}
-
-// The proxy a request to r's host goes through, or none (no proxy for its scheme, or no_proxy
-// sends it direct). The settings were checked by client_options::validate.
-std::optional<proxy_route> proxy_for(const request& r, const proxy_settings& settings) {
-  const std::string& url = r.tls ? settings.https : settings.http;
-  if (url.empty() || bypasses_proxy(settings.no_proxy, r.host, r.port)) {
-    return std::nullopt;
-  }
-  const auto proxy = proxy_endpoint::parse(url);
-  if (!proxy) {
-    return std::nullopt;
-  }
-  proxy_route route{proxy->host, proxy->port};
-  if (!proxy->user.empty()) {
-    route.authorization = basic_authorization(proxy->user, proxy->password);
-  }
-  return route;
-}
-
-// Decodes the body of a response the client asked for compressed (gzip, deflate), removing
-// the Content-Encoding and Content-Length fields it no longer matches. A body in a coding the
-// client does not take (br) is left as it came, its fields with it.
-std::error_code decode_answer(response& res, std::uint64_t max_size) {
-  // Every Content-Encoding field, in order: several are one list (RFC 9110 5.3).
-  std::string codings;
-  for (const auto& f : res.headers) {
-    if (tether::iequals(f.name, "content-encoding")) {
-      codings.append(codings.empty() ? "" : ", ").append(f.value);
-    }
-  }
-  if (codings.empty() || res.body.empty() || !decodable(codings)) {
-    return {};
-  }
-  if (auto ec = decode_body(res.body, codings, max_size)) {
-    return ec;
-  }
-  std::erase_if(res.headers, [](const field& f) {
-    return tether::iequals(f.name, "content-encoding") || tether::iequals(f.name, "content-length");
-  });
-  res.decompressed = true;
-  return {};
-}
-
-} // namespace
 
 // ---------------------------------------------------------------------------------------------
 // Per-host state
@@ -587,14 +213,14 @@ struct client_exchange {
     exchange_result exchanged;
     if (!limit) {
       exchanged =
-          co_await http::exchange(*lease, head, body, head_request, out, stream.get(), produced);
+          co_await detail::exchange(*lease, head, body, head_request, out, stream.get(), produced);
     } else {
       using namespace asio::experimental::awaitable_operators;
       asio::steady_timer timer{executor,
                                std::chrono::duration_cast<asio::steady_timer::duration>(*limit)};
-      auto which =
-          co_await (http::exchange(*lease, head, body, head_request, out, stream.get(), produced) ||
-                    timer.async_wait(use_tuple));
+      auto which = co_await (
+          detail::exchange(*lease, head, body, head_request, out, stream.get(), produced) ||
+          timer.async_wait(use_tuple));
       exchanged = which.index() == 0
                       ? std::get<0>(which)
                       : exchange_result{make_error_code(tether::errc::response_timeout), false};
@@ -1064,95 +690,6 @@ std::optional<client::host_stats> client::stats(std::string_view host_name, std:
   out.dns_lookups = target.pool(0).get_connector().lookups() +
                     (found->second->refresh ? found->second->refresh->lookups : 0);
   return out;
-}
-
-http_connector::http_connector(std::string host, std::uint16_t port, const net::tcp_options& tcp,
-                               const parser_limits& limits, std::optional<tls::client_identity> tls,
-                               std::optional<proxy_route> proxy)
-    : tcp_{proxy ? proxy->host : host, proxy ? proxy->port : port, tcp}, limits_{limits},
-      tls_{std::move(tls)}, proxy_{std::move(proxy)}, connect_timeout_{tcp.connect_timeout} {
-  if (proxy_ && tls_) {
-    std::string authority = host.find(':') != std::string::npos ? "[" + host + "]" : host;
-    authority.append(":").append(std::to_string(port));
-    connect_request_ = "CONNECT " + authority + " HTTP/1.1\r\nHost: " + authority + "\r\n";
-    if (!proxy_->authorization.empty()) {
-      connect_request_ += "Proxy-Authorization: " + proxy_->authorization + "\r\n";
-    }
-    connect_request_ += "\r\n";
-  }
-}
-
-asio::awaitable<std::error_code> http_connector::open_tunnel(asio::ip::tcp::socket& socket) {
-  using namespace asio::experimental::awaitable_operators;
-  asio::steady_timer deadline{
-      socket.get_executor(),
-      std::chrono::duration_cast<asio::steady_timer::duration>(connect_timeout_)};
-  auto written = co_await (asio::async_write(socket, asio::buffer(connect_request_), use_tuple) ||
-                           deadline.async_wait(use_tuple));
-  if (written.index() == 1) {
-    co_return make_error_code(std::errc::timed_out);
-  }
-  if (auto [ec, n] = std::get<0>(written); ec) {
-    co_return ec;
-  }
-  // The proxy's answer, up to its blank line. A 2xx has no body (RFC 9110 9.3.6), and nothing
-  // else comes before the TLS handshake we start: bytes past the head are a broken proxy.
-  std::string head;
-  auto read = co_await (asio::async_read_until(socket, asio::dynamic_buffer(head, 16 * 1024),
-                                               "\r\n\r\n", use_tuple) ||
-                        deadline.async_wait(use_tuple));
-  if (read.index() == 1) {
-    co_return make_error_code(std::errc::timed_out);
-  }
-  auto [ec, n] = std::get<0>(read);
-  if (ec) {
-    co_return ec == asio::error::not_found ? make_error_code(tether::errc::proxy_refused) : ec;
-  }
-  const auto status = connect_reply_status(head);
-  if (status == 407) {
-    co_return make_error_code(tether::errc::proxy_authentication_required);
-  }
-  if (!status || *status < 200 || *status > 299 || n != head.size()) {
-    co_return make_error_code(tether::errc::proxy_refused);
-  }
-  co_return std::error_code{};
-}
-
-asio::awaitable<std::error_code>
-http_connector::async_connect(std::unique_ptr<http_connection>& out) {
-  resilience::resource_guard slot;
-  if (limit_ != nullptr) {
-    slot = resilience::resource_guard{*limit_};
-    if (!slot) {
-      co_return make_error_code(tether::errc::overloaded);
-    }
-  }
-  std::unique_ptr<net::tcp_connection> tcp;
-  const std::error_code ec = co_await tcp_.async_connect(tcp);
-  if (ec) {
-    co_return ec;
-  }
-  if (!connect_request_.empty()) {
-    if (const auto refused = co_await open_tunnel(tcp->socket); refused) {
-      co_return refused;
-    }
-  }
-  if (tls_) {
-    auto secured = tls_->open(std::move(tcp->socket));
-    if (const auto failed = co_await tls_->async_handshake(secured); failed) {
-      co_return failed;
-    }
-    out = std::make_unique<http_connection>(std::move(secured), limits_);
-  } else {
-    out = std::make_unique<http_connection>(tls::stream{std::move(tcp->socket)}, limits_);
-  }
-  out->slot = std::move(slot);
-  ++opened_;
-  co_return std::error_code{};
-}
-
-asio::awaitable<bool> http_connector::async_validate(http_connection& c) {
-  co_return is_usable(c);
 }
 
 } // namespace tether::http
