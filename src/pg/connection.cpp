@@ -402,8 +402,10 @@ bool connection::send_pipeline(std::span<const pipelined> statements, std::vecto
       const sending one{sending::kind::query, sql_text_.c_str(), p.params};
       // Pipeline mode takes only the extended protocol: PQsendQueryParams, even without
       // parameters.
-      if (PQsendQueryParams(conn_, one.text(), one.count(), nullptr, one.values(), nullptr, nullptr,
-                            0) == 0) {
+      const int sent = PQsendQueryParams(conn_, one.text(), one.count(), nullptr, one.values(),
+                                         nullptr, nullptr, 0);
+      forget_long_text(); // libpq has copied it
+      if (sent == 0) {
         return false;
       }
     }
@@ -533,15 +535,22 @@ connection::pipeline(std::span<const pipelined> statements, clock::duration time
 
 // libpq's PQsend* for a query's SQL or a prepared statement's run. Apart from perform() so that
 // the sending is on the stack, not in its frame (libpq has copied it all when this returns).
-int connection::send_statement(std::string_view sql, const statement* st,
-                               std::span<const param> params) {
+int connection::send_statement(const statement* st, std::span<const param> params) {
   if (st != nullptr) {
     return send(sending{sending::kind::run_prepared, *st, params});
   }
-  // libpq takes NUL-terminated text and a string_view need not be: the session's buffer, which
-  // keeps its capacity, holds a copy.
-  sql_text_.assign(sql);
-  return send(sending{sending::kind::query, sql_text_.c_str(), params});
+  const int sent = send(sending{sending::kind::query, sql_text_.c_str(), params});
+  forget_long_text();
+  return sent;
+}
+
+void connection::forget_long_text() noexcept {
+  // The buffer keeps its capacity so that a query allocates nothing for its text, up to a
+  // point: one huge statement does not hold its size for the session's life.
+  constexpr std::size_t kept = 64 * 1024;
+  if (sql_text_.capacity() > kept) {
+    sql_text_ = std::string{};
+  }
 }
 
 // Every round trip of one query or execute, in one coroutine (a frame more per statement costs
@@ -559,7 +568,12 @@ asio::awaitable<query_outcome> connection::perform(std::string_view sql, const s
   }
   in_query_ = true;
   const busy_flag busy{in_query_};
-  auto deadline = deadline_after(timeout);
+  // The timeout covers every step; a cancel's grace for the server's answer stays in its step.
+  const auto end = deadline_after(timeout);
+  if (st == nullptr) {
+    // Copied before the first suspension: the caller's text need not outlive a ROLLBACK first.
+    sql_text_.assign(sql);
+  }
   if (st == nullptr && sql == "ROLLBACK") {
     rollback_pending_ = false; // the statement is the rollback (the pool's reset, say)
   }
@@ -583,12 +597,13 @@ asio::awaitable<query_outcome> connection::perform(std::string_view sql, const s
     query_outcome& got = next == step::statement ? out : *side;
     const int sent = next == step::roll_back ? send(sending{sending::kind::query, "ROLLBACK", {}})
                      : next == step::prepare ? send(sending{sending::kind::prepare, *st, {}})
-                                             : send_statement(sql, st, params);
+                                             : send_statement(st, params);
     if (sent == 0) {
       lost(got);
       break;
     }
 
+    auto deadline = end;
     bool cancelled = false;
     // After a cancel, the server still has to answer; give it a bounded time to.
     const auto after_cancel = [&] {

@@ -439,6 +439,7 @@ struct transaction_story {
       counted_after_drop, state_after_drop;
   bool open_after_begin = false;
   query_outcome executed_after_drop;
+  bool open_after_execute = true;
   std::vector<query_outcome> pipelined_after_drop;
 };
 
@@ -480,6 +481,7 @@ asio::awaitable<transaction_story> transactions(std::shared_ptr<pool> p) {
   }
   const param args[] = {"1", "1"};
   out.executed_after_drop = co_await c.execute(add_two, args);
+  out.open_after_execute = c.in_transaction();
   {
     transaction tx{c};
     co_await tx.begin();
@@ -513,6 +515,7 @@ TEST_F(pg_test, a_transaction_commits_reports_a_rollback_and_is_rolled_back_when
 
   ASSERT_FALSE(story.executed_after_drop.error) << story.executed_after_drop.message;
   EXPECT_EQ(story.executed_after_drop.rows.value<int>(0, 0), 2);
+  EXPECT_FALSE(story.open_after_execute) << "the dropped transaction was rolled back first";
   ASSERT_EQ(story.pipelined_after_drop.size(), 1U);
   ASSERT_FALSE(story.pipelined_after_drop[0].error) << story.pipelined_after_drop[0].message;
   EXPECT_EQ(story.pipelined_after_drop[0].rows.get(0, 0), "1") << "rows 4 and 5 were rolled back";

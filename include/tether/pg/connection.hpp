@@ -54,7 +54,9 @@ public:
   /// the loop thread) and ends with errc::query_timeout.
   ///
   /// Pass the parameters as a named array or vector (`const pg::param args[] = {"42"};`): g++ 12
-  /// miscompiles a braced list used directly in a co_await expression.
+  /// miscompiles a braced list used directly in a co_await expression. The SQL is copied when
+  /// the query starts; the parameters are read when they are sent, so they must live until the
+  /// query ends (as they do in `co_await c.query(sql, args)`).
   asio::awaitable<query_outcome> query(std::string_view sql, std::span<const param> params = {},
                                        clock::duration timeout = clock::duration::zero());
 
@@ -63,7 +65,7 @@ public:
   /// so the server plans it once per session rather than once per query. A session that lost
   /// the statement (DISCARD ALL, DEALLOCATE, a pooler in front of the server) prepares it again
   /// and runs it once more: the server refused it without running it. The timeout covers the
-  /// prepare and the run together.
+  /// prepare and the run together. The parameters must live until it ends.
   asio::awaitable<query_outcome> execute(const statement& s, std::span<const param> params = {},
                                          clock::duration timeout = clock::duration::zero());
 
@@ -112,8 +114,8 @@ public:
 
 private:
   // What one round trip sends: the simple or extended query, a prepare, or a prepared
-  // statement's run, NUL-terminated as libpq wants it. Every parameter is copied here before
-  // the first suspension; a query's SQL is in the session's sql_text_, and a statement's name
+  // statement's run, NUL-terminated as libpq wants it, built just before it is sent (libpq
+  // copies it all then): a query's SQL is in the session's sql_text_, and a statement's name
   // and SQL are read from the statement, which outlives the call. Parameters are packed into one buffer, and up to
   // `inline_params` pointers to them are kept in place, so a run of a prepared statement with a
   // few short parameters allocates nothing.
@@ -156,8 +158,11 @@ private:
   // One query or execute: `sql` for a query, `st` for a prepared statement's run.
   asio::awaitable<query_outcome> perform(std::string_view sql, const statement* st,
                                          std::span<const param> params, clock::duration timeout);
-  // libpq's PQsend* for a query (`sql`) or a prepared statement's run (`st`): 0 on failure.
-  int send_statement(std::string_view sql, const statement* st, std::span<const param> params);
+  // libpq's PQsend* for the query in sql_text_ or a prepared statement's run (`st`): 0 on
+  // failure.
+  int send_statement(const statement* st, std::span<const param> params);
+  // Drops sql_text_'s buffer when one statement made it large.
+  void forget_long_text() noexcept;
   // libpq's PQsend* for `s`: 0 on failure.
   int send(const sending& s);
   // Refuses a query on a closed or busy session; true when one may start.
