@@ -116,9 +116,9 @@ private:
   // What one round trip sends: the simple or extended query, a prepare, or a prepared
   // statement's run, NUL-terminated as libpq wants it, built just before it is sent (libpq
   // copies it all then): a query's SQL is in the session's sql_text_, and a statement's name
-  // and SQL are read from the statement, which outlives the call. Parameters are packed into one buffer, and up to
-  // `inline_params` pointers to them are kept in place, so a run of a prepared statement with a
-  // few short parameters allocates nothing.
+  // and SQL are read from the statement, which outlives the call. Parameters are packed into one
+  // buffer, and up to `inline_params` pointers to them are kept in place, so a run of a prepared
+  // statement with a few short parameters allocates nothing.
   class sending {
   public:
     enum class kind { query, prepare, run_prepared };
