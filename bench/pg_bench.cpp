@@ -68,11 +68,16 @@ std::string run_capture(const std::string& command) {
   return out;
 }
 
-// CPU time in user space and in the kernel, of this process or of its waited-for children.
+// CPU time in user space and in the kernel, of this process or of its waited-for children, and
+// how often they went to sleep (voluntary context switches: each is a wakeup the kernel pays for
+// when the server's answer arrives).
 struct cpu_time {
   double user = 0;
   double system = 0;
-  cpu_time operator-(const cpu_time& o) const { return {user - o.user, system - o.system}; }
+  double sleeps = 0;
+  cpu_time operator-(const cpu_time& o) const {
+    return {user - o.user, system - o.system, sleeps - o.sleeps};
+  }
 };
 
 cpu_time cpu_seconds(int who) {
@@ -81,7 +86,7 @@ cpu_time cpu_seconds(int who) {
   const auto seconds = [](const timeval& t) {
     return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
   };
-  return {seconds(u.ru_utime), seconds(u.ru_stime)};
+  return {seconds(u.ru_utime), seconds(u.ru_stime), static_cast<double>(u.ru_nvcsw)};
 }
 
 // One run of one way: transactions per second, and the client's CPU per transaction.
@@ -89,6 +94,7 @@ struct run {
   double tps = 0;
   double user_us = 0;
   double system_us = 0;
+  double sleeps = 0; // per transaction
 };
 
 // `per_transaction`: statements in one of pgbench's transactions (a pipeline script's batch),
@@ -106,6 +112,7 @@ run pgbench_run(const std::string& args, int per_transaction = 1) {
     const double statements = std::stod(m[1]) * per_transaction;
     r.user_us = cpu.user * 1e6 / statements;
     r.system_us = cpu.system * 1e6 / statements;
+    r.sleeps = cpu.sleeps / statements;
   }
   if (r.tps == 0) {
     std::fprintf(stderr, "pgbench gave no tps:\n%s\n", out.c_str());
@@ -241,7 +248,8 @@ run tether_run(const std::string& conninfo, std::chrono::seconds duration, mode 
     std::fprintf(stderr, "tether: %ld queries failed\n", failed);
   }
   const double per = counted > 0 ? 1e6 / static_cast<double>(counted) : 0;
-  return {static_cast<double>(counted) / seconds, cpu.user * per, cpu.system * per};
+  return {static_cast<double>(counted) / seconds, cpu.user * per, cpu.system * per,
+          cpu.sleeps * per / 1e6};
 }
 
 } // namespace
@@ -282,7 +290,8 @@ int main(int argc, char** argv) {
   std::printf("pgbench -S workload, %d clients, %lld s per run, %d interleaved rounds, "
               "PostgreSQL on 127.0.0.1:%u\n"
               "us: the client's CPU time per transaction (user + system: medians of each); "
-              "PgBouncer's own is not counted\n\n",
+              "sleeps: the client's voluntary context switches per transaction; "
+              "PgBouncer's own are not counted\n\n",
               clients, static_cast<long long>(duration.count()), rounds, server.port());
   if (bouncer_up) {
     std::this_thread::sleep_for(300ms); // pgbouncer's listener comes up after it forks
@@ -296,6 +305,7 @@ int main(int argc, char** argv) {
     std::vector<double> tps{};
     std::vector<double> user_us{};
     std::vector<double> system_us{};
+    std::vector<double> sleeps{};
   };
   // pgbench's own pipeline: a script of `batch` SELECTs between \startpipeline and
   // \endpipeline (pgbench 14+), prepared.
@@ -352,6 +362,7 @@ int main(int argc, char** argv) {
       w.tps.push_back(r.tps);
       w.user_us.push_back(r.user_us);
       w.system_us.push_back(r.system_us);
+      w.sleeps.push_back(r.sleeps);
     }
   }
   const auto median = [](std::vector<double> v) {
@@ -361,8 +372,8 @@ int main(int argc, char** argv) {
   for (const auto& w : ways) {
     const double user = median(w.user_us);
     const double system = median(w.system_us);
-    std::printf("%-46s %8.0f tps %5.1f us (%4.1f + %4.1f)  (rounds:", w.name, median(w.tps),
-                user + system, user, system);
+    std::printf("%-46s %8.0f tps %5.1f us (%4.1f + %4.1f) %4.2f sleeps  (rounds:", w.name,
+                median(w.tps), user + system, user, system, median(w.sleeps));
     for (std::size_t i = 0; i < w.tps.size(); ++i) {
       std::printf(" %.0f/%.1f", w.tps[i], w.user_us[i] + w.system_us[i]);
     }
