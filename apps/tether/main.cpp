@@ -105,9 +105,17 @@ int main(int argc, char** argv) {
     }
     if (proxy->parsed()) {
       const bool builtin = proxy_config_file.empty();
-      const auto loaded =
-          builtin ? tether::proxy::load_config(tether::proxy::default_config_yaml(), "<built-in>")
-                  : tether::proxy::load_config_file(proxy_config_file);
+      // What the proxy starts with, and what SIGHUP and POST /reload read again.
+      auto source = [builtin, file = proxy_config_file, workers = proxy_workers] {
+        auto loaded =
+            builtin ? tether::proxy::load_config(tether::proxy::default_config_yaml(), "<built-in>")
+                    : tether::proxy::load_config_file(file);
+        if (loaded.value && workers != 0) {
+          loaded.value->workers = workers;
+        }
+        return loaded;
+      };
+      const auto loaded = source();
       if (!loaded.value) {
         for (const auto& e : loaded.errors) {
           std::cerr << e << '\n';
@@ -116,11 +124,7 @@ int main(int argc, char** argv) {
                   << " problem" << (loaded.errors.size() == 1 ? "" : "s") << '\n';
         return exit_usage;
       }
-      auto config = *loaded.value;
-      if (proxy_workers != 0) {
-        config.workers = proxy_workers;
-      }
-      return tether::app::run_proxy(config, std::cout, std::cerr, {builtin});
+      return tether::app::run_proxy(*loaded.value, std::cout, std::cerr, {builtin, source});
     }
     if (chaos->parsed()) {
       if (chaos_seed_option->count() > 0) {

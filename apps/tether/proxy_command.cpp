@@ -93,6 +93,9 @@ int run_proxy(const proxy::config& c, std::ostream& out, std::ostream& err,
     out << "tether proxy: demo upstreams on 127.0.0.1:8081 and 127.0.0.1:8082\n";
   }
   proxy::server proxy{c};
+  if (options.source) {
+    proxy.set_config_source(options.source);
+  }
   if (proxy.start()) {
     err << "tether proxy: " << proxy.start_failure() << '\n';
     return 1;
@@ -103,7 +106,7 @@ int run_proxy(const proxy::config& c, std::ostream& out, std::ostream& err,
         << "/\n";
   }
   out << "tether proxy: metrics on http://" << c.admin.address << ':' << proxy.admin_port()
-      << "/metrics (also /ready, /clusters, /config)\n";
+      << "/metrics (also /ready, /clusters, /config; POST /reload or SIGHUP reloads)\n";
   out << "tether proxy: " << (c.workers != 0 ? c.workers : std::thread::hardware_concurrency())
       << " workers; Ctrl-C or SIGTERM drains and stops" << std::endl;
   int received = 0;
@@ -113,16 +116,24 @@ int run_proxy(const proxy::config& c, std::ostream& out, std::ostream& err,
       break;
     }
     if (received == SIGHUP) {
-      out << "tether proxy: SIGHUP ignored: reloading the configuration is not supported yet; "
-             "the running one stays (restart to change it)"
-          << std::endl;
+      const auto errors = proxy.reload();
+      if (errors.empty()) {
+        out << "tether proxy: SIGHUP: configuration reloaded" << std::endl;
+      } else {
+        err << "tether proxy: SIGHUP: reload refused, the running configuration stays:\n";
+        for (const auto& e : errors) {
+          err << "  " << e << '\n';
+        }
+        err.flush();
+      }
     } else {
       out << "tether proxy: " << signal_name(received) << " ignored" << std::endl;
     }
   }
   out << "tether proxy: " << signal_name(received) << ": draining (up to "
-      << std::chrono::duration_cast<std::chrono::milliseconds>(c.drain_timeout).count() << " ms)"
-      << std::endl;
+      << std::chrono::duration_cast<std::chrono::milliseconds>(proxy.running_config().drain_timeout)
+             .count()
+      << " ms)" << std::endl;
   proxy.stop();
   out << "tether proxy: stopped" << std::endl;
   return 0;

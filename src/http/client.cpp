@@ -351,7 +351,10 @@ client::host& client::host_for(const request& r) {
   limits.max_body = options_.max_response_body;
   std::optional<tls::client_identity> identity;
   if (r.tls) {
-    identity.emplace(s_->tls, r.host, &s_->handshakes);
+    // Not owned: the client's state outlives its pools' connections.
+    identity.emplace(
+        s_->tls, r.host,
+        std::shared_ptr<tls::handshake_counters>{std::shared_ptr<void>{}, &s_->handshakes});
   }
   std::optional<proxy_route> route = proxy_for(r, options_.proxy);
   if (route && !r.tls) {

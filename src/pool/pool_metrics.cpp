@@ -38,8 +38,9 @@ std::string_view pool_metrics::cause_of(std::error_code ec) noexcept {
 }
 
 pool_metrics::pool_metrics(metrics::registry& registry, const metrics::labels& labels,
-                           std::function<pool_stats()> stats)
-    : acquire_wait_{registry.histogram_series("tether_pool_acquire_wait_seconds",
+                           std::function<pool_stats()> stats, bool gauges_now)
+    : registry_{registry}, labels_{labels}, stats_{std::move(stats)},
+      acquire_wait_{registry.histogram_series("tether_pool_acquire_wait_seconds",
                                               "Time from asking for a connection to getting one",
                                               labels)},
       usage_{registry.histogram_series("tether_pool_connection_usage_seconds",
@@ -69,7 +70,15 @@ pool_metrics::pool_metrics(metrics::registry& registry, const metrics::labels& l
     closed_[i] =
         &closed.Add(metrics::with_label(labels, "reason", to_string(static_cast<close_reason>(i))));
   }
-  auto read = [stats](auto field) {
+  if (gauges_now) {
+    watch_gauges();
+  }
+}
+
+void pool_metrics::watch_gauges() {
+  auto& registry = registry_;
+  const auto& labels = labels_;
+  auto read = [stats = stats_](auto field) {
     return [stats, field] { return static_cast<double>(field(stats())); };
   };
   gauges_.push_back(registry.callback("tether_pool_connections", "Open connections by state",

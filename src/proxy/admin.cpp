@@ -1,4 +1,4 @@
-// The admin listener's endpoints: /metrics, /ready, /config, /clusters.
+// The admin listener's endpoints: /metrics, /ready, /config, /clusters, and POST /reload.
 #include <nlohmann/json.hpp>
 
 #include "server_impl.hpp"
@@ -8,11 +8,29 @@ namespace tether::proxy {
 http::server_response server::impl::admin_request(const http::server_request& r) {
   http::server_response out;
   const auto path = r.path();
-  if (r.method != "GET") {
+  const bool reload_path = path == "/reload";
+  if (r.method != (reload_path ? "POST" : "GET")) {
     out.status = 405;
     out.content_type = "text/plain";
-    out.headers.push_back({"Allow", "GET"}); // RFC 9110 15.5.6: a 405 MUST say what is allowed
-    out.body = "only GET\n";
+    // RFC 9110 15.5.6: a 405 MUST say what is allowed.
+    out.headers.push_back({"Allow", reload_path ? "POST" : "GET"});
+    out.body = reload_path ? "only POST\n" : "only GET\n";
+    return out;
+  }
+  const auto& gen = *shared.current; // this thread is the one that replaces it
+  if (reload_path) {
+    // This is the admin thread, where reloads run: the same as SIGHUP, answered with the result.
+    const auto errors = reload_from_source();
+    out.content_type = "text/plain";
+    if (errors.empty()) {
+      out.body = "reloaded: config " + shared.current->hash + "\n";
+    } else {
+      out.status = 400;
+      out.body = "reload refused, the running config stays:\n";
+      for (const auto& e : errors) {
+        out.body += e + "\n";
+      }
+    }
     return out;
   }
   if (path == "/metrics") {
@@ -23,8 +41,8 @@ http::server_response server::impl::admin_request(const http::server_request& r)
     // verdict (within its check timeout), so an orchestrator sends no traffic while the proxy
     // knows of only some of its hosts.
     bool checked = true;
-    for (const auto& cc : shared.clusters) {
-      for (const auto& h : cc.upstream->hosts) {
+    for (const auto& cc : gen.clusters) {
+      for (const auto& h : cc->upstream->hosts) {
         checked = checked && h->checked.load();
       }
     }
@@ -35,14 +53,20 @@ http::server_response server::impl::admin_request(const http::server_request& r)
     out.body = ready ? "ready\n"
                      : (draining ? "draining\n" : "initializing: first health checks pending\n");
   } else if (path == "/config") {
-    out.body = to_json(shared.cfg);
+    // Which version runs and since when, then the config itself.
+    nlohmann::ordered_json shown{{"hash", gen.hash}, {"loaded_at", loaded_at.load()}};
+    auto running = nlohmann::ordered_json::parse(to_json(gen.cfg));
+    for (auto& [key, value] : running.items()) {
+      shown[key] = std::move(value);
+    }
+    out.body = shown.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
   } else if (path == "/clusters") {
     nlohmann::ordered_json clusters = nlohmann::ordered_json::array();
-    for (std::size_t c = 0; c < shared.cfg.clusters.size(); ++c) {
-      const auto& cfg = shared.cfg.clusters[c];
+    for (const auto& c : gen.clusters) {
+      const auto& cfg = c->cfg;
       nlohmann::ordered_json hosts = nlohmann::ordered_json::array();
       for (std::size_t e = 0; e < cfg.endpoints.size(); ++e) {
-        const auto& counters = shared.clusters[c].upstream->at(e);
+        const auto& counters = c->upstream->at(e);
         std::size_t idle = 0;
         std::size_t active = 0;
         std::size_t pending = 0;
@@ -85,7 +109,7 @@ http::server_response server::impl::admin_request(const http::server_request& r)
   } else {
     out.status = 404;
     out.content_type = "text/plain";
-    out.body = "not found: try /metrics, /ready, /clusters or /config\n";
+    out.body = "not found: try /metrics, /ready, /clusters, /config or POST /reload\n";
   }
   return out;
 }

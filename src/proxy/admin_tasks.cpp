@@ -24,13 +24,15 @@ asio::awaitable<void> access_log_flush_loop(server::impl* s, asio::steady_timer*
   }
 }
 
-// Outlier detection's periodic sweep: hosts whose ejection time is over come back.
-asio::awaitable<void> outlier_loop(server::impl* s, std::size_t c, asio::steady_timer* timer) {
-  auto& cc = *s->shared.clusters[c].upstream;
+// Outlier detection's periodic sweep: hosts whose ejection time is over come back. Ends when a
+// reload retires the cluster (its timer is gone then) or the proxy stops.
+asio::awaitable<void> outlier_loop(server::impl* s, std::shared_ptr<proxy_cluster> c,
+                                   asio::steady_timer* timer) {
+  auto& cc = *c->upstream;
   for (;;) {
     timer->expires_after(cc.detector->options().interval);
     const auto [ec] = co_await timer->async_wait(use_tuple);
-    if (ec || !s->started) {
+    if (ec || c->retired || !s->started) {
       co_return;
     }
     for (const auto& host : cc.detector->on_interval()) {
@@ -44,52 +46,55 @@ asio::awaitable<void> outlier_loop(server::impl* s, std::size_t c, asio::steady_
 
 void server::impl::start_admin_tasks() {
   using namespace detail;
-  const auto& cfg = shared.cfg;
   if (shared.access) {
     timers.push_back(std::make_unique<asio::steady_timer>(admin_io));
     asio::co_spawn(admin_io, access_log_flush_loop(this, timers.back().get()),
                    report_exceptions{"the access log's flush"});
   }
-  for (std::size_t c = 0; c < cfg.clusters.size(); ++c) {
-    const auto& cl = cfg.clusters[c];
-    if (shared.clusters[c].upstream->detector) {
-      timers.push_back(std::make_unique<asio::steady_timer>(admin_io));
-      asio::co_spawn(admin_io, outlier_loop(this, c, timers.back().get()),
-                     report_exceptions{"an outlier detection sweep"});
+  for (const auto& c : shared.current->clusters) {
+    start_cluster_tasks(c);
+  }
+}
+
+void server::impl::start_cluster_tasks(const std::shared_ptr<detail::proxy_cluster>& c) {
+  using namespace detail;
+  const auto& cl = c->cfg;
+  const auto timer = [&] {
+    c->timers.push_back(std::make_unique<asio::steady_timer>(admin_io));
+    return c->timers.back().get();
+  };
+  if (c->upstream->detector) {
+    asio::co_spawn(admin_io, outlier_loop(this, c, timer()),
+                   report_exceptions{"an outlier detection sweep"});
+  }
+  for (std::size_t e = 0; e < cl.endpoints.size(); ++e) {
+    if (c->upstream->at(e).addresses) {
+      asio::co_spawn(admin_io, resolve_loop(this, c, e, timer()),
+                     report_exceptions{"a host's DNS refresh"});
     }
-    for (std::size_t e = 0; e < cl.endpoints.size(); ++e) {
-      if (shared.clusters[c].upstream->at(e).addresses) {
-        timers.push_back(std::make_unique<asio::steady_timer>(admin_io));
-        asio::co_spawn(admin_io, resolve_loop(this, c, e, timers.back().get()),
-                       report_exceptions{"a host's DNS refresh"});
-      }
+  }
+  if (cl.health_check.kind == health_check_kind::none) {
+    return;
+  }
+  if (cl.health_check.kind == health_check_kind::http) {
+    http::client_options o;
+    o.name = "health-check/" + cl.name;
+    o.user_agent = "tether-health-check";
+    o.pool.max_size = 1;
+    o.tcp = cl.tcp;
+    o.tcp.connect_timeout = cl.health_check.timeout;
+    if (cl.tls) {
+      o.tls = *cl.tls; // checked the way requests go: over TLS, verified alike
     }
-    if (cl.health_check.kind == health_check_kind::none) {
-      continue;
-    }
-    std::shared_ptr<http::client> client;
-    if (cl.health_check.kind == health_check_kind::http) {
-      http::client_options o;
-      o.name = "health-check/" + cl.name;
-      o.user_agent = "tether-health-check";
-      o.pool.max_size = 1;
-      o.tcp = cl.tcp;
-      o.tcp.connect_timeout = cl.health_check.timeout;
-      if (cl.tls) {
-        o.tls = *cl.tls; // checked the way requests go: over TLS, verified alike
-      }
-      o.retry.max_attempts = 1;
-      o.retry.overall_timeout = cl.health_check.timeout;
-      o.budget.reset();
-      o.breaker.reset();
-      client = http::client::create(admin_io.get_executor(), o);
-      checkers.push_back(client);
-    }
-    for (std::size_t e = 0; e < cl.endpoints.size(); ++e) {
-      timers.push_back(std::make_unique<asio::steady_timer>(admin_io));
-      asio::co_spawn(admin_io, health_loop(this, c, e, timers.back().get(), client),
-                     report_exceptions{"a host's health checks"});
-    }
+    o.retry.max_attempts = 1;
+    o.retry.overall_timeout = cl.health_check.timeout;
+    o.budget.reset();
+    o.breaker.reset();
+    c->checker = http::client::create(admin_io.get_executor(), o);
+  }
+  for (std::size_t e = 0; e < cl.endpoints.size(); ++e) {
+    asio::co_spawn(admin_io, health_loop(this, c, e, timer(), c->checker),
+                   report_exceptions{"a host's health checks"});
   }
 }
 

@@ -591,6 +591,15 @@ void read_cluster(reader& r, const YAML::Node& n, cluster_config& c, const std::
                            "such as 10.0.0.7:8080 or [::1]:8080");
         continue;
       }
+      const bool listed = std::any_of(c.endpoints.begin(), c.endpoints.end(), [&](const auto& o) {
+        return o.host == ep.host && o.port == ep.port;
+      });
+      if (listed) {
+        // One host, one pool and one breaker: listed twice it would be two of each, and its
+        // metric series would clash.
+        r.error(e, named + ".endpoints: " + e.Scalar() + " is listed twice");
+        continue;
+      }
       c.endpoints.push_back(ep);
     }
   }
@@ -1052,6 +1061,10 @@ json cluster_json(const cluster_config& cl) {
 }
 
 } // namespace
+
+std::string to_json(const cluster_config& c) {
+  return cluster_json(c).dump();
+}
 
 std::string to_json(const config& c) {
   json listeners = json::array();

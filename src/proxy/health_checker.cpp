@@ -14,12 +14,14 @@ namespace detail {
 // passes in a row it is back. A host starts out of service and unchecked: the first check runs at
 // once, and its one verdict decides (a single pass puts it in service, as in Envoy). A pass also
 // brings back a host that outlier detection ejected (Envoy's default as well).
-asio::awaitable<void> health_loop(server::impl* s, std::size_t c, std::size_t e,
+// Ends when the cluster is retired by a reload (which destroys the timer: it is not touched
+// after a wait once `retired` is seen) or the proxy stops.
+asio::awaitable<void> health_loop(server::impl* s, std::shared_ptr<proxy_cluster> c, std::size_t e,
                                   asio::steady_timer* timer, std::shared_ptr<http::client> client) {
-  const auto& cl = s->shared.cfg.clusters[c];
+  const auto& cl = c->cfg;
   const auto& hc = cl.health_check;
   const auto& ep = cl.endpoints[e];
-  auto& counters = s->shared.clusters[c].upstream->at(e);
+  auto& counters = c->upstream->at(e);
   std::uint32_t passes = 0;
   std::uint32_t failures = 0;
   for (;;) {
@@ -40,20 +42,23 @@ asio::awaitable<void> health_loop(server::impl* s, std::size_t c, std::size_t e,
       std::unique_ptr<net::tcp_connection> connection;
       passed = !co_await connector.async_connect(connection);
     }
+    if (c->retired || !s->started) {
+      co_return;
+    }
     (passed ? counters.series.checks_passed : counters.series.checks_failed)->Increment();
     passes = passed ? passes + 1 : 0;
     failures = passed ? 0 : failures + 1;
     const bool healthy = counters.healthy.load();
     if (!counters.checked.load()) {
       counters.checked = true;
-      s->set_health(c, e, passed);
+      s->set_health(*c, e, passed);
     } else if (healthy && failures >= hc.unhealthy_threshold) {
-      s->set_health(c, e, false);
+      s->set_health(*c, e, false);
     } else if (!healthy && passes >= hc.healthy_threshold) {
-      s->set_health(c, e, true);
+      s->set_health(*c, e, true);
     }
     if (passed && counters.outlier &&
-        s->shared.clusters[c].upstream->detector->on_health_check_passed(*counters.outlier)) {
+        c->upstream->detector->on_health_check_passed(*counters.outlier)) {
       log_event(s->shared, spdlog::level::info,
                 "health check passed: outlier detection returned " + counters.name() +
                     " to service");
@@ -64,7 +69,7 @@ asio::awaitable<void> health_loop(server::impl* s, std::size_t c, std::size_t e,
     }
     timer->expires_after(wait);
     const auto [ec] = co_await timer->async_wait(use_tuple);
-    if (ec || !s->started) {
+    if (ec || c->retired || !s->started) {
       co_return;
     }
   }
@@ -72,11 +77,11 @@ asio::awaitable<void> health_loop(server::impl* s, std::size_t c, std::size_t e,
 
 } // namespace detail
 
-void server::impl::set_health(std::size_t c, std::size_t e, bool healthy) {
-  auto& counters = shared.clusters[c].upstream->at(e);
+void server::impl::set_health(detail::proxy_cluster& c, std::size_t e, bool healthy) {
+  auto& counters = c.upstream->at(e);
   counters.healthy = healthy;
   log_event(shared, healthy ? spdlog::level::info : spdlog::level::warn,
-            "health check: " + shared.cfg.clusters[c].name + "/" + counters.name() +
+            "health check: " + c.cfg.name + "/" + counters.name() +
                 (healthy ? " is healthy" : " is unhealthy: no traffic, connections closed"));
   if (!healthy) {
     for (auto& w : workers) {

@@ -68,44 +68,6 @@ server::~server() {
   stop();
 }
 
-void server::impl::open_pools(worker& w) {
-  const auto& cfg = shared.cfg;
-  // Each host gets this worker's pool, at the worker's index among its pools.
-  for (std::size_t c = 0; c < cfg.clusters.size(); ++c) {
-    const auto& cl = cfg.clusters[c];
-    auto& up = *shared.clusters[c].upstream;
-    for (auto& h : up.hosts) {
-      // The gauges read the pool at scrape time, weakly: a pool can outlive this worker's list
-      // only while its io_context winds down.
-      auto weak = std::make_shared<std::weak_ptr<upstream_pool>>();
-      auto observer = std::make_shared<pool::pool_metrics>(
-          shared.registry,
-          metrics::labels{
-              {"cluster", cl.name}, {"endpoint", h->name()}, {"worker", std::to_string(w.id)}},
-          [weak] {
-            auto locked = weak->lock();
-            return locked ? locked->stats() : pool::pool_stats{};
-          });
-      auto limits = cfg.downstream.limits;
-      limits.max_body = 0; // responses are streamed, never held whole
-      std::optional<tls::client_identity> identity;
-      if (const auto& secured = shared.clusters[c]; secured.tls) {
-        identity.emplace(secured.tls, h->address(), secured.handshakes.get());
-      }
-      http::http_connector connector{h->address(), h->port(), cl.tcp, limits, std::move(identity)};
-      connector.limit_connections(&up.limits->connections);
-      if (h->addresses) {
-        connector.use_addresses(h->addresses);
-      }
-      auto p = upstream_pool::create(w.io.get_executor(), std::move(connector), cl.pool,
-                                     coarse_monotonic_clock::instance(), observer);
-      *weak = p;
-      h->pools.push_back(std::move(p));
-      w.pool_observers.push_back(std::move(observer));
-    }
-  }
-}
-
 void server::impl::unbind() {
   for (auto& w : workers) {
     w->acceptors.clear();
@@ -169,17 +131,24 @@ std::error_code server::start() {
   const std::size_t n =
       cfg.workers != 0 ? cfg.workers : std::max(1U, std::thread::hardware_concurrency());
   s.shared.worker_count = n;
+  for (std::size_t i = 0; i < n; ++i) {
+    s.workers.push_back(std::make_unique<worker>(s.shared, i));
+  }
   try {
     s.register_metrics();
+    std::vector<std::shared_ptr<proxy_cluster>> none(cfg.clusters.size());
+    auto contexts = make_client_contexts(cfg, none);
+    s.publish(s.build_generation(cfg, std::move(none), std::move(contexts)));
+    for (const auto& c : s.shared.current->clusters) {
+      s.watch(*c);
+    }
   } catch (const std::invalid_argument& e) {
     // A TLS file changed or went away since the config was checked.
     s.failure = e.what();
     return make_error_code(std::errc::invalid_argument);
   }
-  for (std::size_t i = 0; i < n; ++i) {
-    auto w = std::make_unique<worker>(s.shared, i);
-    s.open_pools(*w);
-    s.workers.push_back(std::move(w));
+  for (auto& w : s.workers) {
+    w->gen = s.shared.current;
   }
   if (const auto ec = s.bind_listeners()) {
     return ec;
@@ -193,9 +162,10 @@ std::error_code server::start() {
                 " (the admin listener): " + ec.message();
     return ec;
   }
+  s.workers_running = true;
   for (auto& w : s.workers) {
-    for (auto& c : s.shared.clusters) {
-      for (auto& h : c.upstream->hosts) {
+    for (auto& c : s.shared.current->clusters) {
+      for (auto& h : c->upstream->hosts) {
         h->pools[w->id]->start();
       }
     }
@@ -233,10 +203,16 @@ std::error_code server::start() {
 
 void server::stop() {
   auto& s = *impl_;
+  const std::lock_guard stopping{s.lifecycle};
   if (!s.started) {
     return;
   }
   s.started = false;
+  // A POST /reload on the admin thread may still be swapping it until that thread is joined.
+  const auto running = [&s] {
+    const std::lock_guard lock{s.shared.current_lock};
+    return s.shared.current;
+  };
   s.shared.draining = true;
   // Stop accepting, close idle client connections; requests in flight go on.
   for (auto& w : s.workers) {
@@ -254,7 +230,7 @@ void server::stop() {
     });
     done.get_future().wait();
   }
-  const auto give_up = steady::now() + s.shared.cfg.drain_timeout;
+  const auto give_up = steady::now() + running()->cfg.drain_timeout;
   while (s.shared.downstream_active.load() > 0 && steady::now() < give_up) {
     std::this_thread::sleep_for(std::chrono::milliseconds{5});
   }
@@ -270,7 +246,7 @@ void server::stop() {
       });
     }
     clock::duration longest = std::chrono::seconds{1};
-    for (const auto& c : s.shared.cfg.clusters) {
+    for (const auto& c : running()->cfg.clusters) {
       longest = std::max(longest, c.pool.acquire_timeout + std::chrono::seconds{1});
     }
     const auto hard_stop = steady::now() + longest;
@@ -283,12 +259,18 @@ void server::stop() {
     w->io.stop();
     w->thread.join();
   }
+  s.workers_running = false; // a cluster let go from now on closes at once
   {
     std::promise<void> done;
     asio::post(s.admin_io, [&] {
       s.admin->stop();
       for (auto& t : s.timers) {
         t->cancel();
+      }
+      for (auto& c : s.shared.current->clusters) {
+        for (auto& t : c->timers) {
+          t->cancel();
+        }
       }
       done.set_value();
     });
@@ -314,8 +296,9 @@ std::vector<std::uint16_t> server::listener_ports() const {
 std::uint16_t server::admin_port() const {
   return impl_->admin ? impl_->admin->port() : 0;
 }
-const config& server::running_config() const noexcept {
-  return impl_->shared.cfg;
+config server::running_config() const {
+  const std::lock_guard lock{impl_->shared.current_lock};
+  return impl_->shared.current ? impl_->shared.current->cfg : impl_->shared.cfg;
 }
 metrics::registry& server::registry() noexcept {
   return impl_->shared.registry;

@@ -2,8 +2,12 @@
 // The proxy's process-wide parts: its workers, the admin listener and thread, and the tasks that
 // run there (health checks, DNS lookups, outlier sweeps, the access log's flush).
 
+#include <array>
 #include <atomic>
+#include <functional>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -32,15 +36,22 @@ struct server::impl {
   impl(const impl&) = delete;
   impl& operator=(const impl&) = delete;
   ~impl() {
-    // Each worker's pools go before its io_context, which they were made on.
-    for (auto& c : shared.clusters) {
-      for (auto& h : c.upstream->hosts) {
-        h->pools.clear();
-      }
+    // The workers are stopped (or never ran): a cluster let go now is deleted here, its pools
+    // before the io_contexts they were made on.
+    workers_running = false;
+    for (auto& w : workers) {
+      w->gen.reset();
     }
+    shared.current.reset();
   }
 
   detail::shared_state shared;
+  /// While the workers run, a retired cluster's pools are closed on them; after, at once.
+  /// (Declared early: clusters let go while the members below are destroyed read it.)
+  std::atomic<bool> workers_running{false};
+  /// Held by stop() and by a reload asked from another thread: a reload never waits on an
+  /// admin thread that stop() has ended.
+  std::mutex lifecycle;
   std::vector<std::unique_ptr<detail::worker>> workers;
   std::vector<std::uint16_t> ports;
   asio::io_context admin_io{1};
@@ -50,31 +61,68 @@ struct server::impl {
   std::atomic<bool> started{false}; // read by the admin thread
   std::string failure;              // why start() failed
 
-  // Health checks and outlier sweeps run on the admin thread; their timers, to stop them.
+  // The access log's flush runs on the admin thread; its timer, to stop it. (Each cluster keeps
+  // the timers of its own tasks.)
   std::vector<std::unique_ptr<asio::steady_timer>> timers;
-  std::vector<std::shared_ptr<http::client>> checkers;
   default_random random{default_random::entropy_seed()};
 
-  void register_metrics();            // the series, and the clusters (build_clusters)
-  void build_clusters();              // each through the upstream layer, with its series
-  void build_listeners();             // their TLS contexts, with their series
-  void open_pools(detail::worker& w); // its pool at every host
-  std::error_code bind_listeners();   // every listener on every worker
+  /// Where a reload reads the config from (the command's file, say); none: reload refused.
+  std::function<load_result()> source;
+  // Reloads by result, and the running config's hash and load time (admin thread).
+  std::array<prometheus::Counter*, 2> reload_results{}; // success, failure
+  std::optional<metrics::callback_registration> config_info;
+  std::atomic<double> loaded_at{0}; // seconds since the epoch
+
+  void register_metrics(); // the process-wide series
+  void build_listeners();  // their TLS contexts, with their series
+  /// A cluster, its series and its pool on every worker (stats.cpp); `tls` made already, for
+  /// a cluster with `tls:`.
+  std::shared_ptr<detail::proxy_cluster> build_cluster(const cluster_config& c,
+                                                       std::shared_ptr<tls::client_context> tls);
+  /// The generation of `c`: per cluster, the one `kept` holds (a running cluster whose config
+  /// did not change), or one built with `contexts`' TLS context (reload.cpp makes both).
+  std::shared_ptr<const detail::generation>
+  build_generation(config c, std::vector<std::shared_ptr<detail::proxy_cluster>> kept,
+                   std::vector<std::shared_ptr<tls::client_context>> contexts);
+  /// Registers the gauges read from a cluster at scrape time (its hosts' health, breakers,
+  /// limits, budget, outlier state, TLS handshakes and pools), once.
+  void watch(detail::proxy_cluster& c);
+  /// A cluster left out of the running generation: its gauges and admin tasks end now.
+  void retire(detail::proxy_cluster& c);
+  /// The deleter of every cluster: its pools close on their workers, then it goes.
+  void dispose(detail::proxy_cluster* c);
+  /// Validated whole, then swapped in on every worker (admin thread). The error, or empty.
+  std::string reload(config next);
+  /// The source's config, reloaded (admin thread): the errors, or none.
+  std::vector<std::string> reload_from_source();
+  /// Makes `g` the running generation (for /config, /clusters, the metrics); the workers get
+  /// it by a post of their own.
+  void publish(const std::shared_ptr<const detail::generation>& g);
+  std::error_code bind_listeners(); // every listener on every worker
   void unbind();
   http::server_response admin_request(const http::server_request& r);
-  void start_admin_tasks(); // health checks, DNS lookups, outlier sweeps
-  void set_health(std::size_t c, std::size_t e, bool healthy);
+  void start_admin_tasks(); // the access log's flush, each cluster's
+  void start_cluster_tasks(const std::shared_ptr<detail::proxy_cluster>& c); // admin thread
+  void set_health(detail::proxy_cluster& c, std::size_t e, bool healthy);
   net::accept_hooks accept_hooks(const asio::ip::tcp::acceptor& acceptor);
 };
 
 namespace detail {
 
+/// The hash /config and tether_proxy_config_info show: of the config as /config shows it.
+std::string config_hash(const config& c);
+
+/// Per cluster of `next` not `kept`, with `tls:`, its client context; made before anything
+/// changes, so that a certificate file gone bad fails a reload whole (std::invalid_argument).
+std::vector<std::shared_ptr<tls::client_context>>
+make_client_contexts(const config& next, const std::vector<std::shared_ptr<proxy_cluster>>& kept);
+
 /// Active health checks of cluster `c`'s host `e` (health_checker.cpp).
-asio::awaitable<void> health_loop(server::impl* s, std::size_t c, std::size_t e,
+asio::awaitable<void> health_loop(server::impl* s, std::shared_ptr<proxy_cluster> c, std::size_t e,
                                   asio::steady_timer* timer, std::shared_ptr<http::client> client);
 
 /// Lookups of cluster `c`'s host `e`, given by name, every resolve_interval (dns_refresher.cpp).
-asio::awaitable<void> resolve_loop(server::impl* s, std::size_t c, std::size_t e,
+asio::awaitable<void> resolve_loop(server::impl* s, std::shared_ptr<proxy_cluster> c, std::size_t e,
                                    asio::steady_timer* timer);
 
 } // namespace detail

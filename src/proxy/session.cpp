@@ -55,8 +55,8 @@ tls::stream accepted(worker& w, std::size_t listener, asio::ip::tcp::socket s) {
 session::session(worker& w, std::size_t listener, asio::ip::tcp::socket s)
     : w_{w}, stream_{accepted(w, listener, std::move(s))},
       handshakes_{w.shared.listeners[listener].handshakes.get()},
-      watchdog_{std::make_shared<watchdog>(stream_.get_executor())},
-      parser_{http::parser::kind::request, w.shared.cfg.downstream.limits}, events_{w.heads},
+      watchdog_{std::make_shared<watchdog>(stream_.get_executor())}, gen_{w.gen},
+      parser_{http::parser::kind::request, w.gen->cfg.downstream.limits}, events_{w.heads},
       response_events_{w.heads} {
   parser_.tunnel_upgrades(false); // until tunnels exist, an Upgrade is ignored (RFC 9110 7.8)
   watchdog_->client = &stream_.socket();
@@ -74,6 +74,12 @@ session::~session() {
   --w_.shared.downstream_active;
 }
 
+void session::adopt_if_idle() {
+  if (idle_) {
+    gen_ = w_.gen;
+  }
+}
+
 void session::wake_if_idle() {
   if (idle_) {
     watchdog_->set(steady::time_point::min());
@@ -83,7 +89,7 @@ void session::wake_if_idle() {
 asio::awaitable<bool> session::secure() {
   // The handshake is part of the request's head: a client that opens TLS and stalls is cut off
   // at the request-header timeout like one that stalls in its head.
-  watchdog_->set(steady::now() + w_.shared.cfg.downstream.request_header_timeout);
+  watchdog_->set(steady::now() + gen_->cfg.downstream.request_header_timeout);
   const auto failed = co_await tls::async_accept(stream_);
   if (!failed) {
     handshakes_->completed(stream_);
@@ -125,7 +131,6 @@ asio::awaitable<void> session::run() {
   if (stream_.secured() && !co_await secure()) {
     co_return;
   }
-  const auto& d = w_.shared.cfg.downstream;
   std::uint32_t served = 0;
   for (;;) {
     // The next request's head: the idle timeout until its first byte, then the request-header
@@ -164,9 +169,10 @@ asio::awaitable<void> session::run() {
       break; // cannot happen: the parser starts every message with its head
     }
     ++served;
+    adopt_newest(); // a reload since the last request: this one runs under the new config
+    const auto most = gen_->cfg.downstream.max_requests_per_connection;
     const bool last =
-        (d.max_requests_per_connection != 0 && served >= d.max_requests_per_connection) ||
-        w_.shared.draining.load(std::memory_order_relaxed);
+        (most != 0 && served >= most) || w_.shared.draining.load(std::memory_order_relaxed);
     const bool keep = co_await handle(std::move(*head), last);
     if (!keep) {
       break;
@@ -183,7 +189,9 @@ void session::abort() {
 }
 
 asio::awaitable<wait_result> session::next_event(event& out, bool waiting_for_head) {
-  const auto& d = w_.shared.cfg.downstream;
+  // Copied: a reload may swap the session's generation while it waits here idle.
+  const auto idle_timeout = gen_->cfg.downstream.idle_timeout;
+  const auto header_timeout = gen_->cfg.downstream.request_header_timeout;
   for (;;) {
     if (!events_.empty()) {
       out = std::move(events_.front());
@@ -205,7 +213,7 @@ asio::awaitable<wait_result> session::next_event(event& out, bool waiting_for_he
     // Deadlines of seconds: the coarse clock (the same clock, a tick behind at most, read
     // without the TSC) is precise enough for them, here and for the header deadline below.
     const auto now = coarse_monotonic_clock::instance().now();
-    steady::time_point deadline = now + d.idle_timeout;
+    steady::time_point deadline = now + idle_timeout;
     if (waiting_for_head && head_started_) {
       deadline = head_deadline_;
     }
@@ -225,7 +233,7 @@ asio::awaitable<wait_result> session::next_event(event& out, bool waiting_for_he
     if (waiting_for_head && !head_started_) {
       head_started_ = true;
       head_first_byte_ = coarse_monotonic_clock::instance().now();
-      head_deadline_ = head_first_byte_ + d.request_header_timeout;
+      head_deadline_ = head_first_byte_ + header_timeout;
     }
     if (!buffer_ && n == room) {
       buffer_ = std::make_unique<std::array<char, read_size>>(); // more is coming
@@ -376,17 +384,17 @@ asio::awaitable<bool> session::handle(head_ptr head_in, bool last) {
     }
     co_return co_await refuse(rq, answer->status, answer->why, "-", answer->field);
   }
-  const auto route_index = find_route(w_.shared.cfg.routes, authority, target, peer_subject_);
+  const generation& gen = *gen_;
+  const auto route_index = find_route(gen.cfg.routes, authority, target, peer_subject_);
   if (!route_index) {
     count(cause::no_route);
     const std::string why = "no route for " + std::string{head.target};
     co_return co_await refuse(rq, 404, why, "-");
   }
-  auto& shared = w_.shared;
-  const auto ci = shared.route_cluster[*route_index];
-  const auto& cluster_cfg = shared.cfg.clusters[ci];
-  const retry_config& rc = *shared.route_retry[*route_index];
-  auto& cc = shared.clusters[ci];
+  const auto ci = gen.route_cluster[*route_index];
+  const auto& cluster_cfg = gen.cfg.clusters[ci];
+  const retry_config& rc = *gen.route_retry[*route_index];
+  auto& cc = *gen.clusters[ci];
   rq.counters = &cc;
   rq.cluster = cluster_cfg.name;
 

@@ -39,6 +39,11 @@ public:
   session& operator=(const session&) = delete;
   ~session();
 
+  /// After a reload: a session waiting for its next request takes the worker's new generation
+  /// now, so the one it held can go (its retired clusters close); a busy one takes it when its
+  /// next request begins.
+  void adopt_if_idle();
+
   /// Wakes a session waiting for its next request, so a drain closes it now.
   void wake_if_idle();
 
@@ -58,6 +63,13 @@ public:
 
 private:
   void count(cause c) { w_.shared.causes[static_cast<std::size_t>(c)]->Increment(); }
+
+  // The worker's newest generation, when it is not the session's already (between requests).
+  void adopt_newest() {
+    if (gen_ != w_.gen) {
+      gen_ = w_.gen;
+    }
+  }
 
   // The next parser event, reading from the client when none is queued.
   asio::awaitable<wait_result> next_event(event& out, bool waiting_for_head);
@@ -307,6 +319,8 @@ private:
   tls::stream stream_;
   tls::handshake_counters* handshakes_ = nullptr; // a TLS listener's
   std::shared_ptr<watchdog> watchdog_;
+  // The config (routes, clusters, downstream settings) the session's requests run under.
+  std::shared_ptr<const generation> gen_;
   http::parser parser_;
   event_queue events_;          // the client's requests, parsed
   event_queue response_events_; // the response being read, parsed

@@ -7,11 +7,13 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include <asio/experimental/as_tuple.hpp>
+#include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 #include <nlohmann/json.hpp>
 #include <prometheus/counter.h>
@@ -19,12 +21,14 @@
 #include <spdlog/spdlog.h>
 
 #include "tether/core/clock.hpp"
+#include "tether/http/client.hpp"
 #include "tether/http/connection.hpp"
 #include "tether/metrics/histogram.hpp"
 #include "tether/metrics/registry.hpp"
 #include "tether/metrics/resilience_metrics.hpp"
 #include "tether/net/address_cache.hpp"
 #include "tether/pool/connection_pool.hpp"
+#include "tether/pool/pool_metrics.hpp"
 #include "tether/proxy/config.hpp"
 #include "tether/resilience/circuit_breaker.hpp"
 #include "tether/resilience/outlier_detector.hpp"
@@ -68,15 +72,41 @@ inline constexpr std::array<const char*, 11> cause_names = {
 
 /// A cluster as the proxy keeps it: the upstream layer's cluster (its hosts with their pools,
 /// one per worker, breakers and outlier state; the balancers, thresholds and budget) and the
-/// proxy's counters of the responses its clients got.
+/// proxy's counters of the responses its clients got. A reload that leaves a cluster's config as
+/// it was carries the same object into the next generation, with all that state; one that
+/// changes or removes it retires it (server::impl::retire): its gauges go at once, its admin
+/// tasks end, and when no request holds it any more its pools close and it is deleted.
 struct proxy_cluster {
+  cluster_config cfg;
+  std::string fingerprint; // its config as /config shows it: equal means unchanged
   std::unique_ptr<upstream_cluster> upstream;
   std::array<prometheus::Counter*, 5> responses{};
   metrics::histogram* duration = nullptr;
   /// With the cluster's `tls:`: the context every endpoint's connections are made with, and
   /// their handshakes (each host keeps its own sessions, in its pools' connectors).
   std::shared_ptr<tls::client_context> tls;
-  std::unique_ptr<tls::handshake_counters> handshakes;
+  std::shared_ptr<tls::handshake_counters> handshakes; // shared with its connectors
+  /// Set on the admin thread when a reload drops the cluster; its admin tasks end on seeing it.
+  std::atomic<bool> retired{false};
+  /// The admin thread's: health checks, DNS lookups and outlier sweeps, and the health checks'
+  /// client.
+  std::vector<std::unique_ptr<asio::steady_timer>> timers;
+  std::shared_ptr<http::client> checker;
+  /// The gauges read from this cluster and its pools at scrape time (declared last: they go
+  /// first, before what they read).
+  std::vector<std::shared_ptr<pool::pool_metrics>> pool_observers;
+  std::vector<metrics::callback_registration> callbacks;
+};
+
+/// One configuration as the workers run it: its routes and clusters, built whole before it is
+/// swapped in (a reload either changes everything it says or nothing). Immutable once made;
+/// a worker holds the newest, and each client connection the one its request began under.
+struct generation {
+  config cfg;
+  std::vector<std::shared_ptr<proxy_cluster>> clusters; // in cfg.clusters' order
+  std::vector<std::size_t> route_cluster;               // per route: its cluster's index
+  std::vector<const retry_config*> route_retry; // per route: its retry policy (or the cluster's)
+  std::string hash;                             // of the config as /config shows it
 };
 
 /// A listener's TLS, when it has `tls:`: its certificates and its handshakes.
@@ -86,15 +116,15 @@ struct listener_tls {
 };
 
 /// Everything the workers share: the config, counters and metric handles. Read-only after
-/// start, but for the atomics inside.
+/// start, but for the atomics inside and `current`.
 struct shared_state {
-  config cfg;
+  config cfg; // as started: its listeners, workers, admin and log do not change on reload
   // Breakers, budgets and ejections count in seconds: the coarse clock (a few ns to read) does.
   const clock* resilience_clock = &coarse_monotonic_clock::instance();
-  std::vector<std::size_t> route_cluster;       // per route: its cluster's index
-  std::vector<const retry_config*> route_retry; // per route: its retry policy (or the cluster's)
   metrics::registry registry;
-  std::vector<proxy_cluster> clusters;
+  /// The generation running (set by the admin thread; read under the lock by other threads).
+  std::shared_ptr<const generation> current;
+  mutable std::mutex current_lock;
   std::vector<listener_tls> listeners; // per listener (context null: plain HTTP)
   std::size_t worker_count = 1;
   std::array<prometheus::Counter*, static_cast<std::size_t>(cause::count_)> causes{};

@@ -1,4 +1,5 @@
-// The proxy's metric series: registered once at start, kept by the counters the workers update.
+// The proxy's metric series and what they count: the process-wide ones at start, each cluster's
+// when it is built (at start or by a reload), kept by the counters the workers update.
 #include "server_impl.hpp"
 
 #include <iterator>
@@ -7,11 +8,16 @@
 
 namespace tether::proxy {
 
-void server::impl::build_clusters() {
+using detail::generation;
+using detail::proxy_cluster;
+
+std::shared_ptr<proxy_cluster>
+server::impl::build_cluster(const cluster_config& c, std::shared_ptr<tls::client_context> tls) {
   using namespace detail;
   auto& reg = shared.registry;
-  const auto& cfg = shared.cfg;
   const clock& rclock = *shared.resilience_clock;
+  // (Asking a family for a series it has returns that series: a cluster rebuilt by a reload
+  // counts on where its predecessor stopped.)
   auto& responses = reg.counter("tether_proxy_responses_total",
                                 "Responses to clients by cluster and status class");
   auto& attempts = reg.counter("tether_proxy_upstream_requests_total",
@@ -32,68 +38,137 @@ void server::impl::build_clusters() {
       reg.counter("tether_proxy_health_checks_total", "Active health checks of a host, by result");
   auto& resolutions = reg.counter("tether_proxy_dns_resolutions_total",
                                   "Lookups of a host given by name, by result");
-  for (const auto& c : cfg.clusters) {
-    upstream::cluster_options options{c.name,
-                                      c.lb,
-                                      c.limits,
-                                      c.retry_budget,
-                                      std::nullopt,
-                                      c.outlier_detection,
-                                      c.health_check.kind != health_check_kind::none,
-                                      shared.worker_count};
-    if (c.breaker.enabled) {
-      options.breaker = c.breaker.options;
-    }
-    proxy_cluster pc;
-    pc.upstream = std::make_unique<upstream_cluster>(std::move(options), rclock);
-    auto& up = *pc.upstream;
-    for (const auto& e : c.endpoints) {
-      auto& h = up.add_host(e.host, e.port);
-      const metrics::labels hl{{"cluster", c.name}, {"endpoint", h.name()}};
-      h.series.attempts = &attempts.Add(hl);
-      h.series.ejections = &ejections.Add(hl);
-      h.series.checks_passed = &checks.Add(metrics::with_label(hl, "result", "passed"));
-      h.series.checks_failed = &checks.Add(metrics::with_label(hl, "result", "failed"));
-      if (h.addresses) {
-        h.series.resolved = &resolutions.Add(metrics::with_label(hl, "result", "ok"));
-        h.series.resolve_failed = &resolutions.Add(metrics::with_label(hl, "result", "failed"));
-      }
-      shared.callbacks.push_back(reg.callback(
-          "tether_proxy_host_healthy",
-          "1 while a host passes its health checks (or has none); 0 until its first check passes",
-          metrics::metric_kind::gauge, hl,
-          [host = &h] { return host->healthy.load() ? 1.0 : 0.0; }));
-    }
-    up.watch(reg, {{"cluster", c.name}});
-    up.on_ejection = [log = &shared](const upstream_host& h) {
-      log_event(*log, spdlog::level::warn, "outlier detection ejected " + h.name());
-    };
-    auto& series = up.series;
-    for (std::size_t i = 0; i < upstream::retry_reason_names.size(); ++i) {
-      series.retries[i] =
-          &retries.Add({{"cluster", c.name}, {"reason", upstream::retry_reason_names[i]}});
-    }
-    for (std::size_t i = 0; i < upstream::resource_names.size(); ++i) {
-      series.overflow[i] =
-          &overflow.Add({{"cluster", c.name}, {"resource", upstream::resource_names[i]}});
-    }
-    series.budget_exhausted = &exhausted.Add({{"cluster", c.name}});
-    series.stale_resends = &stale.Add({{"cluster", c.name}});
-    for (std::size_t i = 0; i < class_names.size(); ++i) {
-      pc.responses[i] = &responses.Add({{"cluster", c.name}, {"class", class_names[i]}});
-    }
-    pc.duration = &reg.histogram_series("tether_proxy_request_duration_seconds",
-                                        "From a request's head to the end of its response",
-                                        {{"cluster", c.name}});
-    if (c.tls) {
-      pc.tls = std::make_shared<tls::client_context>(*c.tls);
-      pc.handshakes = std::make_unique<tls::handshake_counters>();
-      auto watched = tls::watch_handshakes(reg, "tether_proxy_upstream", {{"cluster", c.name}},
-                                           *pc.handshakes);
-      std::move(watched.begin(), watched.end(), std::back_inserter(shared.callbacks));
-    }
-    shared.clusters.push_back(std::move(pc));
+  upstream::cluster_options options{c.name,
+                                    c.lb,
+                                    c.limits,
+                                    c.retry_budget,
+                                    std::nullopt,
+                                    c.outlier_detection,
+                                    c.health_check.kind != health_check_kind::none,
+                                    shared.worker_count};
+  if (c.breaker.enabled) {
+    options.breaker = c.breaker.options;
   }
+  std::shared_ptr<proxy_cluster> pc{new proxy_cluster, [this](proxy_cluster* p) { dispose(p); }};
+  pc->cfg = c;
+  pc->fingerprint = to_json(c);
+  pc->upstream = std::make_unique<upstream_cluster>(std::move(options), rclock);
+  auto& up = *pc->upstream;
+  for (const auto& e : c.endpoints) {
+    auto& h = up.add_host(e.host, e.port);
+    const metrics::labels hl{{"cluster", c.name}, {"endpoint", h.name()}};
+    h.series.attempts = &attempts.Add(hl);
+    h.series.ejections = &ejections.Add(hl);
+    h.series.checks_passed = &checks.Add(metrics::with_label(hl, "result", "passed"));
+    h.series.checks_failed = &checks.Add(metrics::with_label(hl, "result", "failed"));
+    if (h.addresses) {
+      h.series.resolved = &resolutions.Add(metrics::with_label(hl, "result", "ok"));
+      h.series.resolve_failed = &resolutions.Add(metrics::with_label(hl, "result", "failed"));
+    }
+  }
+  up.on_ejection = [log = &shared](const upstream_host& h) {
+    log_event(*log, spdlog::level::warn, "outlier detection ejected " + h.name());
+  };
+  auto& series = up.series;
+  for (std::size_t i = 0; i < upstream::retry_reason_names.size(); ++i) {
+    series.retries[i] =
+        &retries.Add({{"cluster", c.name}, {"reason", upstream::retry_reason_names[i]}});
+  }
+  for (std::size_t i = 0; i < upstream::resource_names.size(); ++i) {
+    series.overflow[i] =
+        &overflow.Add({{"cluster", c.name}, {"resource", upstream::resource_names[i]}});
+  }
+  series.budget_exhausted = &exhausted.Add({{"cluster", c.name}});
+  series.stale_resends = &stale.Add({{"cluster", c.name}});
+  for (std::size_t i = 0; i < class_names.size(); ++i) {
+    pc->responses[i] = &responses.Add({{"cluster", c.name}, {"class", class_names[i]}});
+  }
+  pc->duration = &reg.histogram_series("tether_proxy_request_duration_seconds",
+                                       "From a request's head to the end of its response",
+                                       {{"cluster", c.name}});
+  if (tls) {
+    pc->tls = std::move(tls);
+    pc->handshakes = std::make_shared<tls::handshake_counters>();
+  }
+  // Each host gets a pool on every worker, at the worker's index among its pools.
+  for (auto& w : workers) {
+    for (auto& h : up.hosts) {
+      // The gauges read the pool at scrape time, weakly: a pool can outlive its cluster's list
+      // while it closes.
+      auto weak = std::make_shared<std::weak_ptr<upstream_pool>>();
+      auto observer = std::make_shared<pool::pool_metrics>(
+          reg,
+          metrics::labels{
+              {"cluster", c.name}, {"endpoint", h->name()}, {"worker", std::to_string(w->id)}},
+          [weak] {
+            auto locked = weak->lock();
+            return locked ? locked->stats() : pool::pool_stats{};
+          },
+          false);
+      auto limits = shared.cfg.downstream.limits;
+      limits.max_body = 0; // responses are streamed, never held whole
+      std::optional<tls::client_identity> identity;
+      if (pc->tls) {
+        identity.emplace(pc->tls, h->address(), pc->handshakes);
+      }
+      http::http_connector connector{h->address(), h->port(), c.tcp, limits, std::move(identity)};
+      connector.limit_connections({up.limits, &up.limits->connections});
+      if (h->addresses) {
+        connector.use_addresses(h->addresses);
+      }
+      auto p = upstream_pool::create(w->io.get_executor(), std::move(connector), c.pool,
+                                     coarse_monotonic_clock::instance(), observer);
+      *weak = p;
+      h->pools.push_back(std::move(p));
+      pc->pool_observers.push_back(std::move(observer));
+    }
+  }
+  return pc;
+}
+
+void server::impl::watch(proxy_cluster& pc) {
+  auto& reg = shared.registry;
+  const auto& name = pc.cfg.name;
+  for (const auto& h : pc.upstream->hosts) {
+    pc.callbacks.push_back(reg.callback(
+        "tether_proxy_host_healthy",
+        "1 while a host passes its health checks (or has none); 0 until its first check passes",
+        metrics::metric_kind::gauge, {{"cluster", name}, {"endpoint", h->name()}},
+        [host = h.get()] { return host->healthy.load() ? 1.0 : 0.0; }));
+  }
+  pc.upstream->watch(reg, {{"cluster", name}});
+  if (pc.handshakes) {
+    auto watched =
+        tls::watch_handshakes(reg, "tether_proxy_upstream", {{"cluster", name}}, *pc.handshakes);
+    std::move(watched.begin(), watched.end(), std::back_inserter(pc.callbacks));
+  }
+  for (auto& o : pc.pool_observers) {
+    o->watch_gauges();
+  }
+}
+
+std::shared_ptr<const generation>
+server::impl::build_generation(config c, std::vector<std::shared_ptr<proxy_cluster>> kept,
+                               std::vector<std::shared_ptr<tls::client_context>> contexts) {
+  using namespace detail;
+  auto g = std::make_shared<generation>();
+  g->hash = config_hash(c);
+  g->cfg = std::move(c);
+  const auto& cfg = g->cfg;
+  for (std::size_t i = 0; i < cfg.clusters.size(); ++i) {
+    g->clusters.push_back(kept[i] ? std::move(kept[i])
+                                  : build_cluster(cfg.clusters[i], std::move(contexts[i])));
+  }
+  for (const auto& r : cfg.routes) {
+    for (std::size_t i = 0; i < cfg.clusters.size(); ++i) {
+      if (cfg.clusters[i].name == r.cluster) {
+        g->route_cluster.push_back(i);
+        g->route_retry.push_back(r.retry ? &*r.retry : &cfg.clusters[i].retry);
+        break;
+      }
+    }
+  }
+  return g;
 }
 
 void server::impl::build_listeners() {
@@ -117,18 +192,15 @@ void server::impl::build_listeners() {
 void server::impl::register_metrics() {
   using namespace detail;
   auto& reg = shared.registry;
-  const auto& cfg = shared.cfg;
-  build_clusters();
   build_listeners();
-  for (const auto& r : cfg.routes) {
-    for (std::size_t c = 0; c < cfg.clusters.size(); ++c) {
-      if (cfg.clusters[c].name == r.cluster) {
-        shared.route_cluster.push_back(c);
-        shared.route_retry.push_back(r.retry ? &*r.retry : &cfg.clusters[c].retry);
-        break;
-      }
-    }
-  }
+  auto& reloads = reg.counter("tether_proxy_config_reloads_total",
+                              "Reloads of the config (SIGHUP, POST /reload), by result");
+  reload_results[0] = &reloads.Add({{"result", "success"}});
+  reload_results[1] = &reloads.Add({{"result", "failure"}});
+  shared.callbacks.push_back(reg.callback(
+      "tether_proxy_config_loaded_timestamp_seconds",
+      "When the running config was loaded (at start or by the last reload that succeeded)",
+      metrics::metric_kind::gauge, {}, [this] { return loaded_at.load(); }));
   auto& causes = reg.counter("tether_proxy_errors_total",
                              "Requests the proxy answered itself or gave up on, by cause");
   for (std::size_t i = 0; i < cause_names.size(); ++i) {

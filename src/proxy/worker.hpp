@@ -14,7 +14,6 @@
 #include <asio/steady_timer.hpp>
 
 #include "tether/core/random.hpp"
-#include "tether/pool/pool_metrics.hpp"
 
 #include "message_head.hpp"
 #include "shared_state.hpp"
@@ -43,7 +42,8 @@ struct worker {
   asio::io_context io{ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   asio::steady_timer buffer_sweep{io}; // with TLS listeners: idle sessions' buffers, every second
   std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors;
-  std::vector<std::shared_ptr<pool::pool_metrics>> pool_observers;
+  /// The newest generation (routes and clusters); set on this worker's thread.
+  std::shared_ptr<const generation> gen;
   default_random random;
   std::thread thread;
   std::shared_ptr<asio::executor_work_guard<asio::io_context::executor_type>> work;

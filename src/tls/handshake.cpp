@@ -175,11 +175,11 @@ failure_cause cause_of(std::error_code ec) noexcept {
 }
 
 client_identity::client_identity(std::shared_ptr<client_context> context, std::string_view host,
-                                 handshake_counters* counters)
+                                 std::shared_ptr<handshake_counters> counters)
     : context_{std::move(context)}, name_{context_->options().server_name.empty()
                                               ? std::string{host}
                                               : context_->options().server_name},
-      counters_{counters} {
+      counters_{std::move(counters)} {
   std::error_code not_address;
   (void)asio::ip::make_address(name_, not_address);
   name_is_address_ = !not_address;

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # tether proxy as a process (the real binary, in front of a Python http.server backend):
 #  1. SIGHUP, SIGUSR1 and SIGUSR2 during a request in flight: the request is answered, the
-#     process lives on and says it ignored them;
+#     process lives on, SIGHUP reloads the config and the others are logged and ignored; a
+#     SIGHUP after the file changed moves a route, and one after it broke changes nothing and
+#     prints the error with its line;
 #  2. the access log has the request's line while the proxy still runs (flushed within a
 #     second), and a request the parser rejects is logged with its 400;
 #  3. a second tether on the same port is refused, naming the address;
@@ -29,12 +31,12 @@ backend=$(head -1 "$work/backend.port")
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port=$(free_port)
-write_config() { # $1: file, $2: listener port
+write_config() { # $1: file, $2: listener port, $3: the route's path prefix (/), $4: its cluster
   cat > "$1" <<YAML
 workers: 1
 listeners: [{name: main, address: 127.0.0.1, port: $2}]
 admin: {address: 127.0.0.1, port: 0}
-routes: [{path_prefix: /, cluster: backend}]
+routes: [{path_prefix: ${3:-/}, cluster: ${4:-backend}}]
 clusters: [{name: backend, endpoints: ["127.0.0.1:$backend"]}]
 log: {access_log: $work/access.log}
 YAML
@@ -66,12 +68,41 @@ wait "$curl_pid" || true
 [[ $(cat "$work/slow.code") == 200 && $(cat "$work/slow.body") == ok ]] ||
   fail "the request in flight during SIGHUP/SIGUSR1/SIGUSR2 got '$(cat "$work/slow.code")'"
 kill -0 "$proxy_pid" 2>/dev/null || fail "tether proxy died of a signal"
-for sig in SIGHUP SIGUSR1 SIGUSR2; do
+for sig in SIGUSR1 SIGUSR2; do
   grep -q "$sig ignored" "$work/proxy.log" || fail "no log line says $sig was ignored"
 done
+grep -q "SIGHUP: configuration reloaded" "$work/proxy.log" || fail "no log line says SIGHUP reloaded"
 [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/after") == 200 ]] ||
   fail "no answer after the signals"
-echo "signals: a request in flight answered 200; SIGHUP, SIGUSR1, SIGUSR2 logged and ignored"
+echo "signals: a request in flight answered 200; SIGHUP reloaded, SIGUSR1 and SIGUSR2 ignored"
+
+# SIGHUP after an edit: only /only/ is routed now.
+reloaded() { # waits for the $1-th "reloaded" line
+  for _ in $(seq 1 200); do
+    (( $(grep -c "SIGHUP: configuration reloaded" "$work/proxy.log") >= $1 )) && return 0
+    sleep 0.01
+  done
+  fail "SIGHUP number $1 did not reload"
+}
+write_config "$work/proxy.yaml" "$port" /only/
+kill -HUP "$proxy_pid"
+reloaded 2
+codes=$(curl -s -o /dev/null -o /dev/null -w '%{http_code} ' "http://127.0.0.1:$port/moved" \
+  "http://127.0.0.1:$port/only/x")
+[[ $codes == "404 200 " ]] || fail "after the edit and SIGHUP: '$codes', expected '404 200 '"
+# SIGHUP after a bad edit: refused with where, and the running config stays.
+write_config "$work/proxy.yaml" "$port" /only/ nowhere
+kill -HUP "$proxy_pid"
+for _ in $(seq 1 200); do grep -q "reload refused" "$work/proxy.log" && break; sleep 0.01; done
+grep -q "proxy.yaml:4:.*nowhere" "$work/proxy.log" || fail "the refused reload does not say where"
+[[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/only/y") == 200 ]] ||
+  fail "a refused reload changed the running config"
+write_config "$work/proxy.yaml" "$port"
+kill -HUP "$proxy_pid"
+reloaded 3
+[[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/after") == 200 ]] ||
+  fail "no answer at / after restoring the config"
+echo "SIGHUP: an edit moved a route; a broken edit was refused with its line, nothing changed"
 
 # 2. The access log, while the proxy runs: the lines arrive within a second or so.
 exec 3<>"/dev/tcp/127.0.0.1/$port"

@@ -89,8 +89,11 @@ public:
 
   /// Counts every connection this connector makes against `limit` (shared with other
   /// connectors: a proxy cluster's max_connections) for as long as it lives; past the limit,
-  /// connecting fails with tether::errc::overloaded before any packet is sent.
-  void limit_connections(resilience::resource_limit* limit) noexcept { limit_ = limit; }
+  /// connecting fails with tether::errc::overloaded before any packet is sent. Held: the
+  /// connector's connections may outlive whoever set the limit.
+  void limit_connections(std::shared_ptr<resilience::resource_limit> limit) noexcept {
+    limit_ = std::move(limit);
+  }
 
   /// See net::tcp_connector::use_addresses.
   void use_addresses(std::shared_ptr<const net::address_cache> cache) noexcept {
@@ -111,7 +114,7 @@ private:
   parser_limits limits_;
   std::optional<tls::client_identity> tls_;
   std::uint64_t opened_ = 0;
-  resilience::resource_limit* limit_ = nullptr;
+  std::shared_ptr<resilience::resource_limit> limit_;
   std::optional<proxy_route> proxy_;
   std::string connect_request_; // the CONNECT request, written once; empty without a tunnel
   clock::duration connect_timeout_;

@@ -67,6 +67,7 @@ struct parser_limits {
   std::size_t max_header_count = 100;       ///< header fields (431 past it)
   std::size_t max_header_bytes = 32 * 1024; ///< the whole header section (431 past it)
   std::uint64_t max_body = 0;               ///< 0: no limit (413 past it)
+  friend bool operator==(const parser_limits&, const parser_limits&) = default;
 };
 
 /// A strict, streaming HTTP/1.1 parser for requests or responses, on http-parser (the parser

@@ -25,8 +25,10 @@ namespace tether::pool {
 ///   tether_pool_connections_closed_total{reason=...}
 class pool_metrics final : public pool_observer {
 public:
+  /// `gauges_now` false: the gauges wait for watch_gauges() (a proxy cluster built by a reload
+  /// while its predecessor still shows the same series).
   pool_metrics(metrics::registry& registry, const metrics::labels& labels,
-               std::function<pool_stats()> stats);
+               std::function<pool_stats()> stats, bool gauges_now = true);
 
   void on_acquired(clock::duration waited) override { acquire_wait_.observe(waited); }
   void on_acquire_timeout() override { timeouts_.Increment(); }
@@ -45,7 +47,17 @@ public:
   /// name_resolution, tls (a handshake that failed) or other.
   [[nodiscard]] static std::string_view cause_of(std::error_code ec) noexcept;
 
+  /// Takes the pool's gauges out of the registry now, while the pool lives on (a pool being
+  /// retired, whose successor registers the same series). Counters and histograms stay: they
+  /// are the same series for the successor.
+  void forget_gauges() noexcept { gauges_.clear(); }
+  /// Registers the gauges (idle, active, max, min idle, pending, connecting), once.
+  void watch_gauges();
+
 private:
+  metrics::registry& registry_;
+  metrics::labels labels_;
+  std::function<pool_stats()> stats_;
   metrics::histogram& acquire_wait_;
   metrics::histogram& usage_;
   metrics::histogram& create_;

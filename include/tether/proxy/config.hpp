@@ -210,6 +210,8 @@ struct load_result {
 
 /// The running configuration as JSON (what /config shows).
 [[nodiscard]] std::string to_json(const config& c);
+/// One cluster as /config shows it (a reload keeps a cluster whose JSON did not change).
+[[nodiscard]] std::string to_json(const cluster_config& c);
 
 /// Parses a duration: a whole number with a unit, "250ms", "2s", "1m", "1h".
 [[nodiscard]] std::optional<clock::duration> parse_duration(std::string_view text) noexcept;

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <system_error>
@@ -13,8 +14,8 @@ namespace tether::proxy {
 
 /// `tether proxy` as a library object: workers (one io_context thread each, SO_REUSEPORT
 /// listeners, their own upstream pools: nothing shared on the data path but atomics), and the
-/// admin listener (/metrics, /ready, /clusters, /config) on a thread of its own. Tests start it
-/// in-process; the `tether proxy` command wraps it with signals.
+/// admin listener (/metrics, /ready, /clusters, /config, POST /reload) on a thread of its own.
+/// Tests start it in-process; the `tether proxy` command wraps it with signals.
 class server {
 public:
   explicit server(config c);
@@ -39,9 +40,25 @@ public:
   void stop();
 
   /// The bound ports (a configured port 0 becomes the kernel's choice), in config order.
+  /// Where reload() and the admin listener's POST /reload read the config from (the command's
+  /// file, say). Set it before start().
+  void set_config_source(std::function<load_result()> source);
+
+  /// Hot reload: the source's config, checked whole, then swapped in on every worker at once;
+  /// routes, clusters, downstream settings and drain_timeout change, nothing else (a change to
+  /// listeners, workers, admin or log is refused: those need a restart). A cluster whose
+  /// settings did not change keeps its pooled connections, breakers, health and budget; one
+  /// changed or removed serves the requests it has and then closes. Returns the errors (each
+  /// "file:line:column: what"), empty when applied; on error nothing changed. Thread-safe, but
+  /// not concurrent with stop().
+  std::vector<std::string> reload();
+  /// The same with a config already loaded.
+  std::vector<std::string> reload(config next);
+
   [[nodiscard]] std::vector<std::uint16_t> listener_ports() const;
   [[nodiscard]] std::uint16_t admin_port() const;
-  [[nodiscard]] const config& running_config() const noexcept;
+  /// The config running now (a copy: a reload may replace it at any time).
+  [[nodiscard]] config running_config() const;
   [[nodiscard]] metrics::registry& registry() noexcept;
 
   struct impl;

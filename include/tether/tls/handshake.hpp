@@ -63,8 +63,9 @@ class client_identity {
 public:
   /// `host` is the upstream's host as configured (a name or an IP address); the context's
   /// server_name, when set, is sent and verified instead.
+  /// `counters` is held (non-owning, by aliasing, when its owner outlives every connection).
   client_identity(std::shared_ptr<client_context> context, std::string_view host,
-                  handshake_counters* counters = nullptr);
+                  std::shared_ptr<handshake_counters> counters = nullptr);
   ~client_identity();
   client_identity(client_identity&&) noexcept;
   client_identity& operator=(client_identity&&) noexcept;
@@ -88,7 +89,7 @@ private:
   std::shared_ptr<client_context> context_;
   std::string name_;
   bool name_is_address_ = false;
-  handshake_counters* counters_;
+  std::shared_ptr<handshake_counters> counters_;
   std::shared_ptr<session_cache> sessions_;
 };
 

@@ -73,7 +73,7 @@ public:
   cluster(cluster_options options, const clock& resilience_clock)
       : options_{std::move(options)}, clock_{resilience_clock} {
     if (options_.limits) {
-      limits = std::make_unique<resilience::cluster_limits>(*options_.limits);
+      limits = std::make_shared<resilience::cluster_limits>(*options_.limits);
     }
     if (options_.budget) {
       budget = std::make_unique<resilience::windowed_retry_budget>(*options_.budget, clock_);
@@ -173,7 +173,9 @@ public:
   };
 
   std::vector<std::unique_ptr<host_type>> hosts;
-  std::unique_ptr<resilience::cluster_limits> limits;        ///< null: no thresholds
+  /// Null: no thresholds. Shared: a connector counting its connections against them may
+  /// outlive the cluster (its pool closing on another thread).
+  std::shared_ptr<resilience::cluster_limits> limits;
   std::unique_ptr<resilience::windowed_retry_budget> budget; ///< null: no budget
   std::unique_ptr<resilience::outlier_detector> detector;    ///< null: no outlier detection
   cluster_series series;

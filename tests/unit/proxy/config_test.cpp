@@ -236,6 +236,19 @@ workers: 4
   EXPECT_EQ(r.errors.size(), 3U) << all(r);
 }
 
+TEST(proxy_config, an_endpoint_listed_twice_in_a_cluster_is_an_error) {
+  const auto r = load_config(R"(listeners: [{name: a, port: 8080}]
+routes: [{path_prefix: /, cluster: web}]
+clusters:
+  - name: web
+    endpoints: ["10.0.0.1:80", "10.0.0.2:80", "10.0.0.1:80"]
+)",
+                             "twice.yaml");
+  EXPECT_FALSE(r.value);
+  EXPECT_TRUE(has(r, "twice.yaml:5:47: cluster 'web'.endpoints: 10.0.0.1:80 is listed twice"))
+      << all(r);
+}
+
 TEST(proxy_config, durations_need_a_unit) {
   EXPECT_EQ(parse_duration("250ms"), clock::duration{250ms});
   EXPECT_EQ(parse_duration("2s"), clock::duration{2s});

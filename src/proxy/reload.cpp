@@ -1,0 +1,295 @@
+// Hot reload: a config, validated whole, becomes a new generation that every worker swaps in at
+// once. What did not change keeps its state; what did is retired and closes when nothing uses it.
+#include <chrono>
+#include <cstdio>
+#include <future>
+
+#include <asio/co_spawn.hpp>
+#include <asio/post.hpp>
+
+#include "tether/core/detached.hpp"
+
+#include "server_impl.hpp"
+#include "session.hpp"
+
+namespace tether::proxy {
+
+using namespace detail;
+
+namespace detail {
+
+std::string config_hash(const config& c) {
+  // FNV-1a (64 bits) of the config as /config shows it: the same settings, the same hash, in
+  // every tether of a fleet. Not a digest against tampering, a name for a version.
+  std::uint64_t h = 14695981039346656037ULL;
+  for (const char ch : to_json(c)) {
+    h ^= static_cast<unsigned char>(ch);
+    h *= 1099511628211ULL;
+  }
+  char out[17];
+  std::snprintf(out, sizeof out, "%016llx", static_cast<unsigned long long>(h));
+  return out;
+}
+
+std::vector<std::shared_ptr<tls::client_context>>
+make_client_contexts(const config& next, const std::vector<std::shared_ptr<proxy_cluster>>& kept) {
+  // Made before anything changes: a certificate file that went bad since the config was
+  // checked fails the reload, not half of it.
+  std::vector<std::shared_ptr<tls::client_context>> contexts;
+  for (std::size_t i = 0; i < next.clusters.size(); ++i) {
+    const auto& cl = next.clusters[i];
+    contexts.push_back(!kept[i] && cl.tls ? std::make_shared<tls::client_context>(*cl.tls)
+                                          : nullptr);
+  }
+  return contexts;
+}
+
+} // namespace detail
+
+namespace {
+
+// What a reload does not change yet: the listeners (their sockets), the number of workers, the
+// admin listener and the logs. Named when they differ, so the user knows a restart is needed.
+std::string fixed_parts_changed(const config& running, const config& next) {
+  const auto only = [](const config& c, auto keep) {
+    config part;
+    keep(part, c);
+    return to_json(part);
+  };
+  std::string changed;
+  const auto check = [&](const char* what, auto keep) {
+    if (only(running, keep) != only(next, keep)) {
+      changed += changed.empty() ? what : std::string{", "} + what;
+    }
+  };
+  check("listeners", [](config& to, const config& from) { to.listeners = from.listeners; });
+  check("workers", [](config& to, const config& from) { to.workers = from.workers; });
+  check("admin", [](config& to, const config& from) { to.admin = from.admin; });
+  check("log", [](config& to, const config& from) { to.log = from.log; });
+  if (changed.empty()) {
+    return {};
+  }
+  return changed + " changed: a reload applies routes, clusters, downstream and drain_timeout; "
+                   "restart tether to change the rest";
+}
+
+// Per cluster of `next`: the running one it keeps (same name, same settings), or none.
+std::vector<std::shared_ptr<proxy_cluster>> kept_clusters(const config& next,
+                                                          const generation& running) {
+  std::vector<std::shared_ptr<proxy_cluster>> kept;
+  if (!(next.downstream.limits == running.cfg.downstream.limits)) {
+    // The parser limits apply to upstream responses too: every cluster is built anew.
+    kept.resize(next.clusters.size());
+    return kept;
+  }
+  for (const auto& cl : next.clusters) {
+    const auto fingerprint = to_json(cl);
+    std::shared_ptr<proxy_cluster> same;
+    for (const auto& old : running.clusters) {
+      if (old->cfg.name == cl.name && old->fingerprint == fingerprint) {
+        same = old;
+        break;
+      }
+    }
+    kept.push_back(std::move(same));
+  }
+  return kept;
+}
+
+// The clusters that must close: their pools, closed on their worker, then the cluster itself
+// (its limits and handshake counters, which the pools' connections point to, go last).
+struct closing {
+  std::shared_ptr<proxy_cluster> owner;
+  std::vector<std::shared_ptr<upstream_pool>> pools;
+  closing() = default;
+  closing(closing&&) = default;
+  closing& operator=(closing&&) = default;
+  closing(const closing&) = delete;
+  closing& operator=(const closing&) = delete;
+  ~closing() { pools.clear(); }
+};
+
+asio::awaitable<void> close_pools(closing c) {
+  for (auto& p : c.pools) {
+    co_await p->async_close();
+  }
+}
+
+asio::awaitable<void> close_client(std::shared_ptr<http::client> client) {
+  co_await client->async_close();
+}
+
+} // namespace
+
+void server::impl::retire(proxy_cluster& c) {
+  c.retired = true;
+  c.timers.clear(); // its tasks' waits end (operation_aborted), and the tasks with them
+  if (c.checker) {
+    asio::co_spawn(admin_io, close_client(std::move(c.checker)),
+                   report_exceptions{"closing a retired cluster's health checks"});
+  }
+  // Its successor (same name, new settings) registers the same gauges.
+  for (auto& o : c.pool_observers) {
+    o->forget_gauges();
+  }
+  c.callbacks.clear();
+  c.upstream->series.gauges = {};
+}
+
+void server::impl::dispose(proxy_cluster* raw) {
+  // No request, session or task holds the cluster any more (this is its shared_ptr's deleter).
+  std::shared_ptr<proxy_cluster> owner{raw};
+  if (!workers_running) {
+    for (auto& h : owner->upstream->hosts) {
+      h->pools.clear(); // before the io_contexts they were made on
+    }
+    return;
+  }
+  for (auto& w : workers) {
+    closing c;
+    c.owner = owner;
+    for (auto& h : owner->upstream->hosts) {
+      if (w->id < h->pools.size()) {
+        c.pools.push_back(std::move(h->pools[w->id]));
+      }
+    }
+    asio::co_spawn(w->io, close_pools(std::move(c)),
+                   report_exceptions{"closing a retired cluster's pools"});
+  }
+}
+
+std::string server::impl::reload(config next) {
+  const auto refuse = [this](std::string why) {
+    reload_results[1]->Increment();
+    log_event(shared, spdlog::level::err, "reload refused, the running config stays: " + why);
+    return why;
+  };
+  if (!started) {
+    return refuse("the proxy is not running");
+  }
+  if (auto why = fixed_parts_changed(shared.cfg, next); !why.empty()) {
+    return refuse(std::move(why));
+  }
+  const auto previous = shared.current;
+  // Everything that can fail comes first, before anything running changes: the TLS contexts,
+  // the clusters with their counters and pools (their gauges wait, see watch()).
+  std::shared_ptr<const generation> g;
+  try {
+    auto kept = kept_clusters(next, *previous);
+    auto contexts = make_client_contexts(next, kept);
+    g = build_generation(std::move(next), std::move(kept), std::move(contexts));
+  } catch (const std::exception& e) {
+    return refuse(e.what()); // what was built goes with `g`: its pools close on their workers
+  }
+  const auto in = [](const generation& gen, const std::shared_ptr<proxy_cluster>& c) {
+    return std::find(gen.clusters.begin(), gen.clusters.end(), c) != gen.clusters.end();
+  };
+  std::size_t carried = 0;
+  std::size_t retired = 0;
+  for (const auto& old : previous->clusters) {
+    if (in(*g, old)) {
+      ++carried;
+    } else {
+      retire(*old);
+      ++retired;
+    }
+  }
+  for (const auto& c : g->clusters) {
+    if (in(*previous, c)) {
+      continue;
+    }
+    watch(*c);
+    for (auto& h : c->upstream->hosts) {
+      for (auto& p : h->pools) {
+        p->start();
+      }
+    }
+    try {
+      start_cluster_tasks(c);
+    } catch (const std::exception& e) {
+      log_event(shared, spdlog::level::err,
+                "cluster '" + c->cfg.name + "': its health checks cannot run: " + e.what());
+    }
+  }
+  publish(g);
+  for (auto& w : workers) {
+    asio::post(w->io, [raw = w.get(), g] {
+      raw->gen = g;
+      for (auto* s : raw->sessions) {
+        s->adopt_if_idle();
+      }
+    });
+  }
+  reload_results[0]->Increment();
+  log_event(shared, spdlog::level::info,
+            "reloaded: config " + g->hash + ", " + std::to_string(g->clusters.size() - carried) +
+                " clusters built, " + std::to_string(carried) + " kept as they were, " +
+                std::to_string(retired) + " retired (closed when their requests are done)");
+  return {};
+}
+
+void server::impl::publish(const std::shared_ptr<const generation>& g) {
+  {
+    const std::lock_guard lock{shared.current_lock};
+    shared.current = g;
+  }
+  loaded_at =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  config_info.reset(); // the last hash's series, before the new one
+  config_info = shared.registry.callback(
+      "tether_proxy_config_info", "The running config: 1, with its hash as a label",
+      metrics::metric_kind::gauge, {{"hash", g->hash}}, [] { return 1.0; });
+}
+
+std::vector<std::string> server::impl::reload_from_source() {
+  if (!source) {
+    return {"nothing to reload from: this proxy was given its config, not where to read it"};
+  }
+  auto loaded = source();
+  if (!loaded.value) {
+    reload_results[1]->Increment();
+    for (const auto& e : loaded.errors) {
+      log_event(shared, spdlog::level::err, "reload refused, the running config stays: " + e);
+    }
+    return std::move(loaded.errors);
+  }
+  auto why = reload(std::move(*loaded.value));
+  return why.empty() ? std::vector<std::string>{} : std::vector<std::string>{std::move(why)};
+}
+
+namespace {
+
+// Runs `f` on the admin thread (where reloads run) and returns what it returned.
+template <typename F>
+std::vector<std::string> on_admin_thread(server::impl& s, F f) {
+  if (s.admin_io.get_executor().running_in_this_thread()) {
+    return f(); // (stop() is not running: it waits for this thread's work)
+  }
+  const std::lock_guard not_stopping{s.lifecycle};
+  if (!s.started) {
+    return {"the proxy is not running"};
+  }
+  auto done = std::make_shared<std::promise<std::vector<std::string>>>();
+  auto result = done->get_future();
+  asio::post(s.admin_io, [done, f = std::move(f)]() mutable { done->set_value(f()); });
+  return result.get();
+}
+
+} // namespace
+
+void server::set_config_source(std::function<load_result()> source) {
+  impl_->source = std::move(source);
+}
+
+std::vector<std::string> server::reload() {
+  return on_admin_thread(*impl_, [s = impl_.get()] { return s->reload_from_source(); });
+}
+
+std::vector<std::string> server::reload(config next) {
+  return on_admin_thread(*impl_, [s = impl_.get(), next = std::move(next)]() mutable {
+    auto why = s->reload(std::move(next));
+    return why.empty() ? std::vector<std::string>{} : std::vector<std::string>{std::move(why)};
+  });
+}
+
+} // namespace tether::proxy

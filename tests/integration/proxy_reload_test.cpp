@@ -1,0 +1,250 @@
+// Hot reload of tether proxy in-process: routes and clusters swapped under real clients (curl,
+// wrk) and real backends, what did not change kept, a bad config refused whole.
+#include "tether/proxy/server.hpp"
+
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <future>
+#include <regex>
+#include <string>
+#include <thread>
+
+#include "http_test_server.hpp"
+#include "proxy_fixture.hpp"
+
+namespace tether::proxy {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::http_test_server;
+using testing::proxy_fixture;
+using testing::run;
+using steady = std::chrono::steady_clock;
+
+/// The value of the series whose line starts with `series` in the proxy's /metrics, or -1.
+double metric(std::uint16_t admin_port, const std::string& series) {
+  const auto text =
+      run("curl -sS --max-time 5 http://127.0.0.1:" + std::to_string(admin_port) + "/metrics");
+  const auto at = text.find("\n" + series + " ");
+  if (at == std::string::npos) {
+    return -1;
+  }
+  return std::stod(text.substr(at + series.size() + 2));
+}
+
+std::string endpoint(std::uint16_t port) {
+  return "\"127.0.0.1:" + std::to_string(port) + "\"";
+}
+
+/// Two clusters, "a" and "b"; /a/ goes to a, everything else to `rest`.
+/// Two workers unless said: a reload reaches every one.
+std::string two_clusters(std::uint16_t a, std::uint16_t b, const std::string& rest,
+                         const std::string& listener_port = "0", int workers = 2) {
+  return "workers: " + std::to_string(workers) +
+         "\n"
+         "drain_timeout: 5s\n"
+         "listeners: [{name: main, address: 127.0.0.1, port: " +
+         listener_port +
+         "}]\n"
+         "admin: {address: 127.0.0.1, port: 0}\n"
+         "routes:\n"
+         "  - {path_prefix: /a/, cluster: a}\n"
+         "  - {path_prefix: /, cluster: " +
+         rest +
+         "}\n"
+         "clusters:\n"
+         "  - {name: a, endpoints: [" +
+         endpoint(a) +
+         "]}\n"
+         "  - {name: b, endpoints: [" +
+         endpoint(b) + "]}\n";
+}
+
+config loaded(const std::string& yaml) {
+  auto l = load_config(yaml, "reload.yaml");
+  EXPECT_TRUE(l.value) << (l.errors.empty() ? "" : l.errors[0]);
+  return *l.value;
+}
+
+/// A config file the proxy's source reads, rewritten by the test.
+class config_file {
+public:
+  config_file() {
+    char name[] = "/tmp/tether-reload-XXXXXX";
+    const int fd = ::mkstemp(name);
+    ::close(fd);
+    path_ = name;
+  }
+  config_file(const config_file&) = delete;
+  config_file& operator=(const config_file&) = delete;
+  ~config_file() { std::remove(path_.c_str()); }
+  void write(const std::string& yaml) const { std::ofstream{path_} << yaml; }
+  [[nodiscard]] const std::string& path() const { return path_; }
+
+private:
+  std::string path_;
+};
+
+TEST(proxy_reload, a_route_moves_to_another_cluster_and_an_unchanged_one_keeps_its_connections) {
+  http_test_server a;
+  http_test_server b;
+  // One worker: the pooled connection a second client finds is that worker's.
+  proxy_fixture proxy{two_clusters(a.port(), b.port(), "a", "0", 1), nullptr};
+  const std::string curl = "curl -sS --max-time 10 -o /dev/null -o /dev/null -w '%{http_code} ' ";
+  EXPECT_EQ(run(curl + proxy.url("/x") + " " + proxy.url("/a/y")), "200 200 ");
+  EXPECT_EQ(a.requests(), 2);
+  EXPECT_EQ(b.requests(), 0);
+  const auto connections_before = a.connections();
+  const auto hash_before =
+      run("curl -sS http://127.0.0.1:" + std::to_string(proxy.admin_port()) + "/config");
+
+  const auto errors = proxy.get().reload(loaded(two_clusters(a.port(), b.port(), "b", "0", 1)));
+  ASSERT_TRUE(errors.empty()) << errors[0];
+  // The next connection runs under the new routes; cluster "a" did not change, so its pooled
+  // connection serves /a/ still.
+  EXPECT_EQ(run(curl + proxy.url("/x") + " " + proxy.url("/a/y")), "200 200 ");
+  EXPECT_EQ(b.requests(), 1);
+  EXPECT_EQ(a.requests(), 3);
+  EXPECT_EQ(a.connections(), connections_before);
+  EXPECT_EQ(metric(proxy.admin_port(), "tether_proxy_config_reloads_total{result=\"success\"}"), 1);
+  // /config shows the new routes and hash; the metric names the same hash.
+  const auto shown =
+      run("curl -sS http://127.0.0.1:" + std::to_string(proxy.admin_port()) + "/config");
+  std::smatch hash;
+  ASSERT_TRUE(std::regex_search(shown, hash, std::regex{R"re("hash": "([0-9a-f]{16})")re"}))
+      << shown;
+  EXPECT_EQ(hash_before.find(hash[1].str()), std::string::npos);
+  EXPECT_EQ(metric(proxy.admin_port(), "tether_proxy_config_info{hash=\"" + hash[1].str() + "\"}"),
+            1);
+  EXPECT_EQ(proxy.get().running_config().routes[1].cluster, "b");
+}
+
+TEST(proxy_reload, a_bad_config_changes_nothing_and_says_what_and_where) {
+  http_test_server a;
+  http_test_server b;
+  config_file file;
+  const auto good = two_clusters(a.port(), b.port(), "a");
+  file.write(good);
+  auto start = load_config_file(file.path());
+  ASSERT_TRUE(start.value);
+  server proxy{*start.value};
+  proxy.set_config_source([&file] { return load_config_file(file.path()); });
+  ASSERT_FALSE(proxy.start()) << proxy.start_failure();
+  const auto url = "http://127.0.0.1:" + std::to_string(proxy.listener_ports()[0]) + "/x";
+  const auto admin = "http://127.0.0.1:" + std::to_string(proxy.admin_port());
+
+  // A route to a cluster that does not exist: the error names the file, line and column.
+  file.write(two_clusters(a.port(), b.port(), "nowhere"));
+  auto errors = proxy.reload();
+  ASSERT_EQ(errors.size(), 1U);
+  EXPECT_NE(errors[0].find(file.path() + ":7:"), std::string::npos) << errors[0];
+  EXPECT_NE(errors[0].find("nowhere"), std::string::npos) << errors[0];
+  // The same through the admin listener: 400 with the error, and still the old routes.
+  const auto posted = run("curl -sS -X POST -w ' %{http_code}' " + admin + "/reload");
+  EXPECT_NE(posted.find("nowhere"), std::string::npos) << posted;
+  EXPECT_NE(posted.find(" 400"), std::string::npos) << posted;
+  EXPECT_EQ(run("curl -sS -o /dev/null -w '%{http_code}' " + url), "200");
+  EXPECT_EQ(a.requests(), 1);
+
+  // A listener cannot change on reload yet: refused, with why.
+  file.write(two_clusters(a.port(), b.port(), "b", "1"));
+  errors = proxy.reload();
+  ASSERT_EQ(errors.size(), 1U);
+  EXPECT_NE(errors[0].find("listeners changed"), std::string::npos) << errors[0];
+  EXPECT_EQ(metric(proxy.admin_port(), "tether_proxy_config_reloads_total{result=\"failure\"}"), 3);
+
+  // Only GET and POST /reload are answered.
+  EXPECT_EQ(run("curl -sS -o /dev/null -w '%{http_code}' " + admin + "/reload"), "405");
+
+  // A good one through POST /reload.
+  file.write(two_clusters(a.port(), b.port(), "b"));
+  const auto ok = run("curl -sS -X POST " + admin + "/reload");
+  EXPECT_EQ(ok.rfind("reloaded: config ", 0), 0U) << ok;
+  EXPECT_EQ(run("curl -sS -o /dev/null -w '%{http_code}' " + url), "200");
+  EXPECT_EQ(b.requests(), 1);
+  proxy.stop();
+}
+
+TEST(proxy_reload, a_changed_cluster_closes_its_pooled_connections_and_its_successor_takes_over) {
+  http_test_server a;
+  http_test_server b;
+  http_test_server c;
+  proxy_fixture proxy{two_clusters(a.port(), b.port(), "a"), nullptr};
+  EXPECT_EQ(run("curl -sS -o /dev/null -w '%{http_code}' " + proxy.url("/x")), "200");
+  const std::string closed =
+      "tether_pool_connections_closed_total{cluster=\"a\",endpoint=\"127.0.0.1:" +
+      std::to_string(a.port()) + "\",reason=\"pool_closed\",worker=\"";
+  const auto closed_by_pools = [&] {
+    return metric(proxy.admin_port(), closed + "0\"}") +
+           metric(proxy.admin_port(), closed + "1\"}");
+  };
+  EXPECT_EQ(closed_by_pools(), 0);
+
+  // Cluster "a" now has c as its only endpoint: a new cluster "a" is built, the old one retired;
+  // nothing holds it (curl's connection closed), so its pools close their connection to a.
+  const auto errors = proxy.get().reload(loaded(two_clusters(c.port(), b.port(), "a")));
+  ASSERT_TRUE(errors.empty()) << errors[0];
+  const auto give_up = steady::now() + 5s;
+  while (closed_by_pools() < 1 && steady::now() < give_up) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(closed_by_pools(), 1);
+  EXPECT_EQ(run("curl -sS -o /dev/null -w '%{http_code}' " + proxy.url("/x")), "200");
+  EXPECT_EQ(c.requests(), 1);
+  EXPECT_EQ(a.requests(), 1);
+  // The retired pools' gauges are gone; the new cluster's are there.
+  EXPECT_EQ(
+      metric(proxy.admin_port(), "tether_proxy_host_healthy{cluster=\"a\",endpoint=\"127.0.0.1:" +
+                                     std::to_string(a.port()) + "\"}"),
+      -1);
+  EXPECT_EQ(
+      metric(proxy.admin_port(), "tether_proxy_host_healthy{cluster=\"a\",endpoint=\"127.0.0.1:" +
+                                     std::to_string(c.port()) + "\"}"),
+      1);
+}
+
+TEST(proxy_reload, twenty_reloads_under_wrk_fail_no_request_and_reset_no_connection) {
+  http_test_server a;
+  http_test_server b;
+  http_test_server c;
+  proxy_fixture proxy{two_clusters(a.port(), b.port(), "a"), nullptr};
+  auto load = std::async(std::launch::async,
+                         [&] { return run("wrk -t1 -c8 -d3s " + proxy.url("/") + " 2>&1"); });
+  // Each reload changes where "/" goes and cluster a's endpoints, so clusters are built and
+  // retired under requests in flight.
+  const auto give_up = steady::now() + 5s;
+  while (a.requests() < 200 && steady::now() < give_up) {
+    std::this_thread::sleep_for(1ms);
+  }
+  for (int i = 0; i < 20; ++i) {
+    const auto first = i % 2 == 0 ? c.port() : a.port();
+    const auto errors =
+        proxy.get().reload(loaded(two_clusters(first, b.port(), i % 3 == 0 ? "b" : "a")));
+    ASSERT_TRUE(errors.empty()) << errors[0];
+    std::this_thread::sleep_for(50ms);
+  }
+  const auto out = load.get();
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(out, m, std::regex{R"((\d+) requests in)"})) << out;
+  EXPECT_GT(std::stoi(m[1]), 1000) << out;
+  EXPECT_EQ(out.find("Non-2xx"), std::string::npos) << out;
+  EXPECT_EQ(out.find("Socket errors"), std::string::npos) << out;
+  EXPECT_GT(a.requests() + c.requests(), 0);
+  EXPECT_GT(b.requests(), 0);
+  EXPECT_EQ(metric(proxy.admin_port(), "tether_proxy_config_reloads_total{result=\"success\"}"),
+            20);
+  for (const char* cause : {"connect_failure", "pool_timeout", "upstream_reset", "bad_response"}) {
+    EXPECT_EQ(metric(proxy.admin_port(),
+                     std::string{"tether_proxy_errors_total{cause=\""} + cause + "\"}"),
+              0)
+        << cause;
+  }
+}
+
+} // namespace
+} // namespace tether::proxy
