@@ -2,6 +2,7 @@
 // once. What did not change keeps its state; what did is retired and closes when nothing uses it.
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <future>
 
 #include <asio/co_spawn.hpp>
@@ -28,6 +29,22 @@ std::string config_hash(const config& c) {
   }
   char out[17];
   std::snprintf(out, sizeof out, "%016llx", static_cast<unsigned long long>(h));
+  return out;
+}
+
+std::string cluster_fingerprint(const cluster_config& c) {
+  std::string out = to_json(c);
+  if (c.tls) {
+    // A certificate, key or CA replaced on disk under the same name (a rotation) is a change:
+    // the cluster is built again and reads the new files.
+    for (const auto* path : {&c.tls->ca_file, &c.tls->cert_file, &c.tls->key_file}) {
+      std::error_code ec;
+      const auto size = std::filesystem::file_size(*path, ec);
+      const auto written = std::filesystem::last_write_time(*path, ec);
+      out += "\n" + *path + " " + std::to_string(ec ? 0 : size) + " " +
+             std::to_string(ec ? 0 : written.time_since_epoch().count());
+    }
+  }
   return out;
 }
 
@@ -83,7 +100,7 @@ std::vector<std::shared_ptr<proxy_cluster>> kept_clusters(const config& next,
     return kept;
   }
   for (const auto& cl : next.clusters) {
-    const auto fingerprint = to_json(cl);
+    const auto fingerprint = cluster_fingerprint(cl);
     std::shared_ptr<proxy_cluster> same;
     for (const auto& old : running.clusters) {
       if (old->cfg.name == cl.name && old->fingerprint == fingerprint) {

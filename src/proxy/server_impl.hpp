@@ -112,6 +112,10 @@ namespace detail {
 /// The hash /config and tether_proxy_config_info show: of the config as /config shows it.
 std::string config_hash(const config& c);
 
+/// What says whether a cluster changed: its settings as /config shows them, and the size and
+/// time of its TLS files.
+std::string cluster_fingerprint(const cluster_config& c);
+
 /// Per cluster of `next` not `kept`, with `tls:`, its client context; made before anything
 /// changes, so that a certificate file gone bad fails a reload whole (std::invalid_argument).
 std::vector<std::shared_ptr<tls::client_context>>

@@ -44,8 +44,8 @@ const std::string no_host = "-";
 namespace {
 
 tls::stream accepted(worker& w, std::size_t listener, asio::ip::tcp::socket s) {
-  if (const auto& secured = w.shared.listeners[listener]; secured.context) {
-    return tls::stream{std::move(s), secured.context->native(), tls::role::server};
+  if (const auto& secured = w.gen->listener_contexts[listener]) {
+    return tls::stream{std::move(s), secured->native(), tls::role::server};
   }
   return tls::stream{std::move(s)};
 }
@@ -56,8 +56,9 @@ session::session(worker& w, std::size_t listener, asio::ip::tcp::socket s)
     : w_{w}, stream_{accepted(w, listener, std::move(s))},
       handshakes_{w.shared.listeners[listener].handshakes.get()},
       watchdog_{std::make_shared<watchdog>(stream_.get_executor())}, gen_{w.gen},
-      parser_{http::parser::kind::request, w.gen->cfg.downstream.limits}, events_{w.heads},
-      response_events_{w.heads} {
+      certificates_{w.gen->listener_contexts[listener]}, parser_{http::parser::kind::request,
+                                                                 w.gen->cfg.downstream.limits},
+      events_{w.heads}, response_events_{w.heads} {
   parser_.tunnel_upgrades(false); // until tunnels exist, an Upgrade is ignored (RFC 9110 7.8)
   watchdog_->client = &stream_.socket();
   std::error_code ec;

@@ -321,6 +321,9 @@ private:
   std::shared_ptr<watchdog> watchdog_;
   // The config (routes, clusters, downstream settings) the session's requests run under.
   std::shared_ptr<const generation> gen_;
+  // The TLS context the connection was accepted with, for as long as it lives (its callbacks
+  // point to it; a reload may let go of its generation meanwhile). Null: plain HTTP.
+  std::shared_ptr<tls::server_context> certificates_;
   http::parser parser_;
   event_queue events_;          // the client's requests, parsed
   event_queue response_events_; // the response being read, parsed

@@ -106,12 +106,14 @@ struct generation {
   std::vector<std::shared_ptr<proxy_cluster>> clusters; // in cfg.clusters' order
   std::vector<std::size_t> route_cluster;               // per route: its cluster's index
   std::vector<const retry_config*> route_retry; // per route: its retry policy (or the cluster's)
-  std::string hash;                             // of the config as /config shows it
+  /// Per listener, its TLS context (null: plain HTTP), its files read when the generation was
+  /// made: a reload re-reads certificates, new connections get the new ones.
+  std::vector<std::shared_ptr<tls::server_context>> listener_contexts;
+  std::string hash; // of the config as /config shows it
 };
 
-/// A listener's TLS, when it has `tls:`: its certificates and its handshakes.
+/// A listener's handshakes, when it has `tls:` (its certificates are the generation's).
 struct listener_tls {
-  std::shared_ptr<tls::server_context> context;
   std::unique_ptr<tls::handshake_counters> handshakes;
 };
 

@@ -51,7 +51,7 @@ server::impl::build_cluster(const cluster_config& c, std::shared_ptr<tls::client
   }
   std::shared_ptr<proxy_cluster> pc{new proxy_cluster, [this](proxy_cluster* p) { dispose(p); }};
   pc->cfg = c;
-  pc->fingerprint = to_json(c);
+  pc->fingerprint = cluster_fingerprint(c);
   pc->upstream = std::make_unique<upstream_cluster>(std::move(options), rclock);
   auto& up = *pc->upstream;
   for (const auto& e : c.endpoints) {
@@ -155,6 +155,16 @@ server::impl::build_generation(config c, std::vector<std::shared_ptr<proxy_clust
   g->hash = config_hash(c);
   g->cfg = std::move(c);
   const auto& cfg = g->cfg;
+  // The listeners' certificates, read again (first: a file gone bad fails before any cluster
+  // is built).
+  for (const auto& l : cfg.listeners) {
+    g->listener_contexts.push_back(l.tls ? std::make_shared<tls::server_context>(*l.tls) : nullptr);
+    if (l.tls) {
+      for (const auto& warning : g->listener_contexts.back()->warnings()) {
+        log_event(shared, spdlog::level::warn, "listener '" + l.name + "': " + warning);
+      }
+    }
+  }
   for (std::size_t i = 0; i < cfg.clusters.size(); ++i) {
     g->clusters.push_back(kept[i] ? std::move(kept[i])
                                   : build_cluster(cfg.clusters[i], std::move(contexts[i])));
@@ -176,14 +186,10 @@ void server::impl::build_listeners() {
   for (const auto& l : shared.cfg.listeners) {
     listener_tls state;
     if (l.tls) {
-      state.context = std::make_shared<tls::server_context>(*l.tls);
       state.handshakes = std::make_unique<tls::handshake_counters>();
       auto watched = tls::watch_handshakes(shared.registry, "tether_proxy_downstream",
                                            {{"listener", l.name}}, *state.handshakes);
       std::move(watched.begin(), watched.end(), std::back_inserter(shared.callbacks));
-      for (const auto& warning : state.context->warnings()) {
-        log_event(shared, spdlog::level::warn, "listener '" + l.name + "': " + warning);
-      }
     }
     shared.listeners.push_back(std::move(state));
   }

@@ -5,6 +5,7 @@
 #include "proxy_fixture.hpp"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -262,6 +263,35 @@ TEST(proxy_tls_upstream, verifies_and_sends_sni_to_a_tls_upstream) {
       << m;
 }
 
+TEST(proxy_tls_upstream, a_reload_after_the_ca_file_changed_makes_new_connections) {
+  nginx_server nginx{"",
+                     nginx_server::tls_settings{ca().path("server.pem"), ca().path("server.key")}};
+  const auto ca_copy =
+      std::filesystem::temp_directory_path() / ("tether-ca-" + std::to_string(::getpid()) + ".pem");
+  std::filesystem::copy_file(ca().path("ca.pem"), ca_copy,
+                             std::filesystem::copy_options::overwrite_existing);
+  const std::string tls = "{ca_file: " + ca_copy.string() + ", server_name: localhost}";
+  const auto yaml = tls_upstream_yaml("  - {path_prefix: /, cluster: secure}\n",
+                                      secure_cluster("secure", nginx.port(), tls));
+  proxy_fixture proxy{yaml, nullptr};
+  const auto config = *load_config(yaml, "tls.yaml").value;
+  EXPECT_EQ(run("curl -sS --max-time 5 " + proxy.url("/hello")), "hello\n");
+  // The same config and files: the cluster and its pooled connection stay.
+  ASSERT_TRUE(proxy.get().reload(config).empty());
+  EXPECT_EQ(run("curl -sS --max-time 5 " + proxy.url("/hello")), "hello\n");
+  // The CA file written again (a rotation): the cluster is built anew and verifies with it.
+  std::filesystem::copy_file(ca().path("ca.pem"), ca_copy,
+                             std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::last_write_time(ca_copy, std::filesystem::file_time_type::clock::now());
+  ASSERT_TRUE(proxy.get().reload(config).empty());
+  EXPECT_EQ(run("curl -sS --max-time 5 " + proxy.url("/hello")), "hello\n");
+  const auto log = nginx.tls_log(3);
+  ASSERT_EQ(log.size(), 3U);
+  EXPECT_EQ(log[0].connection, log[1].connection);
+  EXPECT_NE(log[1].connection, log[2].connection);
+  std::filesystem::remove(ca_copy);
+}
+
 TEST(proxy_tls_upstream, never_shares_a_connection_across_client_certificates) {
   nginx_server nginx{"", nginx_server::tls_settings{ca().path("server.pem"),
                                                     ca().path("server.key"), ca().path("ca.pem")}};
@@ -322,6 +352,46 @@ TEST(proxy_tls_upstream, an_unknown_ca_is_a_502_counted_by_cause_and_not_retried
 std::vector<std::string> errors_of(const std::string& listener_tls) {
   const auto yaml = tls_listener_yaml(1, listener_tls);
   return proxy::load_config(yaml, "tls.yaml").errors;
+}
+
+TEST(proxy_tls_listener, a_reload_reads_certificates_again) {
+  nginx_server backend;
+  // The listener's pair under names of its own, replaced on disk as a rotation would.
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("tether-rotate-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const auto cert = (dir / "cert.pem").string();
+  const auto key = (dir / "key.pem").string();
+  const auto place = [&](const std::string& pem, const std::string& private_key) {
+    std::filesystem::copy_file(ca().path(pem), cert,
+                               std::filesystem::copy_options::overwrite_existing);
+    std::filesystem::copy_file(ca().path(private_key), key,
+                               std::filesystem::copy_options::overwrite_existing);
+    std::filesystem::permissions(key, std::filesystem::perms::owner_read |
+                                          std::filesystem::perms::owner_write);
+  };
+  place("server.pem", "server.key");
+  const auto yaml = tls_listener_yaml(backend.port(), "{certificates: [{cert_file: " + cert +
+                                                          ", key_file: " + key + "}]}");
+  proxy_fixture proxy{yaml, nullptr};
+  const std::string subject =
+      "echo | openssl s_client -connect 127.0.0.1:" + std::to_string(proxy.port()) +
+      " -servername localhost 2>/dev/null | grep '^subject'";
+  EXPECT_TRUE(has(run(subject), "CN = localhost"));
+
+  place("other.pem", "other.key");
+  auto errors = proxy.get().reload(*load_config(yaml, "tls.yaml").value);
+  ASSERT_TRUE(errors.empty()) << errors[0];
+  EXPECT_TRUE(has(run(subject), "CN = other.test")) << "new connections get the new certificate";
+
+  // A certificate that does not match its key: the reload is refused, the last pair stays.
+  std::filesystem::copy_file(ca().path("server.pem"), cert,
+                             std::filesystem::copy_options::overwrite_existing);
+  errors = proxy.get().reload(proxy.get().running_config());
+  ASSERT_EQ(errors.size(), 1U);
+  EXPECT_TRUE(has(errors[0], "does not match")) << errors[0];
+  EXPECT_TRUE(has(run(subject), "CN = other.test"));
+  std::filesystem::remove_all(dir);
 }
 
 TEST(proxy_tls_config, says_which_file_is_wrong_and_how) {
