@@ -998,7 +998,11 @@ json cluster_json(const cluster_config& cl) {
               {"tcp",
                {{"connect_timeout_ms", ms(cl.tcp.connect_timeout)},
                 {"no_delay", cl.tcp.no_delay},
-                {"keepalive", cl.tcp.keepalive}}}};
+                {"keepalive", cl.tcp.keepalive},
+                {"keepalive_idle_ms", ms(cl.tcp.keepalive_idle)},
+                {"keepalive_interval_ms", ms(cl.tcp.keepalive_interval)},
+                {"keepalive_probes", cl.tcp.keepalive_probes},
+                {"user_timeout_ms", ms(cl.tcp.user_timeout)}}}};
   if (const auto& t = cl.tls) {
     // Paths only: what a key file holds never leaves it.
     out["tls"] = {{"verify", t->verify},
@@ -1106,7 +1110,11 @@ std::string to_json(const config& c) {
                     {"downstream",
                      {{"request_header_timeout_ms", ms(c.downstream.request_header_timeout)},
                       {"idle_timeout_ms", ms(c.downstream.idle_timeout)},
-                      {"max_requests_per_connection", c.downstream.max_requests_per_connection}}},
+                      {"max_requests_per_connection", c.downstream.max_requests_per_connection},
+                      {"max_request_line", c.downstream.limits.max_request_line},
+                      {"max_header_count", c.downstream.limits.max_header_count},
+                      {"max_header_bytes", c.downstream.limits.max_header_bytes},
+                      {"max_body_bytes", c.downstream.limits.max_body}}},
                     {"admin", {{"address", c.admin.address}, {"port", c.admin.port}}},
                     {"log",
                      {{"level", c.log.level},

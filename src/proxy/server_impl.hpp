@@ -78,7 +78,8 @@ struct server::impl {
   /// A cluster, its series and its pool on every worker (stats.cpp); `tls` made already, for
   /// a cluster with `tls:`.
   std::shared_ptr<detail::proxy_cluster> build_cluster(const cluster_config& c,
-                                                       std::shared_ptr<tls::client_context> tls);
+                                                       std::shared_ptr<tls::client_context> tls,
+                                                       const http::parser_limits& response_limits);
   /// The generation of `c`: per cluster, the one `kept` holds (a running cluster whose config
   /// did not change), or one built with `contexts`' TLS context (reload.cpp makes both).
   std::shared_ptr<const detail::generation>

@@ -138,6 +138,9 @@ asio::awaitable<void> session::run() {
     // timeout from that byte (a head trickled in byte by byte cannot hold the connection).
     head_request_ = false; // the last request's; a 408 or 400 below is not an answer to it
     http10_ = false;
+    // A reload during the last request: the connection lets go of the old config now, not at
+    // its next request (which may never come before the idle timeout).
+    adopt_newest();
     idle_ = true;
     event ev;
     const auto got = co_await next_event(ev, true);

@@ -12,7 +12,8 @@ using detail::generation;
 using detail::proxy_cluster;
 
 std::shared_ptr<proxy_cluster>
-server::impl::build_cluster(const cluster_config& c, std::shared_ptr<tls::client_context> tls) {
+server::impl::build_cluster(const cluster_config& c, std::shared_ptr<tls::client_context> tls,
+                            const http::parser_limits& response_limits) {
   using namespace detail;
   auto& reg = shared.registry;
   const clock& rclock = *shared.resilience_clock;
@@ -105,7 +106,7 @@ server::impl::build_cluster(const cluster_config& c, std::shared_ptr<tls::client
             return locked ? locked->stats() : pool::pool_stats{};
           },
           false);
-      auto limits = shared.cfg.downstream.limits;
+      auto limits = response_limits;
       limits.max_body = 0; // responses are streamed, never held whole
       std::optional<tls::client_identity> identity;
       if (pc->tls) {
@@ -166,8 +167,9 @@ server::impl::build_generation(config c, std::vector<std::shared_ptr<proxy_clust
     }
   }
   for (std::size_t i = 0; i < cfg.clusters.size(); ++i) {
-    g->clusters.push_back(kept[i] ? std::move(kept[i])
-                                  : build_cluster(cfg.clusters[i], std::move(contexts[i])));
+    g->clusters.push_back(
+        kept[i] ? std::move(kept[i])
+                : build_cluster(cfg.clusters[i], std::move(contexts[i]), cfg.downstream.limits));
   }
   for (const auto& r : cfg.routes) {
     for (std::size_t i = 0; i < cfg.clusters.size(); ++i) {

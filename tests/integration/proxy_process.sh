@@ -95,8 +95,9 @@ write_config "$work/proxy.yaml" "$port" /only/ nowhere
 kill -HUP "$proxy_pid"
 for _ in $(seq 1 200); do grep -q "reload refused" "$work/proxy.log" && break; sleep 0.01; done
 grep -q "proxy.yaml:4:.*nowhere" "$work/proxy.log" || fail "the refused reload does not say where"
-[[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/only/y") == 200 ]] ||
-  fail "a refused reload changed the running config"
+codes=$(curl -s -o /dev/null -o /dev/null -w '%{http_code} ' "http://127.0.0.1:$port/moved" \
+  "http://127.0.0.1:$port/only/y")
+[[ $codes == "404 200 " ]] || fail "a refused reload changed the running config: '$codes'"
 write_config "$work/proxy.yaml" "$port"
 kill -HUP "$proxy_pid"
 reloaded 3

@@ -6,6 +6,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -208,6 +209,76 @@ TEST(proxy_reload, a_changed_cluster_closes_its_pooled_connections_and_its_succe
       1);
 }
 
+/// One kept-alive client connection across a reload that retires cluster a: its first request
+/// (`first`: /one, or /slow, answered 300 ms after the reload began) is done, and while it waits
+/// to send its second the retired cluster must close its pools: the connection took the new
+/// config. The second request, on the same connection, goes to the new cluster.
+void kept_alive_across_a_reload(const std::string& first) {
+  http_test_server a;
+  http_test_server b;
+  http_test_server c;
+  config_file go; // the client's signal to send its second request
+  std::remove(go.path().c_str());
+  proxy_fixture proxy{two_clusters(a.port(), b.port(), "a"), nullptr};
+  // One connection, two requests: the second only once the test says so.
+  auto client = std::async(std::launch::async, [&] {
+    return run("python3 -c \"import http.client, os, time\n"
+               "c = http.client.HTTPConnection('127.0.0.1', " +
+               std::to_string(proxy.port()) +
+               ", timeout=10)\n"
+               "c.request('GET', '" +
+               first +
+               "'); r = c.getresponse(); r.read(); first = r.status\n"
+               "open('" +
+               go.path() +
+               ".first', 'w').close()\n"
+               "end = time.time() + 10\n"
+               "while not os.path.exists('" +
+               go.path() +
+               "') and time.time() < end: time.sleep(0.01)\n"
+               "c.request('GET', '/two'); r = c.getresponse(); r.read()\n"
+               "print(first, r.status)\"");
+  });
+  const auto give_up = steady::now() + 5s;
+  // /slow: reload while the proxy waits for its answer; else once the client has its answer.
+  const auto ready = [&] {
+    return first == "/slow" ? a.requests() >= 1
+                            : ::access((go.path() + ".first").c_str(), F_OK) == 0;
+  };
+  while (!ready() && steady::now() < give_up) {
+    std::this_thread::sleep_for(5ms);
+  }
+  ASSERT_TRUE(ready());
+  // Cluster a moves to c; the client's connection takes the new config once its request is
+  // done (or at once, idle), so the retired cluster closes its pools while it waits.
+  const auto errors = proxy.get().reload(loaded(two_clusters(c.port(), b.port(), "a")));
+  ASSERT_TRUE(errors.empty()) << errors[0];
+  const std::string closed =
+      "tether_pool_connections_closed_total{cluster=\"a\",endpoint=\"127.0.0.1:" +
+      std::to_string(a.port()) + "\",reason=\"pool_closed\",worker=\"";
+  const auto closed_by_pools = [&] {
+    return metric(proxy.admin_port(), closed + "0\"}") +
+           metric(proxy.admin_port(), closed + "1\"}");
+  };
+  while (closed_by_pools() < 1 && steady::now() < give_up + 5s) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(closed_by_pools(), 1) << "the idle client still holds the retired cluster";
+  std::ofstream{go.path()} << "go";
+  EXPECT_EQ(client.get(), "200 200\n");
+  EXPECT_EQ(c.requests(), 1); // the same client connection, the new cluster
+  EXPECT_EQ(a.requests(), 1);
+  std::remove((go.path() + ".first").c_str());
+}
+
+TEST(proxy_reload, a_kept_alive_client_idle_at_the_reload_lets_go_of_the_old_config) {
+  kept_alive_across_a_reload("/one");
+}
+
+TEST(proxy_reload, a_client_busy_at_the_reload_lets_go_of_the_old_config_when_its_request_ends) {
+  kept_alive_across_a_reload("/slow");
+}
+
 TEST(proxy_reload, twenty_reloads_under_wrk_fail_no_request_and_reset_no_connection) {
   http_test_server a;
   http_test_server b;
@@ -238,6 +309,18 @@ TEST(proxy_reload, twenty_reloads_under_wrk_fail_no_request_and_reset_no_connect
   EXPECT_GT(b.requests(), 0);
   EXPECT_EQ(metric(proxy.admin_port(), "tether_proxy_config_reloads_total{result=\"success\"}"),
             20);
+  // The retired clusters closed their pools once their requests were done.
+  double closed = 0;
+  for (const auto port : {a.port(), c.port()}) {
+    for (const char* w : {"0", "1"}) {
+      closed += std::max(0.0, metric(proxy.admin_port(),
+                                     "tether_pool_connections_closed_total{cluster=\"a\",endpoint="
+                                     "\"127.0.0.1:" +
+                                         std::to_string(port) +
+                                         "\",reason=\"pool_closed\",worker=\"" + w + "\"}"));
+    }
+  }
+  EXPECT_GT(closed, 0);
   for (const char* cause : {"connect_failure", "pool_timeout", "upstream_reset", "bad_response"}) {
     EXPECT_EQ(metric(proxy.admin_port(),
                      std::string{"tether_proxy_errors_total{cause=\""} + cause + "\"}"),
