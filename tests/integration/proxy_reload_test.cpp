@@ -38,6 +38,19 @@ double metric(std::uint16_t admin_port, const std::string& series) {
   return std::stod(text.substr(at + series.size() + 2));
 }
 
+/// Connections cluster "a"'s pools for the endpoint at `port` closed because the pool closed
+/// (a retired cluster's), summed over the two workers.
+double pool_closed(std::uint16_t admin_port, std::uint16_t port) {
+  const std::string series =
+      "tether_pool_connections_closed_total{cluster=\"a\",endpoint=\"127.0.0.1:" +
+      std::to_string(port) + "\",reason=\"pool_closed\",worker=\"";
+  double sum = 0;
+  for (const char* w : {"0", "1"}) {
+    sum += std::max(0.0, metric(admin_port, series + w + "\"}"));
+  }
+  return sum;
+}
+
 std::string endpoint(std::uint16_t port) {
   return "\"127.0.0.1:" + std::to_string(port) + "\"";
 }
@@ -177,13 +190,7 @@ TEST(proxy_reload, a_changed_cluster_closes_its_pooled_connections_and_its_succe
   http_test_server c;
   proxy_fixture proxy{two_clusters(a.port(), b.port(), "a"), nullptr};
   EXPECT_EQ(run("curl -sS -o /dev/null -w '%{http_code}' " + proxy.url("/x")), "200");
-  const std::string closed =
-      "tether_pool_connections_closed_total{cluster=\"a\",endpoint=\"127.0.0.1:" +
-      std::to_string(a.port()) + "\",reason=\"pool_closed\",worker=\"";
-  const auto closed_by_pools = [&] {
-    return metric(proxy.admin_port(), closed + "0\"}") +
-           metric(proxy.admin_port(), closed + "1\"}");
-  };
+  const auto closed_by_pools = [&] { return pool_closed(proxy.admin_port(), a.port()); };
   EXPECT_EQ(closed_by_pools(), 0);
 
   // Cluster "a" now has c as its only endpoint: a new cluster "a" is built, the old one retired;
@@ -253,13 +260,7 @@ void kept_alive_across_a_reload(const std::string& first) {
   // done (or at once, idle), so the retired cluster closes its pools while it waits.
   const auto errors = proxy.get().reload(loaded(two_clusters(c.port(), b.port(), "a")));
   ASSERT_TRUE(errors.empty()) << errors[0];
-  const std::string closed =
-      "tether_pool_connections_closed_total{cluster=\"a\",endpoint=\"127.0.0.1:" +
-      std::to_string(a.port()) + "\",reason=\"pool_closed\",worker=\"";
-  const auto closed_by_pools = [&] {
-    return metric(proxy.admin_port(), closed + "0\"}") +
-           metric(proxy.admin_port(), closed + "1\"}");
-  };
+  const auto closed_by_pools = [&] { return pool_closed(proxy.admin_port(), a.port()); };
   while (closed_by_pools() < 1 && steady::now() < give_up + 5s) {
     std::this_thread::sleep_for(10ms);
   }
@@ -310,16 +311,8 @@ TEST(proxy_reload, twenty_reloads_under_wrk_fail_no_request_and_reset_no_connect
   EXPECT_EQ(metric(proxy.admin_port(), "tether_proxy_config_reloads_total{result=\"success\"}"),
             20);
   // The retired clusters closed their pools once their requests were done.
-  double closed = 0;
-  for (const auto port : {a.port(), c.port()}) {
-    for (const char* w : {"0", "1"}) {
-      closed += std::max(0.0, metric(proxy.admin_port(),
-                                     "tether_pool_connections_closed_total{cluster=\"a\",endpoint="
-                                     "\"127.0.0.1:" +
-                                         std::to_string(port) +
-                                         "\",reason=\"pool_closed\",worker=\"" + w + "\"}"));
-    }
-  }
+  const double closed =
+      pool_closed(proxy.admin_port(), a.port()) + pool_closed(proxy.admin_port(), c.port());
   EXPECT_GT(closed, 0);
   for (const char* cause : {"connect_failure", "pool_timeout", "upstream_reset", "bad_response"}) {
     EXPECT_EQ(metric(proxy.admin_port(),
