@@ -42,6 +42,14 @@ std::error_code check_not_listened_on(const asio::ip::tcp::endpoint& endpoint) {
 
 } // namespace
 
+void close_listener(asio::ip::tcp::acceptor& acceptor) {
+  std::error_code ec;
+  const int fd = acceptor.release(ec); // EPOLL_CTL_DEL, which a plain close skips
+  if (!ec) {
+    ::close(fd);
+  }
+}
+
 std::error_code open_listener(asio::ip::tcp::acceptor& acceptor,
                               const asio::ip::tcp::endpoint& endpoint,
                               const listen_options& options) {

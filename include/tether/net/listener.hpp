@@ -30,6 +30,12 @@ std::error_code open_listener(asio::ip::tcp::acceptor& acceptor,
                               const asio::ip::tcp::endpoint& endpoint,
                               const listen_options& options = {});
 
+/// Closes `acceptor`, taken out of its io_context's epoll set first. A listening socket with
+/// other descriptors (a copy kept to pass on, or another process's after a take-over) stays
+/// open when this one closes, and epoll would go on reporting it to a reactor that forgot it.
+/// Its pending accept ends with operation_aborted.
+void close_listener(asio::ip::tcp::acceptor& acceptor);
+
 /// Why an accept failed, as a metric label would say it.
 enum class accept_failure : std::uint8_t {
   descriptors, ///< EMFILE or ENFILE: the process or the system is out of file descriptors
