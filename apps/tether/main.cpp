@@ -47,6 +47,10 @@ int main(int argc, char** argv) {
   std::uint32_t proxy_workers = 0;
   proxy->add_option("-c,--config", proxy_config_file, "YAML configuration file");
   proxy->add_option("--workers", proxy_workers, "Worker threads (overrides the config; 0: cores)");
+  bool proxy_take_over = false;
+  proxy->add_flag("--take-over", proxy_take_over,
+                  "Take the listening sockets over from the tether answering on the config's "
+                  "admin.upgrade_socket, which then drains: an upgrade that refuses no connection");
 
   auto* validate = app.add_subcommand("validate", "Check a proxy configuration file and say "
                                                   "every problem with file:line:column");
@@ -105,6 +109,11 @@ int main(int argc, char** argv) {
     }
     if (proxy->parsed()) {
       const bool builtin = proxy_config_file.empty();
+      if (builtin && proxy_take_over) {
+        std::cerr << "tether proxy: --take-over needs -c: a config whose admin.upgrade_socket "
+                     "names the running tether's upgrade socket\n";
+        return exit_usage;
+      }
       // What the proxy starts with, and what SIGHUP and POST /reload read again.
       auto source = [builtin, file = proxy_config_file, workers = proxy_workers] {
         auto loaded =
@@ -124,7 +133,8 @@ int main(int argc, char** argv) {
                   << " problem" << (loaded.errors.size() == 1 ? "" : "s") << '\n';
         return exit_usage;
       }
-      return tether::app::run_proxy(*loaded.value, std::cout, std::cerr, {builtin, source});
+      return tether::app::run_proxy(*loaded.value, std::cout, std::cerr,
+                                    {builtin, source, proxy_take_over});
     }
     if (chaos->parsed()) {
       if (chaos_seed_option->count() > 0) {

@@ -1,11 +1,14 @@
 #include "proxy_command.hpp"
 
+#include <atomic>
 #include <csignal>
 #include <optional>
 #include <ostream>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <unistd.h>
 
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
@@ -96,9 +99,20 @@ int run_proxy(const proxy::config& c, std::ostream& out, std::ostream& err,
   if (options.source) {
     proxy.set_config_source(options.source);
   }
-  if (proxy.start()) {
+  // A newer tether took the listeners over: this one drains as at a SIGTERM (the signal is
+  // blocked in every thread, so the wait below takes it).
+  std::atomic<int> handed_to{0};
+  proxy.on_handed_over([&handed_to](int pid) {
+    handed_to = pid;
+    ::kill(::getpid(), SIGTERM);
+  });
+  if (proxy.start({.take_over = options.take_over})) {
     err << "tether proxy: " << proxy.start_failure() << '\n';
     return 1;
+  }
+  if (options.take_over) {
+    out << "tether proxy: took the listeners over from the tether on " << c.admin.upgrade_socket
+        << " (the log says whether it drains)\n";
   }
   const auto ports = proxy.listener_ports();
   for (std::size_t i = 0; i < ports.size(); ++i) {
@@ -130,7 +144,9 @@ int run_proxy(const proxy::config& c, std::ostream& out, std::ostream& err,
       out << "tether proxy: " << signal_name(received) << " ignored" << std::endl;
     }
   }
-  out << "tether proxy: " << signal_name(received) << ": draining (up to "
+  const auto why = handed_to != 0 ? "handed over to pid " + std::to_string(handed_to.load())
+                                  : std::string{signal_name(received)};
+  out << "tether proxy: " << why << ": draining (up to "
       << std::chrono::duration_cast<std::chrono::milliseconds>(proxy.running_config().drain_timeout)
              .count()
       << " ms)" << std::endl;

@@ -2,7 +2,11 @@
 #include "tether/core/detached.hpp"
 #include "tether/http/fields.hpp"
 
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <array>
+#include <cerrno>
 #include <set>
 
 #include <asio/co_spawn.hpp>
@@ -162,7 +166,33 @@ std::error_code small_server::listen(const std::string& address, std::uint16_t p
   if (ec = net::open_listener(s_->acceptor, {ip, port}); ec) {
     return ec;
   }
-  port_ = s_->acceptor.local_endpoint().port();
+  return accept();
+}
+
+std::error_code small_server::listen_on(int fd) {
+  sockaddr_storage local{};
+  socklen_t size = sizeof local;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &size) != 0) { // NOLINT: sockets API
+    const std::error_code ec{errno, std::system_category()};
+    ::close(fd);
+    return ec;
+  }
+  std::error_code ec;
+  s_->acceptor.assign(local.ss_family == AF_INET6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4(), fd,
+                      ec);
+  if (ec) {
+    ::close(fd);
+    return ec;
+  }
+  return accept();
+}
+
+std::error_code small_server::accept() {
+  std::error_code ec;
+  port_ = s_->acceptor.local_endpoint(ec).port();
+  if (ec) {
+    return ec;
+  }
   // net's accept loop, which pauses instead of spinning when descriptors run out; spawned from
   // here, not awaited with a lambda made in the co_await (g++ 12 destroys those twice).
   asio::co_spawn(executor_,
@@ -176,10 +206,18 @@ std::error_code small_server::listen(const std::string& address, std::uint16_t p
   return {};
 }
 
+int small_server::native_handle() noexcept {
+  return s_->acceptor.native_handle();
+}
+
+void small_server::stop_accepting() {
+  net::close_listener(s_->acceptor);
+}
+
 void small_server::stop() {
   s_->stopped = true;
+  net::close_listener(s_->acceptor);
   std::error_code ignored;
-  s_->acceptor.close(ignored);
   for (auto* socket : s_->connections) {
     socket->cancel(ignored);
   }

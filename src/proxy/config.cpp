@@ -751,9 +751,16 @@ void read_process_sections(reader& r, const YAML::Node& root, config& c) {
   }
 
   if (const auto a = root["admin"]; a && r.is_map(a, "admin")) {
-    r.known_keys(a, {"address", "port"}, "admin");
+    r.known_keys(a, {"address", "port", "upgrade_socket"}, "admin");
     r.address(a, "address", c.admin.address, "admin");
     r.integer(a, "port", c.admin.port, 0, 65535, "admin");
+    r.string(a, "upgrade_socket", c.admin.upgrade_socket, "admin");
+    // sockaddr_un holds 107 bytes and a NUL.
+    if (c.admin.upgrade_socket.size() > 107) {
+      r.error(a["upgrade_socket"], "admin.upgrade_socket is " +
+                                       std::to_string(c.admin.upgrade_socket.size()) +
+                                       " bytes long; a Unix socket's path holds 107 at most");
+    }
   }
 
   if (const auto l = root["log"]; l && r.is_map(l, "log")) {
@@ -1115,7 +1122,10 @@ std::string to_json(const config& c) {
                       {"max_header_count", c.downstream.limits.max_header_count},
                       {"max_header_bytes", c.downstream.limits.max_header_bytes},
                       {"max_body_bytes", c.downstream.limits.max_body}}},
-                    {"admin", {{"address", c.admin.address}, {"port", c.admin.port}}},
+                    {"admin",
+                     {{"address", c.admin.address},
+                      {"port", c.admin.port},
+                      {"upgrade_socket", c.admin.upgrade_socket}}},
                     {"log",
                      {{"level", c.log.level},
                       {"format", c.log.format == log_format::json ? "json" : "text"},

@@ -6,6 +6,9 @@
 #include <algorithm>
 #include <future>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <asio/co_spawn.hpp>
 #include <spdlog/sinks/stdout_sinks.h>
 
@@ -70,28 +73,57 @@ server::~server() {
 
 void server::impl::unbind() {
   for (auto& w : workers) {
+    for (auto& a : w->acceptors) {
+      net::close_listener(*a.acceptor);
+    }
     w->acceptors.clear();
   }
+  passable.clear();
+  taken.clear();
+  predecessor.reset(); // a take-over that failed: the old process goes on as it was
 }
 
 std::error_code server::impl::bind_listeners() {
   // Every worker binds the same address and port (SO_REUSEPORT; the kernel spreads connections
   // across them). A port 0 is resolved by the first worker's bind, which also makes sure no
-  // other process listens there unless the listener says to share the port.
-  for (const auto& l : shared.cfg.listeners) {
+  // other process listens there unless the listener says to share the port. Sockets taken over
+  // from an old process are spread over the workers, and a worker left without one shares one
+  // of them (a socket it bound itself would join the port's group at once, and reset the
+  // connections queued in it if this start failed later).
+  for (std::size_t index = 0; index < shared.cfg.listeners.size(); ++index) {
+    const auto& l = shared.cfg.listeners[index];
+    auto inherited = take_listener(l);
     std::uint16_t port = l.port;
     std::error_code ec;
     const auto address = asio::ip::make_address(l.address, ec);
-    for (auto& w : workers) {
-      if (ec) {
-        break;
+    const auto received = inherited.size();
+    for (std::size_t k = received; received != 0 && k < workers.size() && !ec; ++k) {
+      net::owned_fd copy{::fcntl(inherited[k % received].get(), F_DUPFD_CLOEXEC, 0)};
+      if (!copy) {
+        ec = {errno, std::system_category()};
       }
+      inherited.push_back(std::move(copy));
+    }
+    const auto count = inherited.size();
+    for (std::size_t k = 0; k < count && !ec; ++k) {
+      auto& w = workers[k % workers.size()];
+      auto& fd = inherited[k];
       auto a = std::make_unique<asio::ip::tcp::acceptor>(w->io);
-      const bool first = w == workers.front();
+      a->assign(address.is_v4() ? asio::ip::tcp::v4() : asio::ip::tcp::v6(), fd.get(), ec);
+      if (!ec) {
+        (void)fd.release(); // the acceptor's now
+        port = a->local_endpoint(ec).port();
+        w->acceptors.push_back({std::move(a), index});
+      }
+    }
+    for (std::size_t k = count; k < workers.size() && !ec; ++k) {
+      auto& w = workers[k];
+      auto a = std::make_unique<asio::ip::tcp::acceptor>(w->io);
+      const bool first = k == 0;
       ec = net::open_listener(*a, {address, port}, {true, first && !l.reuse_port});
       if (!ec) {
         port = a->local_endpoint().port();
-        w->acceptors.push_back(std::move(a));
+        w->acceptors.push_back({std::move(a), index});
       }
     }
     if (ec) {
@@ -101,16 +133,34 @@ std::error_code server::impl::bind_listeners() {
       if (ec == std::errc::address_in_use) {
         failure += l.reuse_port ? " by a socket that does not share it"
                                 : "; another process listens there (a listener's "
-                                  "`reuse_port: true` shares a port on purpose)";
+                                  "`reuse_port: true` shares a port on purpose; `tether proxy "
+                                  "--take-over` takes a running tether's listeners over)";
       }
       return ec;
     }
     ports.push_back(port);
+    if (!shared.cfg.admin.upgrade_socket.empty()) {
+      for (auto& w : workers) {
+        for (auto& a : w->acceptors) {
+          if (a.listener == index) {
+            remember_passable("listener", l.name, l.address, port, a.acceptor->native_handle());
+          }
+        }
+      }
+    }
   }
   return {};
 }
 
 std::error_code server::start() {
+  return start(start_options{});
+}
+
+void server::on_handed_over(std::function<void(int)> f) {
+  impl_->handed_over_callback = std::move(f);
+}
+
+std::error_code server::start(const start_options& options) {
   auto& s = *impl_;
   auto& cfg = s.shared.cfg;
   // Logs: spdlog, not registered by name (tests run several proxies in one process).
@@ -150,17 +200,46 @@ std::error_code server::start() {
   for (auto& w : s.workers) {
     w->gen = s.shared.current;
   }
+  if (options.take_over) {
+    if (cfg.admin.upgrade_socket.empty()) {
+      s.failure = "a take-over needs admin.upgrade_socket in the config: where the running "
+                  "tether passes its listeners";
+      return make_error_code(std::errc::invalid_argument);
+    }
+    if (const auto ec = s.take_over()) {
+      s.failure = "cannot take the listeners over from the tether on " + cfg.admin.upgrade_socket +
+                  ": " + s.failure;
+      return ec;
+    }
+  }
   if (const auto ec = s.bind_listeners()) {
     return ec;
   }
   s.admin = http::small_server::create(
       s.admin_io.get_executor(),
       [impl = impl_.get()](const http::server_request& r) { return impl->admin_request(r); });
-  if (const auto ec = s.admin->listen(cfg.admin.address, cfg.admin.port)) {
+  auto admin_taken = std::find_if(s.taken.begin(), s.taken.end(), [&cfg](const auto& t) {
+    return t.matches("admin", "admin", cfg.admin.address, cfg.admin.port);
+  });
+  if (const auto ec = admin_taken != s.taken.end()
+                          ? s.admin->listen_on(admin_taken->fd.release())
+                          : s.admin->listen(cfg.admin.address, cfg.admin.port)) {
     s.unbind();
     s.failure = "cannot listen on " + cfg.admin.address + ":" + std::to_string(cfg.admin.port) +
                 " (the admin listener): " + ec.message();
     return ec;
+  }
+  s.taken.clear(); // what this config has no listener for: the old process closes it
+  if (!cfg.admin.upgrade_socket.empty()) {
+    s.remember_passable("admin", "admin", cfg.admin.address, s.admin->port(),
+                        s.admin->native_handle());
+    if (!options.take_over) {
+      if (const auto ec = s.listen_for_upgrades()) {
+        s.unbind();
+        s.admin->stop();
+        return ec;
+      }
+    }
   }
   s.workers_running = true;
   for (auto& w : s.workers) {
@@ -169,16 +248,15 @@ std::error_code server::start() {
         h->pools[w->id]->start();
       }
     }
-    for (std::size_t l = 0; l < w->acceptors.size(); ++l) {
-      auto& a = w->acceptors[l];
+    for (auto& a : w->acceptors) {
       asio::co_spawn(w->io,
                      net::accept_loop(
-                         *a,
-                         [raw = w.get(), l](asio::ip::tcp::socket socket) {
+                         *a.acceptor,
+                         [raw = w.get(), l = a.listener](asio::ip::tcp::socket socket) {
                            asio::co_spawn(raw->io, serve(raw, l, std::move(socket)),
                                           report_exceptions{"a client connection"});
                          },
-                         s.accept_hooks(*a)),
+                         s.accept_hooks(*a.acceptor)),
                      report_exceptions{"a listener's accept loop"});
     }
     if (std::any_of(cfg.listeners.begin(), cfg.listeners.end(),
@@ -198,6 +276,9 @@ std::error_code server::start() {
             "started: " + std::to_string(s.workers.size()) + " workers, " +
                 std::to_string(cfg.listeners.size()) + " listeners, admin on port " +
                 std::to_string(s.admin->port()));
+  if (options.take_over) {
+    s.finish_take_over();
+  }
   return {};
 }
 
@@ -214,14 +295,23 @@ void server::stop() {
     return s.shared.current;
   };
   s.shared.draining = true;
+  // No upgrade from now on, and the copies kept to pass on are closed: a socket nobody
+  // accepts on would queue connections until the drain ends.
+  {
+    std::promise<void> done;
+    asio::post(s.admin_io, [&s, &done] {
+      s.stop_upgrades();
+      done.set_value();
+    });
+    done.get_future().wait();
+  }
   // Stop accepting, close idle client connections; requests in flight go on.
   for (auto& w : s.workers) {
     std::promise<void> done;
     asio::post(w->io, [&w, &done] {
       w->buffer_sweep.cancel();
       for (auto& a : w->acceptors) {
-        std::error_code ignored;
-        a->close(ignored);
+        net::close_listener(*a.acceptor);
       }
       for (auto* session : w->sessions) {
         session->wake_if_idle();

@@ -9,17 +9,20 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 #include <asio/awaitable.hpp>
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
+#include <asio/posix/stream_descriptor.hpp>
 #include <asio/steady_timer.hpp>
 
 #include "tether/core/random.hpp"
 #include "tether/http/client.hpp"
 #include "tether/http/server.hpp"
+#include "tether/net/fd_passing.hpp"
 #include "tether/net/listener.hpp"
 #include "tether/proxy/server.hpp"
 
@@ -54,6 +57,10 @@ struct server::impl {
   std::mutex lifecycle;
   std::vector<std::unique_ptr<detail::worker>> workers;
   std::vector<std::uint16_t> ports;
+  // A take-over in progress (admin thread). Declared before admin_io: a hand_over coroutine
+  // destroyed with it resets these on its way out.
+  bool handing_over = false;                                     // one take-over at a time
+  asio::posix::stream_descriptor* handover_connection = nullptr; // cancelled by a stop
   asio::io_context admin_io{1};
   std::shared_ptr<asio::executor_work_guard<asio::io_context::executor_type>> admin_work;
   std::shared_ptr<http::small_server> admin;
@@ -72,6 +79,50 @@ struct server::impl {
   std::array<prometheus::Counter*, 2> reload_results{}; // success, failure
   std::optional<metrics::callback_registration> config_info;
   std::atomic<double> loaded_at{0}; // seconds since the epoch
+
+  // Upgrades (upgrade.cpp). The old process: its listening sockets as it passes them (copies:
+  // the workers close their own when they stop accepting), where a new process asks for them,
+  // and what its owner is told when one did.
+  struct passed_socket {
+    std::string kind; // "listener" or "admin"
+    std::string name; // the listener's
+    std::string address;
+    std::uint16_t port = 0;
+    net::owned_fd fd;
+    /// For a listener or the admin: same kind, name and address (as addresses: "::" is
+    /// "0::0"), and the same port unless `p` is 0.
+    [[nodiscard]] bool matches(std::string_view k, std::string_view n, const std::string& a,
+                               std::uint16_t p) const;
+  };
+  std::vector<passed_socket> passable;
+  /// The upgrade socket, listening (admin thread; closed once handed over).
+  std::unique_ptr<asio::posix::stream_descriptor> upgrade_listener;
+  bool upgrade_path_ours = false; // its file is removed at stop (if still the one made)
+  net::file_identity upgrade_file;
+  std::atomic<bool> handed_over{false};
+  std::function<void(int)> handed_over_callback;
+  // The new process: what it took, and the connection to the old one until it drains.
+  std::vector<passed_socket> taken;
+  net::owned_fd predecessor;
+  int predecessor_pid = 0;
+
+  /// Asks the process on admin.upgrade_socket for its sockets, into `taken`.
+  std::error_code take_over();
+  /// Tells the old process that this one accepts now, waits for it to say it drains, then
+  /// answers on admin.upgrade_socket itself.
+  void finish_take_over();
+  /// Answers on admin.upgrade_socket (a start without take-over: refused if a process does).
+  std::error_code listen_for_upgrades();
+  /// The upgrade socket's connections, one at a time (admin thread).
+  asio::awaitable<void> upgrade_loop();
+  asio::awaitable<void> hand_over(net::owned_fd connection);
+  /// At stop (admin thread): the upgrade socket closed and removed (unless a new process
+  /// answers on it now), the copies of the listening sockets closed.
+  void stop_upgrades();
+  /// Sockets of `taken` for listener `l`, removed from it.
+  std::vector<net::owned_fd> take_listener(const listener_config& l);
+  void remember_passable(std::string kind, std::string name, const std::string& address,
+                         std::uint16_t port, int fd);
 
   void register_metrics(); // the process-wide series
   void build_listeners();  // their TLS contexts, with their series

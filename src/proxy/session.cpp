@@ -82,8 +82,9 @@ void session::adopt_if_idle() {
 }
 
 void session::wake_if_idle() {
-  if (idle_) {
-    watchdog_->set(steady::time_point::min());
+  if (idle_ && !head_started_ && parser_.idle()) {
+    watchdog_->set(
+        std::min(watchdog_->deadline, coarse_monotonic_clock::instance().now() + drain_grace));
   }
 }
 
@@ -208,9 +209,6 @@ asio::awaitable<wait_result> session::next_event(event& out, bool waiting_for_he
     if (closing_) {
       co_return wait_result::eof;
     }
-    if (waiting_for_head && w_.shared.draining.load(std::memory_order_relaxed) && parser_.idle()) {
-      co_return wait_result::eof; // draining: no new request on this connection
-    }
     if (waiting_for_head && parser_.idle()) {
       buffer_.reset(); // between requests: nothing in it is needed any more
     }
@@ -220,6 +218,9 @@ asio::awaitable<wait_result> session::next_event(event& out, bool waiting_for_he
     steady::time_point deadline = now + idle_timeout;
     if (waiting_for_head && head_started_) {
       deadline = head_deadline_;
+    } else if (waiting_for_head && parser_.idle() &&
+               w_.shared.draining.load(std::memory_order_relaxed)) {
+      deadline = std::min(deadline, now + drain_grace);
     }
     watchdog_->set(deadline);
     // A request's first read goes into the session's small buffer (most heads fit); only a

@@ -44,8 +44,12 @@ public:
   /// next request begins.
   void adopt_if_idle();
 
-  /// Wakes a session waiting for its next request, so a drain closes it now.
+  /// At a drain: a session waiting for its next request closes unless one comes within
+  /// drain_grace, and one that comes is answered with `Connection: close`. A client that sent
+  /// its next request just as the drain began (a load balancer's, or one behind a take-over)
+  /// gets its answer instead of a connection closed under it.
   void wake_if_idle();
+  static constexpr std::chrono::seconds drain_grace{1};
 
   /// Called every second by the worker: a TLS session seen waiting for its next request at two
   /// calls in a row (a second or more) gives back OpenSSL's record buffers.

@@ -41,7 +41,13 @@ struct worker {
   /// hint); posts and timers keep theirs, since other threads post to a worker.
   asio::io_context io{ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   asio::steady_timer buffer_sweep{io}; // with TLS listeners: idle sessions' buffers, every second
-  std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors;
+  /// Its listening sockets, each with the index of its listener in the config: one per
+  /// listener, or more after a take-over from a process that had more workers.
+  struct listening {
+    std::unique_ptr<asio::ip::tcp::acceptor> acceptor;
+    std::size_t listener;
+  };
+  std::vector<listening> acceptors;
   /// The newest generation (routes and clusters); set on this worker's thread.
   std::shared_ptr<const generation> gen;
   default_random random;

@@ -77,6 +77,14 @@ public:
   /// Binds and listens on `address`:`port` (0: the kernel picks; port() tells) and starts
   /// accepting. The error says why when the address cannot be bound.
   std::error_code listen(const std::string& address, std::uint16_t port);
+  /// Serves on `fd`, a TCP socket listening already (one taken over from another process);
+  /// owned from now on, closed on error.
+  std::error_code listen_on(int fd);
+
+  /// The listening socket (for passing it to another process; still owned here).
+  [[nodiscard]] int native_handle() noexcept;
+  /// Stops accepting; connections open go on being served. Call on the server's executor.
+  void stop_accepting();
 
   [[nodiscard]] std::uint16_t port() const noexcept { return port_; }
 
@@ -86,6 +94,8 @@ public:
   struct state;
 
 private:
+  std::error_code accept(); // the accept loop on the listening acceptor
+
   asio::io_context::executor_type executor_;
   std::shared_ptr<state> s_;
   std::uint16_t port_ = 0;

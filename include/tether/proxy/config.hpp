@@ -164,6 +164,9 @@ struct downstream_config {
 struct admin_config {
   std::string address = "127.0.0.1";
   std::uint16_t port = 9901;
+  /// A Unix socket where a new tether process (`tether proxy --take-over`) takes the listening
+  /// sockets over for an upgrade without a refused connection; empty: no upgrades.
+  std::string upgrade_socket{};
 };
 
 enum class log_format : std::uint8_t { text, json };

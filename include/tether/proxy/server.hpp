@@ -31,6 +31,25 @@ public:
   /// port another socket listens on is refused (unless its `reuse_port` shares it on purpose).
   std::error_code start();
 
+  /// How start() gets its listening sockets.
+  struct start_options {
+    /// Take them over from the tether process answering on admin.upgrade_socket, for an upgrade
+    /// that refuses no connection: its sockets, with the connections queued in them, are passed
+    /// here (SCM_RIGHTS); once this one accepts on them, that one stops accepting and drains.
+    /// A listener is taken when its name and address match (and its port, unless this config
+    /// says 0), the admin listener when its address and port do; the rest is bound anew. A
+    /// start that fails leaves the old process as it was.
+    bool take_over = false;
+  };
+  std::error_code start(const start_options& options);
+
+  /// Called once, on the admin thread, when a new process has taken the listeners over (see
+  /// start_options::take_over): this one accepts no more connections and drains as stop()
+  /// does (a kept-alive client's next answer says `Connection: close`, an idle connection
+  /// closes); its owner calls stop() (from another thread) to wait for the drain and end. Set
+  /// it before start().
+  void on_handed_over(std::function<void(int new_pid)> f);
+
   /// After a failed start(): what failed, with the address ("listener 'main' on
   /// 127.0.0.1:8080: Address already in use ..."); empty otherwise.
   [[nodiscard]] const std::string& start_failure() const noexcept;

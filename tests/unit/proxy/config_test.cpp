@@ -249,6 +249,22 @@ clusters:
       << all(r);
 }
 
+TEST(proxy_config, an_upgrade_socket_path_too_long_for_a_unix_socket_is_an_error) {
+  const std::string base = "listeners: [{name: a, port: 8080}]\n"
+                           "routes: [{path_prefix: /, cluster: web}]\n"
+                           "clusters: [{name: web, endpoints: [\"10.0.0.1:80\"]}]\n"
+                           "admin: {upgrade_socket: /";
+  const auto fits = load_config(base + std::string(106, 'a') + "}\n", "fits.yaml");
+  ASSERT_TRUE(fits.value) << all(fits);
+  EXPECT_EQ(fits.value->admin.upgrade_socket.size(), 107U);
+  EXPECT_NE(to_json(*fits.value).find("\"upgrade_socket\": \"/aaa"), std::string::npos);
+  const auto r = load_config(base + std::string(107, 'a') + "}\n", "long.yaml");
+  EXPECT_FALSE(r.value);
+  EXPECT_TRUE(has(r, "long.yaml:4:25: admin.upgrade_socket is 108 bytes long; a Unix socket's "
+                     "path holds 107 at most"))
+      << all(r);
+}
+
 TEST(proxy_config, durations_need_a_unit) {
   EXPECT_EQ(parse_duration("250ms"), clock::duration{250ms});
   EXPECT_EQ(parse_duration("2s"), clock::duration{2s});
