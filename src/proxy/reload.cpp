@@ -65,8 +65,8 @@ make_client_contexts(const config& next, const std::vector<std::shared_ptr<proxy
 
 namespace {
 
-// What a reload does not change yet: the listeners (their sockets), the number of workers, the
-// admin listener and the logs. Named when they differ, so the user knows a restart is needed.
+// What a reload does not change: the number of workers, the admin listener and the logs. Named
+// when they differ, so the user knows an upgrade (--take-over) or a restart is needed.
 std::string fixed_parts_changed(const config& running, const config& next) {
   const auto only = [](const config& c, auto keep) {
     config part;
@@ -79,15 +79,22 @@ std::string fixed_parts_changed(const config& running, const config& next) {
       changed += changed.empty() ? what : std::string{", "} + what;
     }
   };
-  check("listeners", [](config& to, const config& from) { to.listeners = from.listeners; });
   check("workers", [](config& to, const config& from) { to.workers = from.workers; });
   check("admin", [](config& to, const config& from) { to.admin = from.admin; });
   check("log", [](config& to, const config& from) { to.log = from.log; });
   if (changed.empty()) {
     return {};
   }
-  return changed + " changed: a reload applies routes, clusters, downstream and drain_timeout; "
-                   "restart tether to change the rest";
+  return changed + " changed: a reload applies listeners, routes, clusters, downstream and "
+                   "drain_timeout; `tether proxy --take-over` (or a restart) changes the rest";
+}
+
+// Whether listener `next` is running one `running` (whose socket got `port`): the same name,
+// address and reuse_port, and the same port (or the one a running port 0 got). Such a listener
+// keeps its sockets and their queued connections; any other is bound anew.
+bool same_socket(const listener_config& running, std::uint16_t port, const listener_config& next) {
+  return running.name == next.name && running.address == next.address &&
+         running.reuse_port == next.reuse_port && (next.port == running.port || next.port == port);
 }
 
 // Per cluster of `next`: the running one it keeps (same name, same settings), or none.
@@ -188,8 +195,34 @@ std::string server::impl::reload(config next) {
     return refuse(std::move(why));
   }
   const auto previous = shared.current;
-  // Everything that can fail comes first, before anything running changes: the TLS contexts,
-  // the clusters with their counters and pools (their gauges wait, see watch()).
+  // Everything that can fail comes first, before anything running changes: the new listeners'
+  // sockets (a port taken refuses the reload), the TLS contexts, the clusters with their
+  // counters and pools (their gauges wait, see watch()).
+  const auto& running = previous->cfg.listeners;
+  std::vector<std::uint16_t> running_ports;
+  {
+    const std::lock_guard lock{shared.current_lock};
+    running_ports = ports;
+  }
+  std::vector<std::uint16_t> next_ports(next.listeners.size());
+  std::vector<bool> kept_listener(running.size(), false);
+  std::vector<std::vector<net::owned_fd>> opened(next.listeners.size());
+  for (std::size_t i = 0; i < next.listeners.size(); ++i) {
+    const auto& l = next.listeners[i];
+    bool same = false;
+    for (std::size_t j = 0; j < running.size() && !same; ++j) {
+      same = same_socket(running[j], running_ports[j], l);
+      if (same) {
+        kept_listener[j] = true;
+        next_ports[i] = running_ports[j];
+      }
+    }
+    if (!same) {
+      if (const auto ec = listener_sockets(l, opened[i], next_ports[i])) {
+        return refuse(bind_failure(l, ec));
+      }
+    }
+  }
   std::shared_ptr<const generation> g;
   try {
     auto kept = kept_clusters(next, *previous);
@@ -228,11 +261,50 @@ std::string server::impl::reload(config next) {
                 "cluster '" + c->cfg.name + "': its health checks cannot run: " + e.what());
     }
   }
+  // Listeners closed: their sockets (and the copies kept for an upgrade) close, their
+  // connections end as at a drain. Those opened: spread over the workers, which close first.
+  auto closed = std::make_shared<std::vector<std::string>>();
+  for (std::size_t j = 0; j < running.size(); ++j) {
+    if (!kept_listener[j]) {
+      closed->push_back(running[j].name);
+    }
+  }
+  std::erase_if(passable, [&closed](const passed_socket& p) {
+    return p.kind == "listener" &&
+           std::find(closed->begin(), closed->end(), p.name) != closed->end();
+  });
+  std::vector<handed_sockets> per_worker(workers.size());
+  std::size_t opened_count = 0;
+  for (std::size_t i = 0; i < opened.size(); ++i) {
+    if (!opened[i].empty()) {
+      adopt_sockets(g->cfg.listeners[i], opened[i], next_ports[i], per_worker);
+      ++opened_count;
+    }
+  }
+  {
+    const std::lock_guard lock{shared.current_lock};
+    ports = next_ports;
+  }
   publish(g);
   for (auto& w : workers) {
-    asio::post(w->io, [raw = w.get(), g] {
+    auto handed = std::make_shared<handed_sockets>(std::move(per_worker[w->id]));
+    asio::post(w->io, [this, raw = w.get(), g, closed, handed] {
       raw->gen = g;
+      const auto is_closed = [&closed](const std::string& name) {
+        return std::find(closed->begin(), closed->end(), name) != closed->end();
+      };
+      // (An acceptor closed stays: its accept loop looks at it once more as it ends.)
+      for (auto& a : raw->acceptors) {
+        if (is_closed(a.listener)) {
+          net::close_listener(*a.acceptor);
+        }
+      }
+      raw->adopting = std::move(*handed);
+      start_accepting(raw);
       for (auto* s : raw->sessions) {
+        if (is_closed(s->listener())) {
+          s->leave();
+        }
         s->adopt_if_idle();
       }
     });
@@ -241,7 +313,9 @@ std::string server::impl::reload(config next) {
   log_event(shared, spdlog::level::info,
             "reloaded: config " + g->hash + ", " + std::to_string(g->clusters.size() - carried) +
                 " clusters built, " + std::to_string(carried) + " kept as they were, " +
-                std::to_string(retired) + " retired (closed when their requests are done)");
+                std::to_string(retired) + " retired (closed when their requests are done); " +
+                std::to_string(opened_count) + " listeners opened, " +
+                std::to_string(closed->size()) + " closed");
   return {};
 }
 

@@ -60,7 +60,57 @@ void sweep_buffers(worker* w) {
   });
 }
 
+// Where a socket listens (an address of family 0 when it cannot say).
+asio::ip::tcp::endpoint local_endpoint_of(int fd) {
+  asio::ip::tcp::endpoint local;
+  socklen_t size = static_cast<socklen_t>(local.capacity());
+  if (::getsockname(fd, local.data(), &size) == 0) {
+    local.resize(size);
+  }
+  return local;
+}
+
+// A connection accepted by the listener named `name`: served under the worker's generation,
+// whose listener of that name it is (a reload may have moved it in the list).
+void serve_accepted(worker* w, const std::string& name, asio::ip::tcp::socket socket) {
+  const auto& listeners = w->gen->cfg.listeners;
+  const auto it = std::find_if(listeners.begin(), listeners.end(),
+                               [&name](const listener_config& l) { return l.name == name; });
+  if (it == listeners.end()) {
+    return; // closed by a reload just now: the socket closes unanswered, as a refusal would
+  }
+  asio::co_spawn(w->io,
+                 serve(w, static_cast<std::size_t>(it - listeners.begin()), std::move(socket)),
+                 report_exceptions{"a client connection"});
+}
+
 } // namespace
+
+void server::impl::start_accepting(worker* w) {
+  // On the worker's thread (or before it runs): the sockets handed to it become acceptors.
+  for (auto& [name, fd] : w->adopting) {
+    std::error_code ec;
+    auto a = std::make_unique<asio::ip::tcp::acceptor>(w->io);
+    a->assign(local_endpoint_of(fd.get()).protocol(), fd.get(), ec);
+    if (ec) {
+      log_event(shared, spdlog::level::err,
+                "listener '" + name + "': worker " + std::to_string(w->id) +
+                    " cannot accept on its socket: " + ec.message());
+      continue; // the others share the port
+    }
+    (void)fd.release(); // the acceptor's now
+    auto& listening = w->acceptors.emplace_back(worker::listening{std::move(a), name});
+    asio::co_spawn(w->io,
+                   net::accept_loop(
+                       *listening.acceptor,
+                       [w, name = name](asio::ip::tcp::socket socket) {
+                         serve_accepted(w, name, std::move(socket));
+                       },
+                       accept_hooks(*listening.acceptor)),
+                   report_exceptions{"a listener's accept loop"});
+  }
+  w->adopting.clear();
+}
 
 server::server(config c) : server{std::move(c), coarse_monotonic_clock::instance()} {}
 
@@ -73,82 +123,101 @@ server::~server() {
 
 void server::impl::unbind() {
   for (auto& w : workers) {
-    for (auto& a : w->acceptors) {
-      net::close_listener(*a.acceptor);
-    }
-    w->acceptors.clear();
+    w->adopting.clear();
   }
   passable.clear();
   taken.clear();
   predecessor.reset(); // a take-over that failed: the old process goes on as it was
 }
 
-std::error_code server::impl::bind_listeners() {
-  // Every worker binds the same address and port (SO_REUSEPORT; the kernel spreads connections
-  // across them). A port 0 is resolved by the first worker's bind, which also makes sure no
+std::string server::impl::bind_failure(const listener_config& l, std::error_code ec) {
+  auto why = "cannot listen on " + l.address + ":" + std::to_string(l.port) + " (listener '" +
+             l.name + "'): " + ec.message();
+  if (ec == std::errc::address_in_use) {
+    why += l.reuse_port ? " by a socket that does not share it"
+                        : "; another process listens there (a listener's "
+                          "`reuse_port: true` shares a port on purpose; `tether proxy "
+                          "--take-over` takes a running tether's listeners over)";
+  }
+  return why;
+}
+
+std::error_code server::impl::listener_sockets(const listener_config& l,
+                                               std::vector<net::owned_fd>& out,
+                                               std::uint16_t& port) {
+  // One socket per worker, all on the same address and port (SO_REUSEPORT; the kernel spreads
+  // connections across them). A port 0 is resolved by the first bind, which also makes sure no
   // other process listens there unless the listener says to share the port. Sockets taken over
   // from an old process are spread over the workers, and a worker left without one shares one
   // of them (a socket it bound itself would join the port's group at once, and reset the
-  // connections queued in it if this start failed later).
-  for (std::size_t index = 0; index < shared.cfg.listeners.size(); ++index) {
-    const auto& l = shared.cfg.listeners[index];
-    auto inherited = take_listener(l);
-    std::uint16_t port = l.port;
-    std::error_code ec;
-    const auto address = asio::ip::make_address(l.address, ec);
-    const auto received = inherited.size();
-    for (std::size_t k = received; received != 0 && k < workers.size() && !ec; ++k) {
-      net::owned_fd copy{::fcntl(inherited[k % received].get(), F_DUPFD_CLOEXEC, 0)};
-      if (!copy) {
-        ec = {errno, std::system_category()};
-      }
-      inherited.push_back(std::move(copy));
+  // connections queued in it if this start failed later). Bound on a scratch io_context and
+  // released: each worker adopts its own on its thread.
+  out = take_listener(l);
+  port = l.port;
+  std::error_code ec;
+  const auto address = asio::ip::make_address(l.address, ec);
+  const auto received = out.size();
+  for (std::size_t k = received; received != 0 && k < workers.size() && !ec; ++k) {
+    net::owned_fd copy{::fcntl(out[k % received].get(), F_DUPFD_CLOEXEC, 0)};
+    if (!copy) {
+      ec = {errno, std::system_category()};
     }
-    const auto count = inherited.size();
-    for (std::size_t k = 0; k < count && !ec; ++k) {
-      auto& w = workers[k % workers.size()];
-      auto& fd = inherited[k];
-      auto a = std::make_unique<asio::ip::tcp::acceptor>(w->io);
-      a->assign(address.is_v4() ? asio::ip::tcp::v4() : asio::ip::tcp::v6(), fd.get(), ec);
-      if (!ec) {
-        (void)fd.release(); // the acceptor's now
-        port = a->local_endpoint(ec).port();
-        w->acceptors.push_back({std::move(a), index});
-      }
-    }
-    for (std::size_t k = count; k < workers.size() && !ec; ++k) {
-      auto& w = workers[k];
-      auto a = std::make_unique<asio::ip::tcp::acceptor>(w->io);
-      const bool first = k == 0;
-      ec = net::open_listener(*a, {address, port}, {true, first && !l.reuse_port});
-      if (!ec) {
-        port = a->local_endpoint().port();
-        w->acceptors.push_back({std::move(a), index});
-      }
-    }
-    if (ec) {
-      unbind();
-      failure = "cannot listen on " + l.address + ":" + std::to_string(l.port) + " (listener '" +
-                l.name + "'): " + ec.message();
-      if (ec == std::errc::address_in_use) {
-        failure += l.reuse_port ? " by a socket that does not share it"
-                                : "; another process listens there (a listener's "
-                                  "`reuse_port: true` shares a port on purpose; `tether proxy "
-                                  "--take-over` takes a running tether's listeners over)";
-      }
-      return ec;
-    }
-    ports.push_back(port);
-    if (!shared.cfg.admin.upgrade_socket.empty()) {
-      for (auto& w : workers) {
-        for (auto& a : w->acceptors) {
-          if (a.listener == index) {
-            remember_passable("listener", l.name, l.address, port, a.acceptor->native_handle());
-          }
-        }
-      }
+    out.push_back(std::move(copy));
+  }
+  if (received != 0 && !ec) {
+    port = local_endpoint_of(out.front().get()).port();
+  }
+  asio::io_context scratch{1};
+  for (std::size_t k = out.size(); k < workers.size() && !ec; ++k) {
+    asio::ip::tcp::acceptor a{scratch};
+    ec = net::open_listener(a, {address, port}, {true, k == 0 && !l.reuse_port});
+    if (!ec) {
+      port = a.local_endpoint().port();
+      out.emplace_back(a.release(ec));
     }
   }
+  if (ec) {
+    out.clear();
+  }
+  return ec;
+}
+
+void server::impl::adopt_sockets(const listener_config& l, std::vector<net::owned_fd>& fds,
+                                 std::uint16_t port, std::vector<handed_sockets>& per_worker) {
+  if (!shared.cfg.admin.upgrade_socket.empty()) {
+    for (const auto& fd : fds) {
+      remember_passable("listener", l.name, l.address, port, fd.get());
+    }
+  }
+  per_worker.resize(workers.size());
+  for (std::size_t k = 0; k < fds.size(); ++k) {
+    per_worker[k % workers.size()].emplace_back(l.name, std::move(fds[k]));
+  }
+}
+
+std::error_code server::impl::bind_listeners() {
+  std::vector<std::vector<net::owned_fd>> all;
+  std::vector<std::uint16_t> bound;
+  for (const auto& l : shared.cfg.listeners) {
+    std::uint16_t port = 0;
+    std::vector<net::owned_fd> fds;
+    if (const auto ec = listener_sockets(l, fds, port)) {
+      unbind();
+      failure = bind_failure(l, ec);
+      return ec;
+    }
+    all.push_back(std::move(fds));
+    bound.push_back(port);
+  }
+  std::vector<handed_sockets> per_worker;
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    adopt_sockets(shared.cfg.listeners[i], all[i], bound[i], per_worker);
+  }
+  for (std::size_t k = 0; k < per_worker.size(); ++k) {
+    workers[k]->adopting = std::move(per_worker[k]); // before their threads run
+  }
+  const std::lock_guard lock{shared.current_lock};
+  ports = std::move(bound);
   return {};
 }
 
@@ -248,21 +317,8 @@ std::error_code server::start(const start_options& options) {
         h->pools[w->id]->start();
       }
     }
-    for (auto& a : w->acceptors) {
-      asio::co_spawn(w->io,
-                     net::accept_loop(
-                         *a.acceptor,
-                         [raw = w.get(), l = a.listener](asio::ip::tcp::socket socket) {
-                           asio::co_spawn(raw->io, serve(raw, l, std::move(socket)),
-                                          report_exceptions{"a client connection"});
-                         },
-                         s.accept_hooks(*a.acceptor)),
-                     report_exceptions{"a listener's accept loop"});
-    }
-    if (std::any_of(cfg.listeners.begin(), cfg.listeners.end(),
-                    [](const listener_config& l) { return l.tls.has_value(); })) {
-      sweep_buffers(w.get());
-    }
+    s.start_accepting(w.get());
+    sweep_buffers(w.get()); // TLS sessions' buffers (a reload may add a TLS listener)
     w->work = std::make_shared<asio::executor_work_guard<asio::io_context::executor_type>>(
         w->io.get_executor());
     w->thread = std::thread{[raw = w.get()] { raw->io.run(); }};
@@ -381,6 +437,7 @@ const std::string& server::start_failure() const noexcept {
 }
 
 std::vector<std::uint16_t> server::listener_ports() const {
+  const std::lock_guard lock{impl_->shared.current_lock}; // a reload may change them
   return impl_->ports;
 }
 std::uint16_t server::admin_port() const {

@@ -5,6 +5,7 @@
 #include <array>
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -56,7 +57,7 @@ struct server::impl {
   /// admin thread that stop() has ended.
   std::mutex lifecycle;
   std::vector<std::unique_ptr<detail::worker>> workers;
-  std::vector<std::uint16_t> ports;
+  std::vector<std::uint16_t> ports; // per listener of the running config (under current_lock)
   // A take-over in progress (admin thread). Declared before admin_io: a hand_over coroutine
   // destroyed with it resets these on its way out.
   bool handing_over = false;                                     // one take-over at a time
@@ -125,7 +126,9 @@ struct server::impl {
                          std::uint16_t port, int fd);
 
   void register_metrics(); // the process-wide series
-  void build_listeners();  // their TLS contexts, with their series
+  /// A TLS listener's handshake counters, with their series, by name (made once).
+  tls::handshake_counters* listener_handshakes(const std::string& name);
+  std::map<std::string, detail::listener_tls> listener_stats; // start and admin thread
   /// A cluster, its series and its pool on every worker (stats.cpp); `tls` made already, for
   /// a cluster with `tls:`.
   std::shared_ptr<detail::proxy_cluster> build_cluster(const cluster_config& c,
@@ -150,7 +153,19 @@ struct server::impl {
   /// Makes `g` the running generation (for /config, /clusters, the metrics); the workers get
   /// it by a post of their own.
   void publish(const std::shared_ptr<const detail::generation>& g);
-  std::error_code bind_listeners(); // every listener on every worker
+  std::error_code bind_listeners(); // every listener, a socket per worker, at start
+  /// One socket per worker for `l` (taken over, or bound; `port` says where), or the error.
+  std::error_code listener_sockets(const listener_config& l, std::vector<net::owned_fd>& out,
+                                   std::uint16_t& port);
+  /// "cannot listen on ADDRESS:PORT (listener 'NAME'): why", and what to do about it.
+  static std::string bind_failure(const listener_config& l, std::error_code ec);
+  /// Spreads `fds` (from listener_sockets) over the workers (into `per_worker`, one entry per
+  /// worker), a copy of each kept for an upgrade when one may come.
+  using handed_sockets = std::vector<std::pair<std::string, net::owned_fd>>;
+  void adopt_sockets(const listener_config& l, std::vector<net::owned_fd>& fds, std::uint16_t port,
+                     std::vector<handed_sockets>& per_worker);
+  /// The sockets handed to `w` become its acceptors, accepting (its thread, or before it runs).
+  void start_accepting(detail::worker* w);
   void unbind();
   http::server_response admin_request(const http::server_request& r);
   void start_admin_tasks(); // the access log's flush, each cluster's

@@ -54,10 +54,11 @@ tls::stream accepted(worker& w, std::size_t listener, asio::ip::tcp::socket s) {
 
 session::session(worker& w, std::size_t listener, asio::ip::tcp::socket s)
     : w_{w}, stream_{accepted(w, listener, std::move(s))},
-      handshakes_{w.shared.listeners[listener].handshakes.get()},
-      watchdog_{std::make_shared<watchdog>(stream_.get_executor())}, gen_{w.gen},
-      certificates_{w.gen->listener_contexts[listener]}, parser_{http::parser::kind::request,
-                                                                 w.gen->cfg.downstream.limits},
+      handshakes_{w.gen->listener_handshakes[listener]}, watchdog_{std::make_shared<watchdog>(
+                                                             stream_.get_executor())},
+      gen_{w.gen}, certificates_{w.gen->listener_contexts[listener]},
+      listener_{w.gen->cfg.listeners[listener].name}, parser_{http::parser::kind::request,
+                                                              w.gen->cfg.downstream.limits},
       events_{w.heads}, response_events_{w.heads} {
   parser_.tunnel_upgrades(false); // until tunnels exist, an Upgrade is ignored (RFC 9110 7.8)
   watchdog_->client = &stream_.socket();
@@ -79,6 +80,11 @@ void session::adopt_if_idle() {
   if (idle_) {
     gen_ = w_.gen;
   }
+}
+
+void session::leave() {
+  leaving_ = true;
+  wake_if_idle();
 }
 
 void session::wake_if_idle() {
@@ -176,8 +182,8 @@ asio::awaitable<void> session::run() {
     ++served;
     adopt_newest(); // a reload since the last request: this one runs under the new config
     const auto most = gen_->cfg.downstream.max_requests_per_connection;
-    const bool last =
-        (most != 0 && served >= most) || w_.shared.draining.load(std::memory_order_relaxed);
+    const bool last = (most != 0 && served >= most) || leaving_ ||
+                      w_.shared.draining.load(std::memory_order_relaxed);
     const bool keep = co_await handle(std::move(*head), last);
     if (!keep) {
       break;
@@ -219,7 +225,7 @@ asio::awaitable<wait_result> session::next_event(event& out, bool waiting_for_he
     if (waiting_for_head && head_started_) {
       deadline = head_deadline_;
     } else if (waiting_for_head && parser_.idle() &&
-               w_.shared.draining.load(std::memory_order_relaxed)) {
+               (leaving_ || w_.shared.draining.load(std::memory_order_relaxed))) {
       deadline = std::min(deadline, now + drain_grace);
     }
     watchdog_->set(deadline);

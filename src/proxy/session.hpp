@@ -49,6 +49,10 @@ public:
   /// its next request just as the drain began (a load balancer's, or one behind a take-over)
   /// gets its answer instead of a connection closed under it.
   void wake_if_idle();
+  /// Its listener was closed by a reload: the connection ends as at a drain (its request in
+  /// flight answered with `Connection: close`, or closed idle after drain_grace).
+  void leave();
+  [[nodiscard]] const std::string& listener() const noexcept { return listener_; }
   static constexpr std::chrono::seconds drain_grace{1};
 
   /// Called every second by the worker: a TLS session seen waiting for its next request at two
@@ -328,6 +332,8 @@ private:
   // The TLS context the connection was accepted with, for as long as it lives (its callbacks
   // point to it; a reload may let go of its generation meanwhile). Null: plain HTTP.
   std::shared_ptr<tls::server_context> certificates_;
+  std::string listener_; // the name of the listener that accepted it
+  bool leaving_ = false; // that listener was closed by a reload
   http::parser parser_;
   event_queue events_;          // the client's requests, parsed
   event_queue response_events_; // the response being read, parsed

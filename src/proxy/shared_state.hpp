@@ -109,12 +109,17 @@ struct generation {
   /// Per listener, its TLS context (null: plain HTTP), its files read when the generation was
   /// made: a reload re-reads certificates, new connections get the new ones.
   std::vector<std::shared_ptr<tls::server_context>> listener_contexts;
+  /// Per listener, its handshake counters when it has `tls:` (owned by the server, kept by
+  /// name across reloads).
+  std::vector<tls::handshake_counters*> listener_handshakes;
   std::string hash; // of the config as /config shows it
 };
 
-/// A listener's handshakes, when it has `tls:` (its certificates are the generation's).
+/// A listener's handshakes, when it has `tls:` (its certificates are the generation's), with
+/// their series.
 struct listener_tls {
   std::unique_ptr<tls::handshake_counters> handshakes;
+  std::vector<metrics::callback_registration> callbacks;
 };
 
 /// Everything the workers share: the config, counters and metric handles. Read-only after
@@ -127,7 +132,6 @@ struct shared_state {
   /// The generation running (set by the admin thread; read under the lock by other threads).
   std::shared_ptr<const generation> current;
   mutable std::mutex current_lock;
-  std::vector<listener_tls> listeners; // per listener (context null: plain HTTP)
   std::size_t worker_count = 1;
   std::array<prometheus::Counter*, static_cast<std::size_t>(cause::count_)> causes{};
   prometheus::Counter* downstream_opened = nullptr;

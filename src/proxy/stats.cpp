@@ -160,6 +160,7 @@ server::impl::build_generation(config c, std::vector<std::shared_ptr<proxy_clust
   // is built).
   for (const auto& l : cfg.listeners) {
     g->listener_contexts.push_back(l.tls ? std::make_shared<tls::server_context>(*l.tls) : nullptr);
+    g->listener_handshakes.push_back(l.tls ? listener_handshakes(l.name) : nullptr);
     if (l.tls) {
       for (const auto& warning : g->listener_contexts.back()->warnings()) {
         log_event(shared, spdlog::level::warn, "listener '" + l.name + "': " + warning);
@@ -183,24 +184,21 @@ server::impl::build_generation(config c, std::vector<std::shared_ptr<proxy_clust
   return g;
 }
 
-void server::impl::build_listeners() {
-  using namespace detail;
-  for (const auto& l : shared.cfg.listeners) {
-    listener_tls state;
-    if (l.tls) {
-      state.handshakes = std::make_unique<tls::handshake_counters>();
-      auto watched = tls::watch_handshakes(shared.registry, "tether_proxy_downstream",
-                                           {{"listener", l.name}}, *state.handshakes);
-      std::move(watched.begin(), watched.end(), std::back_inserter(shared.callbacks));
-    }
-    shared.listeners.push_back(std::move(state));
+tls::handshake_counters* server::impl::listener_handshakes(const std::string& name) {
+  // Made the first time a listener of that name has `tls:`, and kept (its counters go on
+  // across reloads, as a cluster's do).
+  auto& state = listener_stats[name];
+  if (!state.handshakes) {
+    state.handshakes = std::make_unique<tls::handshake_counters>();
+    state.callbacks = tls::watch_handshakes(shared.registry, "tether_proxy_downstream",
+                                            {{"listener", name}}, *state.handshakes);
   }
+  return state.handshakes.get();
 }
 
 void server::impl::register_metrics() {
   using namespace detail;
   auto& reg = shared.registry;
-  build_listeners();
   auto& reloads = reg.counter("tether_proxy_config_reloads_total",
                               "Reloads of the config (SIGHUP, POST /reload), by result");
   reload_results[0] = &reloads.Add({{"result", "success"}});

@@ -6,6 +6,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <asio/executor_work_guard.hpp>
@@ -14,6 +15,7 @@
 #include <asio/steady_timer.hpp>
 
 #include "tether/core/random.hpp"
+#include "tether/net/fd_passing.hpp"
 
 #include "message_head.hpp"
 #include "shared_state.hpp"
@@ -41,13 +43,15 @@ struct worker {
   /// hint); posts and timers keep theirs, since other threads post to a worker.
   asio::io_context io{ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   asio::steady_timer buffer_sweep{io}; // with TLS listeners: idle sessions' buffers, every second
-  /// Its listening sockets, each with the index of its listener in the config: one per
-  /// listener, or more after a take-over from a process that had more workers.
+  /// Its listening sockets, each with its listener's name: one per listener, or more after a
+  /// take-over from a process that had more workers.
   struct listening {
     std::unique_ptr<asio::ip::tcp::acceptor> acceptor;
-    std::size_t listener;
+    std::string listener;
   };
   std::vector<listening> acceptors;
+  /// Sockets bound for it (at start, or by a reload) that it has not begun accepting on.
+  std::vector<std::pair<std::string, net::owned_fd>> adopting;
   /// The newest generation (routes and clusters); set on this worker's thread.
   std::shared_ptr<const generation> gen;
   default_random random;

@@ -165,12 +165,26 @@ TEST(proxy_reload, a_bad_config_changes_nothing_and_says_what_and_where) {
   EXPECT_EQ(run("curl -sS -o /dev/null -w '%{http_code}' " + url), "200");
   EXPECT_EQ(a.requests(), 1);
 
-  // A listener cannot change on reload yet: refused, with why.
-  file.write(two_clusters(a.port(), b.port(), "b", "1"));
+  // A listener moved to a port another socket holds: refused with the address, and the
+  // routes stay as they were too. The worker count does not change on reload: refused, with
+  // what does change it.
+  asio::io_context io;
+  asio::ip::tcp::acceptor holder{io, {asio::ip::make_address("127.0.0.1"), 0}};
+  const auto held = std::to_string(holder.local_endpoint().port());
+  file.write(two_clusters(a.port(), b.port(), "b", held));
   errors = proxy.reload();
   ASSERT_EQ(errors.size(), 1U);
-  EXPECT_NE(errors[0].find("listeners changed"), std::string::npos) << errors[0];
-  EXPECT_EQ(metric(proxy.admin_port(), "tether_proxy_config_reloads_total{result=\"failure\"}"), 3);
+  EXPECT_NE(errors[0].find("cannot listen on 127.0.0.1:" + held + " (listener 'main')"),
+            std::string::npos)
+      << errors[0];
+  file.write(two_clusters(a.port(), b.port(), "b", "0", 1));
+  errors = proxy.reload();
+  ASSERT_EQ(errors.size(), 1U);
+  EXPECT_NE(errors[0].find("workers changed"), std::string::npos) << errors[0];
+  EXPECT_NE(errors[0].find("--take-over"), std::string::npos) << errors[0];
+  EXPECT_EQ(run("curl -sS -o /dev/null -w '%{http_code}' " + url), "200");
+  EXPECT_EQ(a.requests(), 2);
+  EXPECT_EQ(metric(proxy.admin_port(), "tether_proxy_config_reloads_total{result=\"failure\"}"), 4);
 
   // Only GET and POST /reload are answered.
   EXPECT_EQ(run("curl -sS -o /dev/null -w '%{http_code}' " + admin + "/reload"), "405");
@@ -278,6 +292,60 @@ TEST(proxy_reload, a_kept_alive_client_idle_at_the_reload_lets_go_of_the_old_con
 
 TEST(proxy_reload, a_client_busy_at_the_reload_lets_go_of_the_old_config_when_its_request_ends) {
   kept_alive_across_a_reload("/slow");
+}
+
+/// Two workers, the listeners given (YAML flow items), everything to the backend on `backend`.
+std::string with_listeners(std::uint16_t backend, const std::string& listeners) {
+  return "workers: 2\n"
+         "drain_timeout: 5s\n"
+         "listeners: [" +
+         listeners +
+         "]\n"
+         "admin: {address: 127.0.0.1, port: 0}\n"
+         "routes: [{path_prefix: /, cluster: a}]\n"
+         "clusters: [{name: a, endpoints: [" +
+         endpoint(backend) + "]}]\n";
+}
+
+std::string status_at(std::uint16_t port, const std::string& path = "/") {
+  return run("curl -sS --max-time 5 -o /dev/null -w '%{http_code}' http://127.0.0.1:" +
+             std::to_string(port) + path + " 2>/dev/null");
+}
+
+TEST(proxy_reload, a_listener_added_is_bound_and_one_removed_stops_accepting_as_its_request_ends) {
+  http_test_server a;
+  proxy_fixture proxy{with_listeners(a.port(), "{name: main, address: 127.0.0.1, port: 0}"),
+                      nullptr};
+  const auto main_port = proxy.port();
+  // A request in flight on "main" (the backend answers /slow after 300 ms) when it goes.
+  auto slow = std::async(std::launch::async, [&] { return status_at(main_port, "/slow"); });
+  const auto give_up = steady::now() + 5s;
+  while (a.requests() < 1 && steady::now() < give_up) {
+    std::this_thread::sleep_for(1ms);
+  }
+  ASSERT_EQ(a.requests(), 1);
+  auto errors = proxy.get().reload(
+      loaded(with_listeners(a.port(), "{name: other, address: 127.0.0.1, port: 0}")));
+  ASSERT_TRUE(errors.empty()) << errors[0];
+  const auto ports = proxy.get().listener_ports();
+  ASSERT_EQ(ports.size(), 1U);
+  const auto other_port = ports[0];
+  EXPECT_NE(other_port, main_port);
+  EXPECT_EQ(status_at(other_port), "200");
+  EXPECT_EQ(slow.get(), "200") << "the request in flight on the closed listener is answered";
+  EXPECT_EQ(status_at(main_port), "000") << "nothing listens on the closed listener's port";
+
+  // "main" back, on its old port; "other" (port 0, running on other_port) keeps its sockets.
+  errors = proxy.get().reload(loaded(with_listeners(
+      a.port(), "{name: main, address: 127.0.0.1, port: " + std::to_string(main_port) +
+                    "}, {name: other, address: 127.0.0.1, port: 0}")));
+  ASSERT_TRUE(errors.empty()) << errors[0];
+  EXPECT_EQ(proxy.get().listener_ports(), (std::vector<std::uint16_t>{main_port, other_port}));
+  EXPECT_EQ(status_at(main_port), "200");
+  EXPECT_EQ(status_at(other_port), "200");
+  EXPECT_EQ(a.requests(), 4);
+  EXPECT_EQ(metric(proxy.admin_port(), "tether_proxy_config_reloads_total{result=\"success\"}"),
+            2);
 }
 
 TEST(proxy_reload, twenty_reloads_under_wrk_fail_no_request_and_reset_no_connection) {
