@@ -678,6 +678,14 @@ void read_listeners(reader& r, const YAML::Node& root, const YAML::Node& listene
       if (l.name.empty()) {
         l.name = l.address + ":" + std::to_string(l.port);
       }
+      // A listener is known by its name (its metrics, a reload's and an upgrade's matching).
+      if (std::any_of(c.listeners.begin(), c.listeners.end(),
+                      [&l](const listener_config& o) { return o.name == l.name; })) {
+        r.error(n, "listener '" + l.name + "' is defined twice" +
+                       (n["name"] ? ""
+                                  : " (a listener without a name is named by its address "
+                                    "and port: give each one a name)"));
+      }
       if (const auto t = n["tls"]) {
         read_listener_tls(r, t, l.tls, "listener '" + l.name + "'.tls");
       }

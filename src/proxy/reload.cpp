@@ -89,12 +89,31 @@ std::string fixed_parts_changed(const config& running, const config& next) {
                    "drain_timeout; `tether proxy --take-over` (or a restart) changes the rest";
 }
 
-// Whether listener `next` is running one `running` (whose socket got `port`): the same name,
-// address and reuse_port, and the same port (or the one a running port 0 got). Such a listener
-// keeps its sockets and their queued connections; any other is bound anew.
+// Whether listener `next` can be running one `running` (whose socket got `port`): the same
+// address (as an address: "::" is "0::0") and the same port, or the one a running port 0 got.
+// Such a listener keeps its sockets and their queued connections, under its new name if it has
+// one; any other is bound anew.
 bool same_socket(const listener_config& running, std::uint16_t port, const listener_config& next) {
-  return running.name == next.name && running.address == next.address &&
-         running.reuse_port == next.reuse_port && (next.port == running.port || next.port == port);
+  std::error_code a;
+  std::error_code b;
+  const auto ours = asio::ip::make_address(running.address, a);
+  const auto theirs = asio::ip::make_address(next.address, b);
+  return !a && !b && ours == theirs && (next.port == running.port || next.port == port);
+}
+
+bool contains(const std::vector<std::string>& names, const std::string& name) {
+  return std::find(names.begin(), names.end(), name) != names.end();
+}
+
+// The new name of running listener `name`, or null when it keeps its name.
+const std::string* renamed(const std::vector<std::pair<std::string, std::string>>& renames,
+                           const std::string& name) {
+  for (const auto& [from, to] : renames) {
+    if (from == name) {
+      return &to;
+    }
+  }
+  return nullptr;
 }
 
 // Per cluster of `next`: the running one it keeps (same name, same settings), or none.
@@ -191,6 +210,10 @@ std::string server::impl::reload(config next) {
   if (!started) {
     return refuse("the proxy is not running");
   }
+  if (handed_over || handing_over || shared.draining) {
+    return refuse(handing_over ? "a take-over of this tether's listeners is under way"
+                               : "this tether is draining");
+  }
   if (auto why = fixed_parts_changed(shared.cfg, next); !why.empty()) {
     return refuse(std::move(why));
   }
@@ -207,19 +230,40 @@ std::string server::impl::reload(config next) {
   std::vector<std::uint16_t> next_ports(next.listeners.size());
   std::vector<bool> kept_listener(running.size(), false);
   std::vector<std::vector<net::owned_fd>> opened(next.listeners.size());
-  for (std::size_t i = 0; i < next.listeners.size(); ++i) {
-    const auto& l = next.listeners[i];
-    bool same = false;
-    for (std::size_t j = 0; j < running.size() && !same; ++j) {
-      same = same_socket(running[j], running_ports[j], l);
-      if (same) {
-        kept_listener[j] = true;
-        next_ports[i] = running_ports[j];
+  auto renames = std::make_shared<std::vector<std::pair<std::string, std::string>>>();
+  // Each listener of `next` takes the running one of its name on the same socket, else one of
+  // another name on the same socket (renamed), else sockets of its own.
+  std::vector<bool> matched(next.listeners.size(), false);
+  for (const bool by_name : {true, false}) {
+    for (std::size_t i = 0; i < next.listeners.size(); ++i) {
+      const auto& l = next.listeners[i];
+      for (std::size_t j = 0; j < running.size() && !matched[i]; ++j) {
+        if (!kept_listener[j] && (!by_name || running[j].name == l.name) &&
+            same_socket(running[j], running_ports[j], l)) {
+          matched[i] = kept_listener[j] = true;
+          next_ports[i] = running_ports[j];
+          if (running[j].name != l.name) {
+            renames->emplace_back(running[j].name, l.name);
+          }
+        }
       }
     }
-    if (!same) {
-      if (const auto ec = listener_sockets(l, opened[i], next_ports[i])) {
-        return refuse(bind_failure(l, ec));
+  }
+  for (std::size_t i = 0; i < next.listeners.size(); ++i) {
+    if (!matched[i]) {
+      if (const auto ec = listener_sockets(next.listeners[i], opened[i], next_ports[i])) {
+        auto why = bind_failure(next.listeners[i], ec);
+        for (std::size_t j = 0; j < running.size(); ++j) {
+          if (!kept_listener[j] && ec == std::errc::address_in_use &&
+              same_socket(running[j], running_ports[j], next.listeners[i])) {
+            why = "cannot listen on " + next.listeners[i].address + ":" +
+                  std::to_string(next.listeners[i].port) + " (listener '" + next.listeners[i].name +
+                  "'): listener '" + running[j].name +
+                  "' of this tether listens there, and its sockets can only be kept as they "
+                  "are (the same address and port)";
+          }
+        }
+        return refuse(why);
       }
     }
   }
@@ -270,9 +314,13 @@ std::string server::impl::reload(config next) {
     }
   }
   std::erase_if(passable, [&closed](const passed_socket& p) {
-    return p.kind == "listener" &&
-           std::find(closed->begin(), closed->end(), p.name) != closed->end();
+    return p.kind == "listener" && contains(*closed, p.name);
   });
+  for (auto& p : passable) {
+    if (const auto* to = renamed(*renames, p.name); to != nullptr && p.kind == "listener") {
+      p.name = *to;
+    }
+  }
   std::vector<handed_sockets> per_worker(workers.size());
   std::size_t opened_count = 0;
   for (std::size_t i = 0; i < opened.size(); ++i) {
@@ -288,22 +336,23 @@ std::string server::impl::reload(config next) {
   publish(g);
   for (auto& w : workers) {
     auto handed = std::make_shared<handed_sockets>(std::move(per_worker[w->id]));
-    asio::post(w->io, [this, raw = w.get(), g, closed, handed] {
+    asio::post(w->io, [this, raw = w.get(), g, closed, renames, handed] {
       raw->gen = g;
-      const auto is_closed = [&closed](const std::string& name) {
-        return std::find(closed->begin(), closed->end(), name) != closed->end();
-      };
-      // (An acceptor closed stays: its accept loop looks at it once more as it ends.)
+      // (An acceptor closed goes when its accept loop, which looks at it once more, ends.)
       for (auto& a : raw->acceptors) {
-        if (is_closed(a.listener)) {
+        if (contains(*closed, a.listener)) {
           net::close_listener(*a.acceptor);
+        } else if (const auto* to = renamed(*renames, a.listener)) {
+          a.listener = *to;
         }
       }
       raw->adopting = std::move(*handed);
       start_accepting(raw);
       for (auto* s : raw->sessions) {
-        if (is_closed(s->listener())) {
+        if (contains(*closed, s->listener())) {
           s->leave();
+        } else if (const auto* to = renamed(*renames, s->listener())) {
+          s->relabel(*to);
         }
         s->adopt_if_idle();
       }
@@ -315,7 +364,8 @@ std::string server::impl::reload(config next) {
                 " clusters built, " + std::to_string(carried) + " kept as they were, " +
                 std::to_string(retired) + " retired (closed when their requests are done); " +
                 std::to_string(opened_count) + " listeners opened, " +
-                std::to_string(closed->size()) + " closed");
+                std::to_string(closed->size()) + " closed, " + std::to_string(renames->size()) +
+                " renamed");
   return {};
 }
 

@@ -70,15 +70,24 @@ asio::ip::tcp::endpoint local_endpoint_of(int fd) {
   return local;
 }
 
-// A connection accepted by the listener named `name`: served under the worker's generation,
-// whose listener of that name it is (a reload may have moved it in the list).
-void serve_accepted(worker* w, const std::string& name, asio::ip::tcp::socket socket) {
+// A connection accepted on `acceptor`: served under the worker's generation, by the listener of
+// the acceptor's name there (a reload may have moved it in the list, or renamed it).
+void serve_accepted(worker* w, const asio::ip::tcp::acceptor* acceptor,
+                    asio::ip::tcp::socket socket) {
+  const auto on = std::find_if(w->acceptors.begin(), w->acceptors.end(),
+                               [acceptor](const auto& a) { return a.acceptor.get() == acceptor; });
+  if (on == w->acceptors.end()) {
+    return;
+  }
+  const auto& name = on->listener;
   const auto& listeners = w->gen->cfg.listeners;
   const auto it = std::find_if(listeners.begin(), listeners.end(),
                                [&name](const listener_config& l) { return l.name == name; });
   if (it == listeners.end()) {
     return; // closed by a reload just now: the socket closes unanswered, as a refusal would
   }
+  // (serve() builds its session before its first suspension, under this same generation: the
+  // index stays right.)
   asio::co_spawn(w->io,
                  serve(w, static_cast<std::size_t>(it - listeners.begin()), std::move(socket)),
                  report_exceptions{"a client connection"});
@@ -99,15 +108,19 @@ void server::impl::start_accepting(worker* w) {
       continue; // the others share the port
     }
     (void)fd.release(); // the acceptor's now
-    auto& listening = w->acceptors.emplace_back(worker::listening{std::move(a), name});
-    asio::co_spawn(w->io,
-                   net::accept_loop(
-                       *listening.acceptor,
-                       [w, name = name](asio::ip::tcp::socket socket) {
-                         serve_accepted(w, name, std::move(socket));
-                       },
-                       accept_hooks(*listening.acceptor)),
-                   report_exceptions{"a listener's accept loop"});
+    const auto* raw = a.get();
+    w->acceptors.push_back(worker::listening{std::move(a), name});
+    // Once its loop has ended (closed: a stop, a take-over, a reload), the acceptor goes.
+    asio::co_spawn(
+        w->io,
+        net::accept_loop(
+            *w->acceptors.back().acceptor,
+            [w, raw](asio::ip::tcp::socket socket) { serve_accepted(w, raw, std::move(socket)); },
+            accept_hooks(*raw)),
+        [w, raw](const std::exception_ptr& e) {
+          report_exceptions{"a listener's accept loop"}(e);
+          std::erase_if(w->acceptors, [raw](const auto& a) { return a.acceptor.get() == raw; });
+        });
   }
   w->adopting.clear();
 }

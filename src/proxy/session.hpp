@@ -49,10 +49,13 @@ public:
   /// its next request just as the drain began (a load balancer's, or one behind a take-over)
   /// gets its answer instead of a connection closed under it.
   void wake_if_idle();
-  /// Its listener was closed by a reload: the connection ends as at a drain (its request in
-  /// flight answered with `Connection: close`, or closed idle after drain_grace).
+  /// Its listener was closed by a reload: the connection ends as at a drain (closed once its
+  /// request in flight is answered and drain_grace passes without another, whose answer says
+  /// `Connection: close`).
   void leave();
   [[nodiscard]] const std::string& listener() const noexcept { return listener_; }
+  /// Its listener kept its sockets under a new name (a reload).
+  void relabel(const std::string& name) { listener_ = name; }
   static constexpr std::chrono::seconds drain_grace{1};
 
   /// Called every second by the worker: a TLS session seen waiting for its next request at two

@@ -294,6 +294,56 @@ TEST(proxy_reload, a_client_busy_at_the_reload_lets_go_of_the_old_config_when_it
   kept_alive_across_a_reload("/slow");
 }
 
+/// One client connection kept alive across requests (a plain socket; each answer read whole by
+/// its Content-Length, 5 s at most; "" when the connection closed first).
+class kept_alive_socket {
+public:
+  explicit kept_alive_socket(std::uint16_t port)
+      : fd_{::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)} {
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(port);
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::connect(fd_, reinterpret_cast<const sockaddr*>(&to), sizeof to), 0);
+  }
+  kept_alive_socket(const kept_alive_socket&) = delete;
+  kept_alive_socket& operator=(const kept_alive_socket&) = delete;
+  ~kept_alive_socket() { ::close(fd_); }
+  std::string get(const std::string& path) {
+    const std::string request = "GET " + path + " HTTP/1.1\r\nHost: t\r\n\r\n";
+    if (::send(fd_, request.data(), request.size(), MSG_NOSIGNAL) !=
+        static_cast<ssize_t>(request.size())) {
+      return {};
+    }
+    std::string in;
+    const auto give_up = steady::now() + 5s;
+    while (steady::now() < give_up) {
+      const auto head_end = in.find("\r\n\r\n");
+      if (head_end != std::string::npos) {
+        const auto at = in.find("Content-Length: ");
+        const auto length = at == std::string::npos ? 0 : std::stoul(in.substr(at + 16));
+        if (in.size() >= head_end + 4 + length) {
+          return in;
+        }
+      }
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 100) <= 0) {
+        continue;
+      }
+      char buf[4096];
+      const auto n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) {
+        return {};
+      }
+      in.append(buf, static_cast<std::size_t>(n));
+    }
+    return {};
+  }
+
+private:
+  int fd_;
+};
+
 /// Two workers, the listeners given (YAML flow items), everything to the backend on `backend`.
 std::string with_listeners(std::uint16_t backend, const std::string& listeners) {
   return "workers: 2\n"
@@ -307,8 +357,9 @@ std::string with_listeners(std::uint16_t backend, const std::string& listeners) 
          endpoint(backend) + "]}]\n";
 }
 
-std::string status_at(std::uint16_t port, const std::string& path = "/") {
-  return run("curl -sS --max-time 5 -o /dev/null -w '%{http_code}' http://127.0.0.1:" +
+std::string status_at(std::uint16_t port, const std::string& path = "/",
+                      const std::string& host = "127.0.0.1") {
+  return run("curl -sS --max-time 5 -o /dev/null -w '%{http_code}' http://" + host + ":" +
              std::to_string(port) + path + " 2>/dev/null");
 }
 
@@ -317,35 +368,68 @@ TEST(proxy_reload, a_listener_added_is_bound_and_one_removed_stops_accepting_as_
   proxy_fixture proxy{with_listeners(a.port(), "{name: main, address: 127.0.0.1, port: 0}"),
                       nullptr};
   const auto main_port = proxy.port();
-  // A request in flight on "main" (the backend answers /slow after 300 ms) when it goes.
-  auto slow = std::async(std::launch::async, [&] { return status_at(main_port, "/slow"); });
+  // A kept-alive request in flight on "main" (the backend answers /slow after 300 ms) when it
+  // goes: answered, then its connection closes (the client does not close it).
+  auto slow = std::async(std::launch::async, [&] {
+    bool closed = false;
+    auto answer =
+        testing::raw_exchange(main_port, "GET /slow HTTP/1.1\r\nHost: t\r\n\r\n", &closed);
+    return std::make_pair(answer, closed);
+  });
   const auto give_up = steady::now() + 5s;
   while (a.requests() < 1 && steady::now() < give_up) {
     std::this_thread::sleep_for(1ms);
   }
   ASSERT_EQ(a.requests(), 1);
+  // (Another address: on the same one, port 0 would be the same socket, "main" renamed.)
   auto errors = proxy.get().reload(
-      loaded(with_listeners(a.port(), "{name: other, address: 127.0.0.1, port: 0}")));
+      loaded(with_listeners(a.port(), "{name: other, address: 127.0.0.2, port: 0}")));
   ASSERT_TRUE(errors.empty()) << errors[0];
+  EXPECT_EQ(slow.wait_for(0s), std::future_status::timeout) << "the request was not in flight";
   const auto ports = proxy.get().listener_ports();
   ASSERT_EQ(ports.size(), 1U);
   const auto other_port = ports[0];
-  EXPECT_NE(other_port, main_port);
-  EXPECT_EQ(status_at(other_port), "200");
-  EXPECT_EQ(slow.get(), "200") << "the request in flight on the closed listener is answered";
-  EXPECT_EQ(status_at(main_port), "000") << "nothing listens on the closed listener's port";
+  EXPECT_EQ(status_at(other_port, "/", "127.0.0.2"), "200");
+  const auto [answer, closed] = slow.get();
+  EXPECT_EQ(answer.rfind("HTTP/1.1 200 OK", 0), 0U) << answer;
+  EXPECT_TRUE(closed) << "the closed listener's kept-alive connection stays open";
+  EXPECT_EQ(run("curl -sS --max-time 5 -o /dev/null http://127.0.0.1:" + std::to_string(main_port) +
+                "/ >/dev/null 2>&1; echo $?"),
+            "7\n")
+      << "curl is not refused on the closed listener's port";
 
   // "main" back, on its old port; "other" (port 0, running on other_port) keeps its sockets.
   errors = proxy.get().reload(loaded(with_listeners(
       a.port(), "{name: main, address: 127.0.0.1, port: " + std::to_string(main_port) +
-                    "}, {name: other, address: 127.0.0.1, port: 0}")));
+                    "}, {name: other, address: 127.0.0.2, port: 0}")));
   ASSERT_TRUE(errors.empty()) << errors[0];
   EXPECT_EQ(proxy.get().listener_ports(), (std::vector<std::uint16_t>{main_port, other_port}));
   EXPECT_EQ(status_at(main_port), "200");
-  EXPECT_EQ(status_at(other_port), "200");
+  EXPECT_EQ(status_at(other_port, "/", "127.0.0.2"), "200");
   EXPECT_EQ(a.requests(), 4);
-  EXPECT_EQ(metric(proxy.admin_port(), "tether_proxy_config_reloads_total{result=\"success\"}"),
-            2);
+  EXPECT_EQ(metric(proxy.admin_port(), "tether_proxy_config_reloads_total{result=\"success\"}"), 2);
+}
+
+TEST(proxy_reload, a_listener_renamed_or_reordered_keeps_its_sockets_and_its_connections) {
+  http_test_server a;
+  proxy_fixture proxy{with_listeners(a.port(), "{name: one, address: 127.0.0.1, port: 0}, "
+                                               "{name: two, address: 127.0.0.1, port: 0}"),
+                      nullptr};
+  const auto before = proxy.get().listener_ports();
+  // A client kept alive on "two" across the reload.
+  kept_alive_socket client{before[1]};
+  ASSERT_EQ(client.get("/first").rfind("HTTP/1.1 200 OK", 0), 0U);
+  // "two" renamed "second" and listed first: the same sockets, the connection not told to go.
+  const auto errors = proxy.get().reload(loaded(with_listeners(
+      a.port(), "{name: second, address: 127.0.0.1, port: " + std::to_string(before[1]) +
+                    "}, {name: one, address: 127.0.0.1, port: 0}")));
+  ASSERT_TRUE(errors.empty()) << errors[0];
+  EXPECT_EQ(proxy.get().listener_ports(), (std::vector<std::uint16_t>{before[1], before[0]}));
+  const auto again = client.get("/second");
+  EXPECT_EQ(again.rfind("HTTP/1.1 200 OK", 0), 0U) << again;
+  EXPECT_EQ(again.find("Connection: close"), std::string::npos) << again;
+  EXPECT_EQ(status_at(before[0]), "200");
+  EXPECT_EQ(status_at(before[1]), "200");
 }
 
 TEST(proxy_reload, twenty_reloads_under_wrk_fail_no_request_and_reset_no_connection) {

@@ -265,6 +265,22 @@ TEST(proxy_config, an_upgrade_socket_path_too_long_for_a_unix_socket_is_an_error
       << all(r);
 }
 
+TEST(proxy_config, two_listeners_of_one_name_are_an_error) {
+  const std::string rest = "routes: [{path_prefix: /, cluster: web}]\n"
+                           "clusters: [{name: web, endpoints: [\"10.0.0.1:80\"]}]\n";
+  const auto named = load_config(
+      "listeners: [{name: web, port: 80}, {name: web, port: 443}]\n" + rest, "named.yaml");
+  EXPECT_FALSE(named.value);
+  EXPECT_TRUE(has(named, "named.yaml:1:36: listener 'web' is defined twice")) << all(named);
+  // Unnamed ones are named by address and port: two on port 0 need names.
+  const auto unnamed = load_config("listeners: [{port: 0}, {port: 0}]\n" + rest, "unnamed.yaml");
+  EXPECT_FALSE(unnamed.value);
+  EXPECT_TRUE(has(unnamed, "unnamed.yaml:1:24: listener '127.0.0.1:0' is defined twice (a "
+                           "listener without a name is named by its address and port: give each "
+                           "one a name)"))
+      << all(unnamed);
+}
+
 TEST(proxy_config, durations_need_a_unit) {
   EXPECT_EQ(parse_duration("250ms"), clock::duration{250ms});
   EXPECT_EQ(parse_duration("2s"), clock::duration{2s});
