@@ -351,6 +351,25 @@ std::error_code server::start(const start_options& options) {
   return {};
 }
 
+void server::impl::stop_accepting() {
+  // Waited for on each worker (workers never wait on other threads): once this returns, no
+  // connection is accepted here any more.
+  for (auto& w : workers) {
+    std::promise<void> done;
+    asio::post(w->io, [raw = w.get(), &done] {
+      raw->buffer_sweep.cancel();
+      for (auto& a : raw->acceptors) {
+        net::close_listener(*a.acceptor);
+      }
+      for (auto* session : raw->sessions) {
+        session->wake_if_idle();
+      }
+      done.set_value();
+    });
+    done.get_future().wait();
+  }
+}
+
 void server::stop() {
   auto& s = *impl_;
   const std::lock_guard stopping{s.lifecycle};
@@ -374,21 +393,7 @@ void server::stop() {
     });
     done.get_future().wait();
   }
-  // Stop accepting, close idle client connections; requests in flight go on.
-  for (auto& w : s.workers) {
-    std::promise<void> done;
-    asio::post(w->io, [&w, &done] {
-      w->buffer_sweep.cancel();
-      for (auto& a : w->acceptors) {
-        net::close_listener(*a.acceptor);
-      }
-      for (auto* session : w->sessions) {
-        session->wake_if_idle();
-      }
-      done.set_value();
-    });
-    done.get_future().wait();
-  }
+  s.stop_accepting();
   const auto give_up = steady::now() + running()->cfg.drain_timeout;
   while (s.shared.downstream_active.load() > 0 && steady::now() < give_up) {
     std::this_thread::sleep_for(std::chrono::milliseconds{5});

@@ -167,6 +167,9 @@ struct server::impl {
   /// The sockets handed to `w` become its acceptors, accepting (its thread, or before it runs).
   void start_accepting(detail::worker* w);
   void unbind();
+  /// Every worker closes its acceptors and gives its idle connections drain_grace to send a
+  /// request (shared.draining set first); returns when all have.
+  void stop_accepting();
   http::server_response admin_request(const http::server_request& r);
   void start_admin_tasks(); // the access log's flush, each cluster's
   void start_cluster_tasks(const std::shared_ptr<detail::proxy_cluster>& c); // admin thread

@@ -344,19 +344,7 @@ asio::awaitable<void> server::impl::hand_over(net::owned_fd connection) {
   admin->stop_accepting();
   // Waited for (workers never wait on the admin thread): once the new process hears
   // "draining", no connection is accepted here any more.
-  for (auto& w : workers) {
-    std::promise<void> closed;
-    asio::post(w->io, [raw = w.get(), &closed] {
-      for (auto& a : raw->acceptors) {
-        net::close_listener(*a.acceptor);
-      }
-      for (auto* session : raw->sessions) {
-        session->wake_if_idle();
-      }
-      closed.set_value();
-    });
-    closed.get_future().wait();
-  }
+  stop_accepting();
   (void)net::send_message(d.native_handle(), "draining", {}, send_timeout);
   log_event(shared, spdlog::level::info, "handed the listeners over to " + who + "; draining");
   if (handed_over_callback) {

@@ -101,6 +101,56 @@ inline std::string raw_exchange(std::uint16_t port, const std::string& bytes,
   return out;
 }
 
+/// One client connection kept alive across requests (a plain socket; each answer read whole by
+/// its Content-Length, 5 s at most; "" when the connection closed first).
+class kept_alive_client {
+public:
+  explicit kept_alive_client(std::uint16_t port)
+      : fd_{::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)} {
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(port);
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::connect(fd_, reinterpret_cast<const sockaddr*>(&to), sizeof to), 0);
+  }
+  kept_alive_client(const kept_alive_client&) = delete;
+  kept_alive_client& operator=(const kept_alive_client&) = delete;
+  ~kept_alive_client() { ::close(fd_); }
+  std::string get(const std::string& path) {
+    const std::string request = "GET " + path + " HTTP/1.1\r\nHost: t\r\n\r\n";
+    if (::send(fd_, request.data(), request.size(), MSG_NOSIGNAL) !=
+        static_cast<ssize_t>(request.size())) {
+      return {};
+    }
+    std::string in;
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds{5};
+    while (std::chrono::steady_clock::now() < give_up) {
+      const auto head_end = in.find("\r\n\r\n");
+      if (head_end != std::string::npos) {
+        const auto at = in.find("Content-Length: ");
+        const auto length = at == std::string::npos ? 0 : std::stoul(in.substr(at + 16));
+        if (in.size() >= head_end + 4 + length) {
+          return in;
+        }
+      }
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 100) <= 0) {
+        continue;
+      }
+      char buf[4096];
+      const auto n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) {
+        return {};
+      }
+      in.append(buf, static_cast<std::size_t>(n));
+    }
+    return {};
+  }
+
+private:
+  int fd_;
+};
+
 /// A proxy with one worker, a listener and an admin listener on kernel-chosen ports, and a
 /// cluster "backend" of the given endpoints; `/api/` routes to "backend", anything else too
 /// unless `api_only`.

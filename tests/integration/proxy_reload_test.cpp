@@ -294,56 +294,6 @@ TEST(proxy_reload, a_client_busy_at_the_reload_lets_go_of_the_old_config_when_it
   kept_alive_across_a_reload("/slow");
 }
 
-/// One client connection kept alive across requests (a plain socket; each answer read whole by
-/// its Content-Length, 5 s at most; "" when the connection closed first).
-class kept_alive_socket {
-public:
-  explicit kept_alive_socket(std::uint16_t port)
-      : fd_{::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)} {
-    sockaddr_in to{};
-    to.sin_family = AF_INET;
-    to.sin_port = htons(port);
-    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(::connect(fd_, reinterpret_cast<const sockaddr*>(&to), sizeof to), 0);
-  }
-  kept_alive_socket(const kept_alive_socket&) = delete;
-  kept_alive_socket& operator=(const kept_alive_socket&) = delete;
-  ~kept_alive_socket() { ::close(fd_); }
-  std::string get(const std::string& path) {
-    const std::string request = "GET " + path + " HTTP/1.1\r\nHost: t\r\n\r\n";
-    if (::send(fd_, request.data(), request.size(), MSG_NOSIGNAL) !=
-        static_cast<ssize_t>(request.size())) {
-      return {};
-    }
-    std::string in;
-    const auto give_up = steady::now() + 5s;
-    while (steady::now() < give_up) {
-      const auto head_end = in.find("\r\n\r\n");
-      if (head_end != std::string::npos) {
-        const auto at = in.find("Content-Length: ");
-        const auto length = at == std::string::npos ? 0 : std::stoul(in.substr(at + 16));
-        if (in.size() >= head_end + 4 + length) {
-          return in;
-        }
-      }
-      pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, 100) <= 0) {
-        continue;
-      }
-      char buf[4096];
-      const auto n = ::recv(fd_, buf, sizeof buf, 0);
-      if (n <= 0) {
-        return {};
-      }
-      in.append(buf, static_cast<std::size_t>(n));
-    }
-    return {};
-  }
-
-private:
-  int fd_;
-};
-
 /// Two workers, the listeners given (YAML flow items), everything to the backend on `backend`.
 std::string with_listeners(std::uint16_t backend, const std::string& listeners) {
   return "workers: 2\n"
@@ -417,7 +367,7 @@ TEST(proxy_reload, a_listener_renamed_or_reordered_keeps_its_sockets_and_its_con
                       nullptr};
   const auto before = proxy.get().listener_ports();
   // A client kept alive on "two" across the reload.
-  kept_alive_socket client{before[1]};
+  testing::kept_alive_client client{before[1]};
   ASSERT_EQ(client.get("/first").rfind("HTTP/1.1 200 OK", 0), 0U);
   // "two" renamed "second" and listed first: the same sockets, the connection not told to go.
   const auto errors = proxy.get().reload(loaded(with_listeners(

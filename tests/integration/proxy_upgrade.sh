@@ -2,29 +2,13 @@
 # An upgrade of tether proxy under load that refuses nothing: wrk keeps 16 connections busy
 # through tether A (2 workers); B (1 worker) starts with --take-over and takes A's listening
 # sockets (and their queued connections) over, A drains and exits 0; then C (3 workers) takes
-# over from B the same way. wrk
-# must see no socket error (connect, read, write, timeout) and no non-2xx answer, and the last
-# proxy, stopped with SIGTERM, removes its upgrade socket.
+# over from B the same way. wrk must see no socket error (connect, read, write, timeout) and no
+# non-2xx answer, and the last proxy, stopped with SIGTERM, removes its upgrade socket.
 # Everything listens on 127.0.0.1 on kernel-chosen ports; every process is stopped by its pid.
 set -euo pipefail
 tether=$1
-here=$(cd "$(dirname "$0")" && pwd)
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; for f in "$work"/*.log; do echo "--- $f"; tail -20 "$f"; done; exit 1; }
-
-python3 "$here/backend.py" > "$work/backend.port" &
-pids+=($!)
-for _ in $(seq 1 200); do [[ -s $work/backend.port ]] && break; sleep 0.05; done
-backend=$(head -1 "$work/backend.port")
-[[ -n $backend ]] || fail "the backend did not start"
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source "$(dirname "$0")/process_lib.sh"
+start_backend
 port=$(free_port)
 admin_port=$(free_port)
 cat > "$work/proxy.yaml" <<YAML

@@ -76,59 +76,6 @@ std::string get(std::uint16_t port, const std::string& path = "/") {
              std::to_string(port) + path + " 2>&1");
 }
 
-/// One client connection kept alive across requests (a plain socket: the test decides when
-/// each request goes).
-class kept_alive {
-public:
-  explicit kept_alive(std::uint16_t port) : fd_{::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)} {
-    sockaddr_in to{};
-    to.sin_family = AF_INET;
-    to.sin_port = htons(port);
-    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = ::connect(fd_, reinterpret_cast<const sockaddr*>(&to), sizeof to) == 0;
-  }
-  kept_alive(const kept_alive&) = delete;
-  kept_alive& operator=(const kept_alive&) = delete;
-  ~kept_alive() { ::close(fd_); }
-
-  /// Sends a GET and reads its whole answer (a Content-Length body), 5 s at most; "" when the
-  /// connection closed first.
-  std::string get(const std::string& path) {
-    const std::string request = "GET " + path + " HTTP/1.1\r\nHost: test\r\n\r\n";
-    if (!connected_ || ::send(fd_, request.data(), request.size(), MSG_NOSIGNAL) !=
-                           static_cast<ssize_t>(request.size())) {
-      return {};
-    }
-    std::string in;
-    const auto give_up = steady::now() + 5s;
-    while (steady::now() < give_up) {
-      const auto head_end = in.find("\r\n\r\n");
-      if (head_end != std::string::npos) {
-        const auto at = in.find("Content-Length: ");
-        const auto length = at == std::string::npos ? 0 : std::stoul(in.substr(at + 16));
-        if (in.size() >= head_end + 4 + length) {
-          return in;
-        }
-      }
-      pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, 100) <= 0) {
-        continue;
-      }
-      char buf[4096];
-      const auto n = ::recv(fd_, buf, sizeof buf, 0);
-      if (n <= 0) {
-        return {};
-      }
-      in.append(buf, static_cast<std::size_t>(n));
-    }
-    return {};
-  }
-
-private:
-  int fd_;
-  bool connected_ = false;
-};
-
 /// Calls `done` until it says true (each call may act), 5 s at most.
 template <class F>
 bool eventually(F done, steady::duration bound = 5s) {
@@ -144,21 +91,32 @@ bool eventually(F done, steady::duration bound = 5s) {
   }
 }
 
-TEST(proxy_upgrade, a_new_proxy_takes_the_ports_over_and_the_old_one_drains_its_clients) {
+/// Backends a and b, and a proxy on a (two workers), started with an upgrade socket; what it
+/// is told when handed over in `handed_to`.
+class proxy_upgrade_of_a_running_proxy : public ::testing::Test {
+protected:
+  void SetUp() override {
+    old_proxy->on_handed_over([this](int pid) { handed_to = pid; });
+    ASSERT_FALSE(old_proxy->start()) << old_proxy->start_failure();
+    port = old_proxy->listener_ports().at(0);
+  }
+
   http_test_server a;
   http_test_server b;
   socket_path socket;
-  auto old_proxy = made(upgradable(socket.path(), a.port()));
+  std::unique_ptr<server> old_proxy = made(upgradable(socket.path(), a.port()));
   std::atomic<int> handed_to{0};
-  old_proxy->on_handed_over([&](int pid) { handed_to = pid; });
-  ASSERT_FALSE(old_proxy->start()) << old_proxy->start_failure();
-  const auto port = old_proxy->listener_ports().at(0);
+  std::uint16_t port = 0;
+};
+
+TEST_F(proxy_upgrade_of_a_running_proxy,
+       a_new_proxy_takes_the_ports_over_and_the_old_one_drains_its_clients) {
   const auto admin = old_proxy->admin_port();
   struct stat mode {};
   ASSERT_EQ(::stat(socket.path().c_str(), &mode), 0);
   EXPECT_EQ(mode.st_mode & 0777, 0600) << "the upgrade socket is this user's only";
 
-  kept_alive client{port};
+  testing::kept_alive_client client{port};
   ASSERT_NE(client.get("/one").find("200 OK"), std::string::npos);
   ASSERT_EQ(a.requests(), 1);
 
@@ -196,15 +154,7 @@ TEST(proxy_upgrade, a_new_proxy_takes_the_ports_over_and_the_old_one_drains_its_
   EXPECT_NE(::access(socket.path().c_str(), F_OK), 0) << "the last one removes its socket";
 }
 
-TEST(proxy_upgrade, a_take_over_that_fails_leaves_the_old_proxy_as_it_was) {
-  http_test_server a;
-  http_test_server b;
-  socket_path socket;
-  auto old_proxy = made(upgradable(socket.path(), a.port()));
-  std::atomic<int> handed_to{0};
-  old_proxy->on_handed_over([&](int pid) { handed_to = pid; });
-  ASSERT_FALSE(old_proxy->start()) << old_proxy->start_failure();
-  const auto port = old_proxy->listener_ports().at(0);
+TEST_F(proxy_upgrade_of_a_running_proxy, a_take_over_that_fails_leaves_the_old_proxy_as_it_was) {
 
   // A second listener on a port another socket holds: the new proxy cannot start.
   asio::io_context io;
@@ -268,13 +218,8 @@ private:
   int fd_;
 };
 
-TEST(proxy_upgrade, a_silent_or_foreign_peer_on_the_upgrade_socket_holds_nothing_up) {
-  http_test_server a;
-  http_test_server b;
-  socket_path socket;
-  auto old_proxy = made(upgradable(socket.path(), a.port()));
-  ASSERT_FALSE(old_proxy->start()) << old_proxy->start_failure();
-  const auto port = old_proxy->listener_ports().at(0);
+TEST_F(proxy_upgrade_of_a_running_proxy,
+       a_silent_or_foreign_peer_on_the_upgrade_socket_holds_nothing_up) {
 
   unix_client foreign{socket.path()};
   foreign.send("GET / HTTP/1.1");
