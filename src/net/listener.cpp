@@ -73,7 +73,7 @@ std::error_code open_listener(asio::ip::tcp::acceptor& acceptor,
   if (!ec) {
     acceptor.bind(endpoint, ec);
   }
-  if (!ec) {
+  if (!ec && options.listen) {
     acceptor.listen(asio::socket_base::max_listen_connections, ec);
   }
   if (ec) {
@@ -81,6 +81,13 @@ std::error_code open_listener(asio::ip::tcp::acceptor& acceptor,
     acceptor.close(ignored);
   }
   return normalized(ec);
+}
+
+std::error_code start_listening(int fd) {
+  if (::listen(fd, asio::socket_base::max_listen_connections) != 0) {
+    return {errno, std::system_category()};
+  }
+  return {};
 }
 
 const char* to_string(accept_failure f) noexcept {

@@ -275,6 +275,12 @@ std::string server::impl::reload(config next) {
   } catch (const std::exception& e) {
     return refuse(e.what()); // what was built goes with `g`: its pools close on their workers
   }
+  // Nothing can fail past the new sockets' listen: until now they queued no connection.
+  for (std::size_t i = 0; i < opened.size(); ++i) {
+    if (const auto ec = listen_all(opened[i])) {
+      return refuse(bind_failure(g->cfg.listeners[i], ec));
+    }
+  }
   const auto in = [](const generation& gen, const std::shared_ptr<proxy_cluster>& c) {
     return std::find(gen.clusters.begin(), gen.clusters.end(), c) != gen.clusters.end();
   };
@@ -329,11 +335,7 @@ std::string server::impl::reload(config next) {
       ++opened_count;
     }
   }
-  {
-    const std::lock_guard lock{shared.current_lock};
-    ports = next_ports;
-  }
-  publish(g);
+  publish(g, &next_ports);
   for (auto& w : workers) {
     auto handed = std::make_shared<handed_sockets>(std::move(per_worker[w->id]));
     asio::post(w->io, [this, raw = w.get(), g, closed, renames, handed] {
@@ -369,10 +371,14 @@ std::string server::impl::reload(config next) {
   return {};
 }
 
-void server::impl::publish(const std::shared_ptr<const generation>& g) {
+void server::impl::publish(const std::shared_ptr<const generation>& g,
+                           const std::vector<std::uint16_t>* listener_ports) {
   {
-    const std::lock_guard lock{shared.current_lock};
+    const std::lock_guard lock{shared.current_lock}; // the config and its ports, at once
     shared.current = g;
+    if (listener_ports != nullptr) {
+      ports = *listener_ports;
+    }
   }
   loaded_at =
       std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();

@@ -164,7 +164,7 @@ std::error_code server::impl::listener_sockets(const listener_config& l,
   // from an old process are spread over the workers, and a worker left without one shares one
   // of them (a socket it bound itself would join the port's group at once, and reset the
   // connections queued in it if this start failed later). Bound on a scratch io_context and
-  // released: each worker adopts its own on its thread.
+  // released, not listening yet (listen_all): each worker adopts its own on its thread.
   out = take_listener(l);
   port = l.port;
   std::error_code ec;
@@ -183,7 +183,9 @@ std::error_code server::impl::listener_sockets(const listener_config& l,
   asio::io_context scratch{1};
   for (std::size_t k = out.size(); k < workers.size() && !ec; ++k) {
     asio::ip::tcp::acceptor a{scratch};
-    ec = net::open_listener(a, {address, port}, {true, k == 0 && !l.reuse_port});
+    ec = net::open_listener(
+        a, {address, port},
+        {.reuse_port = true, .exclusive = k == 0 && !l.reuse_port, .listen = false});
     if (!ec) {
       port = a.local_endpoint().port();
       out.emplace_back(a.release(ec));
@@ -193,6 +195,15 @@ std::error_code server::impl::listener_sockets(const listener_config& l,
     out.clear();
   }
   return ec;
+}
+
+std::error_code server::impl::listen_all(std::vector<net::owned_fd>& fds) {
+  for (const auto& fd : fds) {
+    if (const auto ec = net::start_listening(fd.get())) {
+      return ec;
+    }
+  }
+  return {};
 }
 
 void server::impl::adopt_sockets(const listener_config& l, std::vector<net::owned_fd>& fds,
@@ -221,6 +232,14 @@ std::error_code server::impl::bind_listeners() {
     }
     all.push_back(std::move(fds));
     bound.push_back(port);
+  }
+  // Listening only once every listener is bound: a start that fails queues nothing.
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    if (const auto ec = listen_all(all[i])) {
+      unbind();
+      failure = bind_failure(shared.cfg.listeners[i], ec);
+      return ec;
+    }
   }
   std::vector<handed_sockets> per_worker;
   for (std::size_t i = 0; i < all.size(); ++i) {

@@ -152,11 +152,16 @@ struct server::impl {
   std::vector<std::string> reload_from_source();
   /// Makes `g` the running generation (for /config, /clusters, the metrics); the workers get
   /// it by a post of their own.
-  void publish(const std::shared_ptr<const detail::generation>& g);
+  /// `listener_ports`, when given, replace `ports` in the same critical section.
+  void publish(const std::shared_ptr<const detail::generation>& g,
+               const std::vector<std::uint16_t>* listener_ports = nullptr);
   std::error_code bind_listeners(); // every listener, a socket per worker, at start
   /// One socket per worker for `l` (taken over, or bound; `port` says where), or the error.
   std::error_code listener_sockets(const listener_config& l, std::vector<net::owned_fd>& out,
                                    std::uint16_t& port);
+  /// Makes sockets from listener_sockets listen (bound only until the start or reload that
+  /// made them cannot fail any more; those taken over listen already).
+  static std::error_code listen_all(std::vector<net::owned_fd>& fds);
   /// "cannot listen on ADDRESS:PORT (listener 'NAME'): why", and what to do about it.
   static std::string bind_failure(const listener_config& l, std::error_code ec);
   /// Spreads `fds` (from listener_sockets) over the workers (into `per_worker`, one entry per

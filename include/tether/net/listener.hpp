@@ -21,7 +21,13 @@ struct listen_options {
   /// it would on any port without SO_REUSEPORT. Otherwise a second process started by mistake
   /// on the same port would silently take a share of the connections.
   bool exclusive = true;
+  /// Listen at once; false: bound only, until start_listening() (a socket that is not
+  /// listening yet takes no connection, so nothing is queued in it if its owner gives up).
+  bool listen = true;
 };
+
+/// Makes a socket opened with `listen = false` listen.
+std::error_code start_listening(int fd);
 
 /// Opens `acceptor` listening on `endpoint`: close-on-exec, SO_REUSEADDR, SO_REUSEPORT when
 /// asked. With reuse_port and exclusive, a port another socket listens on is refused with
