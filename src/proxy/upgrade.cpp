@@ -187,13 +187,20 @@ bool server::impl::passed_socket::matches(std::string_view k, std::string_view n
 }
 
 std::vector<net::owned_fd> server::impl::take_listener(const listener_config& l) {
+  // The old listener of the same name, else (as a reload does) one on the same address and
+  // port under another name: a listener renamed with the upgrade keeps its sockets.
   std::vector<net::owned_fd> out;
-  for (auto it = taken.begin(); it != taken.end();) {
-    if (it->matches("listener", l.name, l.address, l.port)) {
-      out.push_back(std::move(it->fd));
-      it = taken.erase(it);
-    } else {
-      ++it;
+  for (const bool by_name : {true, false}) {
+    for (auto it = taken.begin(); it != taken.end() && (by_name || l.port != 0);) {
+      if (it->matches("listener", by_name ? l.name : it->name, l.address, l.port)) {
+        out.push_back(std::move(it->fd));
+        it = taken.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (!out.empty()) {
+      break;
     }
   }
   return out;

@@ -144,7 +144,10 @@ TEST_F(proxy_upgrade_of_a_running_proxy,
   EXPECT_EQ(::access(socket.path().c_str(), F_OK), 0) << "the new one answers there now";
 
   // And it can be taken over in turn, by one with three workers (the third shares a socket).
-  auto third = made(upgradable(socket.path(), a.port(), "0", "0", "", 3));
+  // It also renames the listener: the same address and port keep the sockets, as a reload does.
+  auto renamed = upgradable(socket.path(), a.port(), std::to_string(port), "0", "", 3);
+  renamed.replace(renamed.find("name: main"), 10, "name: front");
+  auto third = made(renamed);
   ASSERT_FALSE(third->start({.take_over = true})) << third->start_failure();
   EXPECT_EQ(third->listener_ports().at(0), port);
   new_proxy->stop();
