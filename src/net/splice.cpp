@@ -1,7 +1,9 @@
 #include "tether/net/splice.hpp"
 
 #include <array>
+#include <chrono>
 #include <memory>
+#include <utility>
 
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
@@ -25,9 +27,31 @@ std::error_code last_error() {
   return {errno, std::system_category()};
 }
 
+/// What the two directions of a relay share, and its idle timer.
+struct relay_state {
+  relay_state(const asio::any_io_executor& ex, relay_options o)
+      : options{std::move(o)}, idle{ex} {}
+  relay_options options;
+  std::chrono::steady_clock::time_point last_moved = std::chrono::steady_clock::now();
+  int running = 2; // directions not ended yet
+  asio::steady_timer idle;
+
+  void moved(bool a_to_b, std::size_t n) {
+    if (n == 0) {
+      return;
+    }
+    if (options.idle_timeout > clock::duration::zero()) {
+      last_moved = std::chrono::steady_clock::now();
+    }
+    if (options.on_moved) {
+      options.on_moved(a_to_b, n);
+    }
+  }
+};
+
 /// One direction of relay(): splices, or copies when no pipe could be made.
 asio::awaitable<std::error_code> pass(asio::ip::tcp::socket& from, asio::ip::tcp::socket& to,
-                                      std::uint64_t& total) {
+                                      std::uint64_t& total, relay_state& st, bool a_to_b) {
   splice_pipe pipe;
   std::error_code ec;
   if (pipe.open(from, to)) {
@@ -35,6 +59,7 @@ asio::awaitable<std::error_code> pass(asio::ip::tcp::socket& from, asio::ip::tcp
       std::size_t moved = 0;
       ec = co_await pipe.move_some(from, to, moved);
       total += moved;
+      st.moved(a_to_b, moved);
     }
   } else {
     auto buffer = std::make_unique<std::array<char, 16 * 1024>>();
@@ -45,6 +70,7 @@ asio::awaitable<std::error_code> pass(asio::ip::tcp::socket& from, asio::ip::tcp
         auto [write_error, written] =
             co_await asio::async_write(to, asio::buffer(buffer->data(), n), use_tuple);
         total += written;
+        st.moved(a_to_b, written);
         ec = ec ? ec : write_error;
       }
     }
@@ -57,7 +83,33 @@ asio::awaitable<std::error_code> pass(asio::ip::tcp::socket& from, asio::ip::tcp
     from.close(ignored);
     to.close(ignored);
   }
+  if (--st.running == 0) {
+    st.idle.cancel();
+  }
   co_return ec;
+}
+
+/// Closes both sockets once nothing moved either way for the idle timeout; returns when both
+/// directions ended, true when it closed them. (Not awaitable<void>: Asio's && of a tuple and a
+/// void does not compile.)
+asio::awaitable<bool> watch_idle(asio::ip::tcp::socket& a, asio::ip::tcp::socket& b,
+                                 relay_state& st) {
+  const auto limit = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+      st.options.idle_timeout);
+  if (limit <= limit.zero()) {
+    co_return false;
+  }
+  while (st.running > 0) {
+    st.idle.expires_at(st.last_moved + limit);
+    co_await st.idle.async_wait(use_tuple);
+    if (st.running > 0 && std::chrono::steady_clock::now() - st.last_moved >= limit) {
+      std::error_code ignored;
+      a.close(ignored); // both directions end with an error, and the relay with them
+      b.close(ignored);
+      co_return true;
+    }
+  }
+  co_return false;
 }
 
 } // namespace
@@ -145,15 +197,19 @@ asio::awaitable<std::error_code> splice_pipe::move_some(asio::ip::tcp::socket& f
   co_return std::error_code{};
 }
 
-asio::awaitable<relay_totals> relay(asio::ip::tcp::socket& a, asio::ip::tcp::socket& b) {
+asio::awaitable<relay_totals> relay(asio::ip::tcp::socket& a, asio::ip::tcp::socket& b,
+                                    relay_options options) {
   using namespace asio::experimental::awaitable_operators;
   relay_totals totals;
-  const auto [ab, ba] = co_await (pass(a, b, totals.a_to_b) && pass(b, a, totals.b_to_a));
+  relay_state st{a.get_executor(), std::move(options)};
+  const auto [ab, ba, idle] = co_await (pass(a, b, totals.a_to_b, st, true) &&
+                                  pass(b, a, totals.b_to_a, st, false) && watch_idle(a, b, st));
   if (ab != asio::error::eof) {
     totals.error = ab;
   } else if (ba != asio::error::eof) {
     totals.error = ba;
   }
+  totals.idle = idle;
   co_return totals;
 }
 

@@ -54,11 +54,11 @@ asio::awaitable<std::string> read_all(tcp::socket& s) {
 
 /// Runs net::relay between the far ends of `a` and `b`, counting it in `finished` when it ends.
 void spawn_relay(asio::io_context& io, socket_pair& a, socket_pair& b, relay_totals& totals,
-                 int& finished) {
+                 int& finished, relay_options options = {}) {
   asio::co_spawn(
       io,
-      [&]() -> asio::awaitable<void> {
-        totals = co_await relay(a.far, b.far);
+      [&, options]() -> asio::awaitable<void> {
+        totals = co_await relay(a.far, b.far, options);
         ++finished;
       },
       report_exceptions{"the relay"});
@@ -74,7 +74,12 @@ TEST(splice_relay, moves_bytes_both_ways_and_passes_half_closes_on) {
   std::string got_at_b;
   std::string got_at_a;
   int finished = 0;
-  spawn_relay(io, a, b, totals, finished);
+  std::uint64_t seen_a_to_b = 0;
+  std::uint64_t seen_b_to_a = 0;
+  relay_options counted;
+  counted.on_moved = [&](bool a_to_b, std::size_t n) { (a_to_b ? seen_a_to_b : seen_b_to_a) += n; };
+  counted.idle_timeout = std::chrono::seconds{30}; // armed, and never reached
+  spawn_relay(io, a, b, totals, finished, counted);
   asio::co_spawn(
       io,
       [&]() -> asio::awaitable<void> {
@@ -100,7 +105,45 @@ TEST(splice_relay, moves_bytes_both_ways_and_passes_half_closes_on) {
   EXPECT_TRUE(got_at_a == reply);
   EXPECT_EQ(totals.a_to_b, upload.size());
   EXPECT_EQ(totals.b_to_a, reply.size());
+  EXPECT_EQ(seen_a_to_b, upload.size()) << "on_moved saw every byte as it passed";
+  EXPECT_EQ(seen_b_to_a, reply.size());
   EXPECT_FALSE(totals.error);
+  EXPECT_FALSE(totals.idle);
+}
+
+TEST(splice_relay, a_tunnel_idle_for_its_timeout_is_closed_on_both_sides) {
+  asio::io_context io;
+  socket_pair a{io};
+  socket_pair b{io};
+  relay_totals totals;
+  std::string got_at_b(3, '\0');
+  std::string after_idle_a;
+  std::string after_idle_b;
+  int finished = 0;
+  relay_options options;
+  options.idle_timeout = std::chrono::milliseconds{200};
+  spawn_relay(io, a, b, totals, finished, options);
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        const std::string hi = "hi!";
+        co_await asio::async_write(a.near, asio::buffer(hi), use_tuple);
+        co_await asio::async_read(b.near, asio::buffer(got_at_b), use_tuple);
+        // Then nothing: both ends see the relay close them.
+        after_idle_a = co_await read_all(a.near);
+        after_idle_b = co_await read_all(b.near);
+        ++finished;
+      },
+      report_exceptions{"the two sides"});
+  io.run_for(std::chrono::seconds{10});
+  ASSERT_EQ(finished, 2);
+  EXPECT_EQ(got_at_b, "hi!");
+  EXPECT_EQ(after_idle_a, "");
+  EXPECT_EQ(after_idle_b, "");
+  EXPECT_TRUE(totals.idle);
+  EXPECT_EQ(totals.a_to_b, 3U);
+  EXPECT_FALSE(a.far.is_open());
+  EXPECT_FALSE(b.far.is_open());
 }
 
 TEST(splice_relay, a_reset_on_one_side_closes_the_other) {
