@@ -667,7 +667,7 @@ void read_listeners(reader& r, const YAML::Node& root, const YAML::Node& listene
       if (!r.is_map(n, "a listener")) {
         continue;
       }
-      r.known_keys(n, {"name", "address", "port", "reuse_port", "tls"}, "a listener");
+      r.known_keys(n, {"name", "address", "port", "reuse_port", "tls", "tcp"}, "a listener");
       r.string(n, "name", l.name, "listener");
       r.address(n, "address", l.address, "listener '" + l.name + "'");
       if (!n["port"]) {
@@ -689,7 +689,63 @@ void read_listeners(reader& r, const YAML::Node& root, const YAML::Node& listene
       if (const auto t = n["tls"]) {
         read_listener_tls(r, t, l.tls, "listener '" + l.name + "'.tls");
       }
+      if (const auto t = n["tcp"]; t && r.is_map(t, "listener '" + l.name + "'.tcp")) {
+        const std::string what = "listener '" + l.name + "'.tcp";
+        r.known_keys(t, {"cluster", "idle_timeout"}, what);
+        auto& tcp = l.tcp.emplace();
+        r.string(t, "cluster", tcp.cluster, what);
+        r.duration(t, "idle_timeout", tcp.idle_timeout, what);
+        if (tcp.cluster.empty()) {
+          r.error(t, what + " needs a cluster (where its connections go)");
+        }
+        if (l.tls) {
+          r.error(t, "listener '" + l.name +
+                         "' has both tls and tcp: a tcp listener relays bytes as they come (TLS "
+                         "passes through it to the cluster's hosts)");
+        }
+      }
       c.listeners.push_back(l);
+    }
+  }
+}
+
+// The clusters' names, for an error about one that is not there.
+std::string cluster_names(const config& c) {
+  std::string list;
+  for (const auto& cl : c.clusters) {
+    list += (list.empty() ? "" : ", ") + cl.name;
+  }
+  return list.empty() ? std::string{"none"} : list;
+}
+
+// The clusters of tcp listeners (after the clusters and routes): defined, without tls (the
+// bytes relayed are the client's own), and not the cluster of a route too (its pools hold HTTP
+// connections a tunnel must never be handed).
+void check_tcp_listeners(reader& r, const YAML::Node& listeners, const config& c) {
+  for (std::size_t i = 0; i < c.listeners.size(); ++i) {
+    const auto& l = c.listeners[i];
+    if (!l.tcp || l.tcp->cluster.empty()) {
+      continue;
+    }
+    const auto at = listeners[i]["tcp"]["cluster"];
+    const std::string what = "listener '" + l.name + "'.tcp";
+    const auto* cl = c.find_cluster(l.tcp->cluster);
+    if (cl == nullptr) {
+      r.error(at, what + " goes to unknown cluster '" + l.tcp->cluster +
+                      "'; clusters defined: " + cluster_names(c));
+      continue;
+    }
+    if (cl->tls) {
+      r.error(at, what + ": cluster '" + cl->name +
+                      "' has tls, but a tcp listener relays the client's bytes as they come "
+                      "(a client that speaks TLS passes it through)");
+    }
+    for (const auto& rt : c.routes) {
+      if (rt.cluster == cl->name) {
+        r.error(at, what + ": cluster '" + cl->name + "' is a route's cluster too (route " + rt.host +
+                        " " + rt.path_prefix + "); a cluster serves HTTP routes or tcp listeners");
+        break;
+      }
     }
   }
 }
@@ -697,8 +753,13 @@ void read_listeners(reader& r, const YAML::Node& root, const YAML::Node& listene
 // The routes section (after the clusters, which routes name).
 void read_routes(reader& r, const YAML::Node& root, config& c) {
   const auto routes = root["routes"];
+  const bool http = c.listeners.empty() ||
+                    std::any_of(c.listeners.begin(), c.listeners.end(),
+                                [](const listener_config& l) { return !l.tcp; });
   if (!routes) {
-    r.error(root, "the configuration needs routes (a list of {host, path_prefix, cluster})");
+    if (http) {
+      r.error(root, "the configuration needs routes (a list of {host, path_prefix, cluster})");
+    }
   } else if (r.is_sequence(routes, "routes")) {
     for (const auto& n : routes) {
       route_config rt;
@@ -723,15 +784,8 @@ void read_routes(reader& r, const YAML::Node& root, config& c) {
       if (rt.cluster.empty()) {
         r.error(n, "a route needs a cluster");
       } else if (c.find_cluster(rt.cluster) == nullptr) {
-        r.error(
-            n["cluster"],
-            "route to unknown cluster '" + rt.cluster + "'; clusters defined: " + [&] {
-              std::string list;
-              for (const auto& cl : c.clusters) {
-                list += (list.empty() ? "" : ", ") + cl.name;
-              }
-              return list.empty() ? std::string{"none"} : list;
-            }());
+        r.error(n["cluster"], "route to unknown cluster '" + rt.cluster +
+                                  "'; clusters defined: " + cluster_names(c));
       }
       c.routes.push_back(rt);
     }
@@ -836,6 +890,9 @@ void read_config(reader& r, const YAML::Node& root, config& c) {
   }
 
   read_routes(r, root, c);
+  if (listeners && listeners.IsSequence() && listeners.size() == c.listeners.size()) {
+    check_tcp_listeners(r, listeners, c);
+  }
 
   read_process_sections(r, root, c);
 
@@ -1100,6 +1157,9 @@ std::string to_json(const config& c) {
                          {"min_version", tls::to_string(t->min_version)},
                          {"client_ca_file", t->client_ca_file},
                          {"require_client_certificate", t->require_client_certificate}};
+    }
+    if (const auto& t = l.tcp) {
+      listener["tcp"] = {{"cluster", t->cluster}, {"idle_timeout_ms", ms(t->idle_timeout)}};
     }
     listeners.push_back(std::move(listener));
   }

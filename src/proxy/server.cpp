@@ -119,7 +119,7 @@ void server::impl::start_accepting(worker* w) {
             accept_hooks(*raw)),
         [w, raw](const std::exception_ptr& e) {
           report_exceptions{"a listener's accept loop"}(e);
-          std::erase_if(w->acceptors, [raw](const auto& a) { return a.acceptor.get() == raw; });
+          std::erase_if(w->acceptors, [raw](const auto& l) { return l.acceptor.get() == raw; });
         });
   }
   w->adopting.clear();

@@ -33,9 +33,6 @@ constexpr std::size_t max_tether_hops = 10;
 /// The Allow field of an answer the proxy gives as a request's final recipient.
 constexpr http::header allowed_methods = {"Allow", "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH"};
 
-/// The status the access log gives a request whose client went away before its answer (nginx's).
-constexpr int client_closed_request = 499;
-
 /// The upstream of a request that went to none, in the access log.
 const std::string no_host = "-";
 
@@ -57,7 +54,10 @@ session::session(worker& w, std::size_t listener, asio::ip::tcp::socket s)
       handshakes_{w.gen->listener_handshakes[listener]}, watchdog_{std::make_shared<watchdog>(
                                                              stream_.get_executor())},
       gen_{w.gen}, certificates_{w.gen->listener_contexts[listener]},
-      listener_{w.gen->cfg.listeners[listener].name}, parser_{http::parser::kind::request,
+      listener_{w.gen->cfg.listeners[listener].name},
+      tcp_cluster_{w.gen->listener_cluster[listener]},
+      tcp_{w.gen->cfg.listeners[listener].tcp ? &*w.gen->cfg.listeners[listener].tcp : nullptr},
+      parser_{http::parser::kind::request,
                                                               w.gen->cfg.downstream.limits},
       events_{w.heads}, response_events_{w.heads} {
   parser_.tunnel_upgrades(false); // until tunnels exist, an Upgrade is ignored (RFC 9110 7.8)
@@ -136,6 +136,10 @@ asio::awaitable<void> session::close() {
 }
 
 asio::awaitable<void> session::run() {
+  if (tcp_cluster_ != generation::npos) {
+    co_await run_tcp();
+    co_return;
+  }
   if (stream_.secured() && !co_await secure()) {
     co_return;
   }

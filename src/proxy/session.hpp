@@ -14,6 +14,7 @@
 #include <asio/ip/tcp.hpp>
 
 #include "tether/http/request_target.hpp"
+#include "tether/net/splice.hpp"
 #include "tether/resilience/retry_policy.hpp"
 #include "tether/upstream/attempt_loop.hpp"
 #include "tether/upstream/attempts.hpp"
@@ -26,6 +27,9 @@
 namespace tether::proxy::detail {
 
 using upstream_attempt = upstream::attempt<http::http_connector>;
+
+/// The status the access log gives a request whose client went away before its answer (nginx's).
+inline constexpr int client_closed_request = 499;
 
 /// How waiting for the client's next parser event ended.
 enum class wait_result : std::uint8_t { ok, eof, timeout, error, bad_input };
@@ -321,6 +325,42 @@ private:
   void access_line(int status, steady::duration took, std::string_view method,
                    std::string_view target, std::string_view cluster, std::string_view upstream);
 
+  // A tcp listener's connection: a host of its cluster connected (picked, and tried again on
+  // another host after a connect failure, as a request's connection is), then the bytes relayed
+  // both ways until both ends close (tunnel.cpp).
+  asio::awaitable<void> run_tcp();
+
+  /// How connecting a tunnel to a cluster's host ended.
+  struct tunnel_end {
+    explicit tunnel_end(const asio::any_io_executor& ex) : upstream{ex} {}
+    asio::ip::tcp::socket upstream;
+    resilience::resource_guard slot; // its unit of the cluster's max_connections
+    std::string host = "-";          // the host connected to (or the last one tried)
+    upstream::loop_end how;
+  };
+
+  /// A tunnel's connect, as upstream::attempt_loop runs it: an attempt that got a connection
+  /// takes its socket (and its unit of the connection limit) out of the pool for good.
+  struct tunnel_exchange {
+    session& s;
+    tunnel_end& out;
+
+    asio::awaitable<upstream::exchange_end> exchange(upstream_attempt& a);
+    asio::awaitable<bool> back_off(clock::duration delay) { return s.backoff(delay); }
+    void on_retry(const upstream_host& h, const upstream::exchange_end& r);
+    void on_replay(const upstream_host& /*h*/) {}
+  };
+
+  // Connects to a host of `cc` for a tunnel: the cluster's balancer, thresholds, breakers and
+  // connect timeout, and its retry policy on connect failures.
+  asio::awaitable<void> connect_tunnel(proxy_cluster& cc, steady::time_point started,
+                                       tunnel_end& out);
+
+  // Relays the client's connection and `upstream` both ways until both close, one fails, the
+  // session is aborted or nothing moves for `idle`. Counted as a tunnel of `kind`.
+  asio::awaitable<net::relay_totals> tunnel(asio::ip::tcp::socket& upstream, tunnel_kind kind,
+                                            clock::duration idle);
+
   // A TLS listener's handshake, bounded by the request-header timeout; false: no session.
   asio::awaitable<bool> secure();
   // The end of the connection: close_notify for TLS, then a lingering close.
@@ -336,6 +376,8 @@ private:
   // point to it; a reload may let go of its generation meanwhile). Null: plain HTTP.
   std::shared_ptr<tls::server_context> certificates_;
   std::string listener_; // the name of the listener that accepted it
+  std::size_t tcp_cluster_ = generation::npos; // a tcp listener's: its cluster's index
+  const tcp_proxy_config* tcp_ = nullptr;      // ... and its settings (in gen_)
   bool leaving_ = false; // that listener was closed by a reload
   http::parser parser_;
   event_queue events_;          // the client's requests, parsed

@@ -112,6 +112,9 @@ struct generation {
   /// Per listener, its handshake counters when it has `tls:` (owned by the server, kept by
   /// name across reloads).
   std::vector<tls::handshake_counters*> listener_handshakes;
+  /// Per listener, the index of its cluster for a tcp listener (npos: an HTTP listener).
+  std::vector<std::size_t> listener_cluster;
+  static constexpr std::size_t npos = static_cast<std::size_t>(-1);
   std::string hash; // of the config as /config shows it
 };
 
@@ -120,6 +123,20 @@ struct generation {
 struct listener_tls {
   std::unique_ptr<tls::handshake_counters> handshakes;
   std::vector<metrics::callback_registration> callbacks;
+};
+
+/// What a tunnel carries: a tcp listener's connection, a CONNECT, an Upgrade.
+enum class tunnel_kind : std::uint8_t { tcp, connect, upgrade, count_ };
+inline constexpr std::array<const char*, 3> tunnel_kind_names = {"tcp", "connect", "upgrade"};
+
+/// The tunnels' counters, by kind.
+struct tunnel_series {
+  static constexpr std::size_t kinds = static_cast<std::size_t>(tunnel_kind::count_);
+  std::array<prometheus::Counter*, kinds> opened{};
+  std::array<prometheus::Counter*, kinds> idle_closed{};
+  std::array<prometheus::Counter*, kinds> bytes_up{};   // client to upstream
+  std::array<prometheus::Counter*, kinds> bytes_down{}; // upstream to client
+  std::array<std::atomic<std::int64_t>, kinds> active{};
 };
 
 /// Everything the workers share: the config, counters and metric handles. Read-only after
@@ -137,6 +154,7 @@ struct shared_state {
   prometheus::Counter* downstream_opened = nullptr;
   std::array<prometheus::Counter*, 3> accept_failures{}; // by net::accept_failure
   std::atomic<std::int64_t> downstream_active{0};
+  tunnel_series tunnels;
   std::vector<metrics::callback_registration> callbacks;
   std::atomic<bool> draining{false};
   // The process log (stderr) and the access log (a file, written by spdlog's own thread so a

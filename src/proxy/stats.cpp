@@ -172,6 +172,14 @@ server::impl::build_generation(config c, std::vector<std::shared_ptr<proxy_clust
         kept[i] ? std::move(kept[i])
                 : build_cluster(cfg.clusters[i], std::move(contexts[i]), cfg.downstream.limits));
   }
+  for (const auto& l : cfg.listeners) {
+    auto& index = g->listener_cluster.emplace_back(generation::npos);
+    for (std::size_t i = 0; l.tcp && i < cfg.clusters.size(); ++i) {
+      if (cfg.clusters[i].name == l.tcp->cluster) {
+        index = i;
+      }
+    }
+  }
   for (const auto& r : cfg.routes) {
     for (std::size_t i = 0; i < cfg.clusters.size(); ++i) {
       if (cfg.clusters[i].name == r.cluster) {
@@ -223,6 +231,24 @@ void server::impl::register_metrics() {
   shared.downstream_opened = &reg.counter("tether_proxy_downstream_connections_opened_total",
                                           "Client connections accepted")
                                   .Add({});
+  auto& tunnels = reg.counter("tether_proxy_tunnels_total",
+                              "Tunnels opened (tcp listeners' connections, CONNECT, Upgrade), by kind");
+  auto& idle = reg.counter("tether_proxy_tunnel_idle_timeouts_total",
+                           "Tunnels closed because nothing moved either way for their idle timeout");
+  auto& bytes = reg.counter("tether_proxy_tunnel_bytes_total",
+                            "Bytes relayed by tunnels, by kind and direction (upstream: from the "
+                            "client to the upstream)");
+  for (std::size_t i = 0; i < tunnel_series::kinds; ++i) {
+    const std::string kind = tunnel_kind_names[i];
+    auto& t = shared.tunnels;
+    t.opened[i] = &tunnels.Add({{"kind", kind}});
+    t.idle_closed[i] = &idle.Add({{"kind", kind}});
+    t.bytes_up[i] = &bytes.Add({{"kind", kind}, {"direction", "upstream"}});
+    t.bytes_down[i] = &bytes.Add({{"kind", kind}, {"direction", "downstream"}});
+    shared.callbacks.push_back(reg.callback(
+        "tether_proxy_tunnels_active", "Tunnels open, by kind", metrics::metric_kind::gauge,
+        {{"kind", kind}}, [active = &t.active[i]] { return static_cast<double>(active->load()); }));
+  }
   shared.callbacks.push_back(
       reg.callback("tether_proxy_downstream_connections_active", "Client connections open",
                    metrics::metric_kind::gauge, {},

@@ -25,6 +25,16 @@ namespace tether::proxy {
 using namespace std::chrono_literals;
 
 /// Where the proxy accepts client connections.
+/// A listener that proxies raw TCP (a database, a message broker, TLS passed through) instead
+/// of HTTP: each connection goes to a host of `cluster`, picked, connected and retried on
+/// another host as a request's connection is (balancer, connect timeout, breakers, health
+/// checks, outlier ejection, thresholds), then its bytes are relayed both ways (spliced).
+struct tcp_proxy_config {
+  std::string cluster;
+  /// Nothing moved either way for this long: the connection is closed (Envoy's default, 1 h).
+  clock::duration idle_timeout = std::chrono::hours{1};
+};
+
 struct listener_config {
   std::string name;
   std::string address = "127.0.0.1";
@@ -36,6 +46,8 @@ struct listener_config {
   /// TLS termination (certificates chosen by SNI, ALPN, TLS 1.2 at least, optional client
   /// certificates); none: plain HTTP.
   std::optional<tls::server_options> tls{};
+  /// Raw TCP to a cluster instead of HTTP; none: an HTTP listener.
+  std::optional<tcp_proxy_config> tcp{};
 };
 
 /// When the proxy tries a request again, and how (a route's, or its cluster's default).

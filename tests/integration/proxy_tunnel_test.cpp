@@ -1,0 +1,228 @@
+// Tunnels through tether proxy: tcp listeners relaying raw TCP to a cluster's hosts (an echo
+// server of the test's, and PostgreSQL with psql and pgbench), with connect retries on another
+// host, the idle timeout and the tunnels' counters.
+#include "tether/proxy/server.hpp"
+
+#include <gtest/gtest.h>
+
+#include <sys/socket.h>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include "child_server.hpp"
+#include "pg_server.hpp"
+#include "proxy_fixture.hpp"
+
+namespace tether::proxy {
+namespace {
+
+using testing::run;
+constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
+
+/// A TCP server on its own thread that sends back what it reads, and closes its side after the
+/// client's EOF. Counts the connections it accepted.
+class echo_server {
+public:
+  echo_server() : acceptor_{io_, {asio::ip::make_address("127.0.0.1"), 0}} {
+    asio::co_spawn(io_, accept_loop(), asio::detached);
+    thread_ = std::thread{[this] { io_.run(); }};
+  }
+  echo_server(const echo_server&) = delete;
+  echo_server& operator=(const echo_server&) = delete;
+  ~echo_server() {
+    io_.stop();
+    thread_.join();
+  }
+  [[nodiscard]] std::uint16_t port() const { return acceptor_.local_endpoint().port(); }
+  [[nodiscard]] int accepted() const { return accepted_.load(); }
+
+private:
+  asio::awaitable<void> accept_loop() {
+    for (;;) {
+      auto [ec, s] = co_await acceptor_.async_accept(use_tuple);
+      if (ec) {
+        co_return;
+      }
+      ++accepted_;
+      asio::co_spawn(io_, echo(std::move(s)), asio::detached);
+    }
+  }
+  static asio::awaitable<void> echo(asio::ip::tcp::socket s) {
+    std::array<char, 4096> buffer{};
+    for (;;) {
+      auto [ec, n] = co_await s.async_read_some(asio::buffer(buffer), use_tuple);
+      if (n > 0) {
+        co_await asio::async_write(s, asio::buffer(buffer.data(), n), use_tuple);
+      }
+      if (ec) {
+        std::error_code ignored;
+        s.shutdown(asio::socket_base::shutdown_send, ignored);
+        co_return;
+      }
+    }
+  }
+
+  asio::io_context io_;
+  asio::ip::tcp::acceptor acceptor_;
+  std::thread thread_;
+  std::atomic<int> accepted_{0};
+};
+
+/// A port nothing listens on (bound, then let go).
+std::uint16_t closed_port() {
+  return testing::free_port();
+}
+
+/// One worker, a tcp listener "db" to cluster "echo" of `endpoints`, and `extra` in the
+/// cluster's entry.
+std::string tcp_config(const std::vector<std::uint16_t>& endpoints,
+                       const std::string& listener_extra = "", const std::string& cluster_extra = "") {
+  std::string list;
+  for (const auto p : endpoints) {
+    list += (list.empty() ? "" : ", ") + std::string{"\"127.0.0.1:"} + std::to_string(p) + "\"";
+  }
+  return "workers: 1\n"
+         "drain_timeout: 2s\n"
+         "listeners:\n"
+         "  - {name: db, address: 127.0.0.1, port: 0, tcp: {cluster: echo" +
+         listener_extra +
+         "}}\n"
+         "admin: {address: 127.0.0.1, port: 0}\n"
+         "clusters:\n"
+         "  - name: echo\n"
+         "    endpoints: [" +
+         list + "]\n" + cluster_extra;
+}
+
+std::string metrics_of(testing::proxy_fixture& proxy) {
+  return run("curl -sS http://127.0.0.1:" + std::to_string(proxy.admin_port()) + "/metrics");
+}
+
+/// Sends `bytes`, half-closes, and reads until the peer closes (5 s bound).
+std::string send_and_read(std::uint16_t port, const std::string& bytes) {
+  asio::io_context io;
+  asio::ip::tcp::socket s{io};
+  std::error_code ec;
+  s.connect({asio::ip::make_address("127.0.0.1"), port}, ec);
+  if (ec) {
+    return "connect: " + ec.message();
+  }
+  asio::write(s, asio::buffer(bytes), ec);
+  s.shutdown(asio::socket_base::shutdown_send, ec);
+  const timeval bound{5, 0};
+  ::setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound);
+  std::string out;
+  std::array<char, 4096> buffer{};
+  for (;;) {
+    const auto n = ::recv(s.native_handle(), buffer.data(), buffer.size(), 0);
+    if (n <= 0) {
+      return out;
+    }
+    out.append(buffer.data(), static_cast<std::size_t>(n));
+  }
+}
+
+TEST(proxy_tunnel, a_tcp_listener_relays_bytes_both_ways_and_counts_them) {
+  echo_server echo;
+  testing::proxy_fixture proxy{tcp_config({echo.port()}), nullptr};
+  EXPECT_EQ(send_and_read(proxy.port(), "hello tether"), "hello tether");
+  {
+    // Bytes come back while the client's side is still open: the relay is not store-and-forward.
+    asio::io_context io;
+    asio::ip::tcp::socket s{io};
+    s.connect({asio::ip::make_address("127.0.0.1"), proxy.port()});
+    asio::write(s, asio::buffer(std::string_view{"ping\n"}));
+    std::string got(5, '\0');
+    const timeval bound{5, 0};
+    ::setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound);
+    std::error_code ec;
+    asio::read(s, asio::buffer(got), ec);
+    EXPECT_EQ(got, "ping\n") << ec.message();
+  }
+  const auto m = metrics_of(proxy);
+  EXPECT_NE(m.find("tether_proxy_tunnels_total{kind=\"tcp\"} 2"), std::string::npos) << m;
+  EXPECT_NE(m.find("tether_proxy_tunnel_bytes_total{direction=\"upstream\",kind=\"tcp\"} 17"),
+            std::string::npos)
+      << m;
+  EXPECT_NE(m.find("tether_proxy_tunnel_bytes_total{direction=\"downstream\",kind=\"tcp\"} 17"),
+            std::string::npos)
+      << m;
+  EXPECT_NE(m.find("tether_proxy_upstream_requests_total{cluster=\"echo\",endpoint=\"127.0.0.1:" +
+                   std::to_string(echo.port()) + "\"} 2"),
+            std::string::npos)
+      << m;
+  EXPECT_EQ(echo.accepted(), 2);
+}
+
+TEST(proxy_tunnel, a_host_that_refuses_is_passed_over_for_another_and_its_breaker_told) {
+  echo_server echo;
+  const auto dead = closed_port();
+  // Round robin over a dead host and a live one, one retry on a refused connect (the default
+  // policy): every connection gets through.
+  testing::proxy_fixture proxy{tcp_config({dead, echo.port()}), nullptr};
+  for (int i = 0; i < 6; ++i) {
+    EXPECT_EQ(send_and_read(proxy.port(), "n" + std::to_string(i)), "n" + std::to_string(i));
+  }
+  EXPECT_EQ(echo.accepted(), 6);
+  const auto m = metrics_of(proxy);
+  EXPECT_NE(m.find("tether_proxy_retries_total{cluster=\"echo\",reason=\"refused\"} 3"),
+            std::string::npos)
+      << m;
+}
+
+TEST(proxy_tunnel, no_host_to_connect_to_closes_the_client_and_counts_a_connect_failure) {
+  testing::proxy_fixture proxy{tcp_config({closed_port()}), nullptr};
+  bool closed = false;
+  EXPECT_EQ(testing::raw_exchange(proxy.port(), "hello", &closed), "");
+  EXPECT_TRUE(closed);
+  const auto m = metrics_of(proxy);
+  EXPECT_NE(m.find("tether_proxy_errors_total{cause=\"connect_failure\"} 1"), std::string::npos)
+      << m;
+}
+
+TEST(proxy_tunnel, a_tunnel_idle_for_its_timeout_is_closed_and_counted) {
+  echo_server echo;
+  testing::proxy_fixture proxy{tcp_config({echo.port()}, ", idle_timeout: 300ms"), nullptr};
+  bool closed = false;
+  // raw_exchange reads until the peer closes (5 s at most): the idle timeout closes it first.
+  const auto started = std::chrono::steady_clock::now();
+  EXPECT_EQ(testing::raw_exchange(proxy.port(), "x", &closed), "x");
+  EXPECT_TRUE(closed);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds{4});
+  const auto m = metrics_of(proxy);
+  EXPECT_NE(m.find("tether_proxy_tunnel_idle_timeouts_total{kind=\"tcp\"} 1"), std::string::npos)
+      << m;
+  EXPECT_NE(m.find("tether_proxy_tunnels_active{kind=\"tcp\"} 0"), std::string::npos) << m;
+}
+
+TEST(proxy_tunnel, postgresql_through_a_tcp_listener_with_psql_and_pgbench) {
+  if (!testing::pg_server::find_binaries()) {
+    GTEST_SKIP() << "PostgreSQL is not installed (scripts/setup.sh installs it)";
+  }
+  testing::pg_server pg;
+  testing::proxy_fixture proxy{tcp_config({pg.port()}), nullptr};
+  const auto bin = pg.binaries().string();
+  const std::string to = " -h 127.0.0.1 -p " + std::to_string(proxy.port()) + " -U postgres ";
+  EXPECT_EQ(run(bin + "/psql" + to + "-d postgres -Atc 'select 6 * 7' 2>&1"), "42\n");
+  const auto init = run(bin + "/pgbench" + to + "-i -s 1 postgres 2>&1");
+  EXPECT_NE(init.find("done"), std::string::npos) << init;
+  // Four clients, a connection each per transaction (-C): 200 tunnels opened and closed.
+  const auto bench = run(bin + "/pgbench" + to + "-C -c 4 -t 50 -S postgres 2>&1");
+  EXPECT_NE(bench.find("number of transactions actually processed: 200/200"), std::string::npos)
+      << bench;
+  EXPECT_NE(bench.find("number of failed transactions: 0"), std::string::npos) << bench;
+  const auto m = metrics_of(proxy);
+  EXPECT_NE(m.find("tether_proxy_tunnels_active{kind=\"tcp\"} 0"), std::string::npos) << m;
+}
+
+} // namespace
+} // namespace tether::proxy
