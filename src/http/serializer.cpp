@@ -155,6 +155,10 @@ std::string_view reason_phrase(int status) noexcept {
     return "Not Modified";
   case 400:
     return "Bad Request";
+  case 401:
+    return "Unauthorized";
+  case 403:
+    return "Forbidden";
   case 404:
     return "Not Found";
   case 405:
@@ -163,6 +167,8 @@ std::string_view reason_phrase(int status) noexcept {
     return "Request Timeout";
   case 409:
     return "Conflict";
+  case 411:
+    return "Length Required";
   case 413:
     return "Content Too Large";
   case 414:

@@ -718,34 +718,50 @@ std::string cluster_names(const config& c) {
   return list.empty() ? std::string{"none"} : list;
 }
 
-// The clusters of tcp listeners (after the clusters and routes): defined, without tls (the
-// bytes relayed are the client's own), and not the cluster of a route too (its pools hold HTTP
-// connections a tunnel must never be handed).
-void check_tcp_listeners(reader& r, const YAML::Node& listeners, const config& c) {
-  for (std::size_t i = 0; i < c.listeners.size(); ++i) {
+// Whether a tunnel's cluster (a tcp listener's, a CONNECT route's) can be one: without tls
+// (the bytes relayed are the client's own) and not the cluster of an HTTP route too (its pools
+// hold HTTP connections a tunnel must never be handed).
+void check_tunnel_cluster(reader& r, const YAML::Node& at, const std::string& what,
+                          const cluster_config& cl, const config& c) {
+  if (cl.tls) {
+    r.error(at, what + ": cluster '" + cl.name +
+                    "' has tls, but a tunnel relays the client's bytes as they come (a client "
+                    "that speaks TLS passes it through)");
+  }
+  for (const auto& rt : c.routes) {
+    if (rt.cluster == cl.name && !rt.connect) {
+      r.error(at, what + ": cluster '" + cl.name + "' is an HTTP route's cluster too (route " +
+                      rt.host + " " + rt.path_prefix +
+                      "); a cluster serves HTTP routes or tunnels");
+      break;
+    }
+  }
+}
+
+// The clusters of tunnels (after the clusters and routes): tcp listeners' and CONNECT routes'.
+void check_tunnels(reader& r, const YAML::Node& listeners, const YAML::Node& routes,
+                   const config& c) {
+  // (Nodes and entries are matched by index: only when each node became an entry.)
+  const bool listed = listeners && listeners.IsSequence() && listeners.size() == c.listeners.size();
+  for (std::size_t i = 0; listed && i < c.listeners.size(); ++i) {
     const auto& l = c.listeners[i];
     if (!l.tcp || l.tcp->cluster.empty()) {
       continue;
     }
     const auto at = listeners[i]["tcp"]["cluster"];
     const std::string what = "listener '" + l.name + "'.tcp";
-    const auto* cl = c.find_cluster(l.tcp->cluster);
-    if (cl == nullptr) {
+    if (const auto* cl = c.find_cluster(l.tcp->cluster)) {
+      check_tunnel_cluster(r, at, what, *cl, c);
+    } else {
       r.error(at, what + " goes to unknown cluster '" + l.tcp->cluster +
                       "'; clusters defined: " + cluster_names(c));
-      continue;
     }
-    if (cl->tls) {
-      r.error(at, what + ": cluster '" + cl->name +
-                      "' has tls, but a tcp listener relays the client's bytes as they come "
-                      "(a client that speaks TLS passes it through)");
-    }
-    for (const auto& rt : c.routes) {
-      if (rt.cluster == cl->name) {
-        r.error(at, what + ": cluster '" + cl->name + "' is a route's cluster too (route " + rt.host +
-                        " " + rt.path_prefix + "); a cluster serves HTTP routes or tcp listeners");
-        break;
-      }
+  }
+  const bool routed = routes && routes.IsSequence() && routes.size() == c.routes.size();
+  for (std::size_t i = 0; routed && i < c.routes.size(); ++i) {
+    const auto& rt = c.routes[i];
+    if (const auto* cl = c.find_cluster(rt.cluster); cl != nullptr && rt.connect) {
+      check_tunnel_cluster(r, routes[i]["cluster"], "route " + rt.host + " connect", *cl, c);
     }
   }
 }
@@ -766,7 +782,8 @@ void read_routes(reader& r, const YAML::Node& root, config& c) {
       if (!r.is_map(n, "a route")) {
         continue;
       }
-      r.known_keys(n, {"host", "path_prefix", "cluster", "retry", "client_subject"}, "a route");
+      r.known_keys(n, {"host", "path_prefix", "cluster", "retry", "client_subject", "connect"},
+                   "a route");
       r.string(n, "host", rt.host, "route");
       r.string(n, "client_subject", rt.client_subject, "route");
       r.string(n, "path_prefix", rt.path_prefix, "route");
@@ -776,6 +793,25 @@ void read_routes(reader& r, const YAML::Node& root, config& c) {
         read_retry(r, v, *rt.retry, "route " + rt.host + rt.path_prefix + " retry");
         if (const auto* cl = c.find_cluster(rt.cluster)) {
           rt.retry->policy.overall_timeout = cl->request_timeout;
+        }
+      }
+      if (const auto v = n["connect"]; v && r.is_map(v, "route " + rt.host + " connect")) {
+        const std::string what = "route " + rt.host + " connect";
+        r.known_keys(v, {"ports", "idle_timeout"}, what);
+        auto& connect = rt.connect.emplace();
+        r.duration(v, "idle_timeout", connect.idle_timeout, what);
+        const auto ports = v["ports"];
+        if (!ports || !ports.IsSequence() || ports.size() == 0) {
+          r.error(ports ? ports : v, what + " needs ports: the ports a CONNECT may name ([443])");
+        } else {
+          for (const auto& p : ports) {
+            int port = 0;
+            if (!YAML::convert<int>::decode(p, port) || port < 1 || port > 65535) {
+              r.error(p, what + ".ports: expected a port (1 to 65535)");
+              continue;
+            }
+            connect.ports.push_back(static_cast<std::uint16_t>(port));
+          }
         }
       }
       if (rt.path_prefix.empty() || rt.path_prefix.front() != '/') {
@@ -890,9 +926,7 @@ void read_config(reader& r, const YAML::Node& root, config& c) {
   }
 
   read_routes(r, root, c);
-  if (listeners && listeners.IsSequence() && listeners.size() == c.listeners.size()) {
-    check_tcp_listeners(r, listeners, c);
-  }
+  check_tunnels(r, listeners, root["routes"], c);
 
   read_process_sections(r, root, c);
 
@@ -1166,6 +1200,10 @@ std::string to_json(const config& c) {
   json routes = json::array();
   for (const auto& r : c.routes) {
     json route = {{"host", r.host}, {"path_prefix", r.path_prefix}, {"cluster", r.cluster}};
+    if (r.connect) {
+      route["connect"] = {{"ports", r.connect->ports},
+                          {"idle_timeout_ms", ms(r.connect->idle_timeout)}};
+    }
     if (!r.client_subject.empty()) {
       route["client_subject"] = r.client_subject;
     }

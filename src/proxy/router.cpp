@@ -1,5 +1,8 @@
 #include "router.hpp"
 
+#include <algorithm>
+#include <charconv>
+
 #include "tether/core/text.hpp"
 
 namespace tether::proxy::detail {
@@ -17,8 +20,32 @@ std::optional<std::size_t> find_route(const std::vector<route_config>& routes,
   }
   for (std::size_t i = 0; i < routes.size(); ++i) {
     const auto& r = routes[i];
-    if ((r.host == "*" || iequals(r.host, host)) &&
+    if (!r.connect && (r.host == "*" || iequals(r.host, host)) &&
         (asterisk ? r.path_prefix == "/" : path.starts_with(r.path_prefix)) &&
+        (r.client_subject.empty() || r.client_subject == client_subject)) {
+      return i;
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<std::size_t> find_connect_route(const std::vector<route_config>& routes,
+                                              std::string_view authority,
+                                              std::string_view client_subject) {
+  const std::string_view host = http::host_of(authority);
+  std::uint16_t port = 0;
+  if (host.size() < authority.size()) {
+    const auto digits = authority.substr(host.size() + 1);
+    const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
+    if (ec != std::errc{} || end != digits.data() + digits.size()) {
+      return std::nullopt;
+    }
+  }
+  for (std::size_t i = 0; i < routes.size(); ++i) {
+    const auto& r = routes[i];
+    if (r.connect && (r.host == "*" || iequals(r.host, host)) &&
+        std::find(r.connect->ports.begin(), r.connect->ports.end(), port) !=
+            r.connect->ports.end() &&
         (r.client_subject.empty() || r.client_subject == client_subject)) {
       return i;
     }

@@ -22,4 +22,11 @@ namespace tether::proxy::detail {
                                                     const http::request_target& target,
                                                     std::string_view client_subject = {});
 
+/// The first of `routes` with `connect` whose host matches a CONNECT's `authority` (host:port,
+/// the host compared case-insensitively) and lists its port. Routes without `connect` take no
+/// CONNECT, and find_route gives no request to a route with it.
+[[nodiscard]] std::optional<std::size_t> find_connect_route(const std::vector<route_config>& routes,
+                                                            std::string_view authority,
+                                                            std::string_view client_subject = {});
+
 } // namespace tether::proxy::detail

@@ -254,8 +254,10 @@ asio::awaitable<wait_result> session::next_event(event& out, bool waiting_for_he
       buffer_ = std::make_unique<std::array<char, read_size>>(); // more is coming
     }
     const auto used = parser_.feed({into, n}, events_);
-    if (parser_.upgraded() && used < n) {
-      closing_ = true; // tunnels are not supported yet: the upgrade is refused below
+    if (parser_.upgraded()) {
+      // A CONNECT's head: what follows it is the tunnel's, and the parser reads no more.
+      tunnel_bytes_.assign(into + used, n - used);
+      closing_ = true;
     }
   }
 }
@@ -337,11 +339,6 @@ std::optional<session::own_answer> session::vet(const request_context& rq,
       ec || (ec = http::check_host(head.host, head.version_minor, target, authority))) {
     return own_answer{400, ec.message(), true, cause::bad_request};
   }
-  if (target.form == http::target_form::authority) {
-    // CONNECT is recognised by the codec; the proxy does not tunnel yet. An Upgrade it does
-    // not do is ignored instead (the parser reads on; the serializer drops the field).
-    return own_answer{501, "CONNECT is not supported", true, std::nullopt};
-  }
   // RFC 9110 7.3: an intermediary MUST NOT forward a message to itself unless it is protected
   // from a loop. A request that went through tether this often already is taken for one (a
   // route that leads back to the proxy): 508, rather than a connection per pass until the
@@ -398,6 +395,9 @@ asio::awaitable<bool> session::handle(head_ptr head_in, bool last) {
       co_return co_await reject(rq, answer->status, answer->why);
     }
     co_return co_await refuse(rq, answer->status, answer->why, "-", answer->field);
+  }
+  if (target.form == http::target_form::authority) {
+    co_return co_await connect_request(rq, target.authority); // CONNECT: a tunnel
   }
   const generation& gen = *gen_;
   const auto route_index = find_route(gen.cfg.routes, authority, target, peer_subject_);

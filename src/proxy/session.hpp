@@ -325,6 +325,12 @@ private:
   void access_line(int status, steady::duration took, std::string_view method,
                    std::string_view target, std::string_view cluster, std::string_view upstream);
 
+  // A CONNECT (RFC 9110 9.3.6): a route that allows its host and port, a host of the route's
+  // cluster connected, 200, then the tunnel until both ends close (tunnel.cpp). The client's
+  // connection ends with the tunnel (or with the refusal: the bytes after a CONNECT's head are
+  // not HTTP).
+  asio::awaitable<bool> connect_request(request_context& rq, std::string_view authority);
+
   // A tcp listener's connection: a host of its cluster connected (picked, and tried again on
   // another host after a connect failure, as a request's connection is), then the bytes relayed
   // both ways until both ends close (tunnel.cpp).
@@ -385,6 +391,7 @@ private:
   static constexpr std::size_t read_size = 16 * 1024;
   std::unique_ptr<std::array<char, read_size>> buffer_; // only while a large request is read
   std::array<char, 2048> small_{};
+  std::string tunnel_bytes_; // what the client sent after a CONNECT's head, for the tunnel
   std::string client_ip_;
   std::string peer_subject_; // the TLS client certificate's subject, when one was presented
   steady::time_point head_first_byte_{}; // of the head being read

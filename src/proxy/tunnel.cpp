@@ -3,9 +3,59 @@
 // connect failures), then the two sockets are relayed both ways by net::relay (spliced).
 #include "session.hpp"
 
+#include <asio/write.hpp>
+
 #include "access_log.hpp"
+#include "router.hpp"
 
 namespace tether::proxy::detail {
+
+namespace {
+
+/// Why no tunnel: the status in the access log (and to a CONNECT's client), and the cause
+/// counted.
+struct tunnel_refusal {
+  int status = 502;
+  cause counted = cause::connect_failure;
+};
+
+tunnel_refusal refusal_of(const upstream::loop_end& end) {
+  using why = upstream::loop_end::why;
+  if (end.how == upstream::loop_end::kind::stopped) {
+    return {client_closed_request, cause::downstream_reset};
+  }
+  switch (end.cause) {
+  case why::circuit_open:
+    return {503, cause::circuit_open};
+  case why::overflow:
+    return {503, cause::overflow};
+  case why::pool_busy:
+    return {503, cause::pool_timeout};
+  case why::none:
+  case why::failed:
+    break;
+  }
+  return {};
+}
+
+/// Why a tunnel was refused, in words.
+std::string reason_of(const upstream::loop_end& end, const tunnel_refusal& r) {
+  if (!end.failure.empty()) {
+    return end.failure;
+  }
+  switch (r.counted) {
+  case cause::circuit_open:
+    return "circuit breaker open for every host";
+  case cause::overflow:
+    return "cluster connection limit reached";
+  case cause::pool_timeout:
+    return "no connection within the acquire timeout";
+  default:
+    return "no connection";
+  }
+}
+
+} // namespace
 
 asio::awaitable<upstream::exchange_end> session::tunnel_exchange::exchange(upstream_attempt& a) {
   auto& lease = a.lease();
@@ -78,28 +128,12 @@ asio::awaitable<void> session::run_tcp() {
   if (end.how.how != upstream::loop_end::kind::answered) {
     // No host took the connection: there is no one to tell but the access log and the counters;
     // the client's connection closes.
-    using why = upstream::loop_end::why;
-    int status = 502;
-    cause c = cause::connect_failure;
-    if (end.how.how == upstream::loop_end::kind::stopped) {
-      status = client_closed_request;
-      c = cause::downstream_reset;
-    } else if (end.how.cause == why::circuit_open) {
-      status = 503;
-      c = cause::circuit_open;
-    } else if (end.how.cause == why::overflow) {
-      status = 503;
-      c = cause::overflow;
-    } else if (end.how.cause == why::pool_busy) {
-      status = 503;
-      c = cause::pool_timeout;
-    }
-    count(c);
+    const auto refused = refusal_of(end.how);
+    count(refused.counted);
     log_event(w_.shared, spdlog::level::debug,
-              "listener '" + listener_ + "': no connection to cluster '" + cc.cfg.name + "': " +
-                  (end.how.failure.empty() ? std::string{cause_names[static_cast<std::size_t>(c)]}
-                                           : end.how.failure));
-    access_line(status, steady::now() - started, "TCP", listener_, cc.cfg.name, end.host);
+              "listener '" + listener_ + "': no connection to cluster '" + cc.cfg.name +
+                  "': " + reason_of(end.how, refused));
+    access_line(refused.status, steady::now() - started, "TCP", listener_, cc.cfg.name, end.host);
     stream_.close();
     co_return;
   }
@@ -109,6 +143,74 @@ asio::awaitable<void> session::run_tcp() {
     co_await tunnel(end.upstream, tunnel_kind::tcp, tcp_->idle_timeout);
   }
   access_line(200, steady::now() - started, "TCP", listener_, cc.cfg.name, end.host);
+}
+
+asio::awaitable<bool> session::connect_request(request_context& rq, std::string_view authority) {
+  if (stream_.secured()) {
+    const std::string why = "CONNECT through a TLS listener is not supported yet";
+    co_return co_await reject(rq, 501, why);
+  }
+  const generation& gen = *gen_;
+  const auto route_index = find_connect_route(gen.cfg.routes, authority, peer_subject_);
+  if (!route_index) {
+    count(cause::no_route);
+    const std::string why = "no route allows CONNECT to " + std::string{authority};
+    co_return co_await reject(rq, 403, why);
+  }
+  auto& cc = *gen.clusters[gen.route_cluster[*route_index]];
+  const auto& allowed = *gen.cfg.routes[*route_index].connect;
+  rq.counters = &cc;
+  rq.cluster = cc.cfg.name;
+  // A tunnel is a request in flight for the cluster's max_requests, for as long as it lasts.
+  resilience::resource_guard request_slot{cc.upstream->limits->requests};
+  if (!request_slot) {
+    cc.upstream->overflowed(resource::requests);
+    count(cause::overflow);
+    const std::string why = "cluster request limit reached";
+    co_return co_await reject(rq, 503, why);
+  }
+  event end_of_head; // a CONNECT has no content: its end follows its head
+  if (co_await next_event(end_of_head, false) != wait_result::ok) {
+    count(cause::downstream_reset);
+    co_return false;
+  }
+  tunnel_end up{stream_.get_executor()};
+  co_await connect_tunnel(cc, rq.started, up);
+  if (up.how.how != upstream::loop_end::kind::answered) {
+    const auto refused = refusal_of(up.how);
+    count(refused.counted);
+    if (up.how.how == upstream::loop_end::kind::stopped) {
+      co_return false;
+    }
+    const std::string why = reason_of(up.how, refused);
+    co_await reply_error(refused.status, why, true);
+    log_answer(rq, refused.status, up.host);
+    co_return false;
+  }
+  // RFC 9110 9.3.6: a 2xx, with no content, and the tunnel begins after it; what the client sent
+  // after its head already (a TLS ClientHello, say) goes first.
+  const std::string_view established = "HTTP/1.1 200 Connection established\r\n\r\n";
+  auto [answer_error, answered] =
+      co_await asio::async_write(stream_, asio::buffer(established), use_tuple);
+  if (answer_error) {
+    co_return false;
+  }
+  if (!tunnel_bytes_.empty()) {
+    auto [ec, n] = co_await asio::async_write(up.upstream, asio::buffer(tunnel_bytes_), use_tuple);
+    w_.shared.tunnels.bytes_up[static_cast<std::size_t>(tunnel_kind::connect)]->Increment(
+        static_cast<double>(n));
+    tunnel_bytes_.clear();
+    if (ec) {
+      co_return false;
+    }
+  }
+  {
+    const upstream_cluster::in_flight counted{*cc.upstream, w_.id, up.how.host};
+    co_await tunnel(up.upstream, tunnel_kind::connect, allowed.idle_timeout);
+  }
+  cc.responses[static_cast<std::size_t>(response_class::c2xx)]->Increment();
+  access_line(200, steady::now() - rq.started, "CONNECT", authority, cc.cfg.name, up.host);
+  co_return false;
 }
 
 } // namespace tether::proxy::detail

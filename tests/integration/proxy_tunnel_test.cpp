@@ -1,6 +1,7 @@
 // Tunnels through tether proxy: tcp listeners relaying raw TCP to a cluster's hosts (an echo
 // server of the test's, and PostgreSQL with psql and pgbench), with connect retries on another
-// host, the idle timeout and the tunnels' counters.
+// host, the idle timeout and the tunnels' counters; CONNECT to the ports a route allows (curl
+// --proxytunnel to nginx over TLS, raw requests).
 #include "tether/proxy/server.hpp"
 
 #include <gtest/gtest.h>
@@ -19,8 +20,10 @@
 #include <asio/use_awaitable.hpp>
 
 #include "child_server.hpp"
+#include "nginx_server.hpp"
 #include "pg_server.hpp"
 #include "proxy_fixture.hpp"
+#include "test_ca.hpp"
 
 namespace tether::proxy {
 namespace {
@@ -222,6 +225,91 @@ TEST(proxy_tunnel, postgresql_through_a_tcp_listener_with_psql_and_pgbench) {
   EXPECT_NE(bench.find("number of failed transactions: 0"), std::string::npos) << bench;
   const auto m = metrics_of(proxy);
   EXPECT_NE(m.find("tether_proxy_tunnels_active{kind=\"tcp\"} 0"), std::string::npos) << m;
+}
+
+/// An HTTP listener "main" whose route lets CONNECT reach `host` on `ports`, to the cluster
+/// "tunnel" of `endpoints`.
+std::string connect_config(const std::string& host, const std::vector<std::uint16_t>& ports,
+                           const std::vector<std::uint16_t>& endpoints) {
+  std::string allowed;
+  for (const auto p : ports) {
+    allowed += (allowed.empty() ? "" : ", ") + std::to_string(p);
+  }
+  std::string list;
+  for (const auto p : endpoints) {
+    list += (list.empty() ? "" : ", ") + std::string{"\"127.0.0.1:"} + std::to_string(p) + "\"";
+  }
+  return "workers: 1\n"
+         "drain_timeout: 2s\n"
+         "listeners: [{name: main, address: 127.0.0.1, port: 0}]\n"
+         "admin: {address: 127.0.0.1, port: 0}\n"
+         "routes:\n"
+         "  - {host: " +
+         host + ", connect: {ports: [" + allowed +
+         "]}, cluster: tunnel}\n"
+         "clusters:\n"
+         "  - name: tunnel\n"
+         "    endpoints: [" +
+         list + "]\n";
+}
+
+TEST(proxy_tunnel, curl_reaches_a_tls_origin_through_a_connect_tunnel) {
+  const auto& ca = testing::test_ca::get();
+  testing::nginx_server origin{
+      "", testing::nginx_server::tls_settings{ca.path("server.pem"), ca.path("server.key")}};
+  testing::proxy_fixture proxy{connect_config("localhost", {origin.port()}, {origin.port()}),
+                               nullptr};
+  const auto url = "https://localhost:" + std::to_string(origin.port()) + "/hello";
+  const auto out = run("curl -sS --proxytunnel -x http://127.0.0.1:" +
+                       std::to_string(proxy.port()) + " --cacert " + ca.path("ca.pem") + " " +
+                       url + " " + url + " 2>&1");
+  EXPECT_EQ(out, "hello\nhello\n") << "TLS end to end, verified against the origin's name";
+  const auto tls = origin.tls_log(2);
+  ASSERT_EQ(tls.size(), 2U);
+  EXPECT_EQ(tls[0].server_name, "localhost") << "the SNI is the client's: TLS passes through";
+  EXPECT_EQ(tls[0].connection, tls[1].connection) << "one tunnel carried both requests";
+  const auto m = metrics_of(proxy);
+  EXPECT_NE(m.find("tether_proxy_tunnels_total{kind=\"connect\"} 1"), std::string::npos) << m;
+  EXPECT_NE(m.find("tether_proxy_responses_total{class=\"2xx\",cluster=\"tunnel\"} 1"),
+            std::string::npos)
+      << m;
+}
+
+TEST(proxy_tunnel, bytes_sent_right_after_the_connect_head_go_first_through_the_tunnel) {
+  echo_server echo;
+  testing::proxy_fixture proxy{connect_config("127.0.0.1", {echo.port()}, {echo.port()}),
+                               nullptr};
+  const std::string to = "127.0.0.1:" + std::to_string(echo.port());
+  const auto got =
+      send_and_read(proxy.port(), "CONNECT " + to + " HTTP/1.1\r\nHost: " + to + "\r\n\r\nearly");
+  EXPECT_EQ(got, "HTTP/1.1 200 Connection established\r\n\r\nearly");
+  const auto m = metrics_of(proxy);
+  EXPECT_NE(m.find("tether_proxy_tunnel_bytes_total{direction=\"upstream\",kind=\"connect\"} 5"),
+            std::string::npos)
+      << m;
+}
+
+TEST(proxy_tunnel, connect_to_a_port_or_host_no_route_allows_is_403_and_reaches_nothing) {
+  echo_server echo;
+  const auto other = closed_port();
+  testing::proxy_fixture proxy{connect_config("127.0.0.1", {echo.port()}, {echo.port()}),
+                               nullptr};
+  for (const std::string& to : {"127.0.0.1:" + std::to_string(other),
+                               "example.com:" + std::to_string(echo.port())}) {
+    bool closed = false;
+    const auto got = testing::raw_exchange(
+        proxy.port(), "CONNECT " + to + " HTTP/1.1\r\nHost: " + to + "\r\n\r\n", &closed);
+    EXPECT_EQ(got.substr(0, 12), "HTTP/1.1 403") << got;
+    EXPECT_NE(got.find("no route allows CONNECT to " + to), std::string::npos) << got;
+    EXPECT_NE(got.find("Connection: close"), std::string::npos) << got;
+    EXPECT_TRUE(closed);
+  }
+  EXPECT_EQ(echo.accepted(), 0);
+  // A route with connect takes no other request.
+  EXPECT_EQ(testing::raw_exchange(proxy.port(), "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                                "Connection: close\r\n\r\n")
+                .substr(0, 12),
+            "HTTP/1.1 404");
 }
 
 } // namespace

@@ -61,6 +61,13 @@ struct retry_config {
   std::uint64_t buffer_limit = 64 * 1024;
 };
 
+/// A route for CONNECT tunnels: which ports a CONNECT may name, and how long a tunnel may sit
+/// with nothing moving.
+struct connect_route_config {
+  std::vector<std::uint16_t> ports;
+  clock::duration idle_timeout = std::chrono::hours{1};
+};
+
 /// Requests whose Host (without port) and path match go to `cluster`. Routes are tried in order;
 /// the first match wins. Host "*" matches any.
 struct route_config {
@@ -71,6 +78,9 @@ struct route_config {
   /// Set: only requests over TLS whose client certificate's subject is exactly this (RFC 2253,
   /// as tls::peer_subject gives it: "CN=client-one,O=Example"). Empty: any request.
   std::string client_subject{};
+  /// Set: the route takes CONNECT requests (and no others) for its host and one of these ports;
+  /// the tunnel goes to a host of `cluster`. None: the route takes no CONNECT.
+  std::optional<connect_route_config> connect{};
 };
 
 /// A failure-rate breaker per upstream host (resilience4j's semantics): a host failing at least

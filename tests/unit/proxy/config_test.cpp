@@ -309,18 +309,61 @@ TEST(proxy_config, a_tcp_listener_names_a_plain_cluster_no_route_uses) {
   EXPECT_TRUE(has(bad, "bad.yaml:2:39: listener 'a'.tcp goes to unknown cluster 'nowhere'; "
                        "clusters defined: web, secure"))
       << all(bad);
-  EXPECT_TRUE(has(bad, "bad.yaml:3:39: listener 'b'.tcp: cluster 'secure' has tls, but a tcp "
-                       "listener relays the client's bytes as they come (a client that speaks "
-                       "TLS passes it through)"))
+  EXPECT_TRUE(has(bad, "bad.yaml:3:39: listener 'b'.tcp: cluster 'secure' has tls, but a tunnel "
+                       "relays the client's bytes as they come (a client that speaks TLS passes "
+                       "it through)"))
       << all(bad);
-  EXPECT_TRUE(has(bad, "bad.yaml:4:39: listener 'c'.tcp: cluster 'web' is a route's cluster too "
-                       "(route * /); a cluster serves HTTP routes or tcp listeners"))
+  EXPECT_TRUE(has(bad, "bad.yaml:4:39: listener 'c'.tcp: cluster 'web' is an HTTP route's cluster "
+                       "too (route * /); a cluster serves HTTP routes or tunnels"))
       << all(bad);
   EXPECT_TRUE(has(bad, "bad.yaml:5:29: listener 'd'.tcp needs a cluster (where its connections "
                        "go)"))
       << all(bad);
   EXPECT_TRUE(has(bad, "bad.yaml:6:29: listener 'e' has both tls and tcp: a tcp listener relays "
                        "bytes as they come (TLS passes through it to the cluster's hosts)"))
+      << all(bad);
+}
+
+TEST(proxy_config, a_connect_route_lists_its_ports_and_has_a_cluster_of_its_own) {
+  const auto ok = load_config(
+      "listeners: [{name: edge, port: 3128}]\n"
+      "routes:\n"
+      "  - {host: api.internal, connect: {ports: [443, 8443], idle_timeout: 10m}, cluster: api}\n"
+      "  - {path_prefix: /, cluster: web}\n"
+      "clusters:\n"
+      "  - {name: api, endpoints: [\"10.0.0.2:443\"]}\n"
+      "  - {name: web, endpoints: [\"10.0.0.1:80\"]}\n",
+      "connect.yaml");
+  ASSERT_TRUE(ok.value) << all(ok);
+  ASSERT_TRUE(ok.value->routes[0].connect);
+  EXPECT_EQ(ok.value->routes[0].connect->ports, (std::vector<std::uint16_t>{443, 8443}));
+  EXPECT_EQ(ok.value->routes[0].connect->idle_timeout, clock::duration{10min});
+  EXPECT_FALSE(ok.value->routes[1].connect);
+
+  const auto bad = load_config(
+      "listeners: [{name: edge, port: 3128}]\n"
+      "routes:\n"
+      "  - {host: a, connect: {}, cluster: api}\n"
+      "  - {host: b, connect: {ports: [0, 443]}, cluster: web}\n"
+      "  - {host: c, connect: {ports: [443]}, cluster: secure}\n"
+      "  - {path_prefix: /, cluster: web}\n"
+      "clusters:\n"
+      "  - {name: api, endpoints: [\"10.0.0.2:443\"]}\n"
+      "  - {name: web, endpoints: [\"10.0.0.1:80\"]}\n"
+      "  - {name: secure, endpoints: [\"10.0.0.1:443\"], tls: {}}\n",
+      "bad.yaml");
+  EXPECT_FALSE(bad.value);
+  EXPECT_TRUE(has(bad, "bad.yaml:3:24: route a connect needs ports: the ports a CONNECT may name "
+                       "([443])"))
+      << all(bad);
+  EXPECT_TRUE(has(bad, "bad.yaml:4:33: route b connect.ports: expected a port (1 to 65535)"))
+      << all(bad);
+  EXPECT_TRUE(has(bad, "bad.yaml:4:52: route b connect: cluster 'web' is an HTTP route's cluster "
+                       "too (route * /); a cluster serves HTTP routes or tunnels"))
+      << all(bad);
+  EXPECT_TRUE(has(bad, "bad.yaml:5:49: route c connect: cluster 'secure' has tls, but a tunnel "
+                       "relays the client's bytes as they come (a client that speaks TLS passes "
+                       "it through)"))
       << all(bad);
 }
 
