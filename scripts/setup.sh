@@ -28,6 +28,8 @@ packages=(
   nodejs
   # gnuplot draws the retry storm's report (bench/retry-storm)
   gnuplot-nox
+  # a real WebSocket client and server for the proxy's Upgrade tunnels
+  python3-websockets
 )
 
 missing=()

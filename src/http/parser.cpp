@@ -197,6 +197,7 @@ struct parser::state {
   bool closing = false;  // the last message said the connection closes after it
   bool upgraded = false; // the bytes from here on are a tunnel
   bool tunnel_upgrades = true;
+  std::string tunnel_protocol; // tunnel only an Upgrade listing it (empty: any)
   pause_reason paused = pause_reason::none;
   std::error_code local;
 
@@ -408,6 +409,31 @@ struct parser::state {
       }
     }
     return true;
+  }
+
+  // Whether an Upgrade field lists tunnel_protocol (any protocol when that is empty).
+  [[nodiscard]] bool upgrade_listed() const noexcept {
+    if (tunnel_protocol.empty()) {
+      return true;
+    }
+    for (const auto& f : fields) {
+      if (!iequals(view(f.name), "upgrade")) {
+        continue;
+      }
+      std::string_view rest = view(f.value);
+      for (;;) {
+        const auto comma = rest.find(',');
+        const auto token = trim_ows(rest.substr(0, comma));
+        if (iequals(token.substr(0, token.find('/')), tunnel_protocol)) {
+          return true;
+        }
+        if (comma == std::string_view::npos) {
+          break;
+        }
+        rest.remove_prefix(comma + 1);
+      }
+    }
+    return false;
   }
 
   [[nodiscard]] bool has_field(std::string_view name) const noexcept {
@@ -809,7 +835,8 @@ struct parser::state {
   }
   static int on_headers_complete(http_parser* p) {
     auto& s = of(p);
-    if (!s.tunnel_upgrades && s.k == parser::kind::request && p->method != HTTP_CONNECT) {
+    if (s.k == parser::kind::request && p->method != HTTP_CONNECT && p->upgrade != 0 &&
+        (!s.tunnel_upgrades || p->http_minor == 0 || !s.upgrade_listed())) {
       p->upgrade = 0; // read on as HTTP: http-parser looks at it only after this callback
     }
     // Stop here, so feed() can check the head's bytes before anyone sees the head.
@@ -879,6 +906,10 @@ bool parser::idle() const noexcept {
 
 void parser::tunnel_upgrades(bool tunnel) noexcept {
   s_->tunnel_upgrades = tunnel;
+}
+
+void parser::tunnel_only(std::string protocol) {
+  s_->tunnel_protocol = std::move(protocol);
 }
 
 bool parser::upgraded() const noexcept {

@@ -60,7 +60,10 @@ session::session(worker& w, std::size_t listener, asio::ip::tcp::socket s)
       parser_{http::parser::kind::request,
                                                               w.gen->cfg.downstream.limits},
       events_{w.heads}, response_events_{w.heads} {
-  parser_.tunnel_upgrades(false); // until tunnels exist, an Upgrade is ignored (RFC 9110 7.8)
+  // A WebSocket Upgrade becomes a tunnel on a plain listener; any other Upgrade (h2c), or one
+  // over TLS (the relay splices plain sockets), is ignored (RFC 9110 7.8).
+  parser_.tunnel_upgrades(!stream_.secured());
+  parser_.tunnel_only("websocket");
   watchdog_->client = &stream_.socket();
   std::error_code ec;
   const auto peer = stream_.socket().remote_endpoint(ec);
@@ -255,7 +258,8 @@ asio::awaitable<wait_result> session::next_event(event& out, bool waiting_for_he
     }
     const auto used = parser_.feed({into, n}, events_);
     if (parser_.upgraded()) {
-      // A CONNECT's head: what follows it is the tunnel's, and the parser reads no more.
+      // A CONNECT's head or an Upgrade's end: what follows is the tunnel's, and the parser
+      // reads no more.
       tunnel_bytes_.assign(into + used, n - used);
       closing_ = true;
     }
@@ -412,6 +416,13 @@ asio::awaitable<bool> session::handle(head_ptr head_in, bool last) {
   auto& cc = *gen.clusters[ci];
   rq.counters = &cc;
   rq.cluster = cluster_cfg.name;
+  if (head.upgrade) {
+    // The parser reads no more of this connection (the rest is the tunnel's): it closes after
+    // this request. The tunnel is made when the upstream is plain (spliced) and answers 101; to
+    // a TLS cluster the Upgrade is ignored.
+    rq.client_keep = false;
+    rq.upgrade = !cluster_cfg.tls && head.framing == http::body_framing::none;
+  }
 
   // Envoy's thresholds: past max_requests in flight, the request costs the cluster nothing.
   resilience::resource_guard request_slot{cc.upstream->limits->requests};
@@ -478,8 +489,11 @@ asio::awaitable<bool> session::forward(request_context& rq, const forward_plan& 
   // whether it wants the body (a 401 or 413 then costs no upload) and its 100 reaches the
   // client; a body read whole here first was answered 100 by the proxy already.
   const bool forward_expect = rq.expects_continue && !rq.continue_sent && !rq.consumed;
-  const upstream_head head_out{head,       plan.target,    plan.authority,
-                               client_ip_, forward_expect, plan.max_forwards};
+  upstream_head head_out{head,       plan.target,    plan.authority,
+                         client_ip_, forward_expect, plan.max_forwards};
+  if (rq.upgrade) {
+    head_out.keep_upgrade();
+  }
   // The head and what goes upstream are built in strings borrowed from the worker, whose
   // capacity stays from one request to the next.
   borrowed_string head_buffer{w_};
@@ -706,7 +720,9 @@ void session::observe(proxy_cluster& c, int status, steady::time_point started,
   const auto cls = static_cast<std::size_t>(std::clamp(status / 100, 1, 5) - 1);
   c.responses[cls]->Increment();
   const auto took = steady::now() - started;
-  c.duration->observe(took);
+  if (status != 101) {
+    c.duration->observe(took); // (a 101's took is its tunnel's life, not a response time)
+  }
   access_line(status, took, head.method, head.target, cluster, upstream);
 }
 

@@ -106,6 +106,7 @@ private:
     bool expects_continue = false; // an HTTP/1.1 client waits for 100 Continue before its body
     bool continue_sent = false;
     bool consumed = false; // its end has been taken off the event queue
+    bool upgrade = false;  // a WebSocket Upgrade the proxy tunnels if the upstream answers 101
     proxy_cluster* counters = nullptr;
     std::string_view cluster = "-";
   };
@@ -244,6 +245,10 @@ private:
     bool dropping = false;  // it was judged for a retry: read and dropped
     bool done = false;      // it ended
     bool close = false;     // its connection is not reused
+    bool upgraded = false;  // a 101 to a WebSocket Upgrade: the connection is a tunnel now
+    // Bytes of the last read after the 101's head: the upstream's first tunnel bytes.
+    std::size_t tail_from = 0;
+    std::size_t tail_to = 0;
   };
 
   // Parses what a read of the response brought (`n` bytes, or its end); true when the read
@@ -330,6 +335,10 @@ private:
   // connection ends with the tunnel (or with the refusal: the bytes after a CONNECT's head are
   // not HTTP).
   asio::awaitable<bool> connect_request(request_context& rq, std::string_view authority);
+
+  // After a 101 to a WebSocket Upgrade: what came behind the 101 goes to the client, what the
+  // client sent behind its request goes upstream, then the tunnel. False: a side failed first.
+  asio::awaitable<bool> tunnel_upgrade(http::http_connection& up, const response_read& st);
 
   // A tcp listener's connection: a host of its cluster connected (picked, and tried again on
   // another host after a connect failure, as a request's connection is), then the bytes relayed

@@ -1,4 +1,4 @@
-// Tunnels (session.hpp): a tcp listener's connections. A host of a cluster is connected as a
+// Tunnels (session.hpp): a tcp listener's connections, CONNECT, a WebSocket Upgrade. A host of a cluster is connected as a
 // request's connection is (upstream::attempt_loop: balancer, thresholds, breakers, retries on
 // connect failures), then the two sockets are relayed both ways by net::relay (spliced).
 #include "session.hpp"
@@ -99,7 +99,8 @@ asio::awaitable<net::relay_totals> session::tunnel(asio::ip::tcp::socket& upstre
   auto& t = w_.shared.tunnels;
   const auto k = static_cast<std::size_t>(kind);
   t.opened[k]->Increment();
-  if (aborted_) {
+  if (aborted_ || stream_.secured()) {
+    // (Only plain sockets are relayed: a TLS client's bytes would go out undeciphered.)
     co_return net::relay_totals{0, 0, asio::error::operation_aborted};
   }
   ++t.active[k];
@@ -118,6 +119,32 @@ asio::awaitable<net::relay_totals> session::tunnel(asio::ip::tcp::socket& upstre
     t.idle_closed[k]->Increment();
   }
   co_return totals;
+}
+
+asio::awaitable<bool> session::tunnel_upgrade(http::http_connection& up, const response_read& st) {
+  const auto k = static_cast<std::size_t>(tunnel_kind::upgrade);
+  if (st.tail_to > st.tail_from) {
+    auto [ec, n] = co_await asio::async_write(
+        stream_, asio::buffer(up.buffer.data() + st.tail_from, st.tail_to - st.tail_from),
+        use_tuple);
+    w_.shared.tunnels.bytes_down[k]->Increment(static_cast<double>(n));
+    if (ec) {
+      co_return false;
+    }
+  }
+  if (!tunnel_bytes_.empty()) {
+    auto [ec, n] = co_await asio::async_write(up.stream, asio::buffer(tunnel_bytes_), use_tuple);
+    w_.shared.tunnels.bytes_up[k]->Increment(static_cast<double>(n));
+    tunnel_bytes_.clear();
+    if (ec) {
+      co_return false;
+    }
+  }
+  // The Upgrade's route has no tunnel settings of its own: a WebSocket with nothing moving
+  // either way for the downstream idle timeout is closed (nginx's proxy_read_timeout does so
+  // too; WebSocket pings keep a live one open).
+  co_await tunnel(up.stream.socket(), tunnel_kind::upgrade, gen_->cfg.downstream.idle_timeout);
+  co_return true;
 }
 
 asio::awaitable<void> session::run_tcp() {

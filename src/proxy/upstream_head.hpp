@@ -83,6 +83,10 @@ public:
   upstream_head(const upstream_head&) = delete;
   upstream_head& operator=(const upstream_head&) = delete;
 
+  /// The request asks for a WebSocket tunnel the proxy will make: Upgrade goes upstream, with
+  /// `Connection: upgrade`.
+  void keep_upgrade() noexcept { tunnel_ = true; }
+
   /// The request has no Host of its own: each attempt's head names its upstream.
   [[nodiscard]] bool needs_upstream_host() const noexcept { return authority_.empty(); }
 
@@ -100,9 +104,10 @@ public:
     if (authority_.empty()) {
       auto extra = extra_; // the upstream's name as the Host of this attempt
       extra[host_slot_].value = upstream;
-      http::write_request_head(out, view, {false, std::span{extra}.first(extra_count_), dropped});
+      http::write_request_head(out, view, {tunnel_, std::span{extra}.first(extra_count_), dropped});
     } else {
-      http::write_request_head(out, view, {false, std::span{extra_}.first(extra_count_), dropped});
+      http::write_request_head(out, view,
+                               {tunnel_, std::span{extra_}.first(extra_count_), dropped});
     }
   }
 
@@ -118,6 +123,7 @@ private:
   }
 
   const owned_head& head_;
+  bool tunnel_ = false;
   std::string_view authority_;
   std::string forwarded_for_;
   std::string origin_form_;

@@ -206,7 +206,11 @@ bool session::parse_read(http::http_connection& up, std::error_code ec, std::siz
   } else if (!ec && n > 0) {
     const auto used = up.parser.feed({up.buffer.data(), n}, response);
     if (used != n) {
-      st.close = true; // bytes after the response: the connection is out of step
+      // Bytes after the response: the connection is out of step, or (after a 101) they are
+      // the tunnel's first.
+      st.close = true;
+      st.tail_from = used;
+      st.tail_to = n;
     }
   }
   return (ec && ec != asio::error::eof) || up.parser.error() ||
@@ -221,6 +225,23 @@ bool session::forward_parsed(std::string& reply, response_read& st, request_cont
     response.pop_front();
     if (auto* held = std::get_if<head_ptr>(&ev)) {
       const owned_head* h = held->get();
+      if (h->status == 101 && rq.upgrade) {
+        // The upstream switched to the WebSocket protocol the request asked for: a success for
+        // the host, the 101 to the client (with its Upgrade and Connection: upgrade), and the
+        // connection becomes a tunnel (exchange).
+        end.status = 101;
+        (void)judge_for_retry(*h, a, end);
+        auto view = h->view();
+        view.version_minor = 1;
+        static constexpr std::array<http::header, 1> via = {http::header{"Via", "1.1 tether"}};
+        http::write_response_head(reply, view, {true, via});
+        st.head_sent = true;
+        st.done = true;
+        st.upgraded = true;
+        keep_after_ = false;
+        response.clear();
+        return true;
+      }
       if (h->status == 101) {
         // A switch of protocols the request did not ask for (no Upgrade goes upstream): the
         // upstream is out of step with the request. 502 now rather than a wait for a final
@@ -404,6 +425,15 @@ asio::awaitable<upstream::exchange_end> session::exchange(proxy_exchange& ex, up
       read_failed(up, ec, st.head_sent, end);
       co_return exchange_result(ex, a, end);
     }
+  }
+  if (st.upgraded) {
+    lease.mark_broken(); // the connection is the tunnel's, and goes with it
+    end.forwarded = true;
+    end.keep = false;
+    if (!co_await tunnel_upgrade(up, st)) {
+      end.client_gone = true;
+    }
+    co_return exchange_result(ex, a, end);
   }
   up.reusable = !st.close && up.parser.idle();
   end.forwarded = true;

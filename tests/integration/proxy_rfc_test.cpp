@@ -375,12 +375,22 @@ TEST(proxy_rfc9110, an_upgrade_it_does_not_do_is_ignored_7_8) {
   EXPECT_EQ(out.find("Upgrade"), std::string::npos) << out;
   EXPECT_EQ(out.find("HTTP2-Settings"), std::string::npos) << out;
 
-  const auto ws = proxy.raw("GET /headers HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\n"
-                            "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n"
-                            "GET /after HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
-  EXPECT_TRUE(starts_with(ws, "HTTP/1.1 200 OK\r\n")) << ws;
-  EXPECT_EQ(ws.find("websocket"), std::string::npos) << ws;
+  // An h2c Upgrade (tether does not speak HTTP/2 yet), and any Upgrade in HTTP/1.0, which
+  // RFC 9110 7.8 says to ignore: the bytes after it are the next request. (A WebSocket Upgrade
+  // is a tunnel: proxy_tunnel_test.cpp.)
+  const auto h2c = proxy.raw("GET /headers HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, "
+                             "HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__"
+                             "\r\n\r\n"
+                             "GET /after HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  EXPECT_TRUE(starts_with(h2c, "HTTP/1.1 200 OK\r\n")) << h2c;
+  EXPECT_EQ(h2c.find("h2c"), std::string::npos) << h2c;
   EXPECT_EQ(backend.requests_to("/after"), 1) << "the bytes after it are the next request";
+  const auto old = proxy.raw("GET /headers HTTP/1.0\r\nHost: a\r\nConnection: Upgrade, "
+                             "keep-alive\r\nUpgrade: websocket\r\n\r\n"
+                             "GET /after HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  EXPECT_TRUE(starts_with(old, "HTTP/1.1 200 OK\r\n")) << old;
+  EXPECT_EQ(old.find("websocket"), std::string::npos) << old;
+  EXPECT_EQ(backend.requests_to("/after"), 2);
 
   // CONNECT is a tunnel, only to what a route allows (proxy_tunnel_test.cpp): none here.
   const auto connect =

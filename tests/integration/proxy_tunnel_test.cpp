@@ -1,7 +1,8 @@
 // Tunnels through tether proxy: tcp listeners relaying raw TCP to a cluster's hosts (an echo
 // server of the test's, and PostgreSQL with psql and pgbench), with connect retries on another
 // host, the idle timeout and the tunnels' counters; CONNECT to the ports a route allows (curl
-// --proxytunnel to nginx over TLS, raw requests).
+// --proxytunnel to nginx over TLS, raw requests); WebSocket Upgrades between a real client and
+// server (python3-websockets).
 #include "tether/proxy/server.hpp"
 
 #include <gtest/gtest.h>
@@ -20,6 +21,7 @@
 #include <asio/use_awaitable.hpp>
 
 #include "child_server.hpp"
+#include "http_test_server.hpp"
 #include "nginx_server.hpp"
 #include "pg_server.hpp"
 #include "proxy_fixture.hpp"
@@ -310,6 +312,65 @@ TEST(proxy_tunnel, connect_to_a_port_or_host_no_route_allows_is_403_and_reaches_
                                                 "Connection: close\r\n\r\n")
                 .substr(0, 12),
             "HTTP/1.1 404");
+}
+
+/// The WebSocket echo server of websocket_peer.py (python3-websockets), as a child process.
+class websocket_server {
+public:
+  websocket_server() : port_{testing::free_port()} {
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::execl("/usr/bin/python3", "python3", TETHER_WEBSOCKET_PEER, "server",
+              std::to_string(port_).c_str(), static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    testing::await_listener(pid_, port_, "the WebSocket server", [] { return std::string{}; });
+  }
+  websocket_server(const websocket_server&) = delete;
+  websocket_server& operator=(const websocket_server&) = delete;
+  ~websocket_server() { testing::stop_child(pid_); }
+  [[nodiscard]] std::uint16_t port() const { return port_; }
+
+private:
+  std::uint16_t port_;
+  pid_t pid_ = -1;
+};
+
+TEST(proxy_tunnel, a_websocket_client_and_server_talk_through_the_proxy) {
+  websocket_server ws;
+  testing::proxy_fixture proxy{{ws.port()}};
+  const auto out = run(std::string{"/usr/bin/python3 "} + TETHER_WEBSOCKET_PEER + " client " +
+                       "ws://127.0.0.1:" + std::to_string(proxy.port()) + "/chat 2>&1");
+  EXPECT_EQ(out, "text ok\nbinary ok\nping ok\nclose 1000\n");
+  const auto m = metrics_of(proxy);
+  EXPECT_NE(m.find("tether_proxy_tunnels_total{kind=\"upgrade\"} 1"), std::string::npos) << m;
+  EXPECT_NE(m.find("tether_proxy_tunnels_active{kind=\"upgrade\"} 0"), std::string::npos) << m;
+  EXPECT_NE(m.find("tether_proxy_responses_total{class=\"1xx\",cluster=\"backend\"} 1"),
+            std::string::npos)
+      << m;
+}
+
+TEST(proxy_tunnel, an_upgrade_the_upstream_refuses_is_answered_and_the_connection_closes) {
+  // The test server answers 200 to a GET with Upgrade: the answer goes to the client with
+  // Connection: close (what the client sent behind it is not read as requests: it may be
+  // WebSocket frames), and nothing is tunnelled.
+  testing::http_test_server backend;
+  testing::proxy_fixture proxy{{backend.port()}};
+  bool closed = false;
+  const auto got = proxy.raw("GET /headers HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\n"
+                             "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+                             "GET /after HTTP/1.1\r\nHost: a\r\n\r\n",
+                             &closed);
+  EXPECT_EQ(got.substr(0, 15), "HTTP/1.1 200 OK") << got;
+  EXPECT_NE(got.find("Connection: close"), std::string::npos) << got;
+  EXPECT_NE(got.find("\nUpgrade: websocket\n"), std::string::npos)
+      << "the Upgrade went upstream (the test server echoes the fields it got): " << got;
+  EXPECT_NE(got.find("\nConnection: upgrade\n"), std::string::npos) << got;
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(backend.requests_to("/after"), 0);
+  const auto m = metrics_of(proxy);
+  EXPECT_NE(m.find("tether_proxy_tunnels_total{kind=\"upgrade\"} 0"), std::string::npos) << m;
 }
 
 } // namespace

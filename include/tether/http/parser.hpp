@@ -105,6 +105,12 @@ public:
   /// 9110 7.8), the connection going on with the next request. CONNECT always starts one.
   void tunnel_upgrades(bool tunnel) noexcept;
 
+  /// For requests that tunnel upgrades: only an Upgrade listing `protocol` (a token such as
+  /// "websocket", compared case-insensitively, its version ignored) starts a tunnel; any other
+  /// is ignored as above. Empty: every Upgrade tunnels. An HTTP/1.0 request's Upgrade is always
+  /// ignored (RFC 9110 7.8).
+  void tunnel_only(std::string protocol);
+
   [[nodiscard]] std::error_code error() const noexcept { return error_; }
   /// True between messages (nothing of a message read yet).
   [[nodiscard]] bool idle() const noexcept;

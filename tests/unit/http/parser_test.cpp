@@ -235,6 +235,28 @@ TEST(http_parser, an_upgrade_it_does_not_tunnel_is_an_ordinary_request) {
   EXPECT_TRUE(connect.upgraded());
 }
 
+TEST(http_parser, only_an_upgrade_to_the_protocol_named_tunnels_and_never_in_http_1_0) {
+  const auto upgraded = [](const std::string& head) {
+    parser p{parser::kind::request};
+    p.tunnel_only("websocket");
+    recorder r;
+    EXPECT_FALSE(parse(p, r, head + "GET /next HTTP/1.1\r\nHost: a\r\n\r\n"));
+    return p.upgraded();
+  };
+  EXPECT_TRUE(upgraded("GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\n"
+                       "Upgrade: WebSocket\r\n\r\n"));
+  EXPECT_TRUE(upgraded("GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\n"
+                       "Upgrade: h2c, websocket/13\r\n\r\n"))
+      << "any protocol of the list, its version aside";
+  EXPECT_FALSE(upgraded("GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\n"
+                        "Upgrade: h2c\r\n\r\n"));
+  EXPECT_FALSE(upgraded("GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\n"
+                        "Upgrade: websockets\r\n\r\n"));
+  EXPECT_FALSE(upgraded("GET / HTTP/1.0\r\nHost: a\r\nConnection: Upgrade, keep-alive\r\n"
+                        "Upgrade: websocket\r\n\r\n"))
+      << "RFC 9110 7.8: an HTTP/1.0 request's Upgrade is ignored";
+}
+
 TEST(http_parser, the_end_of_a_chunked_body_cannot_hide_a_request) {
   // http-parser alone ends the message on CR + any byte, and would parse GET /admin next.
   EXPECT_EQ(request_error("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\rX"
