@@ -57,7 +57,9 @@ asio::awaitable<std::error_code> pass(asio::ip::tcp::socket& from, asio::ip::tcp
   if (pipe.open(from, to)) {
     while (!ec) {
       std::size_t moved = 0;
-      ec = co_await pipe.move_some(from, to, moved);
+      ec = co_await pipe.move_some(
+          from, to, moved, nullptr,
+          st.options.idle_timeout > clock::duration::zero() ? &st.last_moved : nullptr);
       total += moved;
       st.moved(a_to_b, moved);
     }
@@ -94,8 +96,9 @@ asio::awaitable<std::error_code> pass(asio::ip::tcp::socket& from, asio::ip::tcp
 /// void does not compile.)
 asio::awaitable<bool> watch_idle(asio::ip::tcp::socket& a, asio::ip::tcp::socket& b,
                                  relay_state& st) {
+  // (At most a year: a time_point past the clock's range would wrap.)
   const auto limit = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-      st.options.idle_timeout);
+      std::min<clock::duration>(st.options.idle_timeout, std::chrono::hours{24 * 365}));
   if (limit <= limit.zero()) {
     co_return false;
   }
@@ -139,7 +142,8 @@ bool splice_pipe::open(asio::ip::tcp::socket& from, asio::ip::tcp::socket& to) {
 asio::awaitable<std::error_code> splice_pipe::move_some(asio::ip::tcp::socket& from,
                                                         asio::ip::tcp::socket& to,
                                                         std::size_t& moved,
-                                                        asio::steady_timer* wake) {
+                                                        asio::steady_timer* wake,
+                                                        std::chrono::steady_clock::time_point* progress) {
   ssize_t in = 0;
   for (;;) {
     if (!from.is_open() || !to.is_open()) {
@@ -184,6 +188,9 @@ asio::awaitable<std::error_code> splice_pipe::move_some(asio::ip::tcp::socket& f
     if (out > 0) {
       left -= static_cast<std::size_t>(out);
       moved += static_cast<std::size_t>(out);
+      if (progress != nullptr) {
+        *progress = std::chrono::steady_clock::now();
+      }
       continue;
     }
     if (out < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {

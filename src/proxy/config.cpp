@@ -728,6 +728,12 @@ void check_tunnel_cluster(reader& r, const YAML::Node& at, const std::string& wh
                     "' has tls, but a tunnel relays the client's bytes as they come (a client "
                     "that speaks TLS passes it through)");
   }
+  if (cl.pool.min_idle > 0) {
+    r.error(at, what + ": cluster '" + cl.name +
+                    "' has pool.min_idle > 0, but a tunnel's connection is made for its client "
+                    "(one opened ahead would meet a server that speaks first, or times out a "
+                    "login, before any client)");
+  }
   for (const auto& rt : c.routes) {
     if (rt.cluster == cl.name && !rt.connect) {
       r.error(at, what + ": cluster '" + cl.name + "' is an HTTP route's cluster too (route " +
@@ -760,8 +766,9 @@ void check_tunnels(reader& r, const YAML::Node& listeners, const YAML::Node& rou
   const bool routed = routes && routes.IsSequence() && routes.size() == c.routes.size();
   for (std::size_t i = 0; routed && i < c.routes.size(); ++i) {
     const auto& rt = c.routes[i];
-    if (const auto* cl = c.find_cluster(rt.cluster); cl != nullptr && rt.connect) {
-      check_tunnel_cluster(r, routes[i]["cluster"], "route " + rt.host + " connect", *cl, c);
+    const auto at = routes[i]["cluster"];
+    if (const auto* cl = c.find_cluster(rt.cluster); cl != nullptr && rt.connect && at) {
+      check_tunnel_cluster(r, at, "route " + rt.host + " connect", *cl, c);
     }
   }
 }

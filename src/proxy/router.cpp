@@ -34,8 +34,10 @@ std::optional<std::size_t> find_connect_route(const std::vector<route_config>& r
                                               std::string_view client_subject) {
   const std::string_view host = http::host_of(authority);
   std::uint16_t port = 0;
-  if (host.size() < authority.size()) {
-    const auto digits = authority.substr(host.size() + 1);
+  // The port follows the last colon ("[::1]:443": host_of gives the host without brackets).
+  if (const auto colon = authority.rfind(':');
+      colon != std::string_view::npos && !authority.ends_with(']')) {
+    const auto digits = authority.substr(colon + 1);
     const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
     if (ec != std::errc{} || end != digits.data() + digits.size()) {
       return std::nullopt;

@@ -204,6 +204,15 @@ asio::awaitable<void> session::run() {
 void session::abort() {
   aborted_ = true;
   watchdog_->abort_now();
+  if (tunneling_) {
+    // A relay's waits may have completed already (their handlers queued), which a cancel does
+    // not reach: closing the sockets ends both directions at their next look.
+    std::error_code ignored;
+    stream_.socket().close(ignored);
+    if (watchdog_->upstream != nullptr) {
+      watchdog_->upstream->close(ignored);
+    }
+  }
 }
 
 asio::awaitable<wait_result> session::next_event(event& out, bool waiting_for_head) {
@@ -381,7 +390,9 @@ asio::awaitable<bool> session::handle(head_ptr head_in, bool last) {
   rq.owner = std::move(head_in);
   rq.started = steady::now();
   const auto& head = rq.head();
-  rq.client_keep = head.keep_alive && !last;
+  // After an Upgrade or a CONNECT the parser reads no more: what follows is a tunnel's (or, when
+  // none is made, bytes that are not HTTP), and the connection closes after the answer.
+  rq.client_keep = head.keep_alive && !last && !head.upgrade;
   head_request_ = head.method == "HEAD";
   http10_ = head.version_major == 1 && head.version_minor == 0;
   const auto expect = head.find("expect");
@@ -416,13 +427,9 @@ asio::awaitable<bool> session::handle(head_ptr head_in, bool last) {
   auto& cc = *gen.clusters[ci];
   rq.counters = &cc;
   rq.cluster = cluster_cfg.name;
-  if (head.upgrade) {
-    // The parser reads no more of this connection (the rest is the tunnel's): it closes after
-    // this request. The tunnel is made when the upstream is plain (spliced) and answers 101; to
-    // a TLS cluster the Upgrade is ignored.
-    rq.client_keep = false;
-    rq.upgrade = !cluster_cfg.tls && head.framing == http::body_framing::none;
-  }
+  // A WebSocket Upgrade is tunnelled when the upstream is plain (spliced) and answers 101; to a
+  // TLS cluster the Upgrade is ignored.
+  rq.upgrade = head.upgrade && !cluster_cfg.tls && head.framing == http::body_framing::none;
 
   // Envoy's thresholds: past max_requests in flight, the request costs the cluster nothing.
   resilience::resource_guard request_slot{cc.upstream->limits->requests};
@@ -470,7 +477,12 @@ asio::awaitable<bool> session::handle(head_ptr head_in, bool last) {
     }
   }
   const forward_plan plan{target, authority, max_forwards, cc, cluster_cfg, rc, body, has_key};
-  co_return co_await forward(rq, plan);
+  const bool keep = co_await forward(rq, plan);
+  if (upgraded_) {
+    // The 101 is answered and logged, the attempts are over (no retry slot held): the tunnel.
+    co_await tunnel_upgrade(cc);
+  }
+  co_return keep;
 }
 
 asio::awaitable<bool> session::forward(request_context& rq, const forward_plan& plan) {
@@ -720,9 +732,7 @@ void session::observe(proxy_cluster& c, int status, steady::time_point started,
   const auto cls = static_cast<std::size_t>(std::clamp(status / 100, 1, 5) - 1);
   c.responses[cls]->Increment();
   const auto took = steady::now() - started;
-  if (status != 101) {
-    c.duration->observe(took); // (a 101's took is its tunnel's life, not a response time)
-  }
+  c.duration->observe(took);
   access_line(status, took, head.method, head.target, cluster, upstream);
 }
 

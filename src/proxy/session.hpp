@@ -336,9 +336,10 @@ private:
   // not HTTP).
   asio::awaitable<bool> connect_request(request_context& rq, std::string_view authority);
 
-  // After a 101 to a WebSocket Upgrade: what came behind the 101 goes to the client, what the
-  // client sent behind its request goes upstream, then the tunnel. False: a side failed first.
-  asio::awaitable<bool> tunnel_upgrade(http::http_connection& up, const response_read& st);
+  // After a 101 to a WebSocket Upgrade and the end of the request's attempts (upgraded_ holds
+  // the upstream): what came behind the 101 goes to the client, what the client sent behind its
+  // request goes upstream, then the tunnel.
+  asio::awaitable<void> tunnel_upgrade(proxy_cluster& cc);
 
   // A tcp listener's connection: a host of its cluster connected (picked, and tried again on
   // another host after a connect failure, as a request's connection is), then the bytes relayed
@@ -352,6 +353,7 @@ private:
     resilience::resource_guard slot; // its unit of the cluster's max_connections
     std::string host = "-";          // the host connected to (or the last one tried)
     upstream::loop_end how;
+    std::string first_bytes; // a WebSocket's: what the upstream sent behind its 101
   };
 
   /// A tunnel's connect, as upstream::attempt_loop runs it: an attempt that got a connection
@@ -400,7 +402,10 @@ private:
   static constexpr std::size_t read_size = 16 * 1024;
   std::unique_ptr<std::array<char, read_size>> buffer_; // only while a large request is read
   std::array<char, 2048> small_{};
-  std::string tunnel_bytes_; // what the client sent after a CONNECT's head, for the tunnel
+  std::string tunnel_bytes_; // what the client sent after a CONNECT or Upgrade, for the tunnel
+  // A WebSocket's upstream after its 101, out of its pool, until handle() tunnels it.
+  std::unique_ptr<tunnel_end> upgraded_;
+  bool tunneling_ = false; // a relay runs: an abort closes its sockets
   std::string client_ip_;
   std::string peer_subject_; // the TLS client certificate's subject, when one was presented
   steady::time_point head_first_byte_{}; // of the head being read

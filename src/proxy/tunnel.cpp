@@ -98,12 +98,13 @@ asio::awaitable<net::relay_totals> session::tunnel(asio::ip::tcp::socket& upstre
                                                    tunnel_kind kind, clock::duration idle) {
   auto& t = w_.shared.tunnels;
   const auto k = static_cast<std::size_t>(kind);
-  t.opened[k]->Increment();
   if (aborted_ || stream_.secured()) {
     // (Only plain sockets are relayed: a TLS client's bytes would go out undeciphered.)
     co_return net::relay_totals{0, 0, asio::error::operation_aborted};
   }
+  t.opened[k]->Increment();
   ++t.active[k];
+  tunneling_ = true;
   // The relay ends itself (both ends closed, an error, the idle timeout); an abort cancels both
   // sockets through the watchdog.
   watchdog_->set(steady::time_point::max());
@@ -113,6 +114,7 @@ asio::awaitable<net::relay_totals> session::tunnel(asio::ip::tcp::socket& upstre
                                (to_upstream ? up : down)->Increment(static_cast<double>(n));
                              }};
   auto totals = co_await net::relay(stream_.socket(), upstream, std::move(options));
+  tunneling_ = false;
   watchdog_->upstream = nullptr;
   --t.active[k];
   if (totals.idle) {
@@ -121,30 +123,29 @@ asio::awaitable<net::relay_totals> session::tunnel(asio::ip::tcp::socket& upstre
   co_return totals;
 }
 
-asio::awaitable<bool> session::tunnel_upgrade(http::http_connection& up, const response_read& st) {
+asio::awaitable<void> session::tunnel_upgrade(proxy_cluster& cc) {
+  const auto up = std::move(upgraded_);
   const auto k = static_cast<std::size_t>(tunnel_kind::upgrade);
-  if (st.tail_to > st.tail_from) {
-    auto [ec, n] = co_await asio::async_write(
-        stream_, asio::buffer(up.buffer.data() + st.tail_from, st.tail_to - st.tail_from),
-        use_tuple);
+  if (!up->first_bytes.empty()) {
+    auto [ec, n] = co_await asio::async_write(stream_, asio::buffer(up->first_bytes), use_tuple);
     w_.shared.tunnels.bytes_down[k]->Increment(static_cast<double>(n));
     if (ec) {
-      co_return false;
+      co_return;
     }
   }
   if (!tunnel_bytes_.empty()) {
-    auto [ec, n] = co_await asio::async_write(up.stream, asio::buffer(tunnel_bytes_), use_tuple);
+    auto [ec, n] = co_await asio::async_write(up->upstream, asio::buffer(tunnel_bytes_), use_tuple);
     w_.shared.tunnels.bytes_up[k]->Increment(static_cast<double>(n));
     tunnel_bytes_.clear();
     if (ec) {
-      co_return false;
+      co_return;
     }
   }
   // The Upgrade's route has no tunnel settings of its own: a WebSocket with nothing moving
   // either way for the downstream idle timeout is closed (nginx's proxy_read_timeout does so
   // too; WebSocket pings keep a live one open).
-  co_await tunnel(up.stream.socket(), tunnel_kind::upgrade, gen_->cfg.downstream.idle_timeout);
-  co_return true;
+  const upstream_cluster::in_flight counted{*cc.upstream, w_.id, up->how.host};
+  co_await tunnel(up->upstream, tunnel_kind::upgrade, gen_->cfg.downstream.idle_timeout);
 }
 
 asio::awaitable<void> session::run_tcp() {
@@ -213,6 +214,9 @@ asio::awaitable<bool> session::connect_request(request_context& rq, std::string_
     co_await reply_error(refused.status, why, true);
     log_answer(rq, refused.status, up.host);
     co_return false;
+  }
+  if (aborted_) {
+    co_return false; // a stop past its drain time while connecting: no tunnel to announce
   }
   // RFC 9110 9.3.6: a 2xx, with no content, and the tunnel begins after it; what the client sent
   // after its head already (a TLS ClientHello, say) goes first.

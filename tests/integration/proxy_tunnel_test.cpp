@@ -15,7 +15,10 @@
 #include <string>
 #include <thread>
 
+#include <asio/buffers_iterator.hpp>
 #include <asio/co_spawn.hpp>
+#include <asio/read_until.hpp>
+#include <asio/streambuf.hpp>
 #include <asio/detached.hpp>
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/use_awaitable.hpp>
@@ -348,6 +351,38 @@ TEST(proxy_tunnel, a_websocket_client_and_server_talk_through_the_proxy) {
   EXPECT_NE(m.find("tether_proxy_responses_total{class=\"1xx\",cluster=\"backend\"} 1"),
             std::string::npos)
       << m;
+}
+
+TEST(proxy_tunnel, an_open_websocket_holds_no_pool_slot_of_its_host) {
+  websocket_server ws;
+  // One pooled connection per host and worker: a WebSocket holding it would leave an ordinary
+  // request to the same host nothing but the acquire timeout.
+  testing::proxy_fixture proxy{{ws.port()}, "    pool: {max_size: 1, acquire_timeout: 1s}\n"};
+  asio::io_context io;
+  asio::ip::tcp::socket s{io};
+  s.connect({asio::ip::make_address("127.0.0.1"), proxy.port()});
+  asio::write(s, asio::buffer(std::string_view{
+                     "GET /chat HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     "Sec-WebSocket-Version: 13\r\n\r\n"}));
+  const timeval bound{5, 0};
+  ::setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound);
+  asio::streambuf head;
+  std::error_code ec;
+  asio::read_until(s, head, "\r\n\r\n", ec);
+  const std::string got{asio::buffers_begin(head.data()), asio::buffers_end(head.data())};
+  ASSERT_EQ(got.substr(0, 12), "HTTP/1.1 101") << got << ec.message();
+  EXPECT_NE(got.find("Connection: upgrade"), std::string::npos) << got;
+  EXPECT_NE(got.find("Upgrade: websocket"), std::string::npos) << got;
+  EXPECT_NE(got.find("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), std::string::npos)
+      << "RFC 6455's own example key and answer: " << got;
+  // The WebSocket is open; a plain request to the same host gets through (the server refuses
+  // it with 426, as it refuses any request that is not a handshake).
+  const auto status = run("curl -s -o /dev/null -w '%{http_code}' --max-time 5 " +
+                          proxy.url("/plain"));
+  EXPECT_EQ(status, "426");
+  const auto m = metrics_of(proxy);
+  EXPECT_NE(m.find("tether_proxy_tunnels_active{kind=\"upgrade\"} 1"), std::string::npos) << m;
 }
 
 TEST(proxy_tunnel, an_upgrade_the_upstream_refuses_is_answered_and_the_connection_closes) {

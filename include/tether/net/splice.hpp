@@ -1,6 +1,7 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -33,10 +34,12 @@ public:
   /// `moved`. Ends with EOF when `from` has no more, an error when a socket fails or is closed
   /// (operation_aborted). `wake`: cancelling it ends a wait for bytes early, with no error and
   /// nothing moved, so the caller can look again at whether to splice (tether chaos, when a
-  /// toxic arrives).
-  asio::awaitable<std::error_code> move_some(asio::ip::tcp::socket& from, asio::ip::tcp::socket& to,
-                                             std::size_t& moved,
-                                             asio::steady_timer* wake = nullptr);
+  /// toxic arrives). `progress`, if given, is set to the time of each write that moved bytes
+  /// on (a slow reader takes a while to drain a 1 MiB splice, and is not idle meanwhile).
+  asio::awaitable<std::error_code>
+  move_some(asio::ip::tcp::socket& from, asio::ip::tcp::socket& to, std::size_t& moved,
+            asio::steady_timer* wake = nullptr,
+            std::chrono::steady_clock::time_point* progress = nullptr);
 
 private:
   std::array<int, 2> fds_{-1, -1};

@@ -113,6 +113,8 @@ public:
   attempt& operator=(const attempt&) = delete;
 
   [[nodiscard]] host_type& target() const noexcept { return cluster_.at(index_); }
+  /// The host's index in the cluster.
+  [[nodiscard]] std::size_t index() const noexcept { return index_; }
   [[nodiscard]] lease_type& lease() const noexcept { return lease_; }
   /// The connection served an earlier lease: the upstream may have closed it while it sat idle.
   [[nodiscard]] bool reused() const noexcept { return reused_; }

@@ -52,5 +52,22 @@ TEST(router, a_route_for_a_client_certificate_takes_only_its_subject) {
   EXPECT_EQ(find_route(routes, "h", t, "cn=operator,o=example"), 1U); // exact, as the DN reads
 }
 
+TEST(router, a_connect_takes_only_a_connect_route_of_its_host_and_port) {
+  std::vector<route_config> routes = {
+      {"db.internal", "/", "db", std::nullopt, "", connect_route_config{{5432, 6432}}},
+      {"*", "/", "any443", std::nullopt, "", connect_route_config{{443}}},
+      {"*", "/", "web", std::nullopt},
+  };
+  EXPECT_EQ(find_connect_route(routes, "DB.internal:6432"), 0U);
+  EXPECT_EQ(find_connect_route(routes, "db.internal:443"), 1U);
+  EXPECT_EQ(find_connect_route(routes, "db.internal:22"), std::nullopt) << "a port no route lists";
+  EXPECT_EQ(find_connect_route(routes, "[::1]:443"), 1U) << "an IPv6 literal's port";
+  EXPECT_EQ(find_connect_route(routes, "[::1]:22"), std::nullopt);
+  // A request that is not a CONNECT never takes a connect route.
+  http::request_target t;
+  ASSERT_FALSE(http::read_request_target("GET", "/", t));
+  EXPECT_EQ(find_route(routes, "db.internal", t), 2U);
+}
+
 } // namespace
 } // namespace tether::proxy::detail
