@@ -9,8 +9,8 @@
 namespace tether::pool {
 namespace {
 
-constexpr std::array<std::string_view, 7> causes{
-    "refused", "timeout", "unreachable", "reset", "name_resolution", "tls", "other"};
+constexpr std::array<std::string_view, pool_metrics::cause_count> causes{
+    "refused", "timeout", "unreachable", "reset", "name_resolution", "tls", "limit", "other"};
 
 } // namespace
 
@@ -34,7 +34,10 @@ std::string_view pool_metrics::cause_of(std::error_code ec) noexcept {
   if (is_tls_error(ec)) {
     return causes[5];
   }
-  return causes[6];
+  if (ec == errc::overloaded) {
+    return causes[6]; // the connector's own limit (a proxy cluster's max_connections): no dial
+  }
+  return causes[7];
 }
 
 pool_metrics::pool_metrics(metrics::registry& registry, const metrics::labels& labels,

@@ -47,6 +47,8 @@ std::string_view to_string(close_reason reason) noexcept {
     return "evicted";
   case close_reason::reset_failed:
     return "reset_failed";
+  case close_reason::shed:
+    return "shed";
   }
   return "unknown";
 }

@@ -2,6 +2,7 @@
 // when it is built (at start or by a reload), kept by the counters the workers update.
 #include "server_impl.hpp"
 
+#include <algorithm>
 #include <iterator>
 
 #include "tether/tls/tls_metrics.hpp"
@@ -10,6 +11,53 @@ namespace tether::proxy {
 
 using detail::generation;
 using detail::proxy_cluster;
+
+namespace {
+
+// Lets every pool of `up` take part in its max_connections.
+void share_connection_limit(detail::upstream_cluster& up) {
+  // Requests pending at max_connections (upstream::detail::within_thresholds) wait in their
+  // worker's pool for a unit of the limit, which any worker may give back: a connection that
+  // closes anywhere wakes the pools with requests waiting; a connection coming back idle while
+  // another pool waits is closed to give its unit over; and a pool refused for the limit asks
+  // the others to close an idle one. Weak references only: the limit outlives the pools (their
+  // connections hold it), and must not keep them alive.
+  auto pools = std::make_shared<std::vector<std::weak_ptr<detail::upstream_pool>>>();
+  for (const auto& h : up.hosts) {
+    pools->insert(pools->end(), h->pools.begin(), h->pools.end());
+  }
+  std::weak_ptr<resilience::cluster_limits> limits = up.limits;
+  up.limits->connections.on_room([pools] {
+    for (const auto& weak : *pools) {
+      if (auto p = weak.lock(); p && p->stats().pending > 0) {
+        p->wake_waiters();
+      }
+    }
+  });
+  for (const auto& weak : *pools) {
+    const auto self = weak.lock();
+    self->shed_on_return([pools, limits, raw = self.get()] {
+      const auto l = limits.lock();
+      if (!l || l->connections.remaining() > 0) {
+        return false;
+      }
+      return std::any_of(pools->begin(), pools->end(), [raw](const auto& other) {
+        const auto p = other.lock();
+        return p && p.get() != raw && p->stats().pending > 0;
+      });
+    });
+    self->on_overloaded([pools, raw = self.get()] {
+      for (const auto& other : *pools) {
+        if (auto p = other.lock(); p && p.get() != raw && p->stats().idle > 0) {
+          p->shed_idle();
+          return;
+        }
+      }
+    });
+  }
+}
+
+} // namespace
 
 std::shared_ptr<proxy_cluster>
 server::impl::build_cluster(const cluster_config& c, std::shared_ptr<tls::client_context> tls,
@@ -124,8 +172,10 @@ server::impl::build_cluster(const cluster_config& c, std::shared_ptr<tls::client
       pc->pool_observers.push_back(std::move(observer));
     }
   }
+  share_connection_limit(up);
   return pc;
 }
+
 
 void server::impl::watch(proxy_cluster& pc) {
   auto& reg = shared.registry;

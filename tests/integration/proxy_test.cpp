@@ -870,5 +870,42 @@ TEST(proxy_resilience, past_a_cluster_threshold_requests_fail_fast) {
             1); // max 1, none in flight now
 }
 
+TEST(proxy_resilience, requests_at_max_connections_wait_for_a_connection_any_worker_gives_back) {
+  http_test_server backend;
+  // Two workers, one connection for the whole cluster: six clients at once (spread over both
+  // workers by the kernel) all get their answer, one after another on that connection or on
+  // one a worker closed to give its unit over, instead of five 503s.
+  const std::string yaml = "workers: 2\n"
+                           "drain_timeout: 5s\n"
+                           "listeners: [{name: main, address: 127.0.0.1, port: 0}]\n"
+                           "admin: {address: 127.0.0.1, port: 0}\n"
+                           "routes: [{path_prefix: /, cluster: backend}]\n"
+                           "clusters:\n"
+                           "  - name: backend\n"
+                           "    endpoints: [\"127.0.0.1:" +
+                           std::to_string(backend.port()) +
+                           "\"]\n"
+                           "    circuit_breakers: {max_connections: 1}\n"
+                           "    pool: {acquire_timeout: 10s}\n"
+                           "    request_timeout: 20s\n";
+  proxy_fixture proxy{yaml, nullptr};
+  std::string urls;
+  for (int i = 0; i < 6; ++i) {
+    urls += " " + proxy.url("/slow");
+  }
+  const auto codes = run("curl -s --parallel --parallel-immediate --parallel-max 6 --max-time 15 "
+                         "-o /dev/null -o /dev/null -o /dev/null -o /dev/null -o /dev/null "
+                         "-o /dev/null -w '%{http_code}\\n'" +
+                         urls);
+  EXPECT_EQ(codes, "200\n200\n200\n200\n200\n200\n");
+  EXPECT_EQ(backend.requests(), 6);
+  EXPECT_EQ(metric(proxy, "tether_proxy_overflow_total{cluster=\"backend\",resource="
+                          "\"connections\"}"),
+            0);
+  EXPECT_EQ(metric(proxy, "tether_limit_remaining{cluster=\"backend\",resource=\"connections\"}"),
+            0)
+      << "one connection, kept for the next request";
+}
+
 } // namespace
 } // namespace tether::proxy

@@ -5,6 +5,7 @@
 #include <concepts>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <future>
 #include <memory>
 #include <source_location>
@@ -275,6 +276,39 @@ public:
     }
   }
 
+  /// From any thread: a limit the connector counts against (tether::errc::overloaded) has room
+  /// again, so waiters try to connect now rather than at their timeout.
+  void wake_waiters() {
+    asio::post(executor_, [weak = this->weak_from_this()] {
+      if (auto self = weak.lock(); self && !self->waiters_.empty()) {
+        self->maybe_connect();
+      }
+    });
+  }
+
+  /// From any thread: closes the least recently used idle connection, if there is one, giving
+  /// back what it holds of a limit shared with other pools (a proxy cluster's max_connections)
+  /// to a request waiting at it elsewhere.
+  void shed_idle() {
+    asio::post(executor_, [weak = this->weak_from_this()] {
+      if (auto self = weak.lock(); self && !self->idle_.empty()) {
+        entry* e = self->idle_.front();
+        self->idle_.erase(self->idle_.begin());
+        self->close_idle_taken(e, close_reason::shed);
+      }
+    });
+  }
+
+  /// Called on the pool's executor when a connect for its waiters was refused by the
+  /// connector's own limit (tether::errc::overloaded): the waiters stay in line for their
+  /// timeout, and this may ask other pools sharing the limit to give a unit back (shed_idle).
+  void on_overloaded(std::function<void()> f) { on_overloaded_ = std::move(f); }
+
+  /// Asked on the pool's executor when a connection comes back with no waiter here for it:
+  /// true closes it (close_reason::shed) instead of keeping it idle, giving its unit of a
+  /// shared limit to a request waiting in another pool.
+  void shed_on_return(std::function<bool()> f) { shed_on_return_ = std::move(f); }
+
   /// The pool's counts, readable from any thread.
   [[nodiscard]] pool_stats stats() const noexcept {
     pool_stats s;
@@ -472,6 +506,11 @@ private:
     if (hand_to_waiter(e)) {
       return;
     }
+    if (shed_on_return_ && shed_on_return_()) {
+      // Another pool's request waits for a unit of the limit this connection holds.
+      close_active(e, close_reason::shed);
+      return;
+    }
     e->current = entry::state::idle;
     e->last_used = clock_.now();
     idle_.push_back(e);
@@ -490,8 +529,11 @@ private:
       return;
     }
     // The backoff is checked each round: a connect that fails without suspending starts it.
+    // So is a refusal by the connector's limit, which ends the round (wake_waiters starts the
+    // next one when a unit comes back).
+    refused_by_limit_ = false;
     while (connecting_ < waiters_.size() && total() < options_.max_size &&
-           clock_.now() >= backoff_until_) {
+           clock_.now() >= backoff_until_ && !refused_by_limit_) {
       start_connect();
     }
   }
@@ -536,6 +578,15 @@ private:
           backoff_until_ = std::max(now, started + backoff_.next(random_));
         }
         housekeeping_timer_.cancel(); // wake up at the end of the backoff, not a period later
+      }
+      if (ec == errc::overloaded) {
+        refused_by_limit_ = true;
+        // A limit shared with other pools: a unit may come back from any of them (wake_waiters),
+        // so the waiters stay in line until their timeout.
+        if (!waiters_.empty() && on_overloaded_) {
+          on_overloaded_();
+        }
+        return;
       }
       // With nothing that could come back, waiting is pointless: tell waiters why now.
       if (all_.empty() && connecting_ == 0) {
@@ -750,8 +801,10 @@ private:
     }
     // Keep min_idle ready (and serve waiters), unless backing off after a failure.
     if (now >= backoff_until_) {
+      refused_by_limit_ = false; // (as in maybe_connect: a refusal ends the round)
       while (idle_.size() + connecting_ < min_idle_ + waiters_.size() &&
-             total() < options_.max_size && clock_.now() >= backoff_until_) {
+             total() < options_.max_size && clock_.now() >= backoff_until_ &&
+             !refused_by_limit_) {
         start_connect();
       }
     }
@@ -800,6 +853,9 @@ private:
   std::vector<std::unique_ptr<entry>> all_; // every open connection, whatever its state
   std::vector<entry*> idle_;                // stack: back() is the most recently used
   std::deque<waiter*> waiters_;             // first come, first served
+  std::function<void()> on_overloaded_;     // see on_overloaded
+  std::function<bool()> shed_on_return_;    // see shed_on_return
+  bool refused_by_limit_ = false;           // a connect of this round met the connector's limit
   std::size_t connecting_ = 0;
 
   // Mirrors for stats() from other threads; written only on the pool's executor.

@@ -25,6 +25,9 @@ namespace tether::pool {
 ///   tether_pool_connections_closed_total{reason=...}
 class pool_metrics final : public pool_observer {
 public:
+  /// How many causes cause_of tells apart (each a series of the failure counters).
+  static constexpr std::size_t cause_count = 8;
+
   /// `gauges_now` false: the gauges wait for watch_gauges() (a proxy cluster built by a reload
   /// while its predecessor still shows the same series).
   pool_metrics(metrics::registry& registry, const metrics::labels& labels,
@@ -63,8 +66,8 @@ private:
   metrics::histogram& create_;
   prometheus::Counter& timeouts_;
   prometheus::Counter& leaks_;
-  std::array<prometheus::Counter*, 7> failures_{};
-  std::array<prometheus::Counter*, 7> fast_failures_{};
+  std::array<prometheus::Counter*, cause_count> failures_{};
+  std::array<prometheus::Counter*, cause_count> fast_failures_{};
   std::array<prometheus::Counter*, close_reason_count> closed_{};
   std::vector<metrics::callback_registration> gauges_;
 };

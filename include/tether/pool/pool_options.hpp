@@ -51,9 +51,10 @@ enum class close_reason : std::uint8_t {
   not_reusable,      ///< it came back in a state it may not be reused in (the connector said so)
   evicted,           ///< evict_all(): its peer was taken out of service (failed health checks)
   reset_failed,      ///< the connector's reset on return failed (a rollback or reset query)
+  shed,              ///< idle, closed so that a request waiting at a shared limit gets its unit
 };
 /// How many close_reason values there are (for arrays indexed by them).
-inline constexpr std::size_t close_reason_count = 10;
+inline constexpr std::size_t close_reason_count = 11;
 
 /// A short lower-case name ("idle_timeout", ...), for logs and metric labels.
 [[nodiscard]] std::string_view to_string(close_reason reason) noexcept;

@@ -153,7 +153,8 @@ struct cluster_config {
   std::optional<resilience::windowed_retry_budget_options> retry_budget =
       resilience::windowed_retry_budget_options{};
   /// Envoy's thresholds over the whole cluster (every worker): connections, requests waiting for
-  /// a connection, requests in flight, retries in flight. Past one, a request gets 503 at once.
+  /// a connection, requests in flight, retries in flight. At max_connections a request waits as
+  /// pending for a connection any worker gives back; past the others it gets 503 at once.
   resilience::cluster_limits_options limits{};
   host_breaker_config breaker{};
   /// Ejection of hosts after consecutive 5xx or gateway failures; none: off (Envoy's default).

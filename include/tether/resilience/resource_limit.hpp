@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 
 namespace tether::resilience {
 
@@ -25,7 +26,17 @@ public:
   }
 
   /// Gives one unit back. Call exactly once for each successful try_acquire.
-  void release() noexcept { count_.fetch_sub(1, std::memory_order_acq_rel); }
+  void release() noexcept {
+    const std::uint64_t before = count_.fetch_sub(1, std::memory_order_acq_rel);
+    if (on_room_ && before >= max()) {
+      on_room_();
+    }
+  }
+
+  /// Called on the releasing thread when a release leaves room under a limit that was full:
+  /// whoever waits for a unit may take one now (a proxy cluster's requests pending at
+  /// max_connections). Must not throw. Set it before any unit is taken.
+  void on_room(std::function<void()> f) { on_room_ = std::move(f); }
 
   /// Changes the limit (a config reload); units already held stay held.
   void set_max(std::uint64_t max) noexcept { max_.store(max, std::memory_order_relaxed); }
@@ -46,6 +57,7 @@ public:
 private:
   std::atomic<std::uint64_t> max_;
   std::atomic<std::uint64_t> count_{0};
+  std::function<void()> on_room_;
 };
 
 /// Holds one unit of a resource_limit for as long as it lives.

@@ -172,29 +172,26 @@ namespace detail {
 // waits lives in its frame, and a frame over 1 KiB is not recycled by Asio (one malloc and free
 // per request for the loop's frame otherwise).
 
-/// Before an acquire: the cluster's thresholds. False (and `end` says why) when one refuses.
+/// Before an acquire: the cluster's thresholds. A request waiting for a connection holds a unit
+/// of max_pending_requests; with the cluster at max_connections it waits as pending (Envoy's
+/// rule) until a connection comes back to its pool, a unit comes back from any thread (the
+/// connector counts connections against the limit, and the user wakes the pools when one comes
+/// back), or its acquire timeout. False (and `end` says why) when the pending limit refuses.
 template <typename Connector>
-bool within_thresholds(cluster<Connector>& c, host<Connector>& h, std::size_t thread,
+bool within_thresholds(cluster<Connector>& c, host<Connector>& h,
                        const balancer::choice& picked, resilience::resource_guard& pending,
                        loop_end& end) {
   if (!c.limits) {
     return true;
   }
-  resource refused = resource::connections;
-  // max_connections: with the cluster at its limit and nothing idle here, fail fast.
-  if (c.limits->connections.remaining() == 0 && h.pool(thread).stats().idle == 0) {
-    refused = resource::connections;
-  } else {
-    pending = resilience::resource_guard{c.limits->pending_requests};
-    if (pending) {
-      return true;
-    }
-    refused = resource::pending_requests;
+  pending = resilience::resource_guard{c.limits->pending_requests};
+  if (pending) {
+    return true;
   }
   h.ignore(picked.permission);
-  c.overflowed(refused);
+  c.overflowed(resource::pending_requests);
   end.cause = loop_end::why::overflow;
-  end.limit = refused;
+  end.limit = resource::pending_requests;
   end.reason = resilience::give_up_reason::not_retriable;
   return false;
 }
@@ -217,7 +214,11 @@ bool acquire_ends_it(cluster<Connector>& c, host<Connector>& h, std::size_t thre
     h.ignore(picked.permission);
     end.reason = resilience::give_up_reason::not_retriable;
     end.error = error;
-    if (error == errc::overloaded) {
+    // A request that waited its acquire timeout with the cluster at max_connections throughout
+    // is refused by that limit, not by a busy pool.
+    const bool at_limit =
+        error == errc::pool_timeout && c.limits && c.limits->connections.remaining() == 0;
+    if (error == errc::overloaded || at_limit) {
       c.overflowed(resource::connections);
       end.cause = loop_end::why::overflow;
       end.limit = resource::connections;
@@ -305,7 +306,7 @@ asio::awaitable<loop_end> attempt_loop(cluster<Connector>& c, attempts& tries, E
     end.host = picked.index;
     auto& h = c.at(picked.index);
     resilience::resource_guard pending;
-    if (!detail::within_thresholds(c, h, setup.thread, picked, pending, end)) {
+    if (!detail::within_thresholds(c, h, picked, pending, end)) {
       co_return end;
     }
     const typename cluster<Connector>::in_flight counted{c, setup.thread, picked.index};

@@ -499,6 +499,56 @@ TEST_F(pool_test, connect_failures_reach_waiters_and_back_off) {
   EXPECT_EQ(state->opened, 1);
 }
 
+TEST_F(pool_test, a_connect_refused_by_a_shared_limit_waits_for_a_unit_to_come_back) {
+  options.max_size = 2;
+  options.min_idle = 0;
+  options.acquire_timeout = 30s;
+  auto p = make();
+  int asked_to_shed = 0;
+  p->on_overloaded([&asked_to_shed] { ++asked_to_shed; });
+  state->failures = {make_error_code(errc::overloaded)};
+  auto waiting = acquire(p);
+  settle();
+  EXPECT_FALSE(waiting->has_value()) << "no failure handed to the waiter, and no backoff";
+  EXPECT_EQ(asked_to_shed, 1) << "the others sharing the limit are asked to give a unit back";
+  EXPECT_EQ(p->stats().pending, 1U);
+  // A unit comes back elsewhere: the waiter connects now, not at its timeout.
+  p->wake_waiters();
+  ASSERT_TRUE(run_until(io, [&] { return waiting->has_value(); }));
+  EXPECT_FALSE((*waiting)->error);
+  EXPECT_EQ(state->opened, 1);
+  // With none coming back, the wait ends at the acquire timeout (the housekeeper's connects
+  // meet the limit too).
+  state->failures.assign(100, make_error_code(errc::overloaded));
+  auto second = acquire(p);
+  settle();
+  clock.advance(30s);
+  ASSERT_TRUE(run_until(io, [&] { return second->has_value(); }));
+  EXPECT_EQ((*second)->error, make_error_code(errc::pool_timeout));
+}
+
+TEST_F(pool_test, shed_idle_closes_the_least_recently_used_idle_connection) {
+  options.max_size = 3;
+  options.min_idle = 0;
+  auto p = make();
+  auto a = acquire_now(p);
+  auto b = acquire_now(p);
+  const int first_back = a.connection->id;
+  a.connection.reset(); // the least recently used
+  b.connection.reset();
+  settle();
+  ASSERT_EQ(p->stats().idle, 2U);
+  p->shed_idle();
+  settle();
+  EXPECT_EQ(p->stats().idle, 1U);
+  EXPECT_EQ(observer->closed, std::vector<close_reason>{close_reason::shed});
+  auto c = acquire_now(p);
+  EXPECT_NE(c.connection->id, first_back);
+  p->shed_idle(); // nothing idle: nothing happens
+  settle();
+  EXPECT_EQ(observer->closed.size(), 1U);
+}
+
 TEST_F(pool_test, connects_that_fail_together_take_one_step_of_backoff) {
   options.max_size = 3;             // prefill of 3 to a host that refuses all three
   state->suspend_on_connect = true; // like a real connect: the three are in flight together

@@ -24,6 +24,7 @@ TEST(pool_metrics, names_connect_failure_causes) {
   EXPECT_EQ(pool_metrics::cause_of(make_error_code(std::errc::network_unreachable)), "unreachable");
   EXPECT_EQ(pool_metrics::cause_of(make_error_code(std::errc::connection_reset)), "reset");
   EXPECT_EQ(pool_metrics::cause_of(asio::error::host_not_found), "name_resolution");
+  EXPECT_EQ(pool_metrics::cause_of(make_error_code(errc::overloaded)), "limit");
   EXPECT_EQ(pool_metrics::cause_of(make_error_code(errc::tls_unknown_ca)), "tls");
   EXPECT_EQ(pool_metrics::cause_of(make_error_code(std::errc::permission_denied)), "other");
 }
