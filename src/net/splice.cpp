@@ -29,8 +29,7 @@ std::error_code last_error() {
 
 /// What the two directions of a relay share, and its idle timer.
 struct relay_state {
-  relay_state(const asio::any_io_executor& ex, relay_options o)
-      : options{std::move(o)}, idle{ex} {}
+  relay_state(const asio::any_io_executor& ex, relay_options o) : options{std::move(o)}, idle{ex} {}
   relay_options options;
   std::chrono::steady_clock::time_point last_moved = std::chrono::steady_clock::now();
   int running = 2; // directions not ended yet
@@ -139,11 +138,9 @@ bool splice_pipe::open(asio::ip::tcp::socket& from, asio::ip::tcp::socket& to) {
   return true;
 }
 
-asio::awaitable<std::error_code> splice_pipe::move_some(asio::ip::tcp::socket& from,
-                                                        asio::ip::tcp::socket& to,
-                                                        std::size_t& moved,
-                                                        asio::steady_timer* wake,
-                                                        std::chrono::steady_clock::time_point* progress) {
+asio::awaitable<std::error_code>
+splice_pipe::move_some(asio::ip::tcp::socket& from, asio::ip::tcp::socket& to, std::size_t& moved,
+                       asio::steady_timer* wake, std::chrono::steady_clock::time_point* progress) {
   ssize_t in = 0;
   for (;;) {
     if (!from.is_open() || !to.is_open()) {
@@ -209,8 +206,9 @@ asio::awaitable<relay_totals> relay(asio::ip::tcp::socket& a, asio::ip::tcp::soc
   using namespace asio::experimental::awaitable_operators;
   relay_totals totals;
   relay_state st{a.get_executor(), std::move(options)};
-  const auto [ab, ba, idle] = co_await (pass(a, b, totals.a_to_b, st, true) &&
-                                  pass(b, a, totals.b_to_a, st, false) && watch_idle(a, b, st));
+  const auto [ab, ba, idle] =
+      co_await (pass(a, b, totals.a_to_b, st, true) && pass(b, a, totals.b_to_a, st, false) &&
+                watch_idle(a, b, st));
   if (ab != asio::error::eof) {
     totals.error = ab;
   } else if (ba != asio::error::eof) {

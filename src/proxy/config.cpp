@@ -776,9 +776,9 @@ void check_tunnels(reader& r, const YAML::Node& listeners, const YAML::Node& rou
 // The routes section (after the clusters, which routes name).
 void read_routes(reader& r, const YAML::Node& root, config& c) {
   const auto routes = root["routes"];
-  const bool http = c.listeners.empty() ||
-                    std::any_of(c.listeners.begin(), c.listeners.end(),
-                                [](const listener_config& l) { return !l.tcp; });
+  const bool http =
+      c.listeners.empty() || std::any_of(c.listeners.begin(), c.listeners.end(),
+                                         [](const listener_config& l) { return !l.tcp; });
   if (!routes) {
     if (http) {
       r.error(root, "the configuration needs routes (a list of {host, path_prefix, cluster})");

@@ -57,9 +57,8 @@ session::session(worker& w, std::size_t listener, asio::ip::tcp::socket s)
       listener_{w.gen->cfg.listeners[listener].name},
       tcp_cluster_{w.gen->listener_cluster[listener]},
       tcp_{w.gen->cfg.listeners[listener].tcp ? &*w.gen->cfg.listeners[listener].tcp : nullptr},
-      parser_{http::parser::kind::request,
-                                                              w.gen->cfg.downstream.limits},
-      events_{w.heads}, response_events_{w.heads} {
+      parser_{http::parser::kind::request, w.gen->cfg.downstream.limits}, events_{w.heads},
+      response_events_{w.heads} {
   // A WebSocket Upgrade becomes a tunnel on a plain listener; any other Upgrade (h2c), or one
   // over TLS (the relay splices plain sockets), is ignored (RFC 9110 7.8).
   parser_.tunnel_upgrades(!stream_.secured());

@@ -392,10 +392,10 @@ private:
   // The TLS context the connection was accepted with, for as long as it lives (its callbacks
   // point to it; a reload may let go of its generation meanwhile). Null: plain HTTP.
   std::shared_ptr<tls::server_context> certificates_;
-  std::string listener_; // the name of the listener that accepted it
+  std::string listener_;                       // the name of the listener that accepted it
   std::size_t tcp_cluster_ = generation::npos; // a tcp listener's: its cluster's index
   const tcp_proxy_config* tcp_ = nullptr;      // ... and its settings (in gen_)
-  bool leaving_ = false; // that listener was closed by a reload
+  bool leaving_ = false;                       // that listener was closed by a reload
   http::parser parser_;
   event_queue events_;          // the client's requests, parsed
   event_queue response_events_; // the response being read, parsed

@@ -176,7 +176,6 @@ server::impl::build_cluster(const cluster_config& c, std::shared_ptr<tls::client
   return pc;
 }
 
-
 void server::impl::watch(proxy_cluster& pc) {
   auto& reg = shared.registry;
   const auto& name = pc.cfg.name;
@@ -281,10 +280,12 @@ void server::impl::register_metrics() {
   shared.downstream_opened = &reg.counter("tether_proxy_downstream_connections_opened_total",
                                           "Client connections accepted")
                                   .Add({});
-  auto& tunnels = reg.counter("tether_proxy_tunnels_total",
-                              "Tunnels opened (tcp listeners' connections, CONNECT, Upgrade), by kind");
-  auto& idle = reg.counter("tether_proxy_tunnel_idle_timeouts_total",
-                           "Tunnels closed because nothing moved either way for their idle timeout");
+  auto& tunnels =
+      reg.counter("tether_proxy_tunnels_total",
+                  "Tunnels opened (tcp listeners' connections, CONNECT, Upgrade), by kind");
+  auto& idle =
+      reg.counter("tether_proxy_tunnel_idle_timeouts_total",
+                  "Tunnels closed because nothing moved either way for their idle timeout");
   auto& bytes = reg.counter("tether_proxy_tunnel_bytes_total",
                             "Bytes relayed by tunnels, by kind and direction (upstream: from the "
                             "client to the upstream)");

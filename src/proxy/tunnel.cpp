@@ -1,6 +1,7 @@
-// Tunnels (session.hpp): a tcp listener's connections, CONNECT, a WebSocket Upgrade. A host of a cluster is connected as a
-// request's connection is (upstream::attempt_loop: balancer, thresholds, breakers, retries on
-// connect failures), then the two sockets are relayed both ways by net::relay (spliced).
+// Tunnels (session.hpp): a tcp listener's connections, CONNECT, a WebSocket Upgrade. A host of a
+// cluster is connected as a request's connection is (upstream::attempt_loop: balancer, thresholds,
+// breakers, retries on connect failures), then the two sockets are relayed both ways by net::relay
+// (spliced).
 #include "session.hpp"
 
 #include <asio/write.hpp>
@@ -109,10 +110,10 @@ asio::awaitable<net::relay_totals> session::tunnel(asio::ip::tcp::socket& upstre
   // sockets through the watchdog.
   watchdog_->set(steady::time_point::max());
   watchdog_->upstream = &upstream;
-  net::relay_options options{idle, [up = t.bytes_up[k], down = t.bytes_down[k]](
-                                       bool to_upstream, std::size_t n) {
-                               (to_upstream ? up : down)->Increment(static_cast<double>(n));
-                             }};
+  net::relay_options options{
+      idle, [up = t.bytes_up[k], down = t.bytes_down[k]](bool to_upstream, std::size_t n) {
+        (to_upstream ? up : down)->Increment(static_cast<double>(n));
+      }};
   auto totals = co_await net::relay(stream_.socket(), upstream, std::move(options));
   tunneling_ = false;
   watchdog_->upstream = nullptr;

@@ -17,10 +17,10 @@
 
 #include <asio/buffers_iterator.hpp>
 #include <asio/co_spawn.hpp>
-#include <asio/read_until.hpp>
-#include <asio/streambuf.hpp>
 #include <asio/detached.hpp>
 #include <asio/experimental/as_tuple.hpp>
+#include <asio/read_until.hpp>
+#include <asio/streambuf.hpp>
 #include <asio/use_awaitable.hpp>
 
 #include "child_server.hpp"
@@ -93,7 +93,8 @@ std::uint16_t closed_port() {
 /// One worker, a tcp listener "db" to cluster "echo" of `endpoints`, and `extra` in the
 /// cluster's entry.
 std::string tcp_config(const std::vector<std::uint16_t>& endpoints,
-                       const std::string& listener_extra = "", const std::string& cluster_extra = "") {
+                       const std::string& listener_extra = "",
+                       const std::string& cluster_extra = "") {
   std::string list;
   for (const auto p : endpoints) {
     list += (list.empty() ? "" : ", ") + std::string{"\"127.0.0.1:"} + std::to_string(p) + "\"";
@@ -265,9 +266,9 @@ TEST(proxy_tunnel, curl_reaches_a_tls_origin_through_a_connect_tunnel) {
   testing::proxy_fixture proxy{connect_config("localhost", {origin.port()}, {origin.port()}),
                                nullptr};
   const auto url = "https://localhost:" + std::to_string(origin.port()) + "/hello";
-  const auto out = run("curl -sS --proxytunnel -x http://127.0.0.1:" +
-                       std::to_string(proxy.port()) + " --cacert " + ca.path("ca.pem") + " " +
-                       url + " " + url + " 2>&1");
+  const auto out =
+      run("curl -sS --proxytunnel -x http://127.0.0.1:" + std::to_string(proxy.port()) +
+          " --cacert " + ca.path("ca.pem") + " " + url + " " + url + " 2>&1");
   EXPECT_EQ(out, "hello\nhello\n") << "TLS end to end, verified against the origin's name";
   const auto tls = origin.tls_log(2);
   ASSERT_EQ(tls.size(), 2U);
@@ -282,8 +283,7 @@ TEST(proxy_tunnel, curl_reaches_a_tls_origin_through_a_connect_tunnel) {
 
 TEST(proxy_tunnel, bytes_sent_right_after_the_connect_head_go_first_through_the_tunnel) {
   echo_server echo;
-  testing::proxy_fixture proxy{connect_config("127.0.0.1", {echo.port()}, {echo.port()}),
-                               nullptr};
+  testing::proxy_fixture proxy{connect_config("127.0.0.1", {echo.port()}, {echo.port()}), nullptr};
   const std::string to = "127.0.0.1:" + std::to_string(echo.port());
   const auto got =
       send_and_read(proxy.port(), "CONNECT " + to + " HTTP/1.1\r\nHost: " + to + "\r\n\r\nearly");
@@ -297,10 +297,9 @@ TEST(proxy_tunnel, bytes_sent_right_after_the_connect_head_go_first_through_the_
 TEST(proxy_tunnel, connect_to_a_port_or_host_no_route_allows_is_403_and_reaches_nothing) {
   echo_server echo;
   const auto other = closed_port();
-  testing::proxy_fixture proxy{connect_config("127.0.0.1", {echo.port()}, {echo.port()}),
-                               nullptr};
-  for (const std::string& to : {"127.0.0.1:" + std::to_string(other),
-                               "example.com:" + std::to_string(echo.port())}) {
+  testing::proxy_fixture proxy{connect_config("127.0.0.1", {echo.port()}, {echo.port()}), nullptr};
+  for (const std::string& to :
+       {"127.0.0.1:" + std::to_string(other), "example.com:" + std::to_string(echo.port())}) {
     bool closed = false;
     const auto got = testing::raw_exchange(
         proxy.port(), "CONNECT " + to + " HTTP/1.1\r\nHost: " + to + "\r\n\r\n", &closed);
@@ -378,8 +377,8 @@ TEST(proxy_tunnel, an_open_websocket_holds_no_pool_slot_of_its_host) {
       << "RFC 6455's own example key and answer: " << got;
   // The WebSocket is open; a plain request to the same host gets through (the server refuses
   // it with 426, as it refuses any request that is not a handshake).
-  const auto status = run("curl -s -o /dev/null -w '%{http_code}' --max-time 5 " +
-                          proxy.url("/plain"));
+  const auto status =
+      run("curl -s -o /dev/null -w '%{http_code}' --max-time 5 " + proxy.url("/plain"));
   EXPECT_EQ(status, "426");
   const auto m = metrics_of(proxy);
   EXPECT_NE(m.find("tether_proxy_tunnels_active{kind=\"upgrade\"} 1"), std::string::npos) << m;

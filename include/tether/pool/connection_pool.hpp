@@ -803,8 +803,7 @@ private:
     if (now >= backoff_until_) {
       refused_by_limit_ = false; // (as in maybe_connect: a refusal ends the round)
       while (idle_.size() + connecting_ < min_idle_ + waiters_.size() &&
-             total() < options_.max_size && clock_.now() >= backoff_until_ &&
-             !refused_by_limit_) {
+             total() < options_.max_size && clock_.now() >= backoff_until_ && !refused_by_limit_) {
         start_connect();
       }
     }

@@ -178,9 +178,8 @@ namespace detail {
 /// connector counts connections against the limit, and the user wakes the pools when one comes
 /// back), or its acquire timeout. False (and `end` says why) when the pending limit refuses.
 template <typename Connector>
-bool within_thresholds(cluster<Connector>& c, host<Connector>& h,
-                       const balancer::choice& picked, resilience::resource_guard& pending,
-                       loop_end& end) {
+bool within_thresholds(cluster<Connector>& c, host<Connector>& h, const balancer::choice& picked,
+                       resilience::resource_guard& pending, loop_end& end) {
   if (!c.limits) {
     return true;
   }

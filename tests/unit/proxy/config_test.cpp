@@ -340,18 +340,17 @@ TEST(proxy_config, a_connect_route_lists_its_ports_and_has_a_cluster_of_its_own)
   EXPECT_EQ(ok.value->routes[0].connect->idle_timeout, clock::duration{10min});
   EXPECT_FALSE(ok.value->routes[1].connect);
 
-  const auto bad = load_config(
-      "listeners: [{name: edge, port: 3128}]\n"
-      "routes:\n"
-      "  - {host: a, connect: {}, cluster: api}\n"
-      "  - {host: b, connect: {ports: [0, 443]}, cluster: web}\n"
-      "  - {host: c, connect: {ports: [443]}, cluster: secure}\n"
-      "  - {path_prefix: /, cluster: web}\n"
-      "clusters:\n"
-      "  - {name: api, endpoints: [\"10.0.0.2:443\"]}\n"
-      "  - {name: web, endpoints: [\"10.0.0.1:80\"]}\n"
-      "  - {name: secure, endpoints: [\"10.0.0.1:443\"], tls: {}}\n",
-      "bad.yaml");
+  const auto bad = load_config("listeners: [{name: edge, port: 3128}]\n"
+                               "routes:\n"
+                               "  - {host: a, connect: {}, cluster: api}\n"
+                               "  - {host: b, connect: {ports: [0, 443]}, cluster: web}\n"
+                               "  - {host: c, connect: {ports: [443]}, cluster: secure}\n"
+                               "  - {path_prefix: /, cluster: web}\n"
+                               "clusters:\n"
+                               "  - {name: api, endpoints: [\"10.0.0.2:443\"]}\n"
+                               "  - {name: web, endpoints: [\"10.0.0.1:80\"]}\n"
+                               "  - {name: secure, endpoints: [\"10.0.0.1:443\"], tls: {}}\n",
+                               "bad.yaml");
   EXPECT_FALSE(bad.value);
   EXPECT_TRUE(has(bad, "bad.yaml:3:24: route a connect needs ports: the ports a CONNECT may name "
                        "([443])"))
