@@ -9,22 +9,17 @@
 
 #include <sys/socket.h>
 
-#include <atomic>
 #include <chrono>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include <asio/buffers_iterator.hpp>
-#include <asio/co_spawn.hpp>
-#include <asio/detached.hpp>
-#include <asio/experimental/as_tuple.hpp>
 #include <asio/read_until.hpp>
 #include <asio/streambuf.hpp>
-#include <asio/use_awaitable.hpp>
 
 #include "child_server.hpp"
 #include "http_test_server.hpp"
+#include "loopback_server.hpp"
 #include "nginx_server.hpp"
 #include "pg_server.hpp"
 #include "proxy_fixture.hpp"
@@ -34,55 +29,11 @@ namespace tether::proxy {
 namespace {
 
 using testing::run;
-constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
 
-/// A TCP server on its own thread that sends back what it reads, and closes its side after the
-/// client's EOF. Counts the connections it accepted.
-class echo_server {
-public:
-  echo_server() : acceptor_{io_, {asio::ip::make_address("127.0.0.1"), 0}} {
-    asio::co_spawn(io_, accept_loop(), asio::detached);
-    thread_ = std::thread{[this] { io_.run(); }};
-  }
-  echo_server(const echo_server&) = delete;
-  echo_server& operator=(const echo_server&) = delete;
-  ~echo_server() {
-    io_.stop();
-    thread_.join();
-  }
-  [[nodiscard]] std::uint16_t port() const { return acceptor_.local_endpoint().port(); }
-  [[nodiscard]] int accepted() const { return accepted_.load(); }
-
-private:
-  asio::awaitable<void> accept_loop() {
-    for (;;) {
-      auto [ec, s] = co_await acceptor_.async_accept(use_tuple);
-      if (ec) {
-        co_return;
-      }
-      ++accepted_;
-      asio::co_spawn(io_, echo(std::move(s)), asio::detached);
-    }
-  }
-  static asio::awaitable<void> echo(asio::ip::tcp::socket s) {
-    std::array<char, 4096> buffer{};
-    for (;;) {
-      auto [ec, n] = co_await s.async_read_some(asio::buffer(buffer), use_tuple);
-      if (n > 0) {
-        co_await asio::async_write(s, asio::buffer(buffer.data(), n), use_tuple);
-      }
-      if (ec) {
-        std::error_code ignored;
-        s.shutdown(asio::socket_base::shutdown_send, ignored);
-        co_return;
-      }
-    }
-  }
-
-  asio::io_context io_;
-  asio::ip::tcp::acceptor acceptor_;
-  std::thread thread_;
-  std::atomic<int> accepted_{0};
+/// A TCP server on its own thread that sends back what it reads and closes after the client's
+/// EOF, counting the connections it accepted.
+struct echo_server : testing::loopback_server {
+  echo_server() : loopback_server{behaviour::echo} {}
 };
 
 /// A port nothing listens on (bound, then let go).
