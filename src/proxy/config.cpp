@@ -866,6 +866,11 @@ void read_process_sections(reader& r, const YAML::Node& root, config& c) {
                                        std::to_string(c.admin.upgrade_socket.size()) +
                                        " bytes long; a Unix socket's path holds 107 at most");
     }
+    if (!c.admin.upgrade_socket.empty() && c.admin.upgrade_socket.front() != '/') {
+      r.error(a["upgrade_socket"], "admin.upgrade_socket '" + c.admin.upgrade_socket +
+                                       "' must be an absolute path: the running tether and the "
+                                       "one taking over may start in different directories");
+    }
   }
 
   if (const auto l = root["log"]; l && r.is_map(l, "log")) {

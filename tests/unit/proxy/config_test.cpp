@@ -263,6 +263,13 @@ TEST(proxy_config, an_upgrade_socket_path_too_long_for_a_unix_socket_is_an_error
   EXPECT_TRUE(has(r, "long.yaml:4:25: admin.upgrade_socket is 108 bytes long; a Unix socket's "
                      "path holds 107 at most"))
       << all(r);
+  const auto relative =
+      load_config(base.substr(0, base.size() - 1) + "run/tether.sock}\n", "relative.yaml");
+  EXPECT_FALSE(relative.value);
+  EXPECT_TRUE(has(relative, "relative.yaml:4:25: admin.upgrade_socket 'run/tether.sock' must be an "
+                            "absolute path: the running tether and the one taking over may start "
+                            "in different directories"))
+      << all(relative);
 }
 
 TEST(proxy_config, two_listeners_of_one_name_are_an_error) {
