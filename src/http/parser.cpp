@@ -416,24 +416,9 @@ struct parser::state {
     if (tunnel_protocol.empty()) {
       return true;
     }
-    for (const auto& f : fields) {
-      if (!iequals(view(f.name), "upgrade")) {
-        continue;
-      }
-      std::string_view rest = view(f.value);
-      for (;;) {
-        const auto comma = rest.find(',');
-        const auto token = trim_ows(rest.substr(0, comma));
-        if (iequals(token.substr(0, token.find('/')), tunnel_protocol)) {
-          return true;
-        }
-        if (comma == std::string_view::npos) {
-          break;
-        }
-        rest.remove_prefix(comma + 1);
-      }
-    }
-    return false;
+    return std::any_of(fields.begin(), fields.end(), [this](const field& f) {
+      return iequals(view(f.name), "upgrade") && lists_protocol(view(f.value), tunnel_protocol);
+    });
   }
 
   [[nodiscard]] bool has_field(std::string_view name) const noexcept {
@@ -906,6 +891,21 @@ bool parser::idle() const noexcept {
 
 void parser::tunnel_upgrades(bool tunnel) noexcept {
   s_->tunnel_upgrades = tunnel;
+}
+
+bool lists_protocol(std::string_view upgrade_value, std::string_view protocol) noexcept {
+  std::string_view rest = upgrade_value;
+  for (;;) {
+    const auto comma = rest.find(',');
+    const auto token = trim_ows(rest.substr(0, comma));
+    if (iequals(token.substr(0, token.find('/')), protocol)) {
+      return true;
+    }
+    if (comma == std::string_view::npos) {
+      return false;
+    }
+    rest.remove_prefix(comma + 1);
+  }
 }
 
 void parser::tunnel_only(std::string protocol) {

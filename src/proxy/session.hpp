@@ -354,6 +354,17 @@ private:
     std::string host = "-";          // the host connected to (or the last one tried)
     upstream::loop_end how;
     std::string first_bytes; // a WebSocket's: what the upstream sent behind its 101
+
+    /// Takes attempt `a`'s connection out of its pool for good (the lease closes an empty
+    /// socket), with its unit of max_connections, and its host.
+    void take(upstream_attempt& a) {
+      auto& lease = a.lease();
+      slot = std::move(lease->slot);
+      upstream = std::move(lease->stream.socket());
+      lease.mark_broken();
+      how.host = a.index();
+      host = a.target().name();
+    }
   };
 
   /// A tunnel's connect, as upstream::attempt_loop runs it: an attempt that got a connection
@@ -369,14 +380,15 @@ private:
   };
 
   // Connects to a host of `cc` for a tunnel: the cluster's balancer, thresholds, breakers and
-  // connect timeout, and its retry policy on connect failures.
-  asio::awaitable<void> connect_tunnel(proxy_cluster& cc, steady::time_point started,
-                                       tunnel_end& out);
+  // connect timeout, and `policy` on connect failures.
+  asio::awaitable<void> connect_tunnel(proxy_cluster& cc, const resilience::retry_policy& policy,
+                                       steady::time_point started, tunnel_end& out);
 
   // Relays the client's connection and `upstream` both ways until both close, one fails, the
-  // session is aborted or nothing moves for `idle`. Counted as a tunnel of `kind`.
-  asio::awaitable<net::relay_totals> tunnel(asio::ip::tcp::socket& upstream, tunnel_kind kind,
-                                            clock::duration idle);
+  // session is aborted or nothing moves for `idle`. Counted as a tunnel of `kind`. What came
+  // ahead of the tunnel goes first: `to_client` (behind a 101), then tunnel_bytes_ upstream.
+  asio::awaitable<void> tunnel(asio::ip::tcp::socket& upstream, tunnel_kind kind,
+                               clock::duration idle, std::string_view to_client = {});
 
   // A TLS listener's handshake, bounded by the request-header timeout; false: no session.
   asio::awaitable<bool> secure();

@@ -59,10 +59,7 @@ std::string reason_of(const upstream::loop_end& end, const tunnel_refusal& r) {
 } // namespace
 
 asio::awaitable<upstream::exchange_end> session::tunnel_exchange::exchange(upstream_attempt& a) {
-  auto& lease = a.lease();
-  out.slot = std::move(lease->slot);
-  out.upstream = std::move(lease->stream.socket());
-  lease.mark_broken(); // the pool lets go of it: the tunnel owns the socket now
+  out.take(a); // the pool lets go of it: the tunnel owns the socket now
   // Connected: a success for the host's breaker and outlier detection.
   (void)a.at_response(resilience::attempt_outcome{});
   upstream::exchange_end r;
@@ -76,84 +73,81 @@ void session::tunnel_exchange::on_retry(const upstream_host& h, const upstream::
                 r.failure);
 }
 
-asio::awaitable<void> session::connect_tunnel(proxy_cluster& cc, steady::time_point started,
-                                              tunnel_end& out) {
+asio::awaitable<void> session::connect_tunnel(proxy_cluster& cc,
+                                              const resilience::retry_policy& policy,
+                                              steady::time_point started, tunnel_end& out) {
   auto& up = *cc.upstream;
   // Only a connection that could not be made is tried again (the retry policy's conditions
   // past that never arise: nothing is sent before the tunnel is up).
-  upstream::attempts tries{{cc.cfg.retry.policy,
-                            {"CONNECT", false, true},
-                            started,
-                            up.budget.get(),
-                            &up.limits->retries}};
+  upstream::attempts tries{
+      {policy, {"CONNECT", false, true}, started, up.budget.get(), &up.limits->retries}};
   tunnel_exchange ex{*this, out};
   out.how = co_await upstream::attempt_loop(
       up, tries, ex,
       {w_.id, monotonic_clock::instance(), w_.random, cc.cfg.pool.acquire_timeout, started});
-  if (out.how.host != upstream::loop_end::npos) {
-    out.host = up.at(out.how.host).name();
+  if (out.how.how != upstream::loop_end::kind::answered &&
+      out.how.host != upstream::loop_end::npos) {
+    out.host = up.at(out.how.host).name(); // the last host tried, for the log
   }
 }
 
-asio::awaitable<net::relay_totals> session::tunnel(asio::ip::tcp::socket& upstream,
-                                                   tunnel_kind kind, clock::duration idle) {
+asio::awaitable<void> session::tunnel(asio::ip::tcp::socket& upstream, tunnel_kind kind,
+                                      clock::duration idle, std::string_view to_client) {
   auto& t = w_.shared.tunnels;
   const auto k = static_cast<std::size_t>(kind);
   if (aborted_ || stream_.secured()) {
     // (Only plain sockets are relayed: a TLS client's bytes would go out undeciphered.)
-    co_return net::relay_totals{0, 0, asio::error::operation_aborted};
+    co_return;
   }
   t.opened[k]->Increment();
   ++t.active[k];
   tunneling_ = true;
-  // The relay ends itself (both ends closed, an error, the idle timeout); an abort cancels both
-  // sockets through the watchdog.
+  // The relay ends itself (both ends closed, an error, the idle timeout); an abort closes both
+  // sockets (abort()).
   watchdog_->set(steady::time_point::max());
   watchdog_->upstream = &upstream;
-  net::relay_options options{
-      idle, [up = t.bytes_up[k], down = t.bytes_down[k]](bool to_upstream, std::size_t n) {
-        (to_upstream ? up : down)->Increment(static_cast<double>(n));
-      }};
-  auto totals = co_await net::relay(stream_.socket(), upstream, std::move(options));
+  bool ahead_sent = true;
+  if (!to_client.empty()) {
+    auto [ec, n] = co_await asio::async_write(stream_.socket(), asio::buffer(to_client), use_tuple);
+    t.bytes_down[k]->Increment(static_cast<double>(n));
+    ahead_sent = !ec;
+  }
+  if (ahead_sent && !tunnel_bytes_.empty()) {
+    auto [ec, n] = co_await asio::async_write(upstream, asio::buffer(tunnel_bytes_), use_tuple);
+    t.bytes_up[k]->Increment(static_cast<double>(n));
+    tunnel_bytes_.clear();
+    ahead_sent = !ec;
+  }
+  if (ahead_sent) {
+    net::relay_options options{
+        idle, [up = t.bytes_up[k], down = t.bytes_down[k]](bool to_upstream, std::size_t n) {
+          (to_upstream ? up : down)->Increment(static_cast<double>(n));
+        }};
+    const auto totals = co_await net::relay(stream_.socket(), upstream, std::move(options));
+    if (totals.idle) {
+      t.idle_closed[k]->Increment();
+    }
+  }
   tunneling_ = false;
   watchdog_->upstream = nullptr;
   --t.active[k];
-  if (totals.idle) {
-    t.idle_closed[k]->Increment();
-  }
-  co_return totals;
 }
 
 asio::awaitable<void> session::tunnel_upgrade(proxy_cluster& cc) {
   const auto up = std::move(upgraded_);
-  const auto k = static_cast<std::size_t>(tunnel_kind::upgrade);
-  if (!up->first_bytes.empty()) {
-    auto [ec, n] = co_await asio::async_write(stream_, asio::buffer(up->first_bytes), use_tuple);
-    w_.shared.tunnels.bytes_down[k]->Increment(static_cast<double>(n));
-    if (ec) {
-      co_return;
-    }
-  }
-  if (!tunnel_bytes_.empty()) {
-    auto [ec, n] = co_await asio::async_write(up->upstream, asio::buffer(tunnel_bytes_), use_tuple);
-    w_.shared.tunnels.bytes_up[k]->Increment(static_cast<double>(n));
-    tunnel_bytes_.clear();
-    if (ec) {
-      co_return;
-    }
-  }
   // The Upgrade's route has no tunnel settings of its own: a WebSocket with nothing moving
   // either way for the downstream idle timeout is closed (nginx's proxy_read_timeout does so
   // too; WebSocket pings keep a live one open).
   const upstream_cluster::in_flight counted{*cc.upstream, w_.id, up->how.host};
-  co_await tunnel(up->upstream, tunnel_kind::upgrade, gen_->cfg.downstream.idle_timeout);
+  co_await tunnel(up->upstream, tunnel_kind::upgrade, gen_->cfg.downstream.idle_timeout,
+                  up->first_bytes);
 }
 
 asio::awaitable<void> session::run_tcp() {
   const auto started = steady::now();
   proxy_cluster& cc = *gen_->clusters[tcp_cluster_];
   tunnel_end end{stream_.get_executor()};
-  co_await connect_tunnel(cc, started, end);
+  co_await connect_tunnel(cc, cc.cfg.retry.policy, started, end);
   if (end.how.how != upstream::loop_end::kind::answered) {
     // No host took the connection: there is no one to tell but the access log and the counters;
     // the client's connection closes.
@@ -204,7 +198,7 @@ asio::awaitable<bool> session::connect_request(request_context& rq, std::string_
     co_return false;
   }
   tunnel_end up{stream_.get_executor()};
-  co_await connect_tunnel(cc, rq.started, up);
+  co_await connect_tunnel(cc, gen.route_retry[*route_index]->policy, rq.started, up);
   if (up.how.how != upstream::loop_end::kind::answered) {
     const auto refused = refusal_of(up.how);
     count(refused.counted);
@@ -219,22 +213,13 @@ asio::awaitable<bool> session::connect_request(request_context& rq, std::string_
   if (aborted_) {
     co_return false; // a stop past its drain time while connecting: no tunnel to announce
   }
-  // RFC 9110 9.3.6: a 2xx, with no content, and the tunnel begins after it; what the client sent
-  // after its head already (a TLS ClientHello, say) goes first.
+  // RFC 9110 9.3.6: a 2xx, with no content, and the tunnel begins after it (what the client sent
+  // behind its head already, a TLS ClientHello say, goes first: tunnel()).
   const std::string_view established = "HTTP/1.1 200 Connection established\r\n\r\n";
   auto [answer_error, answered] =
       co_await asio::async_write(stream_, asio::buffer(established), use_tuple);
   if (answer_error) {
     co_return false;
-  }
-  if (!tunnel_bytes_.empty()) {
-    auto [ec, n] = co_await asio::async_write(up.upstream, asio::buffer(tunnel_bytes_), use_tuple);
-    w_.shared.tunnels.bytes_up[static_cast<std::size_t>(tunnel_kind::connect)]->Increment(
-        static_cast<double>(n));
-    tunnel_bytes_.clear();
-    if (ec) {
-      co_return false;
-    }
   }
   {
     const upstream_cluster::in_flight counted{*cc.upstream, w_.id, up.how.host};

@@ -8,32 +8,11 @@
 #include <asio/co_spawn.hpp>
 #include <asio/write.hpp>
 
-#include "tether/core/text.hpp"
 #include "tether/http/serializer.hpp"
 
 #include "session.hpp"
 
 namespace tether::proxy::detail {
-
-namespace {
-
-/// Whether an Upgrade field value lists `protocol` (its version aside), case-insensitively.
-bool lists_protocol(std::optional<std::string_view> value, std::string_view protocol) {
-  std::string_view rest = value.value_or(std::string_view{});
-  while (!rest.empty()) {
-    const auto comma = std::min(rest.find(','), rest.size());
-    auto token = rest.substr(0, comma);
-    token.remove_prefix(std::min(token.find_first_not_of(" \t"), token.size()));
-    token = token.substr(0, std::min({token.find('/'), token.find(' '), token.find('\t')}));
-    if (iequals(token, protocol)) {
-      return true;
-    }
-    rest.remove_prefix(std::min(comma + 1, rest.size()));
-  }
-  return false;
-}
-
-} // namespace
 
 asio::awaitable<session::send_end>
 session::stream_request(request_context& rq, http::http_connection& up, const upload& plan) {
@@ -247,7 +226,7 @@ bool session::forward_parsed(std::string& reply, response_read& st, request_cont
     if (auto* held = std::get_if<head_ptr>(&ev)) {
       const owned_head* h = held->get();
       if (h->status == 101 && rq.upgrade && h->upgrade &&
-          lists_protocol(h->find("upgrade"), "websocket")) {
+          http::lists_protocol(h->find("upgrade").value_or(""), "websocket")) {
         // The upstream switched to the WebSocket protocol the request asked for: a success for
         // the host, the 101 to the client (with its Upgrade and Connection: upgrade), and the
         // connection becomes a tunnel (exchange).
@@ -454,12 +433,8 @@ asio::awaitable<upstream::exchange_end> session::exchange(proxy_exchange& ex, up
     // The connection leaves its pool for the tunnel, with its unit of max_connections: no pool
     // slot is held while the WebSocket lives. handle() tunnels it once the attempts are over.
     upgraded_ = std::make_unique<tunnel_end>(stream_.get_executor());
-    upgraded_->upstream = std::move(up.stream.socket());
-    upgraded_->slot = std::move(up.slot);
-    upgraded_->how.host = a.index();
-    upgraded_->host = a.target().name();
+    upgraded_->take(a);
     upgraded_->first_bytes.assign(up.buffer.data() + st.tail_from, st.tail_to - st.tail_from);
-    lease.mark_broken();
     end.forwarded = true;
     end.keep = false;
     co_return exchange_result(ex, a, end);

@@ -126,4 +126,9 @@ private:
   bool head_response_ = false;
 };
 
+/// Whether an Upgrade field's value (a comma-separated list, RFC 9110 7.8) names `protocol`,
+/// compared case-insensitively and with its version ("websocket/13") aside.
+[[nodiscard]] bool lists_protocol(std::string_view upgrade_value,
+                                  std::string_view protocol) noexcept;
+
 } // namespace tether::http
