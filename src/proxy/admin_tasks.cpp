@@ -25,16 +25,18 @@ asio::awaitable<void> access_log_flush_loop(server::impl* s, asio::steady_timer*
 }
 
 // Outlier detection's periodic sweep: hosts whose ejection time is over come back. Ends when a
-// reload retires the cluster (its timer is gone then) or the proxy stops.
+// reload retires the cluster (its timer is gone then) or the proxy stops; a cluster that took
+// over from it sweeps on the same schedule.
 asio::awaitable<void> outlier_loop(server::impl* s, std::shared_ptr<proxy_cluster> c,
                                    asio::steady_timer* timer) {
   auto& cc = *c->upstream;
   for (;;) {
-    timer->expires_after(cc.detector->options().interval);
+    timer->expires_at(*c->next_sweep);
     const auto [ec] = co_await timer->async_wait(use_tuple);
     if (ec || c->retired || !s->started) {
       co_return;
     }
+    *c->next_sweep = steady::now() + cc.detector->options().interval;
     for (const auto& host : cc.detector->on_interval()) {
       log_event(s->shared, spdlog::level::info,
                 "outlier detection returned " + host->address() + " to service");

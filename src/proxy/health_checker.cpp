@@ -22,9 +22,17 @@ asio::awaitable<void> health_loop(server::impl* s, std::shared_ptr<proxy_cluster
   const auto& hc = cl.health_check;
   const auto& ep = cl.endpoints[e];
   auto& counters = c->upstream->at(e);
-  std::uint32_t passes = 0;
-  std::uint32_t failures = 0;
+  // The streaks and the schedule are the endpoint's: a cluster that took over from another
+  // goes on from them (a reload does not put a check off, nor restart a count).
+  auto& state = *c->endpoints[e];
   for (;;) {
+    if (state.next_check > steady::now()) {
+      timer->expires_at(state.next_check);
+      const auto [ec] = co_await timer->async_wait(use_tuple);
+      if (ec || c->retired || !s->started) {
+        co_return;
+      }
+    }
     bool passed = false;
     if (hc.kind == health_check_kind::http) {
       http::request r;
@@ -46,6 +54,8 @@ asio::awaitable<void> health_loop(server::impl* s, std::shared_ptr<proxy_cluster
       co_return;
     }
     (passed ? counters.series.checks_passed : counters.series.checks_failed)->Increment();
+    auto& passes = state.check_passes;
+    auto& failures = state.check_failures;
     passes = passed ? passes + 1 : 0;
     failures = passed ? 0 : failures + 1;
     const bool healthy = counters.healthy.load();
@@ -67,11 +77,7 @@ asio::awaitable<void> health_loop(server::impl* s, std::shared_ptr<proxy_cluster
     if (hc.jitter > clock::duration::zero()) {
       wait += uniform_duration(s->random, clock::duration::zero(), hc.jitter);
     }
-    timer->expires_after(wait);
-    const auto [ec] = co_await timer->async_wait(use_tuple);
-    if (ec || c->retired || !s->started) {
-      co_return;
-    }
+    state.next_check = steady::now() + wait;
   }
 }
 

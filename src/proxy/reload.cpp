@@ -48,15 +48,22 @@ std::string cluster_fingerprint(const cluster_config& c) {
   return out;
 }
 
+std::string settings_fingerprint(const cluster_config& c) {
+  auto settings = c;
+  settings.endpoints.clear();
+  return cluster_fingerprint(settings);
+}
+
 std::vector<std::shared_ptr<tls::client_context>>
-make_client_contexts(const config& next, const std::vector<std::shared_ptr<proxy_cluster>>& kept) {
+make_client_contexts(const config& next, const std::vector<std::shared_ptr<proxy_cluster>>& kept,
+                     const std::vector<std::shared_ptr<proxy_cluster>>& from) {
   // Made before anything changes: a certificate file that went bad since the config was
   // checked fails the reload, not half of it.
   std::vector<std::shared_ptr<tls::client_context>> contexts;
   for (std::size_t i = 0; i < next.clusters.size(); ++i) {
     const auto& cl = next.clusters[i];
-    contexts.push_back(!kept[i] && cl.tls ? std::make_shared<tls::client_context>(*cl.tls)
-                                          : nullptr);
+    contexts.push_back(
+        !kept[i] && !from[i] && cl.tls ? std::make_shared<tls::client_context>(*cl.tls) : nullptr);
   }
   return contexts;
 }
@@ -116,46 +123,42 @@ const std::string* renamed(const std::vector<std::pair<std::string, std::string>
   return nullptr;
 }
 
-// Per cluster of `next`: the running one it keeps (same name, same settings), or none.
-std::vector<std::shared_ptr<proxy_cluster>> kept_clusters(const config& next,
-                                                          const generation& running) {
+// Per cluster of `next`, the running one of its name: whole when its settings are the same
+// (`kept`), or as the predecessor it takes over from when only its endpoints changed (`from`).
+struct running_clusters {
   std::vector<std::shared_ptr<proxy_cluster>> kept;
-  if (!(next.downstream.limits == running.cfg.downstream.limits)) {
-    // The parser limits apply to upstream responses too: every cluster is built anew.
-    kept.resize(next.clusters.size());
-    return kept;
-  }
-  for (const auto& cl : next.clusters) {
-    const auto fingerprint = cluster_fingerprint(cl);
-    std::shared_ptr<proxy_cluster> same;
-    for (const auto& old : running.clusters) {
-      if (old->cfg.name == cl.name && old->fingerprint == fingerprint) {
-        same = old;
-        break;
-      }
-    }
-    kept.push_back(std::move(same));
-  }
-  return kept;
-}
-
-// The clusters that must close: their pools, closed on their worker, then the cluster itself
-// (its limits and handshake counters, which the pools' connections point to, go last).
-struct closing {
-  std::shared_ptr<proxy_cluster> owner;
-  std::vector<std::shared_ptr<upstream_pool>> pools;
-  closing() = default;
-  closing(closing&&) = default;
-  closing& operator=(closing&&) = default;
-  closing(const closing&) = delete;
-  closing& operator=(const closing&) = delete;
-  ~closing() { pools.clear(); }
+  std::vector<std::shared_ptr<proxy_cluster>> from;
 };
 
-asio::awaitable<void> close_pools(closing c) {
-  for (auto& p : c.pools) {
-    co_await p->async_close();
+running_clusters match_clusters(const config& next, const generation& running) {
+  running_clusters out;
+  out.kept.resize(next.clusters.size());
+  out.from.resize(next.clusters.size());
+  if (!(next.downstream.limits == running.cfg.downstream.limits)) {
+    // The parser limits apply to upstream responses too: every cluster is built anew.
+    return out;
   }
+  for (std::size_t i = 0; i < next.clusters.size(); ++i) {
+    const auto& cl = next.clusters[i];
+    const auto fingerprint = cluster_fingerprint(cl);
+    const auto settings = settings_fingerprint(cl);
+    for (const auto& old : running.clusters) {
+      if (old->cfg.name != cl.name) {
+        continue;
+      }
+      if (old->fingerprint == fingerprint) {
+        out.kept[i] = old;
+      } else if (old->settings == settings) {
+        out.from[i] = old;
+      }
+      break;
+    }
+  }
+  return out;
+}
+
+asio::awaitable<void> close_pool(std::shared_ptr<upstream_pool> p) {
+  co_await p->async_close();
 }
 
 asio::awaitable<void> close_client(std::shared_ptr<http::client> client) {
@@ -171,33 +174,25 @@ void server::impl::retire(proxy_cluster& c) {
     asio::co_spawn(admin_io, close_client(std::move(c.checker)),
                    report_exceptions{"closing a retired cluster's health checks"});
   }
-  // Its successor (same name, new settings) registers the same gauges.
-  for (auto& o : c.pool_observers) {
-    o->forget_gauges();
+  // Its successor (the same name: new settings, or new endpoints) registers the same gauges.
+  for (auto& e : c.endpoints) {
+    for (auto& o : e->observers) {
+      o->forget_gauges();
+    }
   }
   c.callbacks.clear();
   c.upstream->series.gauges = {};
 }
 
-void server::impl::dispose(proxy_cluster* raw) {
-  // No request, session or task holds the cluster any more (this is its shared_ptr's deleter).
-  std::shared_ptr<proxy_cluster> owner{raw};
+void server::impl::close_pools(std::vector<std::shared_ptr<upstream_pool>> pools) {
   if (!workers_running) {
-    for (auto& h : owner->upstream->hosts) {
-      h->pools.clear(); // before the io_contexts they were made on
-    }
-    return;
+    return; // destroyed here, before the io_contexts they were made on
   }
   for (auto& w : workers) {
-    closing c;
-    c.owner = owner;
-    for (auto& h : owner->upstream->hosts) {
-      if (w->id < h->pools.size()) {
-        c.pools.push_back(std::move(h->pools[w->id]));
-      }
+    if (w->id < pools.size()) {
+      asio::co_spawn(w->io, close_pool(std::move(pools[w->id])),
+                     report_exceptions{"closing the pools of an endpoint no cluster holds"});
     }
-    asio::co_spawn(w->io, close_pools(std::move(c)),
-                   report_exceptions{"closing a retired cluster's pools"});
   }
 }
 
@@ -268,10 +263,13 @@ std::string server::impl::reload(config next) {
     }
   }
   std::shared_ptr<const generation> g;
+  std::vector<std::shared_ptr<proxy_cluster>> from; // per cluster of g: its predecessor, if any
   try {
-    auto kept = kept_clusters(next, *previous);
-    auto contexts = make_client_contexts(next, kept);
-    g = build_generation(std::move(next), std::move(kept), std::move(contexts));
+    auto running_ones = match_clusters(next, *previous);
+    from = running_ones.from;
+    auto contexts = make_client_contexts(next, running_ones.kept, running_ones.from);
+    g = build_generation(std::move(next), std::move(running_ones.kept),
+                         std::move(running_ones.from), std::move(contexts));
   } catch (const std::exception& e) {
     return refuse(e.what()); // what was built goes with `g`: its pools close on their workers
   }
@@ -284,6 +282,15 @@ std::string server::impl::reload(config next) {
   const auto in = [](const generation& gen, const std::shared_ptr<proxy_cluster>& c) {
     return std::find(gen.clusters.begin(), gen.clusters.end(), c) != gen.clusters.end();
   };
+  // Clusters that take over from a predecessor: the endpoints it had and they do not leave
+  // the outlier detection they share, and theirs join it.
+  std::size_t took_over = 0;
+  for (std::size_t i = 0; i < from.size(); ++i) {
+    if (from[i]) {
+      g->clusters[i]->upstream->take_over(*from[i]->upstream);
+      ++took_over;
+    }
+  }
   std::size_t carried = 0;
   std::size_t retired = 0;
   for (const auto& old : previous->clusters) {
@@ -299,10 +306,8 @@ std::string server::impl::reload(config next) {
       continue;
     }
     watch(*c);
-    for (auto& h : c->upstream->hosts) {
-      for (auto& p : h->pools) {
-        p->start();
-      }
+    for (auto& e : c->endpoints) {
+      e->start(); // those of the endpoints it took over run already
     }
     try {
       start_cluster_tasks(c);
@@ -363,11 +368,12 @@ std::string server::impl::reload(config next) {
   reload_results[0]->Increment();
   log_event(shared, spdlog::level::info,
             "reloaded: config " + g->hash + ", " + std::to_string(g->clusters.size() - carried) +
-                " clusters built, " + std::to_string(carried) + " kept as they were, " +
-                std::to_string(retired) + " retired (closed when their requests are done); " +
-                std::to_string(opened_count) + " listeners opened, " +
-                std::to_string(closed->size()) + " closed, " + std::to_string(renames->size()) +
-                " renamed");
+                " clusters built (" + std::to_string(took_over) +
+                " keeping their unchanged endpoints), " + std::to_string(carried) +
+                " kept as they were, " + std::to_string(retired) +
+                " retired (closed when their requests are done); " + std::to_string(opened_count) +
+                " listeners opened, " + std::to_string(closed->size()) + " closed, " +
+                std::to_string(renames->size()) + " renamed");
   return {};
 }
 

@@ -288,8 +288,8 @@ std::error_code server::start(const start_options& options) {
   try {
     s.register_metrics();
     std::vector<std::shared_ptr<proxy_cluster>> none(cfg.clusters.size());
-    auto contexts = make_client_contexts(cfg, none);
-    s.publish(s.build_generation(cfg, std::move(none), std::move(contexts)));
+    auto contexts = make_client_contexts(cfg, none, none);
+    s.publish(s.build_generation(cfg, none, none, std::move(contexts)));
     for (const auto& c : s.shared.current->clusters) {
       s.watch(*c);
     }
@@ -343,12 +343,12 @@ std::error_code server::start(const start_options& options) {
     }
   }
   s.workers_running = true;
-  for (auto& w : s.workers) {
-    for (auto& c : s.shared.current->clusters) {
-      for (auto& h : c->upstream->hosts) {
-        h->pools[w->id]->start();
-      }
+  for (auto& c : s.shared.current->clusters) {
+    for (auto& e : c->endpoints) {
+      e->start(); // (each pool's housekeeping begins when its worker runs)
     }
+  }
+  for (auto& w : s.workers) {
     s.start_accepting(w.get());
     sweep_buffers(w.get()); // TLS sessions' buffers (a reload may add a TLS listener)
     w->work = std::make_shared<asio::executor_work_guard<asio::io_context::executor_type>>(

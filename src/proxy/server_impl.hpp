@@ -130,22 +130,27 @@ struct server::impl {
   tls::handshake_counters* listener_handshakes(const std::string& name);
   std::map<std::string, detail::listener_tls> listener_stats; // start and admin thread
   /// A cluster, its series and its pool on every worker (stats.cpp); `tls` made already, for
-  /// a cluster with `tls:`.
+  /// a cluster with `tls:`. With `previous` (whose settings `c` repeats, its endpoints aside),
+  /// the cluster that takes over from it: sharing its state, keeping the endpoints that stay.
   std::shared_ptr<detail::proxy_cluster> build_cluster(const cluster_config& c,
                                                        std::shared_ptr<tls::client_context> tls,
-                                                       const http::parser_limits& response_limits);
+                                                       const http::parser_limits& response_limits,
+                                                       const detail::proxy_cluster* previous);
   /// The generation of `c`: per cluster, the one `kept` holds (a running cluster whose config
-  /// did not change), or one built with `contexts`' TLS context (reload.cpp makes both).
+  /// did not change), or one built with `contexts`' TLS context, taking over from the one
+  /// `from` holds when only its endpoints changed (reload.cpp makes all three).
   std::shared_ptr<const detail::generation>
   build_generation(config c, std::vector<std::shared_ptr<detail::proxy_cluster>> kept,
+                   std::vector<std::shared_ptr<detail::proxy_cluster>> from,
                    std::vector<std::shared_ptr<tls::client_context>> contexts);
   /// Registers the gauges read from a cluster at scrape time (its hosts' health, breakers,
   /// limits, budget, outlier state, TLS handshakes and pools), once.
   void watch(detail::proxy_cluster& c);
   /// A cluster left out of the running generation: its gauges and admin tasks end now.
   void retire(detail::proxy_cluster& c);
-  /// The deleter of every cluster: its pools close on their workers, then it goes.
-  void dispose(detail::proxy_cluster* c);
+  /// An endpoint's pools that no cluster holds any more, closed on their workers (at once
+  /// when the workers are stopped).
+  void close_pools(std::vector<std::shared_ptr<detail::upstream_pool>> pools);
   /// Validated whole, then swapped in on every worker (admin thread). The error, or empty.
   std::string reload(config next);
   /// The source's config, reloaded (admin thread): the errors, or none.
@@ -190,11 +195,15 @@ std::string config_hash(const config& c);
 /// What says whether a cluster changed: its settings as /config shows them, and the size and
 /// time of its TLS files.
 std::string cluster_fingerprint(const cluster_config& c);
+/// The same without its endpoints: equal when a reload changed only those.
+std::string settings_fingerprint(const cluster_config& c);
 
-/// Per cluster of `next` not `kept`, with `tls:`, its client context; made before anything
-/// changes, so that a certificate file gone bad fails a reload whole (std::invalid_argument).
+/// Per cluster of `next` neither `kept` nor taking over `from` another, with `tls:`, its client
+/// context; made before anything changes, so that a certificate file gone bad fails a reload
+/// whole (std::invalid_argument).
 std::vector<std::shared_ptr<tls::client_context>>
-make_client_contexts(const config& next, const std::vector<std::shared_ptr<proxy_cluster>>& kept);
+make_client_contexts(const config& next, const std::vector<std::shared_ptr<proxy_cluster>>& kept,
+                     const std::vector<std::shared_ptr<proxy_cluster>>& from);
 
 /// Active health checks of cluster `c`'s host `e` (health_checker.cpp).
 asio::awaitable<void> health_loop(server::impl* s, std::shared_ptr<proxy_cluster> c, std::size_t e,

@@ -6,10 +6,12 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <asio/experimental/as_tuple.hpp>
@@ -70,15 +72,79 @@ inline constexpr std::array<const char*, 11> cause_names = {
     "pool_timeout",     "upstream_reset", "upstream_timeout", "bad_response",
     "downstream_reset", "overflow",       "circuit_open"};
 
+/// The pools that take part in a cluster's max_connections (stats.cpp, share_connection_limit),
+/// held weakly, across the reloads that keep the cluster's limits: the admin thread adds to
+/// it, any worker reads it (off the fast path: only while the cluster is at its limit).
+class limit_pools {
+public:
+  void add(const std::shared_ptr<upstream_pool>& p) {
+    const std::lock_guard hold{lock_};
+    std::erase_if(pools_, [](const auto& weak) { return weak.expired(); });
+    pools_.push_back(p);
+  }
+  /// Those still open, held while the caller looks at them (called without the lock held:
+  /// what it calls on them may release a connection, which may call back here).
+  [[nodiscard]] std::vector<std::shared_ptr<upstream_pool>> live() const {
+    std::vector<std::shared_ptr<upstream_pool>> out;
+    const std::lock_guard hold{lock_};
+    for (const auto& weak : pools_) {
+      if (auto p = weak.lock()) {
+        out.push_back(std::move(p));
+      }
+    }
+    return out;
+  }
+
+private:
+  mutable std::mutex lock_;
+  std::vector<std::weak_ptr<upstream_pool>> pools_;
+};
+
+/// What the proxy keeps of one endpoint beyond its upstream host, shared by every cluster that
+/// holds the host: a reload that changes only a cluster's endpoints keeps the others as they are.
+/// When the last cluster holding it goes, `close` closes the host's pools on their workers.
+struct endpoint_state {
+  std::shared_ptr<upstream_host> host;
+  std::vector<std::shared_ptr<pool::pool_metrics>> observers; // its pools' gauges, per worker
+  std::function<void(std::vector<std::shared_ptr<upstream_pool>>)> close;
+  // The admin thread's: whether its pools were started, and its health checks' streaks and
+  // schedule (a cluster that takes over goes on from them, not from scratch).
+  bool started = false;
+  std::uint32_t check_passes = 0;
+  std::uint32_t check_failures = 0;
+  steady::time_point next_check{}; // the epoch: at once
+  endpoint_state() = default;
+  endpoint_state(const endpoint_state&) = delete;
+  endpoint_state& operator=(const endpoint_state&) = delete;
+  ~endpoint_state() {
+    if (close && host) {
+      close(std::exchange(host->pools, {})); // no cluster uses them any more
+    }
+  }
+  /// Starts the pools (prefill, housekeeping) the first time a running generation has them.
+  void start() {
+    if (!std::exchange(started, true)) {
+      for (auto& p : host->pools) {
+        p->start();
+      }
+    }
+  }
+};
+
 /// A cluster as the proxy keeps it: the upstream layer's cluster (its hosts with their pools,
 /// one per worker, breakers and outlier state; the balancers, thresholds and budget) and the
 /// proxy's counters of the responses its clients got. A reload that leaves a cluster's config as
 /// it was carries the same object into the next generation, with all that state; one that
 /// changes or removes it retires it (server::impl::retire): its gauges go at once, its admin
-/// tasks end, and when no request holds it any more its pools close and it is deleted.
+/// tasks end, and when no request holds it any more it is deleted, with the pools of its
+/// endpoints that no other cluster holds. A reload that changes only a cluster's endpoints
+/// builds its successor on the same limits, budget and outlier detection, and the endpoints
+/// that stay keep their pools, breakers, outlier and health state (upstream::cluster's
+/// adopt_host).
 struct proxy_cluster {
   cluster_config cfg;
   std::string fingerprint; // its config as /config shows it: equal means unchanged
+  std::string settings;    // the same without its endpoints, as they were when it was built
   std::unique_ptr<upstream_cluster> upstream;
   std::array<prometheus::Counter*, 5> responses{};
   metrics::histogram* duration = nullptr;
@@ -92,9 +158,15 @@ struct proxy_cluster {
   /// client.
   std::vector<std::unique_ptr<asio::steady_timer>> timers;
   std::shared_ptr<http::client> checker;
-  /// The gauges read from this cluster and its pools at scrape time (declared last: they go
-  /// first, before what they read).
-  std::vector<std::shared_ptr<pool::pool_metrics>> pool_observers;
+  /// Shared with the clusters that take over from this one (and their predecessors).
+  std::shared_ptr<limit_pools> limited_pools;
+  /// Per host (upstream->hosts' order): its pools' gauges and the proxy's state of it.
+  std::vector<std::shared_ptr<endpoint_state>> endpoints;
+  /// When outlier detection sweeps next: shared with the clusters that take over from this one,
+  /// so that reloads more frequent than the interval do not put the sweep off (admin thread).
+  std::shared_ptr<steady::time_point> next_sweep;
+  /// The gauges read from this cluster at scrape time (declared last: they go first, before
+  /// what they read).
   std::vector<metrics::callback_registration> callbacks;
 };
 

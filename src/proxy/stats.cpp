@@ -14,54 +14,74 @@ using detail::proxy_cluster;
 
 namespace {
 
-// Lets every pool of `up` take part in its max_connections.
-void share_connection_limit(detail::upstream_cluster& up) {
-  // Requests pending at max_connections (upstream::detail::within_thresholds) wait in their
-  // worker's pool for a unit of the limit, which any worker may give back: a connection that
-  // closes anywhere wakes the pools with requests waiting; a connection coming back idle while
-  // another pool waits is closed to give its unit over; and a pool refused for the limit asks
-  // the others to close an idle one. Weak references only: the limit outlives the pools (their
-  // connections hold it), and must not keep them alive.
-  auto pools = std::make_shared<std::vector<std::weak_ptr<detail::upstream_pool>>>();
-  for (const auto& h : up.hosts) {
-    pools->insert(pools->end(), h->pools.begin(), h->pools.end());
-  }
-  std::weak_ptr<resilience::cluster_limits> limits = up.limits;
-  up.limits->connections.on_room([pools] {
-    for (const auto& weak : *pools) {
-      if (auto p = weak.lock(); p && p->stats().pending > 0) {
-        p->wake_waiters();
+// Lets the pools of a cluster take part in its max_connections: `pools` lists them, `p` is one
+// being added (before it starts).
+//
+// Requests pending at max_connections (upstream::detail::within_thresholds) wait in their
+// worker's pool for a unit of the limit, which any worker may give back: a connection that
+// closes anywhere wakes the pools with requests waiting; a connection coming back idle while
+// another pool waits is closed to give its unit over; and a pool refused for the limit asks
+// the others to close an idle one. Weak references only: the limit outlives the pools (their
+// connections hold it), and must not keep them alive.
+void share_connection_limit(const std::shared_ptr<detail::limit_pools>& pools,
+                            const std::shared_ptr<resilience::cluster_limits>& limits,
+                            const std::shared_ptr<detail::upstream_pool>& p) {
+  std::weak_ptr<detail::limit_pools> all = pools;
+  p->shed_on_return([all, limit = &limits->connections, raw = p.get()] {
+    // (The limit outlives the pool: the pool's connector holds it.)
+    if (limit->remaining() > 0) {
+      return false;
+    }
+    const auto list = all.lock();
+    if (!list) {
+      return false;
+    }
+    const auto live = list->live();
+    return std::any_of(live.begin(), live.end(), [raw](const auto& other) {
+      return other.get() != raw && other->stats().pending > 0;
+    });
+  });
+  p->on_overloaded([all, raw = p.get()] {
+    const auto list = all.lock();
+    if (!list) {
+      return;
+    }
+    for (const auto& other : list->live()) {
+      if (other.get() != raw && other->stats().idle > 0) {
+        other->shed_idle();
+        return;
       }
     }
   });
-  for (const auto& weak : *pools) {
-    const auto self = weak.lock();
-    self->shed_on_return([pools, limits, raw = self.get()] {
-      const auto l = limits.lock();
-      if (!l || l->connections.remaining() > 0) {
-        return false;
-      }
-      return std::any_of(pools->begin(), pools->end(), [raw](const auto& other) {
-        const auto p = other.lock();
-        return p && p.get() != raw && p->stats().pending > 0;
-      });
-    });
-    self->on_overloaded([pools, raw = self.get()] {
-      for (const auto& other : *pools) {
-        if (auto p = other.lock(); p && p.get() != raw && p->stats().idle > 0) {
-          p->shed_idle();
-          return;
+  pools->add(p);
+}
+
+// Wakes the pools with requests pending for a unit of `limits`' connections, when one is given
+// back. Set once, when the limits are made: a cluster that takes over from another shares both.
+void wake_on_room(const std::shared_ptr<detail::limit_pools>& pools,
+                  resilience::cluster_limits& limits) {
+  limits.connections.on_room([all = std::weak_ptr<detail::limit_pools>{pools}]() noexcept {
+    // Called from a release, which must not throw; live() may (an allocation): a wake lost
+    // then leaves its requests to their pool timeout.
+    try {
+      if (const auto list = all.lock()) {
+        for (const auto& p : list->live()) {
+          if (p->stats().pending > 0) {
+            p->wake_waiters();
+          }
         }
       }
-    });
-  }
+    } catch (const std::exception&) { // NOLINT(bugprone-empty-catch): said above
+    }
+  });
 }
 
 } // namespace
 
 std::shared_ptr<proxy_cluster>
 server::impl::build_cluster(const cluster_config& c, std::shared_ptr<tls::client_context> tls,
-                            const http::parser_limits& response_limits) {
+                            const http::parser_limits& response_limits,
+                            const proxy_cluster* previous) {
   using namespace detail;
   auto& reg = shared.registry;
   const clock& rclock = *shared.resilience_clock;
@@ -98,13 +118,49 @@ server::impl::build_cluster(const cluster_config& c, std::shared_ptr<tls::client
   if (c.breaker.enabled) {
     options.breaker = c.breaker.options;
   }
-  std::shared_ptr<proxy_cluster> pc{new proxy_cluster, [this](proxy_cluster* p) { dispose(p); }};
+  auto pc = std::make_shared<proxy_cluster>();
   pc->cfg = c;
   pc->fingerprint = cluster_fingerprint(c);
-  pc->upstream = std::make_unique<upstream_cluster>(std::move(options), rclock);
+  pc->settings = settings_fingerprint(c);
+  if (previous != nullptr) {
+    // Only its endpoints changed: it goes on with its predecessor's limits, budget, outlier
+    // detection, TLS context and sessions, and the endpoints that stay as they are.
+    pc->upstream =
+        std::make_unique<upstream_cluster>(std::move(options), rclock, *previous->upstream);
+    pc->tls = previous->tls;
+    pc->handshakes = previous->handshakes;
+    pc->limited_pools = previous->limited_pools;
+    pc->next_sweep = previous->next_sweep;
+  } else {
+    pc->upstream = std::make_unique<upstream_cluster>(std::move(options), rclock);
+    if (tls) {
+      pc->tls = std::move(tls);
+      pc->handshakes = std::make_shared<tls::handshake_counters>();
+    }
+    pc->limited_pools = std::make_shared<limit_pools>();
+    wake_on_room(pc->limited_pools, *pc->upstream->limits);
+    if (c.outlier_detection) {
+      pc->next_sweep =
+          std::make_shared<steady::time_point>(steady::now() + c.outlier_detection->interval);
+    }
+  }
   auto& up = *pc->upstream;
+  std::vector<std::shared_ptr<upstream_host>> added;
   for (const auto& e : c.endpoints) {
+    if (previous != nullptr) {
+      const auto& before = previous->upstream->hosts;
+      const auto same = std::find_if(before.begin(), before.end(), [&e](const auto& h) {
+        return h->address() == e.host && h->port() == e.port;
+      });
+      if (same != before.end()) {
+        up.adopt_host(*same);
+        pc->endpoints.push_back(
+            previous->endpoints[static_cast<std::size_t>(same - before.begin())]);
+        continue;
+      }
+    }
     auto& h = up.add_host(e.host, e.port);
+    added.push_back(up.hosts.back());
     const metrics::labels hl{{"cluster", c.name}, {"endpoint", h.name()}};
     h.series.attempts = &attempts.Add(hl);
     h.series.ejections = &ejections.Add(hl);
@@ -135,13 +191,11 @@ server::impl::build_cluster(const cluster_config& c, std::shared_ptr<tls::client
   pc->duration = &reg.histogram_series("tether_proxy_request_duration_seconds",
                                        "From a request's head to the end of its response",
                                        {{"cluster", c.name}});
-  if (tls) {
-    pc->tls = std::move(tls);
-    pc->handshakes = std::make_shared<tls::handshake_counters>();
-  }
-  // Each host gets a pool on every worker, at the worker's index among its pools.
-  for (auto& w : workers) {
-    for (auto& h : up.hosts) {
+  // Each host added gets a pool on every worker, at the worker's index among its pools.
+  for (const auto& h : added) {
+    auto ep = std::make_shared<endpoint_state>();
+    ep->host = h;
+    for (auto& w : workers) {
       // The gauges read the pool at scrape time, weakly: a pool can outlive its cluster's list
       // while it closes.
       auto weak = std::make_shared<std::weak_ptr<upstream_pool>>();
@@ -168,11 +222,17 @@ server::impl::build_cluster(const cluster_config& c, std::shared_ptr<tls::client
       auto p = upstream_pool::create(w->io.get_executor(), std::move(connector), c.pool,
                                      coarse_monotonic_clock::instance(), observer);
       *weak = p;
+      share_connection_limit(pc->limited_pools, up.limits, p);
       h->pools.push_back(std::move(p));
-      pc->pool_observers.push_back(std::move(observer));
+      ep->observers.push_back(std::move(observer));
     }
+    ep->close = [this](std::vector<std::shared_ptr<upstream_pool>> pools) {
+      close_pools(std::move(pools));
+    };
+    // In the hosts' order: a host added comes after the adopted ones before it.
+    const auto at = std::find(up.hosts.begin(), up.hosts.end(), h);
+    pc->endpoints.insert(pc->endpoints.begin() + (at - up.hosts.begin()), std::move(ep));
   }
-  share_connection_limit(up);
   return pc;
 }
 
@@ -192,13 +252,16 @@ void server::impl::watch(proxy_cluster& pc) {
         tls::watch_handshakes(reg, "tether_proxy_upstream", {{"cluster", name}}, *pc.handshakes);
     std::move(watched.begin(), watched.end(), std::back_inserter(pc.callbacks));
   }
-  for (auto& o : pc.pool_observers) {
-    o->watch_gauges();
+  for (auto& e : pc.endpoints) {
+    for (auto& o : e->observers) {
+      o->watch_gauges();
+    }
   }
 }
 
 std::shared_ptr<const generation>
 server::impl::build_generation(config c, std::vector<std::shared_ptr<proxy_cluster>> kept,
+                               std::vector<std::shared_ptr<proxy_cluster>> from,
                                std::vector<std::shared_ptr<tls::client_context>> contexts) {
   using namespace detail;
   auto g = std::make_shared<generation>();
@@ -217,9 +280,9 @@ server::impl::build_generation(config c, std::vector<std::shared_ptr<proxy_clust
     }
   }
   for (std::size_t i = 0; i < cfg.clusters.size(); ++i) {
-    g->clusters.push_back(
-        kept[i] ? std::move(kept[i])
-                : build_cluster(cfg.clusters[i], std::move(contexts[i]), cfg.downstream.limits));
+    g->clusters.push_back(kept[i] ? std::move(kept[i])
+                                  : build_cluster(cfg.clusters[i], std::move(contexts[i]),
+                                                  cfg.downstream.limits, from[i].get()));
   }
   for (const auto& l : cfg.listeners) {
     auto& index = g->listener_cluster.emplace_back(generation::npos);

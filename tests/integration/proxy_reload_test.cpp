@@ -230,6 +230,91 @@ TEST(proxy_reload, a_changed_cluster_closes_its_pooled_connections_and_its_succe
       1);
 }
 
+TEST(proxy_reload, a_cluster_whose_endpoints_change_keeps_those_that_stay_with_their_connections) {
+  http_test_server a;
+  http_test_server b;
+  http_test_server c;
+  http_test_server other;
+  // One worker: the pooled connection a later request finds is that worker's.
+  const auto with_endpoints = [&](std::uint16_t second) {
+    auto yaml = two_clusters(a.port(), other.port(), "a", "0", 1);
+    const auto list = "[" + endpoint(a.port()) + "]";
+    return yaml.replace(yaml.find(list), list.size(),
+                        "[" + endpoint(a.port()) + ", " + endpoint(second) + "]");
+  };
+  proxy_fixture proxy{with_endpoints(b.port()), nullptr};
+  const std::string curl = "curl -sS --max-time 10 -o /dev/null -o /dev/null -w '%{http_code} ' ";
+  // Round robin: one request to each endpoint, each on a connection the pool keeps.
+  EXPECT_EQ(run(curl + proxy.url("/x") + " " + proxy.url("/y")), "200 200 ");
+  ASSERT_EQ(a.requests(), 1);
+  ASSERT_EQ(b.requests(), 1);
+
+  // b leaves cluster a, c joins it: a's connection stays pooled, b's closes with its pool.
+  const auto errors = proxy.get().reload(loaded(with_endpoints(c.port())));
+  ASSERT_TRUE(errors.empty()) << errors[0];
+  const auto give_up = steady::now() + 5s;
+  while (pool_closed(proxy.admin_port(), b.port()) < 1 && steady::now() < give_up) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(pool_closed(proxy.admin_port(), b.port()), 1);
+  EXPECT_EQ(run(curl + proxy.url("/x") + " " + proxy.url("/y")), "200 200 ");
+  EXPECT_EQ(a.requests(), 2);
+  EXPECT_EQ(c.requests(), 1);
+  EXPECT_EQ(b.requests(), 1);
+  EXPECT_EQ(a.connections(), 1) << "the endpoint that stayed opened a connection again";
+  EXPECT_EQ(pool_closed(proxy.admin_port(), a.port()), 0);
+  // Its gauges are the new cluster's now, and the one that left has none.
+  const auto healthy = [&](std::uint16_t port) {
+    return metric(proxy.admin_port(),
+                  "tether_proxy_host_healthy{cluster=\"a\",endpoint=" + endpoint(port) + "}");
+  };
+  EXPECT_EQ(healthy(a.port()), 1);
+  EXPECT_EQ(healthy(c.port()), 1);
+  EXPECT_EQ(healthy(b.port()), -1);
+  EXPECT_EQ(metric(proxy.admin_port(), "tether_pool_connections{cluster=\"a\",endpoint=" +
+                                           endpoint(a.port()) + ",state=\"idle\",worker=\"0\"}"),
+            1);
+}
+
+TEST(proxy_reload, an_endpoint_kept_goes_on_with_its_health_checks_schedule) {
+  http_test_server a;
+  http_test_server c;
+  http_test_server other;
+  // Checks an hour apart: each endpoint is checked once at start, and not again for an hour.
+  const auto with_endpoints = [&](const std::string& list) {
+    auto yaml = two_clusters(a.port(), other.port(), "a");
+    const auto was = "[" + endpoint(a.port()) + "]";
+    return yaml.replace(yaml.find(was), was.size(),
+                        list + ", health_check: {type: http, path: /health, interval: 1h, "
+                               "jitter: 0s, timeout: 2s}");
+  };
+  proxy_fixture proxy{with_endpoints("[" + endpoint(a.port()) + "]"), nullptr};
+  const auto passed = [&](std::uint16_t port) {
+    return metric(proxy.admin_port(), "tether_proxy_health_checks_total{cluster=\"a\",endpoint=" +
+                                          endpoint(port) + ",result=\"passed\"}");
+  };
+  const auto wait_for_check = [&](std::uint16_t port) {
+    const auto give_up = steady::now() + 5s;
+    while (passed(port) < 1 && steady::now() < give_up) {
+      std::this_thread::sleep_for(10ms);
+    }
+    return passed(port);
+  };
+  ASSERT_EQ(wait_for_check(a.port()), 1);
+
+  // c joins: it is checked at once (and serves once it passes); a keeps its verdict and its
+  // next check an hour away, where a cluster built anew would check it again now.
+  const auto errors = proxy.get().reload(
+      loaded(with_endpoints("[" + endpoint(a.port()) + ", " + endpoint(c.port()) + "]")));
+  ASSERT_TRUE(errors.empty()) << errors[0];
+  EXPECT_EQ(wait_for_check(c.port()), 1);
+  EXPECT_EQ(passed(a.port()), 1);
+  const std::string curl = "curl -sS --max-time 10 -o /dev/null -o /dev/null -w '%{http_code} ' ";
+  EXPECT_EQ(run(curl + proxy.url("/a/x") + " " + proxy.url("/a/y")), "200 200 ");
+  EXPECT_EQ(c.requests(), 2); // one check, one request
+  EXPECT_EQ(a.requests(), 2);
+}
+
 /// One kept-alive client connection across a reload that retires cluster a: its first request
 /// (`first`: /one, or /slow, answered 300 ms after the reload began) is done, and while it waits
 /// to send its second the retired cluster must close its pools: the connection took the new

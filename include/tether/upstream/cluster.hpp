@@ -1,5 +1,6 @@
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <functional>
@@ -76,12 +77,25 @@ public:
       limits = std::make_shared<resilience::cluster_limits>(*options_.limits);
     }
     if (options_.budget) {
-      budget = std::make_unique<resilience::windowed_retry_budget>(*options_.budget, clock_);
+      budget = std::make_shared<resilience::windowed_retry_budget>(*options_.budget, clock_);
     }
     if (options_.outlier_detection) {
       detector =
-          std::make_unique<resilience::outlier_detector>(*options_.outlier_detection, clock_);
+          std::make_shared<resilience::outlier_detector>(*options_.outlier_detection, clock_);
     }
+    threads_.reserve(options_.threads);
+    for (std::size_t i = 0; i < options_.threads; ++i) {
+      threads_.emplace_back(options_.lb);
+    }
+  }
+  /// A cluster that takes over from `previous`, whose settings `options` repeats (a config
+  /// reload that changed only the hosts): it shares the thresholds, the retry budget and the
+  /// outlier detection of `previous`, and takes the hosts that stay with adopt_host, so that
+  /// what did not change keeps its state. Hosts added here join the outlier detection at
+  /// take_over().
+  cluster(cluster_options options, const clock& resilience_clock, const cluster& previous)
+      : limits{previous.limits}, budget{previous.budget}, detector{previous.detector},
+        options_{std::move(options)}, clock_{resilience_clock}, joined_{false} {
     threads_.reserve(options_.threads);
     for (std::size_t i = 0; i < options_.threads; ++i) {
       threads_.emplace_back(options_.lb);
@@ -99,13 +113,13 @@ public:
   /// when it is given by name. Its pools are the caller's to add (one per thread), since what a
   /// connection is made with (executor, connector) is the caller's.
   host_type& add_host(std::string address, std::uint16_t port) {
-    auto h = std::make_unique<host_type>(std::move(address), port);
+    auto h = std::make_shared<host_type>(std::move(address), port);
     if (options_.breaker) {
       h->breaker = std::make_unique<resilience::circuit_breaker>(options_.name + "/" + h->name(),
                                                                  *options_.breaker, clock_);
       h->breaker_failures = options_.breaker->failures;
     }
-    if (detector) {
+    if (detector && joined_) {
       h->outlier = detector->add_host(h->name());
     }
     if (options_.health_checked) {
@@ -117,11 +131,38 @@ public:
     if (not_ip) {
       h->addresses = std::make_shared<net::address_cache>();
     }
+    return adopt_host(std::move(h));
+  }
+
+  /// Adds a host as it is, with its pools, breaker, outlier state and health: one that
+  /// `previous` (see the constructor) has and keeps.
+  host_type& adopt_host(std::shared_ptr<host_type> h) {
     for (auto& t : threads_) {
       t.active.push_back(0);
     }
     hosts.push_back(std::move(h));
     return *hosts.back();
+  }
+
+  /// The hosts of `previous` that this cluster did not adopt leave the outlier detection they
+  /// share, and the hosts added here join it. Call it once nothing can stop this cluster from
+  /// replacing `previous` (a reload past its last check), just before requests move over:
+  /// until then the detection counts the hosts of `previous` only, which runs alone.
+  void take_over(const cluster& previous) {
+    if (!detector || joined_) {
+      return;
+    }
+    joined_ = true;
+    for (const auto& h : previous.hosts) {
+      if (h->outlier && std::find(hosts.begin(), hosts.end(), h) == hosts.end()) {
+        detector->remove_host(h->outlier);
+      }
+    }
+    for (const auto& h : hosts) {
+      if (!h->outlier) {
+        h->outlier = detector->add_host(h->name());
+      }
+    }
   }
 
   /// Registers the gauges of the cluster's limits, budget and outlier detection, and of each
@@ -172,12 +213,14 @@ public:
     host_type& host_;
   };
 
-  std::vector<std::unique_ptr<host_type>> hosts;
+  /// Shared with the cluster that takes over from this one, for the hosts it keeps.
+  std::vector<std::shared_ptr<host_type>> hosts;
   /// Null: no thresholds. Shared: a connector counting its connections against them may
-  /// outlive the cluster (its pool closing on another thread).
+  /// outlive the cluster (its pool closing on another thread), and so may the cluster that
+  /// takes over from it.
   std::shared_ptr<resilience::cluster_limits> limits;
-  std::unique_ptr<resilience::windowed_retry_budget> budget; ///< null: no budget
-  std::unique_ptr<resilience::outlier_detector> detector;    ///< null: no outlier detection
+  std::shared_ptr<resilience::windowed_retry_budget> budget; ///< null: no budget
+  std::shared_ptr<resilience::outlier_detector> detector;    ///< null: no outlier detection
   cluster_series series;
 
   /// Called when outlier detection ejects a host (a log line, say), on the reporting thread.
@@ -217,6 +260,7 @@ private:
 
   cluster_options options_;
   const clock& clock_;
+  bool joined_ = true; // its hosts are in the outlier detection (false: not taken over yet)
   std::vector<thread_state> threads_;
 };
 

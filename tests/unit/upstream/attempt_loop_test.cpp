@@ -309,6 +309,49 @@ TEST(attempt_loop, consecutive_5xx_eject_a_host_for_every_user_of_the_cluster) {
   EXPECT_EQ(after.hosts[0], "10.0.0.2:80");
 }
 
+TEST(attempt_loop, a_cluster_taking_over_keeps_the_hosts_that_stay_as_they_are) {
+  // A reload that changes only the hosts: host 1 goes, host 3 comes, host 0 (ejected) stays.
+  cluster_options o = plain();
+  o.outlier_detection = resilience::outlier_detection_options{};
+  o.outlier_detection->consecutive_5xx = 2;
+  o.outlier_detection->max_ejection_percent = 100; // a second ejection is allowed
+  o.limits = resilience::cluster_limits_options{};
+  o.budget = resilience::windowed_retry_budget_options{};
+  fixture f{o};
+  for (int i = 0; i < 4; ++i) {
+    scripted_exchange ex{{answer(i % 2 == 0 ? 500 : 200)}};
+    f.run(ex, retry(retry_on::none, 1));
+  }
+  ASSERT_EQ(f.ejected.size(), 1U);
+
+  fake_cluster next{o, f.clock, *f.upstream};
+  next.adopt_host(f.upstream->hosts[0]);
+  auto& added = next.add_host("10.0.0.3", 80);
+  EXPECT_EQ(next.limits, f.upstream->limits);
+  EXPECT_EQ(next.budget, f.upstream->budget);
+  EXPECT_EQ(next.detector, f.upstream->detector);
+  // Until it takes over, the detection counts the running cluster's hosts only.
+  EXPECT_EQ(added.outlier, nullptr);
+  EXPECT_EQ(next.detector->host_count(), 2U);
+
+  next.take_over(*f.upstream);
+  EXPECT_EQ(next.detector->host_count(), 2U); // 10.0.0.1 and 10.0.0.3
+  EXPECT_EQ(next.detector->ejected_count(), 1U);
+  ASSERT_NE(added.outlier, nullptr);
+  // The host that stayed is the same one, ejected still, with its pool and its counts.
+  EXPECT_EQ(&next.at(0), &f.upstream->at(0));
+  EXPECT_FALSE(next.at(0).in_service());
+  EXPECT_EQ(next.at(0).requests.load(), 2U);
+  EXPECT_TRUE(next.at(1).in_service());
+  // The host that left is out of the detection: its 500s no longer count.
+  auto& gone = f.upstream->at(1);
+  EXPECT_FALSE(next.detector->report(*gone.outlier, attempt_outcome::from_status(500)));
+  EXPECT_FALSE(next.detector->report(*gone.outlier, attempt_outcome::from_status(500)));
+  EXPECT_TRUE(gone.in_service());
+  next.take_over(*f.upstream); // once only
+  EXPECT_EQ(next.detector->host_count(), 2U);
+}
+
 TEST(attempt_loop, an_empty_budget_refuses_the_retry_and_says_so) {
   cluster_options o = plain();
   o.budget = resilience::windowed_retry_budget_options{};
