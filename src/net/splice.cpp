@@ -27,91 +27,33 @@ std::error_code last_error() {
   return {errno, std::system_category()};
 }
 
-/// What the two directions of a relay share, and its idle timer.
-struct relay_state {
-  relay_state(const asio::any_io_executor& ex, relay_options o) : options{std::move(o)}, idle{ex} {}
-  relay_options options;
-  std::chrono::steady_clock::time_point last_moved = std::chrono::steady_clock::now();
-  int running = 2; // directions not ended yet
-  asio::steady_timer idle;
-
-  void moved(bool a_to_b, std::size_t n) {
-    if (n == 0) {
-      return;
-    }
-    if (options.idle_timeout > clock::duration::zero()) {
-      last_moved = std::chrono::steady_clock::now();
-    }
-    if (options.on_moved) {
-      options.on_moved(a_to_b, n);
-    }
-  }
-};
+using detail::relay_state;
 
 /// One direction of relay(): splices, or copies when no pipe could be made.
 asio::awaitable<std::error_code> pass(asio::ip::tcp::socket& from, asio::ip::tcp::socket& to,
                                       std::uint64_t& total, relay_state& st, bool a_to_b) {
   splice_pipe pipe;
-  std::error_code ec;
-  if (pipe.open(from, to)) {
-    while (!ec) {
-      std::size_t moved = 0;
-      ec = co_await pipe.move_some(
-          from, to, moved, nullptr,
-          st.options.idle_timeout > clock::duration::zero() ? &st.last_moved : nullptr);
-      total += moved;
-      st.moved(a_to_b, moved);
-    }
-  } else {
-    auto buffer = std::make_unique<std::array<char, 16 * 1024>>();
-    while (!ec) {
-      auto [read_error, n] = co_await from.async_read_some(asio::buffer(*buffer), use_tuple);
-      ec = read_error;
-      if (n > 0) {
-        auto [write_error, written] =
-            co_await asio::async_write(to, asio::buffer(buffer->data(), n), use_tuple);
-        total += written;
-        st.moved(a_to_b, written);
-        ec = ec ? ec : write_error;
-      }
-    }
+  if (!pipe.open(from, to)) {
+    co_return co_await detail::copy_pass(from, to, total, st, a_to_b); // no pipe: copies
   }
-  std::error_code ignored;
+  std::error_code ec;
+  while (!ec) {
+    std::size_t moved = 0;
+    ec = co_await pipe.move_some(from, to, moved, nullptr,
+                                 st.options.idle_timeout > clock::duration::zero() ? &st.last_moved
+                                                                                   : nullptr);
+    total += moved;
+    st.moved(a_to_b, moved);
+  }
   if (ec == asio::error::eof) {
-    to.shutdown(asio::socket_base::shutdown_send, ignored); // the half close goes on
+    co_await end_sending(to); // the half close goes on
   } else {
     // A failed side ends the tunnel: both sockets close, which ends the other direction too.
-    from.close(ignored);
-    to.close(ignored);
+    close_stream(from);
+    close_stream(to);
   }
-  if (--st.running == 0) {
-    st.idle.cancel();
-  }
+  st.ended();
   co_return ec;
-}
-
-/// Closes both sockets once nothing moved either way for the idle timeout; returns when both
-/// directions ended, true when it closed them. (Not awaitable<void>: Asio's && of a tuple and a
-/// void does not compile.)
-asio::awaitable<bool> watch_idle(asio::ip::tcp::socket& a, asio::ip::tcp::socket& b,
-                                 relay_state& st) {
-  // (At most a year: a time_point past the clock's range would wrap.)
-  const auto limit = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-      std::min<clock::duration>(st.options.idle_timeout, std::chrono::hours{24 * 365}));
-  if (limit <= limit.zero()) {
-    co_return false;
-  }
-  while (st.running > 0) {
-    st.idle.expires_at(st.last_moved + limit);
-    co_await st.idle.async_wait(use_tuple);
-    if (st.running > 0 && std::chrono::steady_clock::now() - st.last_moved >= limit) {
-      std::error_code ignored;
-      a.close(ignored); // both directions end with an error, and the relay with them
-      b.close(ignored);
-      co_return true;
-    }
-  }
-  co_return false;
 }
 
 } // namespace
@@ -208,7 +150,7 @@ asio::awaitable<relay_totals> relay(asio::ip::tcp::socket& a, asio::ip::tcp::soc
   relay_state st{a.get_executor(), std::move(options)};
   const auto [ab, ba, idle] =
       co_await (pass(a, b, totals.a_to_b, st, true) && pass(b, a, totals.b_to_a, st, false) &&
-                watch_idle(a, b, st));
+                detail::watch_idle(a, b, st));
   if (ab != asio::error::eof) {
     totals.error = ab;
   } else if (ba != asio::error::eof) {

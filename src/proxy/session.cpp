@@ -59,9 +59,7 @@ session::session(worker& w, std::size_t listener, asio::ip::tcp::socket s)
       tcp_{w.gen->cfg.listeners[listener].tcp ? &*w.gen->cfg.listeners[listener].tcp : nullptr},
       parser_{http::parser::kind::request, w.gen->cfg.downstream.limits}, events_{w.heads},
       response_events_{w.heads} {
-  // A WebSocket Upgrade becomes a tunnel on a plain listener; any other Upgrade (h2c), or one
-  // over TLS (the relay splices plain sockets), is ignored (RFC 9110 7.8).
-  parser_.tunnel_upgrades(!stream_.secured());
+  // A WebSocket Upgrade becomes a tunnel; any other Upgrade (h2c) is ignored (RFC 9110 7.8).
   parser_.tunnel_only("websocket");
   watchdog_->client = &stream_.socket();
   std::error_code ec;

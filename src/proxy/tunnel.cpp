@@ -1,7 +1,7 @@
 // Tunnels (session.hpp): a tcp listener's connections, CONNECT, a WebSocket Upgrade. A host of a
 // cluster is connected as a request's connection is (upstream::attempt_loop: balancer, thresholds,
 // breakers, retries on connect failures), then the two sockets are relayed both ways by net::relay
-// (spliced).
+// (spliced), or by net::copy_relay from a TLS listener.
 #include "session.hpp"
 
 #include <asio/write.hpp>
@@ -95,8 +95,7 @@ asio::awaitable<void> session::tunnel(asio::ip::tcp::socket& upstream, tunnel_ki
                                       clock::duration idle, std::string_view to_client) {
   auto& t = w_.shared.tunnels;
   const auto k = static_cast<std::size_t>(kind);
-  if (aborted_ || stream_.secured()) {
-    // (Only plain sockets are relayed: a TLS client's bytes would go out undeciphered.)
+  if (aborted_) {
     co_return;
   }
   t.opened[k]->Increment();
@@ -108,7 +107,7 @@ asio::awaitable<void> session::tunnel(asio::ip::tcp::socket& upstream, tunnel_ki
   watchdog_->upstream = &upstream;
   bool ahead_sent = true;
   if (!to_client.empty()) {
-    auto [ec, n] = co_await asio::async_write(stream_.socket(), asio::buffer(to_client), use_tuple);
+    auto [ec, n] = co_await asio::async_write(stream_, asio::buffer(to_client), use_tuple);
     t.bytes_down[k]->Increment(static_cast<double>(n));
     ahead_sent = !ec;
   }
@@ -123,7 +122,13 @@ asio::awaitable<void> session::tunnel(asio::ip::tcp::socket& upstream, tunnel_ki
         idle, [up = t.bytes_up[k], down = t.bytes_down[k]](bool to_upstream, std::size_t n) {
           (to_upstream ? up : down)->Increment(static_cast<double>(n));
         }};
-    const auto totals = co_await net::relay(stream_.socket(), upstream, std::move(options));
+    net::relay_totals totals;
+    if (stream_.secured()) {
+      // A TLS client's bytes are deciphered on the way in, enciphered on the way out: copied.
+      totals = co_await net::copy_relay(stream_, upstream, std::move(options));
+    } else {
+      totals = co_await net::relay(stream_.socket(), upstream, std::move(options));
+    }
     if (totals.idle) {
       t.idle_closed[k]->Increment();
     }
@@ -169,10 +174,6 @@ asio::awaitable<void> session::run_tcp() {
 }
 
 asio::awaitable<bool> session::connect_request(request_context& rq, std::string_view authority) {
-  if (stream_.secured()) {
-    const std::string why = "CONNECT through a TLS listener is not supported yet";
-    co_return co_await reject(rq, 501, why);
-  }
   const generation& gen = *gen_;
   const auto route_index = find_connect_route(gen.cfg.routes, authority, peer_subject_);
   if (!route_index) {

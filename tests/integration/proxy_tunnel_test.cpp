@@ -1,8 +1,8 @@
 // Tunnels through tether proxy: tcp listeners relaying raw TCP to a cluster's hosts (an echo
 // server of the test's, and PostgreSQL with psql and pgbench), with connect retries on another
 // host, the idle timeout and the tunnels' counters; CONNECT to the ports a route allows (curl
-// --proxytunnel to nginx over TLS, raw requests); WebSocket Upgrades between a real client and
-// server (python3-websockets).
+// --proxytunnel to nginx over TLS, through a plain or a TLS listener, raw requests); WebSocket
+// Upgrades between a real client and server (python3-websockets), over ws:// and wss://.
 #include "tether/proxy/server.hpp"
 
 #include <gtest/gtest.h>
@@ -187,7 +187,8 @@ TEST(proxy_tunnel, postgresql_through_a_tcp_listener_with_psql_and_pgbench) {
 /// An HTTP listener "main" whose route lets CONNECT reach `host` on `ports`, to the cluster
 /// "tunnel" of `endpoints`.
 std::string connect_config(const std::string& host, const std::vector<std::uint16_t>& ports,
-                           const std::vector<std::uint16_t>& endpoints) {
+                           const std::vector<std::uint16_t>& endpoints,
+                           const std::string& listener_extra = "") {
   std::string allowed;
   for (const auto p : ports) {
     allowed += (allowed.empty() ? "" : ", ") + std::to_string(p);
@@ -198,7 +199,9 @@ std::string connect_config(const std::string& host, const std::vector<std::uint1
   }
   return "workers: 1\n"
          "drain_timeout: 2s\n"
-         "listeners: [{name: main, address: 127.0.0.1, port: 0}]\n"
+         "listeners: [{name: main, address: 127.0.0.1, port: 0" +
+         listener_extra +
+         "}]\n"
          "admin: {address: 127.0.0.1, port: 0}\n"
          "routes:\n"
          "  - {host: " +
@@ -230,6 +233,35 @@ TEST(proxy_tunnel, curl_reaches_a_tls_origin_through_a_connect_tunnel) {
   EXPECT_NE(m.find("tether_proxy_responses_total{class=\"2xx\",cluster=\"tunnel\"} 1"),
             std::string::npos)
       << m;
+}
+
+/// A listener's `tls:` with the test CA's server certificate (localhost, 127.0.0.1).
+std::string listener_tls() {
+  const auto& ca = testing::test_ca::get();
+  return ", tls: {cert_file: " + ca.path("server.pem") + ", key_file: " + ca.path("server.key") +
+         "}";
+}
+
+TEST(proxy_tunnel, curl_reaches_a_tls_origin_through_a_connect_tunnel_to_a_tls_listener) {
+  // An HTTPS proxy: the CONNECT and the tunnel inside the client's TLS to tether, the origin's
+  // TLS inside that, end to end (TLS in TLS).
+  const auto& ca = testing::test_ca::get();
+  testing::nginx_server origin{
+      "", testing::nginx_server::tls_settings{ca.path("server.pem"), ca.path("server.key")}};
+  testing::proxy_fixture proxy{
+      connect_config("localhost", {origin.port()}, {origin.port()}, listener_tls()), nullptr};
+  const auto url = "https://localhost:" + std::to_string(origin.port()) + "/hello";
+  const auto out =
+      run("curl -sS --proxytunnel -x https://localhost:" + std::to_string(proxy.port()) +
+          " --proxy-cacert " + ca.path("ca.pem") + " --cacert " + ca.path("ca.pem") + " " + url +
+          " " + url + " 2>&1");
+  EXPECT_EQ(out, "hello\nhello\n");
+  const auto tls = origin.tls_log(2);
+  ASSERT_EQ(tls.size(), 2U);
+  EXPECT_EQ(tls[0].connection, tls[1].connection) << "one tunnel carried both requests";
+  const auto m = metrics_of(proxy);
+  EXPECT_NE(m.find("tether_proxy_tunnels_total{kind=\"connect\"} 1"), std::string::npos) << m;
+  EXPECT_NE(m.find("tether_proxy_tunnels_active{kind=\"connect\"} 0"), std::string::npos) << m;
 }
 
 TEST(proxy_tunnel, bytes_sent_right_after_the_connect_head_go_first_through_the_tunnel) {
@@ -301,6 +333,21 @@ TEST(proxy_tunnel, a_websocket_client_and_server_talk_through_the_proxy) {
   EXPECT_NE(m.find("tether_proxy_responses_total{class=\"1xx\",cluster=\"backend\"} 1"),
             std::string::npos)
       << m;
+}
+
+TEST(proxy_tunnel, a_websocket_client_over_tls_talks_to_a_plain_server_through_the_proxy) {
+  websocket_server ws;
+  auto yaml = testing::proxy_fixture::yaml_for({ws.port()}, "", false);
+  const std::string plain = "port: 0}]";
+  yaml.replace(yaml.find(plain), plain.size(), "port: 0" + listener_tls() + "}]");
+  testing::proxy_fixture proxy{yaml, nullptr};
+  const auto out = run(std::string{"/usr/bin/python3 "} + TETHER_WEBSOCKET_PEER +
+                       " client wss://localhost:" + std::to_string(proxy.port()) + "/chat " +
+                       testing::test_ca::get().path("ca.pem") + " 2>&1");
+  EXPECT_EQ(out, "text ok\nbinary ok\nping ok\nclose 1000\n");
+  const auto m = metrics_of(proxy);
+  EXPECT_NE(m.find("tether_proxy_tunnels_total{kind=\"upgrade\"} 1"), std::string::npos) << m;
+  EXPECT_NE(m.find("tether_proxy_tunnels_active{kind=\"upgrade\"} 0"), std::string::npos) << m;
 }
 
 TEST(proxy_tunnel, an_open_websocket_holds_no_pool_slot_of_its_host) {

@@ -1,5 +1,6 @@
 // net::relay and net::splice_pipe on real loopback sockets: bytes both ways through the kernel's
-// pipes, half closes passed on, a reset ending the tunnel.
+// pipes, half closes passed on, a reset ending the tunnel. The same for net::copy_relay (what a
+// TLS client's tunnel runs), on plain sockets.
 #include "tether/net/splice.hpp"
 
 #include <string>
@@ -52,19 +53,29 @@ asio::awaitable<std::string> read_all(tcp::socket& s) {
   }
 }
 
-/// Runs net::relay between the far ends of `a` and `b`, counting it in `finished` when it ends.
+/// Each test runs on both relays: spliced (false) and copying (true).
+class relays : public ::testing::TestWithParam<bool> {};
+INSTANTIATE_TEST_SUITE_P(splice_relay, relays, ::testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "copying" : "spliced"; });
+
+/// Runs net::relay (or net::copy_relay, `copying`) between the far ends of `a` and `b`, counting
+/// it in `finished` when it ends.
 void spawn_relay(asio::io_context& io, socket_pair& a, socket_pair& b, relay_totals& totals,
-                 int& finished, relay_options options = {}) {
+                 int& finished, bool copying, relay_options options = {}) {
   asio::co_spawn(
       io,
-      [&, options]() -> asio::awaitable<void> {
-        totals = co_await relay(a.far, b.far, options);
+      [&, copying, options]() -> asio::awaitable<void> {
+        if (copying) {
+          totals = co_await copy_relay(a.far, b.far, options);
+        } else {
+          totals = co_await relay(a.far, b.far, options);
+        }
         ++finished;
       },
       report_exceptions{"the relay"});
 }
 
-TEST(splice_relay, moves_bytes_both_ways_and_passes_half_closes_on) {
+TEST_P(relays, moves_bytes_both_ways_and_passes_half_closes_on) {
   asio::io_context io;
   socket_pair a{io};
   socket_pair b{io};
@@ -79,7 +90,7 @@ TEST(splice_relay, moves_bytes_both_ways_and_passes_half_closes_on) {
   relay_options counted;
   counted.on_moved = [&](bool a_to_b, std::size_t n) { (a_to_b ? seen_a_to_b : seen_b_to_a) += n; };
   counted.idle_timeout = std::chrono::seconds{30}; // armed, and never reached
-  spawn_relay(io, a, b, totals, finished, counted);
+  spawn_relay(io, a, b, totals, finished, GetParam(), counted);
   asio::co_spawn(
       io,
       [&]() -> asio::awaitable<void> {
@@ -111,7 +122,7 @@ TEST(splice_relay, moves_bytes_both_ways_and_passes_half_closes_on) {
   EXPECT_FALSE(totals.idle);
 }
 
-TEST(splice_relay, a_tunnel_idle_for_its_timeout_is_closed_on_both_sides) {
+TEST_P(relays, a_tunnel_idle_for_its_timeout_is_closed_on_both_sides) {
   asio::io_context io;
   socket_pair a{io};
   socket_pair b{io};
@@ -122,7 +133,7 @@ TEST(splice_relay, a_tunnel_idle_for_its_timeout_is_closed_on_both_sides) {
   int finished = 0;
   relay_options options;
   options.idle_timeout = std::chrono::milliseconds{200};
-  spawn_relay(io, a, b, totals, finished, options);
+  spawn_relay(io, a, b, totals, finished, GetParam(), options);
   asio::co_spawn(
       io,
       [&]() -> asio::awaitable<void> {
@@ -146,7 +157,7 @@ TEST(splice_relay, a_tunnel_idle_for_its_timeout_is_closed_on_both_sides) {
   EXPECT_FALSE(b.far.is_open());
 }
 
-TEST(splice_relay, a_reset_on_one_side_closes_the_other) {
+TEST_P(relays, a_reset_on_one_side_closes_the_other) {
   asio::io_context io;
   socket_pair a{io};
   socket_pair b{io};
@@ -154,7 +165,7 @@ TEST(splice_relay, a_reset_on_one_side_closes_the_other) {
   std::string got_at_b(5, '\0');
   std::string after_reset;
   int finished = 0;
-  spawn_relay(io, a, b, totals, finished);
+  spawn_relay(io, a, b, totals, finished, GetParam());
   asio::co_spawn(
       io,
       [&]() -> asio::awaitable<void> {

@@ -3,11 +3,13 @@
 tunnel tests.
 
   websocket_peer.py server PORT     echoes every message back, on 127.0.0.1:PORT, until killed
-  websocket_peer.py client URL      sends text, a 1 MiB binary message and a ping through URL,
+  websocket_peer.py client URL [CA] sends text, a 1 MiB binary message and a ping through URL,
                                     checks each echo, closes cleanly; prints one line per check
-                                    and exits 0 when all passed
+                                    and exits 0 when all passed. A wss:// URL is verified
+                                    against the CA file given.
 """
 import asyncio
+import ssl
 import sys
 
 import websockets
@@ -22,9 +24,11 @@ async def serve(port):
         await asyncio.Future()
 
 
-async def client(url):
+async def client(url, ca=None):
     ok = True
-    async with websockets.connect(url, max_size=4 * 1024 * 1024, open_timeout=5) as ws:
+    context = ssl.create_default_context(cafile=ca) if ca else None
+    async with websockets.connect(url, max_size=4 * 1024 * 1024, open_timeout=5,
+                                  ssl=context) as ws:
         await ws.send("hello tether")
         text = await asyncio.wait_for(ws.recv(), 5)
         print("text", "ok" if text == "hello tether" else "wrong: " + repr(text)[:80])
@@ -46,4 +50,4 @@ if __name__ == "__main__":
     if sys.argv[1] == "server":
         asyncio.run(serve(int(sys.argv[2])))
     else:
-        sys.exit(asyncio.run(client(sys.argv[2])))
+        sys.exit(asyncio.run(client(sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None)))

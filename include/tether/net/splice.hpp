@@ -12,6 +12,7 @@
 #include <asio/steady_timer.hpp>
 
 #include "tether/core/clock.hpp"
+#include "tether/net/relay.hpp"
 
 namespace tether::net {
 
@@ -43,24 +44,6 @@ public:
 
 private:
   std::array<int, 2> fds_{-1, -1};
-};
-
-/// The bytes a relay moved each way.
-struct relay_totals {
-  std::uint64_t a_to_b = 0;
-  std::uint64_t b_to_a = 0;
-  std::error_code error; ///< what ended it, when not both sides' EOF
-  bool idle = false;     ///< it ended because nothing moved for the idle timeout
-};
-
-/// How a relay runs.
-struct relay_options {
-  /// Nothing moved either way for this long: both sockets close (a tunnel whose ends went
-  /// away without a word holds two descriptors forever otherwise). Zero: no limit.
-  clock::duration idle_timeout{};
-  /// Called with the bytes each move passed on (`a_to_b` says which way), as they pass: counters
-  /// of a long tunnel grow while it lasts, not only at its end.
-  std::function<void(bool a_to_b, std::size_t n)> on_moved{};
 };
 
 /// Relays two connected sockets both ways until both directions end: an EOF from one side is

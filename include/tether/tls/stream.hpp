@@ -7,11 +7,14 @@
 #include <system_error>
 #include <utility>
 
+#include <asio/awaitable.hpp>
 #include <asio/compose.hpp>
 #include <asio/experimental/append.hpp>
+#include <asio/experimental/as_tuple.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/post.hpp>
 #include <asio/ssl/context.hpp>
+#include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 
 struct ssl_st;
@@ -280,5 +283,20 @@ private:
   socket_type socket_;
   std::unique_ptr<detail::engine> tls_;
 };
+
+/// For net::copy_relay (found by argument lookup): a relayed stream closed at once.
+inline void close_stream(stream& s) noexcept {
+  s.close();
+}
+
+/// For net::copy_relay: a half close passed on to a (secured) stream: close_notify, then the
+/// TCP half close. The peer reads an end; what it still sends is read and relayed.
+inline asio::awaitable<void> end_sending(stream& s) {
+  if (s.secured()) {
+    co_await s.async_shutdown(asio::experimental::as_tuple(asio::use_awaitable));
+  }
+  std::error_code ignored;
+  s.socket().shutdown(asio::socket_base::shutdown_send, ignored);
+}
 
 } // namespace tether::tls
