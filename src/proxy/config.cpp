@@ -698,11 +698,6 @@ void read_listeners(reader& r, const YAML::Node& root, const YAML::Node& listene
         if (tcp.cluster.empty()) {
           r.error(t, what + " needs a cluster (where its connections go)");
         }
-        if (l.tls) {
-          r.error(t, "listener '" + l.name +
-                         "' has both tls and tcp: a tcp listener relays bytes as they come (TLS "
-                         "passes through it to the cluster's hosts)");
-        }
       }
       c.listeners.push_back(l);
     }
@@ -718,16 +713,11 @@ std::string cluster_names(const config& c) {
   return list.empty() ? std::string{"none"} : list;
 }
 
-// Whether a tunnel's cluster (a tcp listener's, a CONNECT route's) can be one: without tls
-// (the bytes relayed are the client's own) and not the cluster of an HTTP route too (its pools
-// hold HTTP connections a tunnel must never be handed).
+// Whether a tunnel's cluster (a tcp listener's, a CONNECT route's) can be one: not the cluster
+// of an HTTP route too (its pools hold HTTP connections a tunnel must never be handed). With
+// tls, the tunnel's bytes go to its hosts over TLS tether makes.
 void check_tunnel_cluster(reader& r, const YAML::Node& at, const std::string& what,
                           const cluster_config& cl, const config& c) {
-  if (cl.tls) {
-    r.error(at, what + ": cluster '" + cl.name +
-                    "' has tls, but a tunnel relays the client's bytes as they come (a client "
-                    "that speaks TLS passes it through)");
-  }
   if (cl.pool.min_idle > 0) {
     r.error(at, what + ": cluster '" + cl.name +
                     "' has pool.min_idle > 0, but a tunnel's connection is made for its client "

@@ -136,11 +136,11 @@ asio::awaitable<void> session::close() {
 }
 
 asio::awaitable<void> session::run() {
-  if (tcp_cluster_ != generation::npos) {
-    co_await run_tcp();
+  if (stream_.secured() && !co_await secure()) {
     co_return;
   }
-  if (stream_.secured() && !co_await secure()) {
+  if (tcp_cluster_ != generation::npos) {
+    co_await run_tcp(); // (over a TLS listener: its client's bytes, deciphered)
     co_return;
   }
   std::uint32_t served = 0;
@@ -424,9 +424,8 @@ asio::awaitable<bool> session::handle(head_ptr head_in, bool last) {
   auto& cc = *gen.clusters[ci];
   rq.counters = &cc;
   rq.cluster = cluster_cfg.name;
-  // A WebSocket Upgrade is tunnelled when the upstream is plain (spliced) and answers 101; to a
-  // TLS cluster the Upgrade is ignored.
-  rq.upgrade = head.upgrade && !cluster_cfg.tls && head.framing == http::body_framing::none;
+  // A WebSocket Upgrade is tunnelled when the upstream answers 101.
+  rq.upgrade = head.upgrade && head.framing == http::body_framing::none;
 
   // Envoy's thresholds: past max_requests in flight, the request costs the cluster nothing.
   resilience::resource_guard request_slot{cc.upstream->limits->requests};

@@ -348,19 +348,20 @@ private:
 
   /// How connecting a tunnel to a cluster's host ended.
   struct tunnel_end {
-    explicit tunnel_end(const asio::any_io_executor& ex) : upstream{ex} {}
-    asio::ip::tcp::socket upstream;
+    explicit tunnel_end(const asio::any_io_executor& ex) : upstream{asio::ip::tcp::socket{ex}} {}
+    tls::stream upstream;            // secured when the cluster has tls
     resilience::resource_guard slot; // its unit of the cluster's max_connections
     std::string host = "-";          // the host connected to (or the last one tried)
     upstream::loop_end how;
     std::string first_bytes; // a WebSocket's: what the upstream sent behind its 101
 
-    /// Takes attempt `a`'s connection out of its pool for good (the lease closes an empty
-    /// socket), with its unit of max_connections, and its host.
+    /// Takes attempt `a`'s connection (its socket, and its TLS when the cluster has tls) out of
+    /// its pool for good (the lease closes an empty stream), with its unit of max_connections,
+    /// and its host.
     void take(upstream_attempt& a) {
       auto& lease = a.lease();
       slot = std::move(lease->slot);
-      upstream = std::move(lease->stream.socket());
+      upstream = std::move(lease->stream);
       lease.mark_broken();
       how.host = a.index();
       host = a.target().name();
@@ -387,8 +388,8 @@ private:
   // Relays the client's connection and `upstream` both ways until both close, one fails, the
   // session is aborted or nothing moves for `idle`. Counted as a tunnel of `kind`. What came
   // ahead of the tunnel goes first: `to_client` (behind a 101), then tunnel_bytes_ upstream.
-  asio::awaitable<void> tunnel(asio::ip::tcp::socket& upstream, tunnel_kind kind,
-                               clock::duration idle, std::string_view to_client = {});
+  asio::awaitable<void> tunnel(tls::stream& upstream, tunnel_kind kind, clock::duration idle,
+                               std::string_view to_client = {});
 
   // A TLS listener's handshake, bounded by the request-header timeout; false: no session.
   asio::awaitable<bool> secure();

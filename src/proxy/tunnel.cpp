@@ -1,7 +1,7 @@
 // Tunnels (session.hpp): a tcp listener's connections, CONNECT, a WebSocket Upgrade. A host of a
 // cluster is connected as a request's connection is (upstream::attempt_loop: balancer, thresholds,
 // breakers, retries on connect failures), then the two sockets are relayed both ways by net::relay
-// (spliced), or by net::copy_relay from a TLS listener.
+// (spliced), or by net::copy_relay when either side speaks TLS with tether.
 #include "session.hpp"
 
 #include <asio/write.hpp>
@@ -91,8 +91,8 @@ asio::awaitable<void> session::connect_tunnel(proxy_cluster& cc,
   }
 }
 
-asio::awaitable<void> session::tunnel(asio::ip::tcp::socket& upstream, tunnel_kind kind,
-                                      clock::duration idle, std::string_view to_client) {
+asio::awaitable<void> session::tunnel(tls::stream& upstream, tunnel_kind kind, clock::duration idle,
+                                      std::string_view to_client) {
   auto& t = w_.shared.tunnels;
   const auto k = static_cast<std::size_t>(kind);
   if (aborted_) {
@@ -104,7 +104,7 @@ asio::awaitable<void> session::tunnel(asio::ip::tcp::socket& upstream, tunnel_ki
   // The relay ends itself (both ends closed, an error, the idle timeout); an abort closes both
   // sockets (abort()).
   watchdog_->set(steady::time_point::max());
-  watchdog_->upstream = &upstream;
+  watchdog_->upstream = &upstream.socket();
   bool ahead_sent = true;
   if (!to_client.empty()) {
     auto [ec, n] = co_await asio::async_write(stream_, asio::buffer(to_client), use_tuple);
@@ -123,11 +123,12 @@ asio::awaitable<void> session::tunnel(asio::ip::tcp::socket& upstream, tunnel_ki
           (to_upstream ? up : down)->Increment(static_cast<double>(n));
         }};
     net::relay_totals totals;
-    if (stream_.secured()) {
-      // A TLS client's bytes are deciphered on the way in, enciphered on the way out: copied.
+    if (stream_.secured() || upstream.secured()) {
+      // Bytes deciphered on the way in or enciphered on the way out (a TLS listener's client, a
+      // cluster with tls) cannot be spliced: copied.
       totals = co_await net::copy_relay(stream_, upstream, std::move(options));
     } else {
-      totals = co_await net::relay(stream_.socket(), upstream, std::move(options));
+      totals = co_await net::relay(stream_.socket(), upstream.socket(), std::move(options));
     }
     if (totals.idle) {
       t.idle_closed[k]->Increment();

@@ -123,6 +123,53 @@ TEST(proxy_tunnel, a_tcp_listener_relays_bytes_both_ways_and_counts_them) {
   EXPECT_EQ(echo.accepted(), 2);
 }
 
+TEST(proxy_tunnel, a_tcp_listener_terminates_tls_and_relays_the_deciphered_bytes) {
+  echo_server echo;
+  const auto& ca = testing::test_ca::get();
+  testing::proxy_fixture proxy{
+      tcp_config({echo.port()}, "}, tls: {cert_file: " + ca.path("server.pem") +
+                                    ", key_file: " + ca.path("server.key")),
+      nullptr};
+  // A TLS client sends, half-closes with close_notify, and reads the echo to the end.
+  const auto out = run("/usr/bin/python3 -c \"import socket, ssl\n"
+                       "c = ssl.create_default_context(cafile='" +
+                       ca.path("ca.pem") +
+                       "')\n"
+                       "s = c.wrap_socket(socket.create_connection(('127.0.0.1', " +
+                       std::to_string(proxy.port()) +
+                       "), timeout=5), server_hostname='localhost')\n"
+                       "s.sendall(b'over tls ' * 1000)\n"
+                       "got = b''\n"
+                       "while len(got) < 9000:\n"
+                       "    d = s.recv(65536)\n"
+                       "    if not d: break\n"
+                       "    got += d\n"
+                       "print(len(got), got == b'over tls ' * 1000)\n\" 2>&1");
+  EXPECT_EQ(out, "9000 True\n");
+  const auto m = metrics_of(proxy);
+  EXPECT_NE(m.find("tether_proxy_tunnel_bytes_total{direction=\"upstream\",kind=\"tcp\"} 9000"),
+            std::string::npos)
+      << m;
+}
+
+TEST(proxy_tunnel, a_tcp_listener_to_a_tls_cluster_makes_the_tls_to_its_hosts) {
+  const auto& ca = testing::test_ca::get();
+  testing::nginx_server origin{
+      "", testing::nginx_server::tls_settings{ca.path("server.pem"), ca.path("server.key")}};
+  testing::proxy_fixture proxy{
+      tcp_config({origin.port()}, "",
+                 "    tls: {ca_file: " + ca.path("ca.pem") + ", server_name: localhost}\n"),
+      nullptr};
+  // Plain HTTP in, HTTPS out: the client's bytes enciphered by tether toward nginx.
+  const auto got = send_and_read(proxy.port(), "GET /hello HTTP/1.1\r\nHost: localhost\r\n"
+                                               "Connection: close\r\n\r\n");
+  EXPECT_EQ(got.substr(0, 15), "HTTP/1.1 200 OK") << got;
+  EXPECT_NE(got.find("\r\n\r\nhello\n"), std::string::npos) << got;
+  const auto tls = origin.tls_log(1);
+  ASSERT_EQ(tls.size(), 1U);
+  EXPECT_EQ(tls[0].server_name, "localhost");
+}
+
 TEST(proxy_tunnel, a_host_that_refuses_is_passed_over_for_another_and_its_breaker_told) {
   echo_server echo;
   const auto dead = closed_port();
@@ -302,11 +349,21 @@ TEST(proxy_tunnel, connect_to_a_port_or_host_no_route_allows_is_403_and_reaches_
 /// The WebSocket echo server of websocket_peer.py (python3-websockets), as a child process.
 class websocket_server {
 public:
-  websocket_server() : port_{testing::free_port()} {
+  /// `tls`: over TLS, with the test CA's server certificate.
+  explicit websocket_server(bool tls = false) : port_{testing::free_port()} {
+    const auto& ca = testing::test_ca::get();
+    const auto cert = ca.path("server.pem");
+    const auto key = ca.path("server.key");
+    const auto port = std::to_string(port_);
     pid_ = ::fork();
     if (pid_ == 0) {
-      ::execl("/usr/bin/python3", "python3", TETHER_WEBSOCKET_PEER, "server",
-              std::to_string(port_).c_str(), static_cast<char*>(nullptr));
+      if (tls) {
+        ::execl("/usr/bin/python3", "python3", TETHER_WEBSOCKET_PEER, "server", port.c_str(),
+                cert.c_str(), key.c_str(), static_cast<char*>(nullptr));
+      } else {
+        ::execl("/usr/bin/python3", "python3", TETHER_WEBSOCKET_PEER, "server", port.c_str(),
+                static_cast<char*>(nullptr));
+      }
       ::_exit(127);
     }
     testing::await_listener(pid_, port_, "the WebSocket server", [] { return std::string{}; });
@@ -348,6 +405,20 @@ TEST(proxy_tunnel, a_websocket_client_over_tls_talks_to_a_plain_server_through_t
   const auto m = metrics_of(proxy);
   EXPECT_NE(m.find("tether_proxy_tunnels_total{kind=\"upgrade\"} 1"), std::string::npos) << m;
   EXPECT_NE(m.find("tether_proxy_tunnels_active{kind=\"upgrade\"} 0"), std::string::npos) << m;
+}
+
+TEST(proxy_tunnel, a_websocket_client_talks_to_a_server_over_tls_through_the_proxy) {
+  // ws:// from the client, wss:// to the server: the cluster's tls, verified.
+  websocket_server ws{true};
+  testing::proxy_fixture proxy{{ws.port()},
+                               "    tls: {ca_file: " + testing::test_ca::get().path("ca.pem") +
+                                   ", server_name: localhost}\n"};
+  const auto out = run(std::string{"/usr/bin/python3 "} + TETHER_WEBSOCKET_PEER + " client " +
+                       "ws://127.0.0.1:" + std::to_string(proxy.port()) + "/chat 2>&1");
+  EXPECT_EQ(out, "text ok\nbinary ok\nping ok\nclose 1000\n");
+  const auto m = metrics_of(proxy);
+  EXPECT_NE(m.find("tether_proxy_tunnels_total{kind=\"upgrade\"} 1"), std::string::npos) << m;
+  EXPECT_NE(m.find("tether_proxy_upstream_tls_handshakes_total"), std::string::npos) << m;
 }
 
 TEST(proxy_tunnel, an_open_websocket_holds_no_pool_slot_of_its_host) {

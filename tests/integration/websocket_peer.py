@@ -2,7 +2,9 @@
 """A real WebSocket server and client (Debian's python3-websockets) for the proxy's Upgrade
 tunnel tests.
 
-  websocket_peer.py server PORT     echoes every message back, on 127.0.0.1:PORT, until killed
+  websocket_peer.py server PORT [CERT KEY]
+                                    echoes every message back, on 127.0.0.1:PORT, until killed;
+                                    over TLS with the certificate and key given
   websocket_peer.py client URL [CA] sends text, a 1 MiB binary message and a ping through URL,
                                     checks each echo, closes cleanly; prints one line per check
                                     and exits 0 when all passed. A wss:// URL is verified
@@ -15,12 +17,17 @@ import sys
 import websockets
 
 
-async def serve(port):
+async def serve(port, cert=None, key=None):
     async def echo(ws, *_):
         async for message in ws:
             await ws.send(message)
 
-    async with websockets.serve(echo, "127.0.0.1", port, max_size=4 * 1024 * 1024):
+    context = None
+    if cert:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+    async with websockets.serve(echo, "127.0.0.1", port, max_size=4 * 1024 * 1024,
+                                ssl=context):
         await asyncio.Future()
 
 
@@ -48,6 +55,6 @@ async def client(url, ca=None):
 
 if __name__ == "__main__":
     if sys.argv[1] == "server":
-        asyncio.run(serve(int(sys.argv[2])))
+        asyncio.run(serve(int(sys.argv[2]), *sys.argv[3:5]))
     else:
         sys.exit(asyncio.run(client(sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None)))
