@@ -151,12 +151,7 @@ asio::awaitable<relay_totals> relay(asio::ip::tcp::socket& a, asio::ip::tcp::soc
   const auto [ab, ba, idle] =
       co_await (pass(a, b, totals.a_to_b, st, true) && pass(b, a, totals.b_to_a, st, false) &&
                 detail::watch_idle(a, b, st));
-  if (ab != asio::error::eof) {
-    totals.error = ab;
-  } else if (ba != asio::error::eof) {
-    totals.error = ba;
-  }
-  totals.idle = idle;
+  detail::ended_with(totals, ab, ba, idle);
   co_return totals;
 }
 

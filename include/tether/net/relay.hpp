@@ -85,6 +85,17 @@ struct relay_state {
   }
 };
 
+/// Says in `totals` what ended a relay whose directions ended with `ab` and `ba` (EOF: an end
+/// on purpose), and whether the idle watch did.
+inline void ended_with(relay_totals& totals, std::error_code ab, std::error_code ba, bool idle) {
+  if (ab != asio::error::eof) {
+    totals.error = ab;
+  } else if (ba != asio::error::eof) {
+    totals.error = ba;
+  }
+  totals.idle = idle;
+}
+
 /// Closes both streams once nothing moved either way for the idle timeout; returns when both
 /// directions ended, true when it closed them. (Not awaitable<void>: Asio's && of a tuple and a
 /// void does not compile.)
@@ -153,12 +164,7 @@ asio::awaitable<relay_totals> copy_relay(A& a, B& b, relay_options options = {})
   const auto [ab, ba, idle] =
       co_await (detail::copy_pass(a, b, totals.a_to_b, st, true) &&
                 detail::copy_pass(b, a, totals.b_to_a, st, false) && detail::watch_idle(a, b, st));
-  if (ab != asio::error::eof) {
-    totals.error = ab;
-  } else if (ba != asio::error::eof) {
-    totals.error = ba;
-  }
-  totals.idle = idle;
+  detail::ended_with(totals, ab, ba, idle);
   co_return totals;
 }
 
