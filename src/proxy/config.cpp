@@ -717,7 +717,14 @@ std::string cluster_names(const config& c) {
 // of an HTTP route too (its pools hold HTTP connections a tunnel must never be handed). With
 // tls, the tunnel's bytes go to its hosts over TLS tether makes.
 void check_tunnel_cluster(reader& r, const YAML::Node& at, const std::string& what,
-                          const cluster_config& cl, const config& c) {
+                          const cluster_config& cl, const config& c, bool connect) {
+  if (connect && cl.tls) {
+    // A CONNECT's client speaks TLS to the origin itself: tether's TLS around it would reach
+    // the origin as a handshake inside a handshake.
+    r.error(at, what + ": cluster '" + cl.name +
+                    "' has tls, but a CONNECT's client makes its own TLS to the origin (tls "
+                    "on a tunnel's cluster is for tcp listeners and WebSocket upgrades)");
+  }
   if (cl.pool.min_idle > 0) {
     r.error(at, what + ": cluster '" + cl.name +
                     "' has pool.min_idle > 0, but a tunnel's connection is made for its client "
@@ -747,7 +754,7 @@ void check_tunnels(reader& r, const YAML::Node& listeners, const YAML::Node& rou
     const auto at = listeners[i]["tcp"]["cluster"];
     const std::string what = "listener '" + l.name + "'.tcp";
     if (const auto* cl = c.find_cluster(l.tcp->cluster)) {
-      check_tunnel_cluster(r, at, what, *cl, c);
+      check_tunnel_cluster(r, at, what, *cl, c, false);
     } else {
       r.error(at, what + " goes to unknown cluster '" + l.tcp->cluster +
                       "'; clusters defined: " + cluster_names(c));
@@ -758,7 +765,30 @@ void check_tunnels(reader& r, const YAML::Node& listeners, const YAML::Node& rou
     const auto& rt = c.routes[i];
     const auto at = routes[i]["cluster"];
     if (const auto* cl = c.find_cluster(rt.cluster); cl != nullptr && rt.connect && at) {
-      check_tunnel_cluster(r, at, "route " + rt.host + " connect", *cl, c);
+      check_tunnel_cluster(r, at, "route " + rt.host + " connect", *cl, c, true);
+    }
+  }
+}
+
+// TLS around a tcp listener's bytes names no application protocol unless the config lists one:
+// the default ALPN ("http/1.1") is an HTTP listener's and an HTTP cluster's, and a client or a
+// host that offers another (a database's, h2) would be refused over it.
+void tunnel_alpn_defaults(const YAML::Node& listeners, const YAML::Node& clusters, config& c) {
+  const bool listed = listeners && listeners.IsSequence() && listeners.size() == c.listeners.size();
+  const bool defined = clusters && clusters.IsSequence() && clusters.size() == c.clusters.size();
+  for (std::size_t i = 0; listed && i < c.listeners.size(); ++i) {
+    auto& l = c.listeners[i];
+    if (!l.tcp) {
+      continue;
+    }
+    if (l.tls && !listeners[i]["tls"]["alpn"]) {
+      l.tls->alpn.clear();
+    }
+    for (std::size_t j = 0; defined && j < c.clusters.size(); ++j) {
+      auto& cl = c.clusters[j];
+      if (cl.name == l.tcp->cluster && cl.tls && !clusters[j]["tls"]["alpn"]) {
+        cl.tls->alpn.clear();
+      }
     }
   }
 }
@@ -929,6 +959,7 @@ void read_config(reader& r, const YAML::Node& root, config& c) {
 
   read_routes(r, root, c);
   check_tunnels(r, listeners, root["routes"], c);
+  tunnel_alpn_defaults(listeners, root["clusters"], c);
 
   read_process_sections(r, root, c);
 

@@ -349,6 +349,11 @@ private:
   /// How connecting a tunnel to a cluster's host ended.
   struct tunnel_end {
     explicit tunnel_end(const asio::any_io_executor& ex) : upstream{asio::ip::tcp::socket{ex}} {}
+    tunnel_end(const tunnel_end&) = delete;
+    tunnel_end& operator=(const tunnel_end&) = delete;
+    // Closed as a connection is (a TLS session that ended without its close_notify sent stays
+    // resumable), whichever way the tunnel ended.
+    ~tunnel_end() { upstream.close(); }
     tls::stream upstream;            // secured when the cluster has tls
     resilience::resource_guard slot; // its unit of the cluster's max_connections
     std::string host = "-";          // the host connected to (or the last one tried)

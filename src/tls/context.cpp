@@ -320,7 +320,9 @@ server_context::server_context(server_options options) : options_{std::move(opti
     load_pair(ctx, pair.cert_file, pair.key_file, "tls cert_file", "tls key_file");
     e->names = dns_names(::SSL_CTX_get0_certificate(ctx));
     e->alpn = alpn_wire(options_.alpn, "tls alpn");
-    ::SSL_CTX_set_alpn_select_cb(ctx, choose_protocol, &e->alpn);
+    if (!e->alpn.empty()) { // none listed: no protocol is chosen, and no offer refused
+      ::SSL_CTX_set_alpn_select_cb(ctx, choose_protocol, &e->alpn);
+    }
     // Resumed sessions are only accepted by the listener that made them.
     static constexpr unsigned char session_context[] = "tether";
     ::SSL_CTX_set_session_id_context(ctx, session_context, sizeof session_context - 1);

@@ -322,6 +322,23 @@ TEST(proxy_config, a_tcp_listener_names_a_cluster_no_route_uses) {
       << all(bad);
   // Listener b's cluster has tls: allowed (tether makes the TLS to its hosts).
   EXPECT_EQ(bad.errors.size(), 3U) << all(bad);
+
+  // TLS to a tcp listener's hosts offers no application protocol unless told: "http/1.1" is
+  // for HTTP clusters.
+  const auto tls = load_config("listeners:\n"
+                               "  - {name: a, port: 1, tcp: {cluster: secure}}\n"
+                               "  - {name: b, port: 2, tcp: {cluster: told}}\n"
+                               "  - {name: c, port: 3}\n"
+                               "routes: [{path_prefix: /, cluster: web}]\n"
+                               "clusters:\n"
+                               "  - {name: secure, endpoints: [\"10.0.0.1:443\"], tls: {}}\n"
+                               "  - {name: told, endpoints: [\"10.0.0.1:444\"], tls: {alpn: [x]}}\n"
+                               "  - {name: web, endpoints: [\"10.0.0.1:443\"], tls: {}}\n",
+                               "tls.yaml");
+  ASSERT_TRUE(tls.value) << all(tls);
+  EXPECT_TRUE(tls.value->clusters[0].tls->alpn.empty());
+  EXPECT_EQ(tls.value->clusters[1].tls->alpn, std::vector<std::string>{"x"});
+  EXPECT_EQ(tls.value->clusters[2].tls->alpn, std::vector<std::string>{"http/1.1"});
 }
 
 TEST(proxy_config, a_connect_route_lists_its_ports_and_has_a_cluster_of_its_own) {
@@ -360,7 +377,10 @@ TEST(proxy_config, a_connect_route_lists_its_ports_and_has_a_cluster_of_its_own)
   EXPECT_TRUE(has(bad, "bad.yaml:4:52: route b connect: cluster 'web' is an HTTP route's cluster "
                        "too (route * /); a cluster serves HTTP routes or tunnels"))
       << all(bad);
-  EXPECT_EQ(all(bad).find("route c"), std::string::npos) << all(bad); // tls is allowed
+  EXPECT_TRUE(has(bad, "bad.yaml:5:49: route c connect: cluster 'secure' has tls, but a CONNECT's "
+                       "client makes its own TLS to the origin (tls on a tunnel's cluster is for "
+                       "tcp listeners and WebSocket upgrades)"))
+      << all(bad);
 }
 
 TEST(proxy_config, durations_need_a_unit) {
