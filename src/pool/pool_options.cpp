@@ -49,6 +49,10 @@ std::string_view to_string(close_reason reason) noexcept {
     return "reset_failed";
   case close_reason::shed:
     return "shed";
+  case close_reason::retired:
+    return "retired";
+  case close_reason::detached:
+    return "detached";
   }
   return "unknown";
 }

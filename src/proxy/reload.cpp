@@ -169,6 +169,8 @@ asio::awaitable<void> close_client(std::shared_ptr<http::client> client) {
 
 void server::impl::retire(proxy_cluster& c) {
   c.retired = true;
+  c.draining = clusters_draining;
+  c.draining->fetch_add(1, std::memory_order_relaxed);
   c.timers.clear(); // its tasks' waits end (operation_aborted), and the tasks with them
   if (c.checker) {
     asio::co_spawn(admin_io, close_client(std::move(c.checker)),
@@ -182,6 +184,27 @@ void server::impl::retire(proxy_cluster& c) {
   }
   c.callbacks.clear();
   c.upstream->series.gauges = {};
+}
+
+std::vector<std::vector<std::shared_ptr<upstream_pool>>>
+server::impl::pools_left(const generation& previous, const generation& next) const {
+  std::vector<std::vector<std::shared_ptr<upstream_pool>>> left(workers.size());
+  const auto holds = [](const generation& g, const std::shared_ptr<endpoint_state>& e) {
+    return std::any_of(g.clusters.begin(), g.clusters.end(), [&e](const auto& c) {
+      return std::find(c->endpoints.begin(), c->endpoints.end(), e) != c->endpoints.end();
+    });
+  };
+  for (const auto& c : previous.clusters) {
+    for (const auto& e : c->endpoints) {
+      if (holds(next, e)) {
+        continue;
+      }
+      for (std::size_t w = 0; w < left.size() && w < e->host->pools.size(); ++w) {
+        left[w].push_back(e->host->pools[w]);
+      }
+    }
+  }
+  return left;
 }
 
 void server::impl::close_pools(std::vector<std::shared_ptr<upstream_pool>> pools) {
@@ -332,6 +355,7 @@ std::string server::impl::reload(config next) {
       p.name = *to;
     }
   }
+  auto leaving = pools_left(*previous, *g);
   std::vector<handed_sockets> per_worker(workers.size());
   std::size_t opened_count = 0;
   for (std::size_t i = 0; i < opened.size(); ++i) {
@@ -343,8 +367,16 @@ std::string server::impl::reload(config next) {
   publish(g, &next_ports);
   for (auto& w : workers) {
     auto handed = std::make_shared<handed_sockets>(std::move(per_worker[w->id]));
-    asio::post(w->io, [this, raw = w.get(), g, closed, renames, handed] {
-      raw->gen = g;
+    auto retiring =
+        std::make_shared<std::vector<std::shared_ptr<upstream_pool>>>(std::move(leaving[w->id]));
+    asio::post(w->io, [this, raw = w.get(), g, closed, renames, handed, retiring] {
+      // The endpoints no cluster holds now drain (requests in flight finish, nothing is kept
+      // idle), before the old generation can go with the last request that holds it: its
+      // pools would close, not drain, and this swap may be what lets go of it.
+      const auto old = std::exchange(raw->gen, g);
+      for (const auto& p : *retiring) {
+        p->retire();
+      }
       // (An acceptor closed goes when its accept loop, which looks at it once more, ends.)
       for (auto& a : raw->acceptors) {
         if (contains(*closed, a.listener)) {

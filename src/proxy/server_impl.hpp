@@ -80,6 +80,9 @@ struct server::impl {
   std::array<prometheus::Counter*, 2> reload_results{}; // success, failure
   std::optional<metrics::callback_registration> config_info;
   std::atomic<double> loaded_at{0}; // seconds since the epoch
+  /// Retired clusters that requests or tunnels still hold (each counts itself out as it goes).
+  std::shared_ptr<std::atomic<std::size_t>> clusters_draining =
+      std::make_shared<std::atomic<std::size_t>>(0);
 
   // Upgrades (upgrade.cpp). The old process: its listening sockets as it passes them (copies:
   // the workers close their own when they stop accepting), where a new process asks for them,
@@ -148,6 +151,11 @@ struct server::impl {
   void watch(detail::proxy_cluster& c);
   /// A cluster left out of the running generation: its gauges and admin tasks end now.
   void retire(detail::proxy_cluster& c);
+  /// Per worker, the pools of the endpoints of `previous` that `next` does not hold: each
+  /// worker retires its own when it takes `next` (requests in flight finish, nothing is kept
+  /// idle).
+  [[nodiscard]] std::vector<std::vector<std::shared_ptr<detail::upstream_pool>>>
+  pools_left(const detail::generation& previous, const detail::generation& next) const;
   /// An endpoint's pools that no cluster holds any more, closed on their workers (at once
   /// when the workers are stopped).
   void close_pools(std::vector<std::shared_ptr<detail::upstream_pool>> pools);

@@ -367,7 +367,7 @@ private:
       auto& lease = a.lease();
       slot = std::move(lease->slot);
       upstream = std::move(lease->stream);
-      lease.mark_broken();
+      lease.detach();
       how.host = a.index();
       host = a.target().name();
     }

@@ -165,9 +165,20 @@ struct proxy_cluster {
   /// When outlier detection sweeps next: shared with the clusters that take over from this one,
   /// so that reloads more frequent than the interval do not put the sweep off (admin thread).
   std::shared_ptr<steady::time_point> next_sweep;
+  /// Set when retired: the count of retired clusters still held, which it leaves when it goes.
+  std::shared_ptr<std::atomic<std::size_t>> draining;
   /// The gauges read from this cluster at scrape time (declared last: they go first, before
   /// what they read).
   std::vector<metrics::callback_registration> callbacks;
+
+  proxy_cluster() = default;
+  proxy_cluster(const proxy_cluster&) = delete;
+  proxy_cluster& operator=(const proxy_cluster&) = delete;
+  ~proxy_cluster() {
+    if (draining) {
+      draining->fetch_sub(1, std::memory_order_relaxed);
+    }
+  }
 };
 
 /// One configuration as the workers run it: its routes and clusters, built whole before it is

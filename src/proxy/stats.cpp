@@ -327,6 +327,12 @@ void server::impl::register_metrics() {
       "tether_proxy_config_loaded_timestamp_seconds",
       "When the running config was loaded (at start or by the last reload that succeeded)",
       metrics::metric_kind::gauge, {}, [this] { return loaded_at.load(); }));
+  shared.callbacks.push_back(reg.callback(
+      "tether_proxy_clusters_draining",
+      "Clusters a reload changed or removed that requests or tunnels still use; each goes, with "
+      "the pools no other cluster holds, when the last of them ends",
+      metrics::metric_kind::gauge, {},
+      [n = clusters_draining] { return static_cast<double>(n->load()); }));
   auto& causes = reg.counter("tether_proxy_errors_total",
                              "Requests the proxy answered itself or gave up on, by cause");
   for (std::size_t i = 0; i < cause_names.size(); ++i) {

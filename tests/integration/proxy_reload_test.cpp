@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <fstream>
 #include <future>
+#include <optional>
 #include <regex>
 #include <string>
 #include <thread>
@@ -38,17 +39,31 @@ double metric(std::uint16_t admin_port, const std::string& series) {
   return std::stod(text.substr(at + series.size() + 2));
 }
 
-/// Connections cluster "a"'s pools for the endpoint at `port` closed because the pool closed
-/// (a retired cluster's), summed over the two workers.
-double pool_closed(std::uint16_t admin_port, std::uint16_t port) {
+/// Connections cluster "a"'s pools for the endpoint at `port` closed for `reason`, summed over
+/// the two workers: "retired" when a reload took the endpoint out of the config (closed when
+/// idle), "pool_closed" when its pools closed.
+double closed_for(std::uint16_t admin_port, std::uint16_t port, const std::string& reason) {
   const std::string series =
       "tether_pool_connections_closed_total{cluster=\"a\",endpoint=\"127.0.0.1:" +
-      std::to_string(port) + "\",reason=\"pool_closed\",worker=\"";
+      std::to_string(port) + "\",reason=\"" + reason + "\",worker=\"";
   double sum = 0;
   for (const char* w : {"0", "1"}) {
     sum += std::max(0.0, metric(admin_port, series + w + "\"}"));
   }
   return sum;
+}
+
+double retired(std::uint16_t admin_port, std::uint16_t port) {
+  return closed_for(admin_port, port, "retired");
+}
+
+double pool_closed(std::uint16_t admin_port, std::uint16_t port) {
+  return closed_for(admin_port, port, "pool_closed");
+}
+
+/// Retired clusters that requests or tunnels still use.
+double draining(std::uint16_t admin_port) {
+  return metric(admin_port, "tether_proxy_clusters_draining");
 }
 
 std::string endpoint(std::uint16_t port) {
@@ -204,18 +219,19 @@ TEST(proxy_reload, a_changed_cluster_closes_its_pooled_connections_and_its_succe
   http_test_server c;
   proxy_fixture proxy{two_clusters(a.port(), b.port(), "a"), nullptr};
   EXPECT_EQ(run("curl -sS -o /dev/null -w '%{http_code}' " + proxy.url("/x")), "200");
-  const auto closed_by_pools = [&] { return pool_closed(proxy.admin_port(), a.port()); };
-  EXPECT_EQ(closed_by_pools(), 0);
+  const auto closed_at_a = [&] { return retired(proxy.admin_port(), a.port()); };
+  EXPECT_EQ(closed_at_a(), 0);
 
-  // Cluster "a" now has c as its only endpoint: a new cluster "a" is built, the old one retired;
-  // nothing holds it (curl's connection closed), so its pools close their connection to a.
+  // Cluster "a" now has c as its only endpoint: a new cluster "a" takes over, the old one is
+  // retired, and its endpoint a, which no cluster holds now, closes its idle connection.
   const auto errors = proxy.get().reload(loaded(two_clusters(c.port(), b.port(), "a")));
   ASSERT_TRUE(errors.empty()) << errors[0];
   const auto give_up = steady::now() + 5s;
-  while (closed_by_pools() < 1 && steady::now() < give_up) {
+  while ((closed_at_a() < 1 || draining(proxy.admin_port()) != 0) && steady::now() < give_up) {
     std::this_thread::sleep_for(10ms);
   }
-  EXPECT_EQ(closed_by_pools(), 1);
+  EXPECT_EQ(closed_at_a(), 1);
+  EXPECT_EQ(draining(proxy.admin_port()), 0) << "nothing holds the retired cluster";
   EXPECT_EQ(run("curl -sS -o /dev/null -w '%{http_code}' " + proxy.url("/x")), "200");
   EXPECT_EQ(c.requests(), 1);
   EXPECT_EQ(a.requests(), 1);
@@ -253,15 +269,16 @@ TEST(proxy_reload, a_cluster_whose_endpoints_change_keeps_those_that_stay_with_t
   const auto errors = proxy.get().reload(loaded(with_endpoints(c.port())));
   ASSERT_TRUE(errors.empty()) << errors[0];
   const auto give_up = steady::now() + 5s;
-  while (pool_closed(proxy.admin_port(), b.port()) < 1 && steady::now() < give_up) {
+  while (retired(proxy.admin_port(), b.port()) < 1 && steady::now() < give_up) {
     std::this_thread::sleep_for(10ms);
   }
-  EXPECT_EQ(pool_closed(proxy.admin_port(), b.port()), 1);
+  EXPECT_EQ(retired(proxy.admin_port(), b.port()), 1);
   EXPECT_EQ(run(curl + proxy.url("/x") + " " + proxy.url("/y")), "200 200 ");
   EXPECT_EQ(a.requests(), 2);
   EXPECT_EQ(c.requests(), 1);
   EXPECT_EQ(b.requests(), 1);
   EXPECT_EQ(a.connections(), 1) << "the endpoint that stayed opened a connection again";
+  EXPECT_EQ(retired(proxy.admin_port(), a.port()), 0);
   EXPECT_EQ(pool_closed(proxy.admin_port(), a.port()), 0);
   // Its gauges are the new cluster's now, and the one that left has none.
   const auto healthy = [&](std::uint16_t port) {
@@ -359,11 +376,16 @@ void kept_alive_across_a_reload(const std::string& first) {
   // done (or at once, idle), so the retired cluster closes its pools while it waits.
   const auto errors = proxy.get().reload(loaded(two_clusters(c.port(), b.port(), "a")));
   ASSERT_TRUE(errors.empty()) << errors[0];
-  const auto closed_by_pools = [&] { return pool_closed(proxy.admin_port(), a.port()); };
-  while (closed_by_pools() < 1 && steady::now() < give_up + 5s) {
+  // a's connection closes when idle (at once, or when the slow answer is in), and the retired
+  // cluster goes when the client's connection lets go of it.
+  const auto let_go = [&] {
+    return retired(proxy.admin_port(), a.port()) >= 1 && draining(proxy.admin_port()) == 0;
+  };
+  while (!let_go() && steady::now() < give_up + 5s) {
     std::this_thread::sleep_for(10ms);
   }
-  EXPECT_EQ(closed_by_pools(), 1) << "the idle client still holds the retired cluster";
+  EXPECT_EQ(retired(proxy.admin_port(), a.port()), 1);
+  EXPECT_EQ(draining(proxy.admin_port()), 0) << "the idle client still holds the retired cluster";
   std::ofstream{go.path()} << "go";
   EXPECT_EQ(client.get(), "200 200\n");
   EXPECT_EQ(c.requests(), 1); // the same client connection, the new cluster
@@ -377,6 +399,58 @@ TEST(proxy_reload, a_kept_alive_client_idle_at_the_reload_lets_go_of_the_old_con
 
 TEST(proxy_reload, a_client_busy_at_the_reload_lets_go_of_the_old_config_when_its_request_ends) {
   kept_alive_across_a_reload("/slow");
+}
+
+TEST(proxy_reload, a_tunnel_open_across_a_reload_keeps_no_idle_connection_of_a_removed_endpoint) {
+  http_test_server a;
+  http_test_server c;
+  http_test_server t;
+  // One worker: an HTTP listener to cluster a, a tcp listener to cluster t.
+  const auto with_a = [&](std::uint16_t endpoint_of_a) {
+    return "workers: 1\n"
+           "drain_timeout: 5s\n"
+           "listeners:\n"
+           "  - {name: main, address: 127.0.0.1, port: 0}\n"
+           "  - {name: raw, address: 127.0.0.1, port: 0, tcp: {cluster: t}}\n"
+           "admin: {address: 127.0.0.1, port: 0}\n"
+           "routes: [{path_prefix: /, cluster: a}]\n"
+           "clusters:\n"
+           "  - {name: a, endpoints: [" +
+           endpoint(endpoint_of_a) +
+           "]}\n"
+           "  - {name: t, endpoints: [" +
+           endpoint(t.port()) + "]}\n";
+  };
+  proxy_fixture proxy{with_a(a.port()), nullptr};
+  EXPECT_EQ(run("curl -sS -o /dev/null -w '%{http_code}' " + proxy.url("/x")), "200");
+  ASSERT_EQ(a.connections(), 1); // pooled, idle
+  // A tunnel through the tcp listener, open across the reload: its connection holds the config
+  // it began under, cluster a's old self with it.
+  std::optional<testing::kept_alive_client> tunnel{std::in_place,
+                                                   proxy.get().listener_ports().at(1)};
+  EXPECT_EQ(tunnel->get("/through").rfind("HTTP/1.1 200", 0), 0U);
+
+  const auto errors = proxy.get().reload(loaded(with_a(c.port())));
+  ASSERT_TRUE(errors.empty()) << errors[0];
+  const auto give_up = steady::now() + 5s;
+  while (retired(proxy.admin_port(), a.port()) < 1 && steady::now() < give_up) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(retired(proxy.admin_port(), a.port()), 1)
+      << "the removed endpoint's idle connection waits for the tunnel to end";
+  EXPECT_EQ(draining(proxy.admin_port()), 1) << "the tunnel holds the retired cluster";
+  EXPECT_EQ(tunnel->get("/still").rfind("HTTP/1.1 200", 0), 0U);
+  EXPECT_EQ(run("curl -sS -o /dev/null -w '%{http_code}' " + proxy.url("/x")), "200");
+  EXPECT_EQ(c.requests(), 1);
+  EXPECT_EQ(a.requests(), 1);
+  EXPECT_EQ(t.requests(), 2);
+  // The tunnel ends (its client closes): nothing holds the retired cluster any more.
+  tunnel.reset();
+  while (draining(proxy.admin_port()) != 0 && steady::now() < give_up + 5s) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(draining(proxy.admin_port()), 0);
+  EXPECT_EQ(pool_closed(proxy.admin_port(), a.port()), 0) << "closed as retired, not again";
 }
 
 /// Two workers, the listeners given (YAML flow items), everything to the backend on `backend`.
@@ -497,9 +571,9 @@ TEST(proxy_reload, twenty_reloads_under_wrk_fail_no_request_and_reset_no_connect
   EXPECT_GT(b.requests(), 0);
   EXPECT_EQ(metric(proxy.admin_port(), "tether_proxy_config_reloads_total{result=\"success\"}"),
             20);
-  // The retired clusters closed their pools once their requests were done.
+  // The endpoints each reload took out closed their connections once their requests were done.
   const double closed =
-      pool_closed(proxy.admin_port(), a.port()) + pool_closed(proxy.admin_port(), c.port());
+      retired(proxy.admin_port(), a.port()) + retired(proxy.admin_port(), c.port());
   EXPECT_GT(closed, 0);
   for (const char* cause : {"connect_failure", "pool_timeout", "upstream_reset", "bad_response"}) {
     EXPECT_EQ(metric(proxy.admin_port(),

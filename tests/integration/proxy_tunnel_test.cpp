@@ -121,6 +121,12 @@ TEST(proxy_tunnel, a_tcp_listener_relays_bytes_both_ways_and_counts_them) {
                    std::to_string(echo.port()) + "\"} 2"),
             std::string::npos)
       << m;
+  // Each tunnel took its connection out of the pool: closed there as detached, not broken.
+  const auto closed =
+      "tether_pool_connections_closed_total{cluster=\"echo\",endpoint=\"127.0.0.1:" +
+      std::to_string(echo.port()) + "\",reason=\"";
+  EXPECT_NE(m.find(closed + "detached\",worker=\"0\"} 2"), std::string::npos) << m;
+  EXPECT_NE(m.find(closed + "broken\",worker=\"0\"} 0"), std::string::npos) << m;
   EXPECT_EQ(echo.accepted(), 2);
 }
 

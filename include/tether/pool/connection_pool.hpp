@@ -80,8 +80,9 @@ struct pooled {
   clock::time_point leased_at{};
   std::source_location leased_from{};
   state current = state::idle;
-  bool broken = false; // its lease marked it broken
-  bool evict = false;  // close it when it comes back
+  bool broken = false;   // its lease marked it broken
+  bool detached = false; // its lease took what it holds out of the pool
+  bool evict = false;    // close it when it comes back
   bool leak_reported = false;
   bool returned = false; // it came back from a lease and was kept: the next lease reuses it
 };
@@ -120,6 +121,15 @@ public:
   void mark_broken() noexcept {
     if (entry_ != nullptr) {
       entry_->broken = true;
+    }
+  }
+
+  /// The caller has moved what the connection holds (its socket) out for good, as a proxy
+  /// does for a tunnel: on return it is closed (`detached`, not `broken`: nothing went wrong)
+  /// and never handed out again.
+  void detach() noexcept {
+    if (entry_ != nullptr) {
+      entry_->detached = true;
     }
   }
 
@@ -273,6 +283,20 @@ public:
     }
     for (const auto& e : all_) {
       e->evict = true;
+    }
+  }
+
+  /// Its peer left the configuration (a proxy reload removed it): work in flight may still
+  /// borrow from the pool, but nothing is kept for later. Closes every idle connection now
+  /// (`retired`), each leased or newly made one when it comes back with no waiter for it, and
+  /// keeps no min_idle from now on. Call on the pool's executor; async_close still ends it.
+  void retire() {
+    retired_ = true;
+    min_idle_ = 0;
+    while (!idle_.empty()) {
+      entry* e = idle_.back();
+      idle_.pop_back();
+      close_idle_taken(e, close_reason::retired);
     }
   }
 
@@ -506,6 +530,10 @@ private:
     if (hand_to_waiter(e)) {
       return;
     }
+    if (retired_) {
+      close_active(e, close_reason::retired);
+      return;
+    }
     if (shed_on_return_ && shed_on_return_()) {
       // Another pool's request waits for a unit of the limit this connection holds.
       close_active(e, close_reason::shed);
@@ -643,10 +671,12 @@ private:
     }
     bool reusable = true;
     if constexpr (checks_reuse<Connector>) {
-      reusable = e->broken || state_ != pool_state::open || e->evict ||
+      reusable = e->detached || e->broken || state_ != pool_state::open || e->evict ||
                  connector_.is_reusable(*e->connection);
     }
-    if (e->broken) {
+    if (e->detached) {
+      close_active(e, close_reason::detached);
+    } else if (e->broken) {
       close_active(e, close_reason::broken);
     } else if (state_ != pool_state::open) {
       close_active(e, close_reason::pool_closed);
@@ -811,11 +841,17 @@ private:
 
   static asio::awaitable<void> probe(std::shared_ptr<connection_pool> self, entry* e) {
     const bool alive = co_await self->connector_.async_validate(*e->connection);
-    if (!alive || self->state_ != pool_state::open || e->evict) {
-      // Evicted during the probe (evict_all closes only the idle ones it finds): closed too.
-      self->close_active(e, !alive
-                                ? close_reason::keepalive_failed
-                                : (e->evict ? close_reason::evicted : close_reason::pool_closed));
+    if (!alive || self->state_ != pool_state::open || e->evict || self->retired_) {
+      // Evicted or retired during the probe (they close only the idle ones they find): closed.
+      close_reason why = close_reason::pool_closed;
+      if (!alive) {
+        why = close_reason::keepalive_failed;
+      } else if (e->evict) {
+        why = close_reason::evicted;
+      } else if (self->retired_) {
+        why = close_reason::retired;
+      }
+      self->close_active(e, why);
       self->maybe_connect();
       self->drained_check();
       co_return;
@@ -854,6 +890,7 @@ private:
   std::deque<waiter*> waiters_;             // first come, first served
   std::function<void()> on_overloaded_;     // see on_overloaded
   std::function<bool()> shed_on_return_;    // see shed_on_return
+  bool retired_ = false;                    // retire(): nothing kept idle
   bool refused_by_limit_ = false;           // a connect of this round met the connector's limit
   std::size_t connecting_ = 0;
 

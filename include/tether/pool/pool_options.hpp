@@ -52,9 +52,11 @@ enum class close_reason : std::uint8_t {
   evicted,           ///< evict_all(): its peer was taken out of service (failed health checks)
   reset_failed,      ///< the connector's reset on return failed (a rollback or reset query)
   shed,              ///< idle, closed so that a request waiting at a shared limit gets its unit
+  retired,           ///< retire(): its peer left the configuration, nothing is kept idle
+  detached,          ///< its lease took the connection out of the pool (a proxy's tunnel)
 };
 /// How many close_reason values there are (for arrays indexed by them).
-inline constexpr std::size_t close_reason_count = 11;
+inline constexpr std::size_t close_reason_count = 13;
 
 /// A short lower-case name ("idle_timeout", ...), for logs and metric labels.
 [[nodiscard]] std::string_view to_string(close_reason reason) noexcept;

@@ -418,6 +418,73 @@ TEST_F(pool_test, a_connection_probed_while_the_pool_is_evicted_is_closed_not_ke
   EXPECT_EQ(a.connection->id, 2) << "a fresh connection, not the evicted one";
 }
 
+TEST_F(pool_test, a_detached_connection_is_closed_on_return_as_detached_not_broken) {
+  options.max_size = 1;
+  options.min_idle = 0;
+  auto p = make();
+  auto a = acquire_now(p);
+  const int first = a.connection->id;
+  a.connection.detach(); // its socket moved out for good (a tunnel)
+  a.connection.reset();
+  settle();
+  EXPECT_EQ(observer->closed, std::vector<close_reason>{close_reason::detached});
+  EXPECT_EQ(p->stats().total, 0U);
+  auto b = acquire_now(p);
+  ASSERT_FALSE(b.error);
+  EXPECT_NE(b.connection->id, first);
+}
+
+TEST_F(pool_test, a_retired_pool_lends_to_work_in_flight_but_keeps_nothing_idle) {
+  options.max_size = 2;
+  options.min_idle = 2;
+  auto p = make();
+  ASSERT_TRUE(run_until(io, [&] { return p->stats().idle == 2; }));
+  auto a = acquire_now(p);
+  const int first = a.connection->id;
+  p->retire(); // its peer left the configuration
+  settle();
+  EXPECT_EQ(observer->closed, std::vector<close_reason>{close_reason::retired});
+  EXPECT_EQ(p->stats().idle, 0U);
+  EXPECT_EQ(p->stats().min_idle, 0U);
+  // Work in flight still borrows: a new connection, and one handed from lease to waiter.
+  auto b = acquire_now(p);
+  ASSERT_FALSE(b.error);
+  auto waiting = acquire(p);
+  settle();
+  ASSERT_FALSE(waiting->has_value()); // both connections leased
+  a.connection.reset();
+  ASSERT_TRUE(run_until(io, [&] { return waiting->has_value(); }));
+  ASSERT_FALSE((*waiting)->error);
+  EXPECT_EQ((*waiting)->connection->id, first) << "handed to the waiter, not closed";
+  EXPECT_EQ(observer->closed.size(), 1U);
+  // Given back with nobody waiting: closed, not kept; and no prefill replaces them.
+  b.connection.reset();
+  (*waiting)->connection.reset();
+  settle();
+  EXPECT_EQ(observer->closed, std::vector<close_reason>(3, close_reason::retired));
+  const int opened = state->opened;
+  clock.advance(10min);
+  settle();
+  EXPECT_EQ(state->opened, opened);
+  EXPECT_EQ(p->stats().total, 0U);
+}
+
+TEST_F(pool_test, a_connection_probed_while_the_pool_retires_is_closed_not_kept) {
+  options.max_size = 1;
+  options.keepalive_interval = 2min;
+  options.max_lifetime = 0s;
+  auto p = make();
+  ASSERT_TRUE(run_until(io, [&] { return p->stats().idle == 1; }));
+  state->hold_validations = true;
+  clock.advance(2min);
+  ASSERT_TRUE(run_until(io, [&] { return state->held.size() == 1; }));
+  p->retire();
+  state->release_validations();
+  ASSERT_TRUE(run_until(io, [&] { return state->closed == 1; }));
+  EXPECT_EQ(observer->closed, std::vector<close_reason>{close_reason::retired});
+  EXPECT_EQ(p->stats().total, 0U);
+}
+
 TEST_F(pool_test, a_connection_validated_for_a_borrower_while_the_pool_is_evicted_is_not_lent) {
   options.max_size = 1;
   options.min_idle = 0;
