@@ -13,6 +13,7 @@
 #include <memory>
 #include <regex>
 #include <string>
+#include <thread>
 
 #include <asio/buffers_iterator.hpp>
 #include <asio/read_until.hpp>
@@ -192,6 +193,122 @@ TEST(proxy_tunnel, a_host_that_refuses_is_passed_over_for_another_and_its_breake
   EXPECT_NE(m.find("tether_proxy_retries_total{cluster=\"echo\",reason=\"refused\"} 3"),
             std::string::npos)
       << m;
+}
+
+/// The value of `series` (a whole series name with its labels) in `metrics`, or -1.
+double value_of(const std::string& metrics, const std::string& series) {
+  const auto at = metrics.find("\n" + series + " ");
+  return at == std::string::npos ? -1 : std::stod(metrics.substr(at + series.size() + 2));
+}
+
+TEST(proxy_tunnel, a_tcp_health_check_keeps_a_dead_host_out_of_the_tunnels) {
+  echo_server echo;
+  const auto dead = closed_port();
+  testing::proxy_fixture proxy{
+      tcp_config({dead, echo.port()}, "",
+                 "    health_check: {type: tcp, interval: 100ms, timeout: 1s, "
+                 "healthy_threshold: 1, unhealthy_threshold: 1}\n"),
+      nullptr};
+  const auto healthy = [&](std::uint16_t port) {
+    return value_of(metrics_of(proxy),
+                    "tether_proxy_host_healthy{cluster=\"echo\",endpoint=\"127.0.0.1:" +
+                        std::to_string(port) + "\"}");
+  };
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds{5};
+  while ((healthy(echo.port()) != 1 || healthy(dead) != 0) &&
+         std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds{20});
+  }
+  ASSERT_EQ(healthy(echo.port()), 1);
+  ASSERT_EQ(healthy(dead), 0);
+  // Round robin would send every other connection to the dead host (then retry it elsewhere):
+  // with it checked out, none is tried there.
+  for (int i = 0; i < 6; ++i) {
+    EXPECT_EQ(send_and_read(proxy.port(), "n" + std::to_string(i)), "n" + std::to_string(i));
+  }
+  const auto m = metrics_of(proxy);
+  EXPECT_EQ(value_of(m, "tether_proxy_retries_total{cluster=\"echo\",reason=\"refused\"}"), 0) << m;
+  EXPECT_GE(echo.accepted(), 6); // the tunnels, and the checks' connections
+}
+
+TEST(proxy_tunnel, outlier_detection_ejects_a_host_whose_connects_fail) {
+  echo_server echo;
+  const auto dead = closed_port();
+  testing::proxy_fixture proxy{
+      tcp_config({dead, echo.port()}, "",
+                 "    outlier_detection: {consecutive_gateway_failure: 2, interval: 1h, "
+                 "base_ejection_time: 1h}\n"),
+      nullptr};
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_EQ(send_and_read(proxy.port(), "n" + std::to_string(i)), "n" + std::to_string(i));
+  }
+  EXPECT_EQ(echo.accepted(), 10);
+  // Two refused connects (each retried on the live host) eject it; no connection goes there
+  // after, where round robin alone would have sent five of the ten.
+  const auto m = metrics_of(proxy);
+  EXPECT_EQ(value_of(m, "tether_proxy_retries_total{cluster=\"echo\",reason=\"refused\"}"), 2) << m;
+  EXPECT_EQ(
+      value_of(m, "tether_proxy_outlier_ejections_total{cluster=\"echo\",endpoint=\"127.0.0.1:" +
+                      std::to_string(dead) + "\"}"),
+      1)
+      << m;
+}
+
+TEST(proxy_tunnel, max_connections_counts_tunnels_and_one_over_waits_as_pending) {
+  echo_server echo;
+  testing::proxy_fixture proxy{
+      tcp_config({echo.port()}, "",
+                 "    circuit_breakers: {max_connections: 1, max_pending_requests: 1}\n"
+                 "    pool: {acquire_timeout: 10s}\n"),
+      nullptr};
+  asio::io_context io;
+  const auto open = [&] {
+    auto s = std::make_unique<asio::ip::tcp::socket>(io);
+    s->connect({asio::ip::make_address("127.0.0.1"), proxy.port()});
+    const timeval bound{5, 0};
+    ::setsockopt(s->native_handle(), SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound);
+    return s;
+  };
+  const auto echoes = [](asio::ip::tcp::socket& s, const std::string& text) {
+    std::error_code ec;
+    asio::write(s, asio::buffer(text), ec);
+    std::string got(text.size(), '\0');
+    asio::read(s, asio::buffer(got), ec);
+    return ec ? "error: " + ec.message() : got;
+  };
+  auto first = open();
+  ASSERT_EQ(echoes(*first, "one"), "one"); // the tunnel holds the cluster's one connection
+  auto second = open();                    // waits as pending for it
+  asio::write(*second, asio::buffer(std::string_view{"two"}));
+  const std::string pending =
+      "tether_pool_pending_acquires{cluster=\"echo\",endpoint=\"127.0.0.1:" +
+      std::to_string(echo.port()) + "\",worker=\"0\"}";
+  const auto wait_until = std::chrono::steady_clock::now() + std::chrono::seconds{5};
+  while (value_of(metrics_of(proxy), pending) != 1 &&
+         std::chrono::steady_clock::now() < wait_until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds{10});
+  }
+  ASSERT_EQ(value_of(metrics_of(proxy), pending), 1);
+  const auto overflowed = [&] {
+    return value_of(metrics_of(proxy),
+                    "tether_proxy_overflow_total{cluster=\"echo\",resource=\"pending_requests\"}");
+  };
+  // A third finds the pending slot taken: closed at once, counted.
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds{5};
+  bool closed = false;
+  while (overflowed() < 1 && std::chrono::steady_clock::now() < give_up) {
+    EXPECT_EQ(testing::raw_exchange(proxy.port(), "three", &closed), "");
+    EXPECT_TRUE(closed);
+  }
+  EXPECT_EQ(overflowed(), 1);
+  EXPECT_EQ(echo.accepted(), 1);
+  // The first tunnel ends: its unit goes to the one pending, whose bytes then go through.
+  first.reset();
+  std::string got(3, '\0');
+  std::error_code ec;
+  asio::read(*second, asio::buffer(got), ec);
+  EXPECT_EQ(got, "two") << ec.message();
+  EXPECT_EQ(echo.accepted(), 2);
 }
 
 TEST(proxy_tunnel, no_host_to_connect_to_closes_the_client_and_counts_a_connect_failure) {
