@@ -329,8 +329,8 @@ void server::impl::register_metrics() {
       metrics::metric_kind::gauge, {}, [this] { return loaded_at.load(); }));
   shared.callbacks.push_back(reg.callback(
       "tether_proxy_clusters_draining",
-      "Clusters a reload changed or removed that requests or tunnels still use; each goes, with "
-      "the pools no other cluster holds, when the last of them ends",
+      "Clusters a reload changed or removed that requests, tunnels or a health check under way "
+      "still use; each goes when the last of them ends",
       metrics::metric_kind::gauge, {},
       [n = clusters_draining] { return static_cast<double>(n->load()); }));
   auto& causes = reg.counter("tether_proxy_errors_total",

@@ -292,7 +292,7 @@ public:
   /// keeps no min_idle from now on. Call on the pool's executor; async_close still ends it.
   void retire() {
     retired_ = true;
-    min_idle_ = 0;
+    min_idle_.store(0, std::memory_order_relaxed);
     while (!idle_.empty()) {
       entry* e = idle_.back();
       idle_.pop_back();
@@ -342,7 +342,7 @@ public:
     s.pending = pending_count_.load(std::memory_order_relaxed);
     s.connecting = connecting_count_.load(std::memory_order_relaxed);
     s.max = options_.max_size;
-    s.min_idle = min_idle_;
+    s.min_idle = min_idle_.load(std::memory_order_relaxed);
     return s;
   }
 
@@ -841,23 +841,21 @@ private:
 
   static asio::awaitable<void> probe(std::shared_ptr<connection_pool> self, entry* e) {
     const bool alive = co_await self->connector_.async_validate(*e->connection);
-    if (!alive || self->state_ != pool_state::open || e->evict || self->retired_) {
-      // Evicted or retired during the probe (they close only the idle ones they find): closed.
-      close_reason why = close_reason::pool_closed;
-      if (!alive) {
-        why = close_reason::keepalive_failed;
-      } else if (e->evict) {
-        why = close_reason::evicted;
-      } else if (self->retired_) {
-        why = close_reason::retired;
-      }
-      self->close_active(e, why);
+    if (!alive || self->state_ != pool_state::open || e->evict) {
+      // Evicted during the probe (evict_all closes only the idle ones it finds): closed too.
+      self->close_active(e, !alive
+                                ? close_reason::keepalive_failed
+                                : (e->evict ? close_reason::evicted : close_reason::pool_closed));
       self->maybe_connect();
       self->drained_check();
       co_return;
     }
     e->last_probe = self->clock_.now();
     if (self->hand_to_waiter(e)) {
+      co_return;
+    }
+    if (self->retired_) { // retired during the probe, and no one waits for it
+      self->close_active(e, close_reason::retired);
       co_return;
     }
     // A probe is not a use: the connection keeps its last_used (and so its idle timeout) and
@@ -874,7 +872,7 @@ private:
   Executor executor_;
   Connector connector_;
   pool_options options_;
-  std::size_t min_idle_;
+  std::atomic<std::size_t> min_idle_; // retire() lowers it; stats() reads it from any thread
   const clock& clock_;
   std::shared_ptr<pool_observer> observer_;
   default_random random_;

@@ -469,6 +469,41 @@ TEST_F(pool_test, a_retired_pool_lends_to_work_in_flight_but_keeps_nothing_idle)
   EXPECT_EQ(p->stats().total, 0U);
 }
 
+TEST_F(pool_test, connects_under_way_when_the_pool_retires_are_closed_when_they_land) {
+  options.max_size = 2;
+  options.min_idle = 2;
+  state->suspend_on_connect = true;
+  auto p = make();
+  // One handler at a time, until the prefill's two connects are under way.
+  for (int i = 0; i < 100 && p->stats().connecting < 2; ++i) {
+    io.restart();
+    io.run_one();
+  }
+  ASSERT_EQ(p->stats().connecting, 2U);
+  ASSERT_EQ(state->opened, 0);
+  p->retire();
+  ASSERT_TRUE(run_until(io, [&] { return state->closed == 2; }));
+  EXPECT_EQ(state->opened, 2);
+  EXPECT_EQ(observer->closed, std::vector<close_reason>(2, close_reason::retired));
+  EXPECT_EQ(p->stats().total, 0U);
+}
+
+TEST_F(pool_test, a_connection_resetting_when_the_pool_retires_is_closed_after_its_reset) {
+  options.max_size = 1;
+  options.min_idle = 0;
+  auto p = make();
+  auto a = acquire_now(p);
+  a.connection->dirty = true; // it needs a reset before it is pooled again
+  state->hold_resets = true;
+  a.connection.reset();
+  ASSERT_TRUE(run_until(io, [&] { return state->held.size() == 1; })); // its reset under way
+  p->retire();
+  state->release_validations();
+  ASSERT_TRUE(run_until(io, [&] { return state->closed == 1; }));
+  EXPECT_EQ(state->resets, 1);
+  EXPECT_EQ(observer->closed, std::vector<close_reason>{close_reason::retired});
+}
+
 TEST_F(pool_test, a_connection_probed_while_the_pool_retires_is_closed_not_kept) {
   options.max_size = 1;
   options.keepalive_interval = 2min;
