@@ -2,13 +2,9 @@
 // the running one through a Unix socket (admin.upgrade_socket), with the connections queued in
 // them, as HAProxy's "expose-fd listeners" and Envoy's hot restart pass theirs.
 //
-// The exchange, one SOCK_SEQPACKET message each:
-//   new -> old  "tether take-over 1 <pid>"
-//   old -> new  "socket <kind> <port> <address> <name>" and its descriptor, for each socket
-//               (kind "listener": one per old worker and listener; kind "admin")
-//   old -> new  "end <pid>"            (or "refused <why>", and the connection closes)
-//   new -> old  "ready <pid>"          it accepts on them now
-//   old -> new  "draining"             it accepts no more, and drains
+// The exchange is one SOCK_SEQPACKET message each way at a time (take_over_protocol.hpp lists
+// them): a hello, the old process's listening sockets (one per old worker and listener, and the
+// admin's), then "ready" from the new one and "draining" from the old.
 // Until "ready" the old process accepts as before: a new one that fails, or dies, leaves it as
 // it was.
 #include <fcntl.h>
@@ -17,10 +13,8 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <cstring>
 #include <future>
-#include <optional>
 
 #include <asio/co_spawn.hpp>
 #include <asio/experimental/as_tuple.hpp>
@@ -32,6 +26,7 @@
 
 #include "server_impl.hpp"
 #include "session.hpp"
+#include "take_over_protocol.hpp"
 
 namespace tether::proxy {
 namespace {
@@ -42,32 +37,9 @@ constexpr std::chrono::milliseconds message_timeout{5000};
 /// From the sockets passed to "ready": the new process's whole start (TLS contexts, bind,
 /// threads). Past it the old one forgets the take-over and goes on.
 constexpr std::chrono::milliseconds ready_timeout{60000};
-constexpr std::string_view greeting = "tether take-over 1 ";
 /// A send on the admin thread: a few short messages fit the socket's buffer, so this only
 /// bounds a peer that reads nothing.
 constexpr std::chrono::milliseconds send_timeout{100};
-
-// The text after `prefix` in `text`, or nullopt.
-std::optional<std::string_view> after(std::string_view text, std::string_view prefix) {
-  if (!text.starts_with(prefix)) {
-    return std::nullopt;
-  }
-  return text.substr(prefix.size());
-}
-
-// The next word of `rest`, taken off it.
-std::string_view next_word(std::string_view& rest) {
-  const auto space = rest.find(' ');
-  const auto word = rest.substr(0, space);
-  rest = space == std::string_view::npos ? std::string_view{} : rest.substr(space + 1);
-  return word;
-}
-
-int parse_pid(std::string_view text) {
-  int pid = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), pid);
-  return ec == std::errc{} && end == text.data() + text.size() && pid > 0 ? pid : 0;
-}
 
 // One message from `d`, waiting up to `timeout` without holding the admin thread.
 asio::awaitable<std::error_code> receive(asio::posix::stream_descriptor& d, net::fd_message& out,
@@ -130,8 +102,8 @@ std::error_code server::impl::take_over() {
     failure = "the process there runs as user " + std::to_string(uid) + ", not as this one";
     return make_error_code(std::errc::permission_denied);
   }
-  const auto hello = std::string{greeting} + std::to_string(::getpid());
-  if (const auto ec = net::send_message(connection.get(), hello, {}, message_timeout)) {
+  if (const auto ec =
+          net::send_message(connection.get(), take_over::hello(::getpid()), {}, message_timeout)) {
     failure = ec.message();
     return ec;
   }
@@ -142,23 +114,18 @@ std::error_code server::impl::take_over() {
       failure = ec == asio::error::eof ? std::string{"it closed the connection"} : ec.message();
       return ec;
     }
-    if (const auto why = after(m.text, "refused ")) {
+    const auto said = take_over::read(m.text);
+    if (said.what == take_over::says::refused) {
       taken.clear();
-      failure = "it refused: " + std::string{*why};
+      failure = "it refused: " + std::string{said.reason};
       return make_error_code(std::errc::operation_not_permitted);
     }
-    if (after(m.text, "end ")) {
+    if (said.what == take_over::says::end) {
       break;
     }
     // The words say which listener a socket is for; where it listens is asked of the socket.
-    auto rest = after(m.text, "socket ").value_or(std::string_view{});
-    passed_socket s;
-    s.kind = next_word(rest);
-    next_word(rest); // its port
-    next_word(rest); // its address
-    s.name = rest;
     asio::ip::tcp::endpoint local;
-    if (m.fds.size() != 1 || (s.kind != "listener" && s.kind != "admin") ||
+    if (said.what != take_over::says::socket || m.fds.size() != 1 ||
         !listening_tcp(m.fds.front().get(), local)) {
       taken.clear();
       failure = "it sent what this tether does not understand: \"" + m.text.substr(0, 200) +
@@ -166,6 +133,9 @@ std::error_code server::impl::take_over() {
                 " descriptors (one listening TCP socket expected)";
       return make_error_code(std::errc::protocol_error);
     }
+    passed_socket s;
+    s.kind = said.kind;
+    s.name = said.name;
     s.address = local.address().to_string();
     s.port = local.port();
     s.fd = std::move(m.fds.front());
@@ -209,12 +179,11 @@ std::vector<net::owned_fd> server::impl::take_listener(const listener_config& l)
 void server::impl::finish_take_over() {
   const auto pid = std::to_string(predecessor_pid);
   net::fd_message answer;
-  auto ec = net::send_message(predecessor.get(), "ready " + std::to_string(::getpid()), {},
-                              message_timeout);
+  auto ec = net::send_message(predecessor.get(), take_over::ready(::getpid()), {}, message_timeout);
   if (!ec) {
     ec = net::receive_message(predecessor.get(), answer, message_timeout);
   }
-  if (ec || answer.text != "draining") {
+  if (ec || take_over::read(answer.text).what != take_over::says::draining) {
     // This process accepts on its sockets either way; the old one may too until it stops.
     log_event(shared, spdlog::level::warn,
               "pid " + pid + " did not say it drains (" +
@@ -275,7 +244,7 @@ asio::awaitable<void> server::impl::upgrade_loop() {
 
 asio::awaitable<void> server::impl::hand_over(net::owned_fd connection) {
   const auto refuse = [this](int socket, const std::string& why) {
-    (void)net::send_message(socket, "refused " + why, {}, send_timeout);
+    (void)net::send_message(socket, take_over::refused(why), {}, send_timeout);
     log_event(shared, spdlog::level::warn, "refused a take-over: " + why);
   };
   // Only this user's processes: the sockets let whoever has them answer this tether's clients.
@@ -290,7 +259,7 @@ asio::awaitable<void> server::impl::hand_over(net::owned_fd connection) {
   if (const auto ec = co_await receive(d, hello, message_timeout)) {
     co_return; // not a tether, or gone
   }
-  if (parse_pid(after(hello.text, greeting).value_or(std::string_view{})) == 0) {
+  if (take_over::read(hello.text).what != take_over::says::hello) {
     refuse(d.native_handle(),
            "it is not a tether of this version (it said \"" + hello.text.substr(0, 100) + "\")");
     co_return;
@@ -313,15 +282,14 @@ asio::awaitable<void> server::impl::hand_over(net::owned_fd connection) {
 
   for (const auto& p : passable) {
     const int fd = p.fd.get();
-    const auto text =
-        "socket " + p.kind + " " + std::to_string(p.port) + " " + p.address + " " + p.name;
+    const auto text = take_over::socket(p.kind, p.port, p.address, p.name);
     if (const auto ec = net::send_message(d.native_handle(), text, {&fd, 1}, send_timeout)) {
       log_event(shared, spdlog::level::warn,
                 "a take-over by " + who + " failed: " + ec.message() + "; accepting as before");
       co_return;
     }
   }
-  if (net::send_message(d.native_handle(), "end " + std::to_string(::getpid()), {}, send_timeout)) {
+  if (net::send_message(d.native_handle(), take_over::end(::getpid()), {}, send_timeout)) {
     co_return;
   }
   log_event(shared, spdlog::level::info,
@@ -333,7 +301,7 @@ asio::awaitable<void> server::impl::hand_over(net::owned_fd connection) {
     log_event(shared, spdlog::level::warn, "stopping: the take-over by " + who + " is dropped");
     co_return;
   }
-  if (ec || !ready.text.starts_with("ready ")) {
+  if (ec || take_over::read(ready.text).what != take_over::says::ready) {
     log_event(
         shared, spdlog::level::warn,
         who + " gave the take-over up (" +
@@ -352,7 +320,7 @@ asio::awaitable<void> server::impl::hand_over(net::owned_fd connection) {
   // Waited for (workers never wait on the admin thread): once the new process hears
   // "draining", no connection is accepted here any more.
   stop_accepting();
-  (void)net::send_message(d.native_handle(), "draining", {}, send_timeout);
+  (void)net::send_message(d.native_handle(), take_over::draining, {}, send_timeout);
   log_event(shared, spdlog::level::info, "handed the listeners over to " + who + "; draining");
   if (handed_over_callback) {
     handed_over_callback(pid);
