@@ -418,6 +418,7 @@ void server::impl::publish(const std::shared_ptr<const generation>& g,
       ports = *listener_ports;
     }
   }
+  watch_listeners(*g);
   loaded_at =
       std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   config_info.reset(); // the last hash's series, before the new one

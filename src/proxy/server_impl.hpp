@@ -129,8 +129,10 @@ struct server::impl {
                          std::uint16_t port, int fd);
 
   void register_metrics(); // the process-wide series
-  /// A TLS listener's handshake counters, with their series, by name (made once).
+  /// A TLS listener's handshake counters, by name (made once).
   tls::handshake_counters* listener_handshakes(const std::string& name);
+  /// Registers the series of `g`'s TLS listeners' handshakes that have none yet (at publish).
+  void watch_listeners(const detail::generation& g);
   std::map<std::string, detail::listener_tls> listener_stats; // start and admin thread
   /// A cluster, its series and its pool on every worker (stats.cpp); `tls` made already, for
   /// a cluster with `tls:`. With `previous` (whose settings `c` repeats, its endpoints aside),

@@ -306,14 +306,24 @@ server::impl::build_generation(config c, std::vector<std::shared_ptr<proxy_clust
 
 tls::handshake_counters* server::impl::listener_handshakes(const std::string& name) {
   // Made the first time a listener of that name has `tls:`, and kept (its counters go on
-  // across reloads, as a cluster's do).
+  // across reloads, as a cluster's do). Its series appear when a generation that has it runs
+  // (watch_listeners): a reload refused later shows none for a listener that never ran.
   auto& state = listener_stats[name];
   if (!state.handshakes) {
     state.handshakes = std::make_unique<tls::handshake_counters>();
-    state.callbacks = tls::watch_handshakes(shared.registry, "tether_proxy_downstream",
-                                            {{"listener", name}}, *state.handshakes);
   }
   return state.handshakes.get();
+}
+
+void server::impl::watch_listeners(const generation& g) {
+  for (const auto& l : g.cfg.listeners) {
+    const auto it = listener_stats.find(l.name);
+    if (l.tls && it != listener_stats.end() && it->second.handshakes &&
+        it->second.callbacks.empty()) {
+      it->second.callbacks = tls::watch_handshakes(shared.registry, "tether_proxy_downstream",
+                                                   {{"listener", l.name}}, *it->second.handshakes);
+    }
+  }
 }
 
 void server::impl::register_metrics() {
