@@ -83,6 +83,24 @@ struct pool_test : ::testing::Test {
     *slot = co_await p->async_acquire(timeout);
   }
 
+  // A pool of one idle connection whose keepalive probe is under way (held until
+  // state->release_validations()); null if it did not get there.
+  std::shared_ptr<pool_type> pool_with_a_probe_under_way() {
+    options.max_size = 1;
+    options.keepalive_interval = std::chrono::minutes{2};
+    options.max_lifetime = std::chrono::seconds{0};
+    auto p = make();
+    if (!run_until(io, [&] { return p->stats().idle == 1; })) {
+      return nullptr;
+    }
+    state->hold_validations = true;
+    clock.advance(std::chrono::minutes{2});
+    if (!run_until(io, [&] { return state->held.size() == 1; })) {
+      return nullptr;
+    }
+    return p;
+  }
+
   acquire_result acquire_now(const std::shared_ptr<pool_type>& p) {
     auto slot = acquire(p);
     EXPECT_TRUE(run_until(io, [&] { return slot->has_value(); }));
@@ -401,14 +419,8 @@ TEST_F(pool_test, keepalive_probes_idle_connections_and_drops_dead_ones) {
 }
 
 TEST_F(pool_test, a_connection_probed_while_the_pool_is_evicted_is_closed_not_kept) {
-  options.max_size = 1;
-  options.keepalive_interval = 2min;
-  options.max_lifetime = 0s;
-  auto p = make();
-  ASSERT_TRUE(run_until(io, [&] { return p->stats().idle == 1; }));
-  state->hold_validations = true;
-  clock.advance(2min);
-  ASSERT_TRUE(run_until(io, [&] { return state->held.size() == 1; })); // the probe is under way
+  auto p = pool_with_a_probe_under_way();
+  ASSERT_TRUE(p);
   p->evict_all(); // its host was taken out of service meanwhile
   state->release_validations();
   ASSERT_TRUE(run_until(io, [&] { return state->closed == 1; }));
@@ -505,14 +517,8 @@ TEST_F(pool_test, a_connection_resetting_when_the_pool_retires_is_closed_after_i
 }
 
 TEST_F(pool_test, a_connection_probed_while_the_pool_retires_is_closed_not_kept) {
-  options.max_size = 1;
-  options.keepalive_interval = 2min;
-  options.max_lifetime = 0s;
-  auto p = make();
-  ASSERT_TRUE(run_until(io, [&] { return p->stats().idle == 1; }));
-  state->hold_validations = true;
-  clock.advance(2min);
-  ASSERT_TRUE(run_until(io, [&] { return state->held.size() == 1; }));
+  auto p = pool_with_a_probe_under_way();
+  ASSERT_TRUE(p);
   p->retire();
   state->release_validations();
   ASSERT_TRUE(run_until(io, [&] { return state->closed == 1; }));
