@@ -123,8 +123,8 @@ struct client_options {
 /// overall one, retries by the retry policy (idempotent requests only) with jittered backoff, a
 /// retry budget and a circuit breaker per host; every part of it in metrics when given a registry.
 ///
-/// A client lives on one executor (a worker's io_context, or a strand); calls from elsewhere hop
-/// onto it. Thread-per-core services make one client per worker.
+/// A client lives on one io_context's executor (a worker's); calls from elsewhere hop onto it.
+/// Thread-per-core services make one client per worker.
 ///
 ///   auto client = http::client::create(io.get_executor());
 ///   auto r = co_await client->async_request(http::request::to("GET", "http://127.0.0.1:8080/"));
